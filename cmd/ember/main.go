@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/emberprof/ember/internal/agent"
 )
 
 var rootCmd = &cobra.Command{
@@ -20,6 +22,9 @@ var rootCmd = &cobra.Command{
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == agent.ExecHelperArg {
+		agent.RunExecHelper(os.Args[2:])
+	}
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "ember:", err)
 		os.Exit(1)

@@ -1,0 +1,279 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ember's kernel side: on-CPU sampling (perf_event cpu-clock) and off-CPU
+ * accounting (tp_btf/sched_switch + tp_btf/sys_exit), counted per
+ * {pid, tid, user stack, kernel stack, kind} into double-buffered maps.
+ *
+ * Shape follows libbpf-tools' profile.bpf.c and offcputime.bpf.c, with three
+ * differences that DESIGN.md explains: every stack failure is counted in a
+ * per-CPU stats map (never hidden, never BPF_F_REUSE_STACKID), the counts and
+ * stack maps exist twice so user space can drain one set while the other is
+ * live, and off-CPU stacks are taken only for the blocks that are kept, when
+ * the blocked thread runs again.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "ember.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Load-time configuration, set by user space before loading. */
+const volatile __u32 self_tgid = 0;        /* exclude the profiler itself */
+const volatile bool filter_pids = false;   /* only tgids in the pids map */
+const volatile bool follow_forks = false;  /* add children of filtered tgids */
+const volatile __u64 filter_cgroup = 0;    /* only this cgroup v2 id (0: any) */
+const volatile bool include_idle = false;  /* count the idle task (pid 0) */
+const volatile __u64 offcpu_threshold_ns = 1000000; /* T of the weighted sampling */
+const volatile __u64 offcpu_min_ns = 0;    /* blocks shorter are never kept */
+const volatile __u32 offcpu_kinds = 0xff;  /* bit (1 << kind) of kinds to keep */
+
+#define MAX_KSTACK_DEPTH 64
+
+/* The live set: 0 or 1. User space flips it, then drains the idle set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} active_set SEC(".maps");
+
+struct counts_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* resized by user space */
+	__type(key, struct sample_key);
+	__type(value, struct sample_value);
+};
+struct counts_map counts0 SEC(".maps");
+struct counts_map counts1 SEC(".maps");
+
+struct stacks_map {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384); /* resized by user space */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+};
+struct stacks_map stacks0 SEC(".maps");
+struct stacks_map stacks1 SEC(".maps");
+
+/* Kernel stacks of blocked threads, keyed by a hash of their frames. */
+struct kstack {
+	__u64 ips[MAX_KSTACK_DEPTH];
+};
+struct offcpu_kstacks_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* resized by user space */
+	__type(key, __u64);
+	__type(value, struct kstack);
+};
+struct offcpu_kstacks_map offcpu_kstacks0 SEC(".maps");
+struct offcpu_kstacks_map offcpu_kstacks1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Processes to profile when filter_pids is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+/* Processes user space has been told about. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u8);
+} known_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		(*v)++;
+}
+
+static __always_inline __u32 live_set(void)
+{
+	__u32 zero = 0;
+	__u32 *s = bpf_map_lookup_elem(&active_set, &zero);
+	return s ? *s : 0;
+}
+
+/* wanted reports whether samples of process tgid are to be kept. */
+static __always_inline bool wanted(__u32 tgid, __u32 tid)
+{
+	if (tid == 0)
+		return include_idle;
+	if (tgid == self_tgid)
+		return false;
+	if (filter_pids && !bpf_map_lookup_elem(&pids, &tgid))
+		return false;
+	if (filter_cgroup && bpf_get_current_cgroup_id() != filter_cgroup)
+		return false;
+	return true;
+}
+
+#define PF_KTHREAD 0x00200000
+
+static __always_inline bool is_kthread(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, flags) & PF_KTHREAD;
+}
+
+static __always_inline void notify(__u32 type, __u32 pid)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_EVENTS_LOST);
+		return;
+	}
+	e->type = type;
+	e->pid = pid;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* note_process tells user space about a process the first time it is seen,
+ * so that its /proc/PID/maps is read while it lives. */
+static __always_inline void note_process(__u32 tgid)
+{
+	__u8 one = 1;
+	if (tgid == 0 || bpf_map_lookup_elem(&known_pids, &tgid))
+		return;
+	if (bpf_map_update_elem(&known_pids, &tgid, &one, BPF_NOEXIST) == 0)
+		notify(EVENT_NEW_PROCESS, tgid);
+}
+
+static __always_inline void count_stack_error(long err, bool user)
+{
+	__u32 base = user ? STAT_USTACK_EEXIST : STAT_KSTACK_EEXIST;
+	if (err == -17 /* EEXIST */)
+		stat_inc(base);
+	else if (err == -14 /* EFAULT */)
+		stat_inc(base + 1);
+	else if (err == -12 /* ENOMEM */)
+		stat_inc(base + 2);
+	else
+		stat_inc(base + 3);
+}
+
+static __always_inline long stackid(void *ctx, __u32 set, __u64 flags)
+{
+	long id = set ? bpf_get_stackid(ctx, &stacks1, flags) : bpf_get_stackid(ctx, &stacks0, flags);
+	if (id < 0)
+		count_stack_error(id, flags & BPF_F_USER_STACK);
+	return id;
+}
+
+/* add accumulates one sample into the live counts map of set. */
+static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, __u64 ns)
+{
+	void *map = set ? (void *)&counts1 : (void *)&counts0;
+	struct sample_value *v = bpf_map_lookup_elem(map, key);
+	if (v) {
+		__sync_fetch_and_add(&v->count, count);
+		__sync_fetch_and_add(&v->ns, ns);
+		return;
+	}
+	struct sample_value init = { .count = count, .ns = ns };
+	if (bpf_map_update_elem(map, key, &init, BPF_NOEXIST) == 0)
+		return;
+	/* Another CPU inserted the same key in between: add to it. */
+	v = bpf_map_lookup_elem(map, key);
+	if (v) {
+		__sync_fetch_and_add(&v->count, count);
+		__sync_fetch_and_add(&v->ns, ns);
+		return;
+	}
+	stat_inc(STAT_COUNTS_FULL);
+}
+
+SEC("perf_event")
+int on_cpu_sample(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+
+	if (!wanted(tgid, tid))
+		return 0;
+	stat_inc(STAT_SAMPLES);
+	note_process(tgid);
+
+	__u32 set = live_set();
+	struct sample_key key = {
+		.pid = tgid,
+		.tid = tid,
+		.kind = KIND_ONCPU,
+	};
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+	key.kern_stack = stackid(ctx, set, 0);
+	/* Kernel threads have no user stack: that is not a loss. */
+	if (is_kthread((struct task_struct *)bpf_get_current_task()))
+		key.user_stack = -2 /* ENOENT */;
+	else
+		key.user_stack = stackid(ctx, set, BPF_F_USER_STACK);
+	add(set, &key, 1, 0);
+	return 0;
+}
+
+/* Follow the children of a launched command (follow_forks). */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u8 one = 1;
+
+	if (!follow_forks || ptgid == ctgid || !bpf_map_lookup_elem(&pids, &ptgid))
+		return 0;
+	bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* An exec replaces the mappings user space read: tell it to read them again. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, void *bprm)
+{
+	__u32 tgid = p->tgid;
+
+	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
+		notify(EVENT_EXEC, tgid);
+	return 0;
+}
+
+/* The last thread of a process exits: user space may forget it after the
+ * next drain, and a followed pid leaves the filter before it can be reused. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	if (p->pid != tgid)
+		return 0;
+	if (follow_forks)
+		bpf_map_delete_elem(&pids, &tgid);
+	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
+		notify(EVENT_EXIT, tgid);
+	return 0;
+}
+
+#include "offcpu.bpf.h"
+
+/* Referenced so that their BTF reaches bpf2go, which generates Go types. */
+const struct event *unused_event __attribute__((unused));
+const enum stat *unused_stat __attribute__((unused));
+const enum sample_kind *unused_kind __attribute__((unused));
+const enum event_type *unused_event_type __attribute__((unused));

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Off-CPU accounting, included by ember.bpf.c.
+ *
+ * A block starts when sched_switch takes a thread off the CPU and ends when
+ * sched_switch puts it back. Start times live in task-local storage: one
+ * global, per-thread slot, so a thread that migrates between CPUs is measured
+ * from one clock read to the next and nothing can inflate it.
+ *
+ * Blocks are kept with probability min(1, d/T) and weighted max(d, T), an
+ * unbiased estimate of blocked time per stack whose cost is bounded by T
+ * (DESIGN.md). Stacks are taken only for kept blocks:
+ *   - the kernel stack with bpf_get_task_stack(next) at switch-in, before the
+ *     thread has run: it still shows where it blocked;
+ *   - the user stack when the thread is back in its own context with its user
+ *     registers unchanged: at sys_exit for a block inside a system call. A
+ *     thread preempted while runnable has its user stack taken at switch-out
+ *     (it is current then). A block that ends neither way (a page fault, a
+ *     kernel thread) is attributed at the thread's next switch-out.
+ * (kernel/sched/core.c: trace_sched_switch(preempt, prev, next, prev_state)
+ * fires in __schedule() with current == prev.)
+ */
+
+#define TASK_RUNNING 0x0000
+#define TASK_INTERRUPTIBLE 0x0001
+#define TASK_UNINTERRUPTIBLE 0x0002
+
+struct offcpu_task {
+	__u64 start_ns;  /* 0: not blocked (or not measured) */
+	__s32 ustack;    /* user stack taken at switch-out, or -ENOENT */
+	__u32 kind;      /* enum sample_kind of the block in progress */
+	__u32 set;       /* live set when ustack was taken */
+	__u32 pending;   /* a kept block waits for its user stack */
+	__u64 weight;    /* its weighted duration */
+	__u32 pkind;     /* its kind */
+	__u32 nr_kips;   /* its kernel stack depth */
+	__u64 kips[MAX_KSTACK_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct offcpu_task);
+} offcpu_tasks SEC(".maps");
+
+static __always_inline __u32 block_kind(bool preempt, unsigned int state)
+{
+	if (preempt || state == TASK_RUNNING)
+		return KIND_OFFCPU_RUNQ;
+	if (state & TASK_UNINTERRUPTIBLE)
+		return KIND_OFFCPU_DISK;
+	if (state & TASK_INTERRUPTIBLE)
+		return KIND_OFFCPU_SLEEP;
+	return KIND_OFFCPU_OTHER;
+}
+
+/* kstack_key stores the kernel stack in the live set's map under a hash of
+ * its frames and returns the hash (top bit clear), or a negative errno. */
+static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
+{
+	__u64 h = 14695981039346656037ULL; /* FNV-1a over the addresses */
+	__u32 n = t->nr_kips;
+
+	if (n == 0)
+		return -14; /* EFAULT */
+	for (int i = 0; i < MAX_KSTACK_DEPTH; i++) {
+		if (i >= n)
+			break;
+		h ^= t->kips[i];
+		h *= 1099511628211ULL;
+	}
+	h &= 0x7fffffffffffffffULL;
+	void *map = set ? (void *)&offcpu_kstacks1 : (void *)&offcpu_kstacks0;
+	if (bpf_map_lookup_elem(map, &h))
+		return h;
+	/* Zero the tail so user space sees where the stack ends. */
+	for (int i = 0; i < MAX_KSTACK_DEPTH; i++) {
+		if (i >= n)
+			t->kips[i] = 0;
+	}
+	long err = bpf_map_update_elem(map, &h, t->kips, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: raced with another CPU */) {
+		stat_inc(STAT_OFFCPU_KSTACK_FULL);
+		return err;
+	}
+	return h;
+}
+
+static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *comm,
+				       __s32 ustack, __s64 kstack, __u32 kind, __u64 weight)
+{
+	struct sample_key key = {
+		.pid = pid,
+		.tid = tid,
+		.user_stack = ustack,
+		.kind = kind,
+		.kern_stack = kstack,
+	};
+	__builtin_memcpy(key.comm, comm, TASK_COMM_LEN);
+	add(set, &key, 1, weight);
+}
+
+/* finish_pending attributes a kept block that is still waiting for its user
+ * stack, now that its thread (current) is in its own context again. */
+static __always_inline void finish_pending(void *ctx, struct offcpu_task *t, struct task_struct *task)
+{
+	__u32 set = live_set();
+	__u64 id = bpf_get_current_pid_tgid();
+	char comm[TASK_COMM_LEN];
+	__s32 ustack;
+
+	t->pending = 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	ustack = is_kthread(task) ? -2 /* ENOENT */ : stackid(ctx, set, BPF_F_USER_STACK);
+	emit_block(set, id >> 32, (__u32)id, comm, ustack, kstack_key(set, t), t->pkind, t->weight);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct offcpu_task *t;
+
+	/* prev leaves the CPU: a block starts. current == prev here. */
+	__u32 ptgid = prev->tgid, ptid = prev->pid;
+	if (wanted(ptgid, ptid)) {
+		__u32 kind = block_kind(preempt, prev_state);
+		t = bpf_task_storage_get(&offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!t) {
+			stat_inc(STAT_OFFCPU_STORAGE_FULL);
+		} else {
+			if (t->pending)
+				finish_pending(ctx, t, prev);
+			t->start_ns = 0;
+			if (offcpu_kinds & (1 << kind)) {
+				t->kind = kind;
+				t->ustack = -2; /* ENOENT */
+				if (kind == KIND_OFFCPU_RUNQ && !is_kthread(prev)) {
+					t->set = live_set();
+					t->ustack = stackid(ctx, t->set, BPF_F_USER_STACK);
+				}
+				t->start_ns = now;
+			}
+		}
+	}
+
+	/* next comes back: the block ends. */
+	if (next->pid == 0)
+		return 0;
+	t = bpf_task_storage_get(&offcpu_tasks, next, 0, 0);
+	if (!t || t->start_ns == 0)
+		return 0;
+	__u64 d = now - t->start_ns;
+	t->start_ns = 0;
+	stat_inc(STAT_OFFCPU_BLOCKS);
+	if (d < offcpu_min_ns)
+		return 0;
+	__u64 T = offcpu_threshold_ns, weight = d;
+	if (d < T) {
+		/* Keep with probability d/T, weighted T. */
+		__u64 r = bpf_get_prandom_u32();
+		if (r >= (d << 32) / T)
+			return 0;
+		weight = T;
+	}
+	stat_inc(STAT_OFFCPU_KEPT);
+
+	long n = bpf_get_task_stack(next, t->kips, sizeof(t->kips), 0);
+	if (n < 0) {
+		stat_inc(STAT_OFFCPU_KSTACK_EFAULT);
+		n = 0;
+	}
+	t->nr_kips = n / sizeof(__u64);
+	t->weight = weight;
+	t->pkind = t->kind;
+
+	if (t->kind == KIND_OFFCPU_RUNQ || is_kthread(next)) {
+		/* The user stack is known (or there is none): attribute now. */
+		__u32 set = live_set();
+		__s32 ustack = t->ustack;
+		if (ustack >= 0 && t->set != set) {
+			stat_inc(STAT_OFFCPU_STALE);
+			ustack = -116; /* ESTALE */
+		}
+		char comm[TASK_COMM_LEN];
+		BPF_CORE_READ_STR_INTO(&comm, next, comm);
+		emit_block(set, next->tgid, next->pid, comm, ustack, kstack_key(set, t), t->kind, weight);
+		return 0;
+	}
+	t->pending = 1;
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(offcpu_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct offcpu_task *t = bpf_task_storage_get(&offcpu_tasks, task, 0, 0);
+
+	if (t && t->pending)
+		finish_pending(ctx, t, task);
+	return 0;
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/internal/agent"
+	"github.com/emberprof/ember/internal/proc"
+)
+
+func init() {
+	var (
+		hz           int
+		duration     time.Duration
+		pids         []int
+		cgroup       string
+		output       string
+		mode         string
+		stackSize    uint32
+		idle, self   bool
+		offT, offMin time.Duration
+		offState     string
+	)
+	cmd := &cobra.Command{
+		Use:   "record [flags] [-- COMMAND [ARGS...]]",
+		Short: "Profile the whole system, some processes or a command, and write a profile",
+		Long: `record samples stacks on every CPU (and, with --mode offcpu|wall, measures
+blocked time) until Ctrl-C, --duration, or the exit of COMMAND, then writes a
+symbolized profile. With no --pid, --cgroup or COMMAND it profiles the whole
+system.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := pprof.ParseMode(mode)
+			if err != nil {
+				return err
+			}
+			kinds, err := agent.ParseOffCPUState(offState)
+			if err != nil {
+				return err
+			}
+			cfg := agent.RecordConfig{
+				Mode:     m,
+				Duration: duration,
+				Command:  args,
+				Output:   output,
+			}
+			cfg.Tracer.Frequency = hz
+			cfg.Tracer.PIDs = pids
+			cfg.Tracer.StackEntries = stackSize
+			cfg.Tracer.IncludeIdle = idle
+			cfg.Tracer.IncludeSelf = self
+			cfg.Tracer.OffCPUThreshold = offT
+			cfg.Tracer.OffCPUMin = offMin
+			cfg.Tracer.OffCPUKinds = kinds
+			if cgroup != "" {
+				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
+					return err
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			sum, err := agent.Record(ctx, cfg, newSymbolizer())
+			if err != nil {
+				return err
+			}
+			agent.WriteSummary(os.Stderr, sum)
+			if sum.ExitCode != 0 {
+				os.Exit(sum.ExitCode)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&hz, "frequency", "F", 99, "on-CPU samples per second per CPU")
+	f.DurationVarP(&duration, "duration", "d", 0, "stop after this long (default: Ctrl-C, or when COMMAND exits)")
+	f.IntSliceVarP(&pids, "pid", "p", nil, "profile this process and its threads (repeatable)")
+	f.StringVar(&cgroup, "cgroup", "", "profile only this cgroup v2 (path)")
+	f.StringVarP(&output, "output", "o", "ember.pb.gz", "output file (gzipped pprof)")
+	f.StringVar(&mode, "mode", "cpu", "cpu, offcpu or wall")
+	f.Uint32Var(&stackSize, "stack-map-size", 0, "entries per stack-trace map (default: sized from rate and CPUs)")
+	f.BoolVar(&idle, "include-idle", false, "count the idle task")
+	f.BoolVar(&self, "include-self", false, "do not exclude Ember's own samples")
+	f.DurationVar(&offT, "offcpu-threshold", time.Millisecond, "off-CPU blocks shorter than this are sampled with probability d/T and weighted T")
+	f.DurationVar(&offMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
+	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep (interruptible), disk (uninterruptible), runnable, or a comma list")
+	rootCmd.AddCommand(cmd)
+}

@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/tracer"
+)
+
+// collector turns drained samples into one profile, remembering for each
+// Mapping which process and file it came from so the symbolizer can open it.
+type collector struct {
+	b     *pprof.Builder
+	procs *proc.Table
+	files map[uint64]mappingSource // by profile Mapping ID
+	pids  map[uint32]bool
+
+	kernel *profile.Mapping
+}
+
+type mappingSource struct {
+	pid int
+	m   proc.Mapping
+}
+
+func newCollector(mode pprof.Mode, hz int, start time.Time, procs *proc.Table) *collector {
+	return &collector{
+		b:     pprof.NewBuilder(mode, hz, start),
+		procs: procs,
+		files: map[uint64]mappingSource{},
+		pids:  map[uint32]bool{},
+	}
+}
+
+var stateLabel = map[uint32]string{
+	bpf.KindOffCPUSleep: "sleeping",
+	bpf.KindOffCPUDisk:  "disk",
+	bpf.KindOffCPURunQ:  "runnable",
+	bpf.KindOffCPUOther: "other",
+}
+
+// add adds one drain's samples.
+func (c *collector) add(samples []tracer.Sample) {
+	refreshed := map[uint32]bool{}
+	for _, s := range samples {
+		c.pids[s.PID] = true
+		p := c.procs.Get(int(s.PID))
+		if p == nil && s.PID != 0 {
+			p, _ = c.procs.Add(int(s.PID))
+			refreshed[s.PID] = true
+		}
+		locs := make([]*profile.Location, 0, len(s.Kernel)+len(s.User)+1)
+		for i, pc := range s.Kernel {
+			if i > 0 {
+				pc-- // a return address: look up the call
+			}
+			locs = append(locs, c.b.Location(c.kernelMapping(), pc))
+		}
+		// -EFAULT for an on-CPU kernel stack means the tick came in user mode.
+		if s.KernErr < 0 && s.KernErr != -2 && !(s.KernErr == -14 && s.Kind == bpf.KindOnCPU) {
+			locs = append(locs, c.b.Pseudo(lostName("kernel", s.KernErr)))
+		}
+		for i, pc := range s.User {
+			if i > 0 {
+				pc--
+			}
+			var m *proc.Mapping
+			if p != nil {
+				m = p.Find(pc)
+				if m == nil && !refreshed[s.PID] {
+					// Mapped after we read the maps (dlopen, JIT): read again.
+					refreshed[s.PID] = true
+					if np, err := c.procs.Add(int(s.PID)); err == nil {
+						p = np
+						m = p.Find(pc)
+					}
+				}
+			}
+			locs = append(locs, c.b.Location(c.userMapping(s.PID, m), pc))
+		}
+		if s.UserErr < 0 && s.UserErr != -2 {
+			locs = append(locs, c.b.Pseudo(lostName("user", s.UserErr)))
+		}
+		if len(locs) == 0 {
+			locs = append(locs, c.b.Pseudo("[no stack]"))
+		}
+		l := pprof.Labels{PID: int64(s.PID), TID: int64(s.TID), Thread: s.Comm, Comm: s.Comm}
+		if p != nil {
+			l.Comm, l.Cgroup = p.Comm, p.Cgroup
+		}
+		v := pprof.Value{}
+		if s.Kind == bpf.KindOnCPU {
+			v.Samples = int64(s.Count)
+		} else {
+			v.OffCPUNS, v.Blocks = int64(s.NS), int64(s.Count)
+			l.State = stateLabel[s.Kind]
+		}
+		c.b.Add(locs, v, l)
+	}
+}
+
+func lostName(which string, errno int64) string {
+	reason := map[int64]string{-17: "stack map bucket collision", -14: "unreadable", -12: "stack map full", -116: "taken before a drain"}[errno]
+	if reason == "" {
+		reason = fmt.Sprintf("errno %d", -errno)
+	}
+	return fmt.Sprintf("[%s stack lost: %s]", which, reason)
+}
+
+func (c *collector) kernelMapping() *profile.Mapping {
+	if c.kernel == nil {
+		c.kernel = c.b.Mapping(pprof.MappingKey{PID: 0, Start: 0, Limit: ^uint64(0)}, func(m *profile.Mapping) {
+			m.File = pprof.KernelFile
+		})
+	}
+	return c.kernel
+}
+
+// userMapping returns the profile mapping of m in process pid; m nil means
+// an address no known mapping covers.
+func (c *collector) userMapping(pid uint32, m *proc.Mapping) *profile.Mapping {
+	if m == nil {
+		return nil
+	}
+	return c.b.Mapping(pprof.MappingKey{PID: pid, Start: m.Start, Limit: m.Limit}, func(pm *profile.Mapping) {
+		pm.Offset = m.Offset
+		pm.File = strings.TrimSuffix(m.Path, " (deleted)")
+		if m.Inode == 0 && (m.Path == "" || strings.HasPrefix(m.Path, "[anon")) {
+			// JIT code: named by the runtime in /tmp/perf-PID.map, if at all.
+			name := fmt.Sprintf("/proc/%d/root/tmp/perf-%d.map", pid, pid)
+			if _, err := os.Stat(name); err == nil {
+				pm.File = name
+			}
+		}
+		c.files[pm.ID] = mappingSource{pid: int(pid), m: *m}
+	})
+}
+
+// open opens the file behind a profile mapping for the symbolizer.
+func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
+	if pm.File == pprof.KernelFile {
+		return nil, fmt.Errorf("kernel mapping has no file")
+	}
+	src, ok := c.files[pm.ID]
+	if !ok || src.m.Inode == 0 {
+		return os.Open(pm.File)
+	}
+	f, err := c.procs.OpenMapping(&src.m)
+	if err == nil {
+		return f, nil
+	}
+	// Not held (the process was gone before we saw it): try its path in the
+	// process's root, then on the host.
+	if f, err2 := os.Open(fmt.Sprintf("/proc/%d/root%s", src.pid, pm.File)); err2 == nil {
+		return f, nil
+	}
+	return nil, err
+}

@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/tracer"
+)
+
+// RecordConfig is what `ember record` was asked for.
+type RecordConfig struct {
+	Tracer   tracer.Config
+	Mode     pprof.Mode
+	Duration time.Duration // 0: until ctx ends or Command exits
+	Command  []string      // launch and profile this, with its children
+	Output   string
+	Stderr   *os.File // summary and live status; nil for os.Stderr
+}
+
+// Summary is what `record` reports at the end.
+type Summary struct {
+	Samples   uint64            // on-CPU samples taken (after filtering)
+	Processes int               // distinct processes in the profile
+	Stats     map[string]uint64 // every kernel-side counter
+	Output    string
+	Profile   *profile.Profile
+	ExitCode  int // of the launched command
+}
+
+// Lost returns the total of the counters that count lost stacks or samples.
+func (s *Summary) Lost() uint64 {
+	var n uint64
+	for k, v := range s.Stats {
+		if isLossStat(k) {
+			n += v
+		}
+	}
+	return n
+}
+
+func isLossStat(name string) bool {
+	switch name {
+	case "samples", "offcpu_blocks", "offcpu_blocks_kept", "kernel_stack_none":
+		return false
+	}
+	return true
+}
+
+// drainEvery is how often record empties the kernel maps: small enough that
+// the maps stay small, large enough that draining costs nothing.
+const drainEvery = time.Second
+
+// Record profiles until ctx ends, cfg.Duration passes or cfg.Command exits,
+// then symbolizes and writes the profile to cfg.Output.
+func Record(ctx context.Context, cfg RecordConfig, sym Symbolizer) (*Summary, error) {
+	stderr := cfg.Stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	if err := checkOutput(cfg.Output); err != nil {
+		return nil, err
+	}
+	tc := cfg.Tracer
+	tc.OnCPU = cfg.Mode != pprof.ModeOffCPU
+	tc.OffCPU = cfg.Mode != pprof.ModeCPU
+	tc.DrainInterval = drainEvery
+
+	var cmd *launched
+	if len(cfg.Command) > 0 {
+		var err error
+		if err = tracer.Preflight(); err != nil {
+			return nil, err
+		}
+		if cmd, err = startHeld(cfg.Command); err != nil {
+			return nil, err
+		}
+		tc.PIDs = append(tc.PIDs, cmd.pid())
+		tc.FollowForks = true
+	}
+	procs := proc.NewTable()
+	defer procs.Close()
+	tr, err := tracer.Start(tc, procs)
+	if err != nil {
+		if cmd != nil {
+			cmd.abort()
+		}
+		return nil, err
+	}
+	defer tr.Close()
+
+	start := time.Now()
+	col := newCollector(cfg.Mode, tc.Frequency, start, procs)
+	exited := make(chan error, 1)
+	if cmd != nil {
+		if err := cmd.release(); err != nil {
+			return nil, fmt.Errorf("release command: %w", err)
+		}
+		go func() { exited <- cmd.cmd.Wait() }()
+	}
+	var deadline <-chan time.Time
+	if cfg.Duration > 0 {
+		deadline = time.After(cfg.Duration)
+	}
+	tick := time.NewTicker(drainEvery)
+	defer tick.Stop()
+	term := isTerminal(stderr)
+	sum := &Summary{Output: cfg.Output}
+	var cmdErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-deadline:
+			break loop
+		case cmdErr = <-exited:
+			exited = nil
+			break loop
+		case <-tick.C:
+			if err := drainInto(tr, col, procs); err != nil {
+				return nil, err
+			}
+			if term {
+				st, _ := tr.Stats()
+				s := &Summary{Stats: st}
+				statusLine(stderr, time.Since(start), st["samples"], s.Lost())
+			}
+		}
+	}
+	if term {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err := drainInto(tr, col, procs); err != nil {
+		return nil, err
+	}
+	end := time.Now()
+	if sum.Stats, err = tr.Stats(); err != nil {
+		return nil, err
+	}
+	tr.Close()
+	if cmd != nil && exited != nil {
+		// Stopped before the command ended: leave it running, as perf does.
+		cmdErr = nil
+	}
+	sum.ExitCode = exitCode(cmdErr)
+
+	for _, name := range sortedKeys(sum.Stats) {
+		col.b.Comment("ember: %s=%d", name, sum.Stats[name])
+	}
+	p := col.b.Profile(end)
+	if sym != nil {
+		if err := sym.Symbolize(p, col.open); err != nil {
+			fmt.Fprintf(stderr, "ember: symbolization incomplete: %v\n", err)
+		}
+	}
+	if err := writeOutput(cfg.Output, p); err != nil {
+		return nil, err
+	}
+	sum.Samples = sum.Stats["samples"]
+	sum.Processes = len(col.pids)
+	sum.Profile = p
+	return sum, nil
+}
+
+func drainInto(tr *tracer.Tracer, col *collector, procs *proc.Table) error {
+	samples, err := tr.Drain()
+	if err != nil {
+		return err
+	}
+	col.add(samples)
+	procs.Sweep()
+	return nil
+}
+
+// Symbolizer fills the Lines of a profile's Locations; open returns the file
+// behind a Mapping.
+type Symbolizer interface {
+	Symbolize(p *profile.Profile, open func(*profile.Mapping) (*os.File, error)) error
+}
+
+func exitCode(err error) int {
+	var ee interface{ ExitCode() int }
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// WriteSummary prints the end-of-record summary: samples, processes, every
+// loss counter (zero included, so their absence is never a question) and the
+// output path.
+func WriteSummary(w io.Writer, s *Summary) {
+	fmt.Fprintf(w, "ember: %d samples from %d processes written to %s\n", s.Samples, s.Processes, s.Output)
+	if s.Stats["offcpu_blocks"] > 0 {
+		fmt.Fprintf(w, "ember: off-CPU: %d blocks, %d kept by duration-weighted sampling\n", s.Stats["offcpu_blocks"], s.Stats["offcpu_blocks_kept"])
+	}
+	var parts []string
+	for _, k := range sortedKeys(s.Stats) {
+		if isLossStat(k) {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, s.Stats[k]))
+		}
+	}
+	fmt.Fprintf(w, "ember: lost %d: %s\n", s.Lost(), strings.Join(parts, " "))
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,197 @@
+package proc
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Process is what Ember knows of one process, read while it lived.
+type Process struct {
+	PID      int
+	Comm     string    // /proc/PID/comm
+	Exe      string    // /proc/PID/exe target
+	Cgroup   string    // cgroup v2 path, "" when unknown
+	Mappings []Mapping // executable file and anonymous mappings, sorted by Start
+
+	exited bool
+}
+
+// Find returns the mapping that contains addr, or nil.
+func (p *Process) Find(addr uint64) *Mapping {
+	ms := p.Mappings
+	i := sort.Search(len(ms), func(i int) bool { return ms[i].Limit > addr })
+	if i < len(ms) && ms[i].Start <= addr {
+		return &ms[i]
+	}
+	return nil
+}
+
+type fileKey struct{ dev, inode uint64 }
+
+// Table keeps processes and an open descriptor per executable file they map,
+// so that a binary that is deleted, or whose process exits, can still be read
+// for symbols. Descriptors are shared between processes mapping the same file.
+type Table struct {
+	root string // "/proc", replaceable in tests
+
+	mu    sync.Mutex
+	procs map[int]*Process
+	files map[fileKey]*heldFile
+}
+
+type heldFile struct {
+	f    *os.File
+	refs int
+}
+
+// NewTable returns an empty table reading from /proc.
+func NewTable() *Table {
+	return &Table{root: "/proc", procs: map[int]*Process{}, files: map[fileKey]*heldFile{}}
+}
+
+// Add reads a process's mappings now (or again, after an exec) and opens the
+// files it maps executable. It replaces what was known of pid.
+func (t *Table) Add(pid int) (*Process, error) {
+	dir := filepath.Join(t.root, strconv.Itoa(pid))
+	f, err := os.Open(filepath.Join(dir, "maps"))
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	all, perr := ParseMaps(f)
+	f.Close()
+	if len(all) == 0 && perr != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, perr)
+	}
+	p := &Process{PID: pid}
+	if b, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil {
+		p.Comm = strings.TrimSpace(string(b))
+	}
+	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
+	p.Cgroup = readCgroup(filepath.Join(dir, "cgroup"))
+	for _, m := range all {
+		if m.Executable() {
+			p.Mappings = append(p.Mappings, m)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := t.procs[pid]; old != nil {
+		t.release(old)
+	}
+	for i := range p.Mappings {
+		t.hold(pid, &p.Mappings[i])
+	}
+	t.procs[pid] = p
+	return p, nil
+}
+
+// hold opens the file behind m once per (dev, inode). t.mu is held.
+func (t *Table) hold(pid int, m *Mapping) {
+	if m.Inode == 0 {
+		return
+	}
+	k := fileKey{m.Dev, m.Inode}
+	if h := t.files[k]; h != nil {
+		h.refs++
+		return
+	}
+	// map_files reaches the very file mapped (deleted or memfd included) and
+	// never resolves a path inside a container's root on the host.
+	name := fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit)
+	f, err := os.Open(name)
+	if err != nil {
+		return
+	}
+	t.files[k] = &heldFile{f: f, refs: 1}
+}
+
+// release drops p's references to held files. t.mu is held.
+func (t *Table) release(p *Process) {
+	for _, m := range p.Mappings {
+		k := fileKey{m.Dev, m.Inode}
+		if h := t.files[k]; h != nil {
+			if h.refs--; h.refs <= 0 {
+				h.f.Close()
+				delete(t.files, k)
+			}
+		}
+	}
+}
+
+// Get returns what is known of pid, or nil.
+func (t *Table) Get(pid int) *Process {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.procs[pid]
+}
+
+// OpenMapping returns a new descriptor of the file behind m, read from the
+// descriptor held since the process was first seen, so it works after the
+// process exited or the file was deleted. The caller closes it.
+func (t *Table) OpenMapping(m *Mapping) (*os.File, error) {
+	t.mu.Lock()
+	h := t.files[fileKey{m.Dev, m.Inode}]
+	t.mu.Unlock()
+	if h == nil {
+		return nil, fmt.Errorf("%s: %w", m.Path, os.ErrNotExist)
+	}
+	return os.Open(fmt.Sprintf("/proc/self/fd/%d", h.f.Fd()))
+}
+
+// MarkExited notes that pid exited; Sweep forgets it.
+func (t *Table) MarkExited(pid int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.procs[pid]; p != nil {
+		p.exited = true
+	}
+}
+
+// Sweep forgets processes that exited, after their last samples were built.
+func (t *Table) Sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for pid, p := range t.procs {
+		if p.exited {
+			t.release(p)
+			delete(t.procs, pid)
+		}
+	}
+}
+
+// Len returns the number of processes known.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.procs)
+}
+
+// Close releases every held file.
+func (t *Table) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, h := range t.files {
+		h.f.Close()
+	}
+	t.files = map[fileKey]*heldFile{}
+	t.procs = map[int]*Process{}
+}
+
+// readCgroup returns the cgroup v2 path of a /proc/PID/cgroup file ("0::/x").
+func readCgroup(name string) string {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			return rest
+		}
+	}
+	return ""
+}

@@ -1,0 +1,92 @@
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Required reports whether skips are failures: CI sets EMBER_REQUIRE_BPF=1.
+func Required() bool { return os.Getenv("EMBER_REQUIRE_BPF") == "1" }
+
+// SkipOrFail skips the test with the reason, or fails it when EMBER_REQUIRE_BPF=1.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("EMBER_REQUIRE_BPF=1 but: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// RequireRoot skips (or fails) a test that needs root to load BPF programs.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "needs root to load BPF programs")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		SkipOrFail(t, "kernel has no BTF: %v", err)
+	}
+}
+
+// RequireTool returns the path of a command the test needs, or skips (fails).
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		SkipOrFail(t, "needs %s: %v", name, err)
+	}
+	return p
+}
+
+// RepoRoot returns the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Testdata returns a path under the top-level testdata directory.
+func Testdata(parts ...string) string {
+	return filepath.Join(append([]string{RepoRoot(), "testdata"}, parts...)...)
+}
+
+// Run runs a command and fails the test with its output if it fails.
+func Run(t testing.TB, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// BuildC compiles C sources from testdata into dir/out with gcc and flags.
+func BuildC(t testing.TB, out string, flags []string, srcs ...string) string {
+	t.Helper()
+	cc := RequireTool(t, "gcc")
+	args := append([]string{"-o", out}, flags...)
+	for _, s := range srcs {
+		args = append(args, Testdata(s))
+	}
+	Run(t, filepath.Dir(out), cc, args...)
+	return out
+}
+
+// BuildGo builds a Go package directory from testdata into out.
+func BuildGo(t testing.TB, out string, flags []string, pkgDir string) string {
+	t.Helper()
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	args := append([]string{"build", "-o", out}, flags...)
+	args = append(args, ".")
+	cmd := exec.Command(gobin, args...)
+	cmd.Dir = Testdata(pkgDir)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GO111MODULE=on")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkgDir, err, b)
+	}
+	return out
+}

@@ -1,0 +1,196 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/emberprof/ember/bpf"
+)
+
+// Sample is one counts-map row with its stacks resolved to addresses.
+type Sample struct {
+	PID, TID uint32
+	Comm     string // thread name
+	Kind     uint32 // bpf.KindOnCPU, bpf.KindOffCPU*
+	Count    uint64 // on-CPU ticks, or off-CPU blocks kept
+	NS       uint64 // off-CPU weighted nanoseconds
+	User     []uint64
+	Kernel   []uint64
+	UserErr  int64 // negative errno when the user stack is missing
+	KernErr  int64 // negative errno when the kernel stack is missing
+}
+
+// flipGrace is how long Drain waits after flipping the live set before it
+// reads the idle one. BPF programs run to completion with preemption
+// disabled, in microseconds; a program that read the old set index just
+// before the flip has long finished after this.
+const flipGrace = 5 * time.Millisecond
+
+// Drain flips the live set and reads and clears the idle one: every sample
+// is returned exactly once, none is lost between read and delete.
+func (t *Tracer) Drain() ([]Sample, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	idle := t.set
+	t.set ^= 1
+	if err := t.objs.ActiveSet.Put(uint32(0), t.set); err != nil {
+		return nil, fmt.Errorf("flip live map set: %w", err)
+	}
+	time.Sleep(flipGrace)
+
+	keys, vals, err := drainCounts(t.objs.Counts[idle])
+	if err != nil {
+		return nil, err
+	}
+	stacks := t.objs.Stacks[idle]
+	kstacks := t.objs.OffCPUKStacks[idle]
+	cache := map[int64][]uint64{}
+	lookup := func(m *ebpf.Map, id int64, off bool) ([]uint64, int64) {
+		if id < 0 {
+			return nil, id
+		}
+		key := id
+		if off {
+			key = -id - 1 // keep the two id spaces apart in the cache
+		}
+		if pcs, ok := cache[key]; ok {
+			return pcs, 0
+		}
+		var pcs []uint64
+		if off {
+			var ks bpf.KStack
+			if err := m.Lookup(uint64(id), &ks); err != nil {
+				return nil, -2
+			}
+			pcs = trimZeros(ks.Ips[:])
+		} else {
+			var raw [127]uint64
+			if err := m.Lookup(uint32(id), &raw); err != nil {
+				return nil, -2
+			}
+			pcs = trimZeros(raw[:])
+		}
+		cache[key] = pcs
+		return pcs, 0
+	}
+	out := make([]Sample, len(keys))
+	for i, k := range keys {
+		s := Sample{
+			PID: k.Pid, TID: k.Tid, Kind: k.Kind,
+			Count: vals[i].Count, NS: vals[i].Ns,
+			Comm: commString(k.Comm[:]),
+		}
+		s.User, s.UserErr = lookup(stacks, int64(k.UserStack), false)
+		if k.Kind == bpf.KindOnCPU {
+			s.Kernel, s.KernErr = lookup(stacks, k.KernStack, false)
+		} else {
+			s.Kernel, s.KernErr = lookup(kstacks, k.KernStack, true)
+		}
+		out[i] = s
+	}
+	if err := clearMap[uint32](stacks); err != nil {
+		return out, err
+	}
+	if err := clearMap[uint64](kstacks); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// drainCounts reads and deletes every row of a counts map, in batches where
+// the kernel supports it.
+func drainCounts(m *ebpf.Map) ([]bpf.SampleKey, []bpf.SampleValue, error) {
+	var (
+		keys []bpf.SampleKey
+		vals []bpf.SampleValue
+	)
+	const chunk = 1024
+	kbuf := make([]bpf.SampleKey, chunk)
+	vbuf := make([]bpf.SampleValue, chunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookupAndDelete(&cursor, kbuf, vbuf, nil)
+		keys = append(keys, kbuf[:n]...)
+		vals = append(vals, vbuf[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, vals, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("drain counts: %w", err)
+		}
+	}
+	// Kernels without batch operations: iterate, then delete what was read.
+	var k bpf.SampleKey
+	var v bpf.SampleValue
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+		vals = append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("drain counts: %w", err)
+	}
+	for i := range keys {
+		_ = m.Delete(&keys[i])
+	}
+	return keys, vals, nil
+}
+
+// clearMap deletes every key of an idle map.
+func clearMap[K uint32 | uint64](m *ebpf.Map) error {
+	var keys []K
+	var k K
+	for {
+		var next K
+		var err error
+		if len(keys) == 0 {
+			err = m.NextKey(nil, &next)
+		} else {
+			err = m.NextKey(k, &next)
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", m, err)
+		}
+		keys = append(keys, next)
+		k = next
+		if len(keys) > int(m.MaxEntries())*2 {
+			break
+		}
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+func trimZeros(pcs []uint64) []uint64 {
+	n := 0
+	for n < len(pcs) && pcs[n] != 0 {
+		n++
+	}
+	out := make([]uint64, n)
+	copy(out, pcs[:n])
+	return out
+}
+
+func commString(b []int8) string {
+	buf := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		buf = append(buf, byte(c))
+	}
+	return string(buf)
+}

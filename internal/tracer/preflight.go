@@ -1,0 +1,75 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotSupported is wrapped by errors about missing privileges or kernel
+// features; the message names what is missing.
+var ErrNotSupported = ebpf.ErrNotSupported
+
+// Capability numbers from include/uapi/linux/capability.h.
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// Preflight checks, before anything is loaded, that this process may load BPF
+// programs and open perf events and that the kernel has BTF. The error is one
+// sentence naming what is missing.
+func Preflight() error {
+	caps, err := effectiveCaps()
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := func(c uint) bool { return caps&(1<<c) != 0 }
+	if !has(capSysAdmin) && !(has(capBPF) && has(capPerfmon)) {
+		return fmt.Errorf("ember needs root, or the CAP_BPF and CAP_PERFMON capabilities, to load BPF programs and open perf events: %w", ErrNotSupported)
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return fmt.Errorf("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; build it with CONFIG_DEBUG_INFO_BTF=y): %w", ErrNotSupported)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("cannot raise RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
+	raiseNoFile()
+	return nil
+}
+
+// effectiveCaps returns the effective capability set of this process.
+func effectiveCaps() (uint64, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, err
+	}
+	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32, nil
+}
+
+// raiseNoFile lifts the soft descriptor limit to the hard one: Ember keeps a
+// descriptor per distinct executable file it has seen mapped.
+func raiseNoFile() {
+	var r unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &r) == nil && r.Cur < r.Max {
+		r.Cur = r.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
+	}
+}
+
+// explainLoad turns a load failure into a sentence about what is missing.
+func explainLoad(err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("the kernel refused to load Ember's BPF programs (EPERM: missing privileges, or unprivileged BPF/lockdown): %w", err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("this kernel lacks a BPF feature Ember needs: %w", err)
+	}
+	return err
+}

@@ -1,0 +1,250 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/internal/proc"
+)
+
+// Config says what to trace. The zero value of each filter means "all".
+type Config struct {
+	Frequency   int    // on-CPU samples per second per CPU
+	PIDs        []int  // only these processes (and their threads)
+	FollowForks bool   // and every child they fork (for a launched command)
+	CgroupID    uint64 // only this cgroup v2 id
+	IncludeIdle bool   // count the idle task
+	IncludeSelf bool   // do not exclude Ember itself
+
+	OnCPU  bool
+	OffCPU bool
+
+	OffCPUThreshold time.Duration
+	OffCPUMin       time.Duration
+	OffCPUKinds     uint32 // bit (1 << kind); 0 means all
+
+	// Map sizes; 0 picks a size from the rate, CPUs and DrainInterval.
+	StackEntries  uint32
+	CountsEntries uint32
+	DrainInterval time.Duration
+}
+
+// Tracer owns the loaded programs and their attachments.
+type Tracer struct {
+	cfg   Config
+	objs  *bpf.Objects
+	procs *proc.Table
+	fds   []int
+	links []link.Link
+	rb    *ringbuf.Reader
+	wg    sync.WaitGroup
+
+	mu  sync.Mutex // serialises Drain
+	set uint32     // the live set
+}
+
+// Start checks privileges, loads and attaches the programs, and starts
+// following processes into procs.
+func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	if cfg.Frequency <= 0 {
+		cfg.Frequency = 99
+	}
+	if cfg.DrainInterval <= 0 {
+		cfg.DrainInterval = time.Second
+	}
+	cpus, err := onlineCPUs()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.StackEntries == 0 {
+		cfg.StackEntries = stackEntries(cfg.Frequency, len(cpus), cfg.DrainInterval)
+	}
+	if cfg.CountsEntries == 0 {
+		cfg.CountsEntries = max(cfg.StackEntries, 16384)
+	}
+	kinds := cfg.OffCPUKinds
+	if kinds == 0 {
+		kinds = 0xff
+	}
+	bcfg := bpf.Config{
+		FilterPIDs:      len(cfg.PIDs) > 0 || cfg.FollowForks,
+		FollowForks:     cfg.FollowForks,
+		CgroupID:        cfg.CgroupID,
+		IncludeIdle:     cfg.IncludeIdle,
+		OnCPU:           cfg.OnCPU,
+		OffCPU:          cfg.OffCPU,
+		OffCPUThreshold: cfg.OffCPUThreshold,
+		OffCPUMin:       cfg.OffCPUMin,
+		OffCPUKinds:     kinds,
+		CountsEntries:   cfg.CountsEntries,
+		StackEntries:    cfg.StackEntries,
+		KStackEntries:   max(cfg.CountsEntries/4, 4096),
+	}
+	if !cfg.IncludeSelf {
+		bcfg.SelfTGID = uint32(os.Getpid())
+	}
+	objs, err := bpf.Load(bcfg)
+	if err != nil {
+		return nil, explainLoad(err)
+	}
+	t := &Tracer{cfg: cfg, objs: objs, procs: procs}
+	for _, pid := range cfg.PIDs {
+		if err := t.AddPID(pid); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	if err := t.attach(cpus); err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.rb, err = ringbuf.NewReader(objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open process event ring buffer: %w", err)
+	}
+	t.wg.Add(1)
+	go t.followProcesses()
+	for _, fd := range t.fds {
+		if err := enablePerf(fd); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("enable perf event: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// stackEntries sizes a stack-trace map: two stacks per sample for every
+// sample one drain interval can take, times 8 so that bucket collisions stay
+// rare (a stack-trace map is a hash table without chaining), as a power of 2.
+func stackEntries(hz, cpus int, interval time.Duration) uint32 {
+	n := uint64(hz) * uint64(cpus) * uint64(interval.Seconds()+1) * 2 * 8
+	size := uint32(4096)
+	for uint64(size) < n && size < 1<<20 {
+		size <<= 1
+	}
+	return size
+}
+
+func (t *Tracer) attach(cpus []int) error {
+	o := t.objs
+	for _, p := range []struct {
+		prog *ebpf.Program
+		what string
+	}{
+		{o.FollowFork, "sched_process_fork"},
+		{o.ProcessExec, "sched_process_exec"},
+		{o.ProcessExit, "sched_process_exit"},
+		{o.OffCPUSwitch, "sched_switch"},
+		{o.OffCPUSysExit, "sys_exit"},
+	} {
+		if p.prog == nil {
+			continue
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
+		if err != nil {
+			return fmt.Errorf("attach to the %s BTF tracepoint: %w", p.what, err)
+		}
+		t.links = append(t.links, l)
+	}
+	if o.OnCPUSample != nil {
+		for _, cpu := range cpus {
+			fd, err := openCPUClock(cpu, t.cfg.Frequency, o.OnCPUSample)
+			if err != nil {
+				return err
+			}
+			t.fds = append(t.fds, fd)
+		}
+	}
+	return nil
+}
+
+// AddPID adds a process to the in-kernel filter.
+func (t *Tracer) AddPID(pid int) error {
+	if err := t.objs.PIDs.Put(uint32(pid), uint8(1)); err != nil {
+		return fmt.Errorf("add pid %d to the filter: %w", pid, err)
+	}
+	return nil
+}
+
+// followProcesses reads new-process, exec and exit events and keeps the
+// process table current, so mappings are read while processes live.
+func (t *Tracer) followProcesses() {
+	defer t.wg.Done()
+	var rec ringbuf.Record
+	for {
+		if err := t.rb.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
+			slog.Debug("read process events", "err", err)
+			continue
+		}
+		if len(rec.RawSample) < 8 {
+			continue
+		}
+		typ := binary.NativeEndian.Uint32(rec.RawSample[0:4])
+		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:8]))
+		switch typ {
+		case bpf.EventNewProcess, bpf.EventExec:
+			if _, err := t.procs.Add(pid); err != nil {
+				slog.Debug("read process", "pid", pid, "err", err)
+			}
+		case bpf.EventExit:
+			t.procs.MarkExited(pid)
+		}
+	}
+}
+
+// Close detaches and unloads everything.
+func (t *Tracer) Close() error {
+	for _, fd := range t.fds {
+		unix.Close(fd)
+	}
+	t.fds = nil
+	for _, l := range t.links {
+		l.Close()
+	}
+	t.links = nil
+	if t.rb != nil {
+		t.rb.Close()
+		t.wg.Wait()
+		t.rb = nil
+	}
+	if t.objs != nil {
+		t.objs.Close()
+		t.objs = nil
+	}
+	return nil
+}
+
+// Stats returns the kernel-side counters summed over CPUs, by name.
+func (t *Tracer) Stats() (map[string]uint64, error) {
+	out := make(map[string]uint64, len(bpf.StatNames))
+	for i, name := range bpf.StatNames {
+		var perCPU []uint64
+		if err := t.objs.Stats.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, fmt.Errorf("read stats: %w", err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		out[name] = sum
+	}
+	return out, nil
+}
