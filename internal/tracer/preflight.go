@@ -14,6 +14,13 @@ import (
 // features; the message names what is missing.
 var ErrNotSupported = ebpf.ErrNotSupported
 
+// missing is an error about a missing privilege or kernel feature: its
+// message is one sentence, and it matches ErrNotSupported.
+type missing struct{ msg string }
+
+func (e *missing) Error() string { return e.msg }
+func (e *missing) Unwrap() error { return ErrNotSupported }
+
 // Capability numbers from include/uapi/linux/capability.h.
 const (
 	capSysAdmin = 21
@@ -31,10 +38,10 @@ func Preflight() error {
 	}
 	has := func(c uint) bool { return caps&(1<<c) != 0 }
 	if !has(capSysAdmin) && !(has(capBPF) && has(capPerfmon)) {
-		return fmt.Errorf("ember needs root, or the CAP_BPF and CAP_PERFMON capabilities, to load BPF programs and open perf events: %w", ErrNotSupported)
+		return &missing{"profiling needs root, or the CAP_BPF and CAP_PERFMON capabilities, to load BPF programs and open perf events"}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return fmt.Errorf("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; build it with CONFIG_DEBUG_INFO_BTF=y): %w", ErrNotSupported)
+		return &missing{"this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; it needs CONFIG_DEBUG_INFO_BTF=y)"}
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("cannot raise RLIMIT_MEMLOCK for BPF maps: %w", err)

@@ -1,0 +1,62 @@
+# Ember's build, run and test entry points. Most targets need root (BPF).
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
+EMBER := bin/ember
+DURATION ?= 10s
+
+# Debian packages the project needs: clang/llvm and libbpf headers for
+# `make generate`, perf and bpftrace to compare with, binutils for readelf,
+# chromium for the flame graph browser test.
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ chromium xz-utils
+
+.PHONY: all build generate check-generate run test bench lint fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(EMBER) ./cmd/ember
+
+# Rebuild the BPF objects (committed, so that `go build` needs no clang).
+generate: deps
+	cd bpf && $(GO) generate .
+
+# CI: the committed BPF objects must match their sources.
+check-generate: generate
+	git diff --exit-code -- bpf/ || (echo "bpf/: committed generated files are stale; run make generate" >&2; exit 1)
+
+# Installs what is missing, with apt, once.
+deps:
+	@missing=""; for c in clang-19 llvm-symbolizer-19 bpftool perf bpftrace readelf gcc g++ chromium xz; do \
+		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
+	if [ -n "$$missing" ]; then echo "installing (missing:$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; fi
+
+# Profile this machine for $(DURATION): a pprof and an HTML flame graph, then the top functions.
+run: build
+	./$(EMBER) record --duration $(DURATION) -o ember.pb.gz
+	./$(EMBER) flamegraph ember.pb.gz -o ember.html
+	$(GO) tool pprof -top -nodecount=25 ember.pb.gz
+	@echo "flame graph: ember.html"
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 60m ./...
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb].go$$'))" || (gofmt -l . ; exit 1)
+	$(GO) vet ./...
+
+# Each fuzz target for FUZZTIME (CI: a few seconds each).
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; done
+
+clean:
+	rm -rf bin ember.pb.gz ember.html

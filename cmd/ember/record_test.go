@@ -1,0 +1,148 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/internal/testutil"
+)
+
+// The known split of testdata/cpusplit and testdata/gosplit.
+var cpuSplit = map[string]float64{"work_a": 0.6, "work_b": 0.3, "work_c": 0.1, "spin": 1}
+var goSplit = map[string]float64{"workA": 0.6, "workB": 0.3, "workC": 0.1, "spin": 1}
+
+func buildCPUSplit(t *testing.T, dir string) string {
+	return testutil.BuildC(t, filepath.Join(dir, "cpusplit"),
+		[]string{"-O2", "-g", "-fno-omit-frame-pointer", "-pthread"}, "cpusplit/cpusplit.c")
+}
+
+func TestRecordCommandC(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	bin := buildCPUSplit(t, dir)
+	out := filepath.Join(dir, "c.pb.gz")
+	stderr := runEmber(t, dir, "record", "-F", "997", "-o", out, "--", bin, "6", "2")
+	if !strings.Contains(stderr, "samples from") || !strings.Contains(stderr, "user_stack_collision=") {
+		t.Errorf("summary lacks samples or loss counters:\n%s", stderr)
+	}
+	p := readProfile(t, out)
+	checkShares(t, p, nil, cpuSplit, 0.03, 2000)
+	checkPprofTool(t, out, "work_a", "cpusplit.c:")
+	checkMappings(t, p, bin)
+}
+
+func TestRecordPIDStrippedGo(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	bin := testutil.BuildGo(t, filepath.Join(dir, "gosplit"), []string{"-ldflags=-s -w"}, "gosplit")
+	w := exec.Command(bin, "9", "2")
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Process.Kill()
+	time.Sleep(200 * time.Millisecond)
+	out := filepath.Join(dir, "go.pb.gz")
+	runEmber(t, dir, "record", "-F", "997", "-d", "6s", "--pid", strconv.Itoa(w.Process.Pid), "-o", out)
+	p := readProfile(t, out)
+	for _, s := range p.Sample {
+		if v := s.NumLabel["pid"]; len(v) != 1 || v[0] != int64(w.Process.Pid) {
+			t.Fatalf("sample of pid %v in a --pid %d profile", v, w.Process.Pid)
+		}
+	}
+	checkShares(t, p, nil, goSplit, 0.03, 2000)
+	w.Wait()
+}
+
+// A whole-system recording shows kernel frames named from kallsyms and user
+// frames of more than one process.
+func TestRecordSystemWide(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	bin := buildCPUSplit(t, dir)
+	gobin := testutil.BuildGo(t, filepath.Join(dir, "gosplit"), nil, "gosplit")
+	var pids []int
+	for _, c := range []*exec.Cmd{exec.Command(bin, "5"), exec.Command(gobin, "5"), exec.Command("dd", "if=/dev/zero", "of=/dev/null", "bs=4k", "count=2000000")} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Process.Kill()
+		pids = append(pids, c.Process.Pid)
+	}
+	out := filepath.Join(dir, "sys.pb.gz")
+	runEmber(t, dir, "record", "-F", "199", "-d", "3s", "-o", out)
+	p := readProfile(t, out)
+	userProcs := map[int64]bool{}
+	kernelNamed := 0
+	for _, s := range p.Sample {
+		for _, loc := range s.Location {
+			if loc.Mapping != nil && loc.Mapping.File == "[kernel.kallsyms]" {
+				if len(loc.Line) > 0 && loc.Line[0].Function.Name != "" && !strings.HasPrefix(loc.Line[0].Function.Name, "0x") {
+					kernelNamed++
+				}
+			} else if loc.Mapping != nil && len(loc.Line) > 0 {
+				userProcs[s.NumLabel["pid"][0]] = true
+			}
+		}
+	}
+	t.Logf("%d named kernel frames; symbolized user frames from %d processes", kernelNamed, len(userProcs))
+	if kernelNamed == 0 {
+		t.Error("no kernel frame named from kallsyms")
+	}
+	for _, pid := range pids[:2] {
+		if !userProcs[int64(pid)] {
+			t.Errorf("no symbolized user frames of workload pid %d", pid)
+		}
+	}
+	if len(userProcs) < 2 {
+		t.Errorf("symbolized user frames of %d processes, want several", len(userProcs))
+	}
+}
+
+// checkPprofTool runs `go tool pprof` on the file: -top and -traces must read
+// it without warnings and show fn; -lines must show file:line.
+func checkPprofTool(t *testing.T, name, fn, fileLine string) {
+	t.Helper()
+	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if os.Getenv("GOROOT") == "" {
+		gobin = "go"
+	}
+	for _, mode := range []string{"-top", "-traces", "-lines"} {
+		cmd := exec.Command(gobin, "tool", "pprof", mode, "-nodecount=200", name)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go tool pprof %s: %v\n%s", mode, err, out)
+		}
+		s := string(out)
+		if strings.Contains(strings.ToLower(s), "warning") {
+			t.Errorf("go tool pprof %s warns:\n%s", mode, s)
+		}
+		if !strings.Contains(s, fn) {
+			t.Errorf("go tool pprof %s does not show %s:\n%.2000s", mode, fn, s)
+		}
+		if mode == "-lines" && !strings.Contains(s, fileLine) {
+			t.Errorf("go tool pprof -lines does not show %s:\n%.2000s", fileLine, s)
+		}
+	}
+}
+
+// checkMappings asserts the workload's mapping is real: its file, a build ID
+// and sensible bounds.
+func checkMappings(t *testing.T, p *profile.Profile, bin string) {
+	t.Helper()
+	for _, m := range p.Mapping {
+		if m.File == bin {
+			if m.BuildID == "" || m.Start >= m.Limit || !m.HasFunctions {
+				t.Errorf("mapping of %s: %+v", bin, m)
+			}
+			return
+		}
+	}
+	t.Errorf("no mapping of %s among %d", bin, len(p.Mapping))
+}
