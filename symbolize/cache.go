@@ -1,0 +1,134 @@
+package symbolize
+
+import (
+	"container/list"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// objectCache holds indexed objects keyed by build ID, or by file identity
+// (device, inode, size, mtime) for files without one, within a byte budget,
+// evicting the least recently used. An object in use is reference counted
+// and closed only when both evicted and released.
+type objectCache struct {
+	mu     sync.Mutex
+	budget int64
+	used   int64
+	lru    *list.List // of *cacheEntry, most recent first
+	byKey  map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key  string
+	obj  *Object
+	cost int64
+	refs int
+	gone bool // evicted; close when refs drops to 0
+}
+
+func newObjectCache(budget int64) *objectCache {
+	return &objectCache{budget: budget, lru: list.New(), byKey: make(map[string]*list.Element)}
+}
+
+// fileKey identifies a file without a build ID.
+func fileKey(st os.FileInfo) string {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("file:%d:%d:%d:%d", s.Dev, s.Ino, st.Size(), st.ModTime().UnixNano())
+	}
+	return fmt.Sprintf("file:%s:%d:%d", st.Name(), st.Size(), st.ModTime().UnixNano())
+}
+
+// get returns the cached object for key, referenced; release it when done.
+func (c *objectCache) get(key string) (*cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byKey[key]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	e := el.Value.(*cacheEntry)
+	e.refs++
+	return e, true
+}
+
+// add inserts obj under key, referenced, and evicts to the budget. If key is
+// already present (another goroutine won), obj is closed and the existing
+// entry returned.
+func (c *objectCache) add(key string, obj *Object) *cacheEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byKey[key]; ok {
+		obj.Close()
+		e := el.Value.(*cacheEntry)
+		e.refs++
+		c.lru.MoveToFront(el)
+		return e
+	}
+	e := &cacheEntry{key: key, obj: obj, cost: obj.Cost(), refs: 1}
+	c.byKey[key] = c.lru.PushFront(e)
+	c.used += e.cost
+	c.evict()
+	return e
+}
+
+// release drops a reference, accounts for memory the object grew by while in
+// use, and evicts to the budget.
+func (c *objectCache) release(e *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	if e.gone {
+		if e.refs == 0 {
+			e.obj.Close()
+		}
+		return
+	}
+	if now := e.obj.Cost(); now != e.cost {
+		c.used += now - e.cost
+		e.cost = now
+	}
+	c.evict()
+}
+
+// evict drops least recently used entries until the cache fits its budget,
+// always keeping the most recent one.
+func (c *objectCache) evict() {
+	for c.used > c.budget && c.lru.Len() > 1 {
+		el := c.lru.Back()
+		e := el.Value.(*cacheEntry)
+		c.lru.Remove(el)
+		delete(c.byKey, e.key)
+		c.used -= e.cost
+		e.gone = true
+		if e.refs == 0 {
+			e.obj.Close()
+		}
+	}
+}
+
+func (c *objectCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.budget = 0
+	for c.lru.Len() > 0 {
+		el := c.lru.Back()
+		e := el.Value.(*cacheEntry)
+		c.lru.Remove(el)
+		delete(c.byKey, e.key)
+		e.gone = true
+		if e.refs == 0 {
+			e.obj.Close()
+		}
+	}
+	c.used = 0
+}
+
+// stats returns the number of cached objects and their cost.
+func (c *objectCache) stats() (int, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len(), c.used
+}

@@ -1,0 +1,258 @@
+package symbolize
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// symtab is a function symbol table sorted by address.
+type symtab struct {
+	syms []symbol
+	full bool // built from .symtab, not just .dynsym
+}
+
+type symbol struct {
+	addr, size uint64
+	name       string
+	file       string // of the STT_FILE symbol before a local symbol
+}
+
+func (t *symtab) empty() bool { return t == nil || len(t.syms) == 0 }
+
+func (t *symtab) cost() int64 {
+	if t == nil {
+		return 0
+	}
+	c := int64(len(t.syms)) * 40
+	for _, s := range t.syms {
+		c += int64(len(s.name))
+	}
+	return c
+}
+
+// newSymtab reads the function symbols of .symtab, or .dynsym if there is no
+// .symtab. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
+// next symbol.
+func newSymtab(ef *elf.File) (*symtab, error) {
+	t := &symtab{}
+	syms, err := ef.Symbols()
+	if err == nil {
+		t.full = true
+	} else if errors.Is(err, elf.ErrNoSymbols) {
+		syms, err = ef.DynamicSymbols()
+		if errors.Is(err, elf.ErrNoSymbols) {
+			return t, nil
+		}
+	}
+	if err != nil {
+		return t, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
+	}
+	t.add(syms)
+	t.sort()
+	return t, nil
+}
+
+func (t *symtab) add(syms []elf.Symbol) {
+	file := ""
+	for _, s := range syms {
+		typ := elf.ST_TYPE(s.Info)
+		if typ == elf.STT_FILE {
+			file = strings.Clone(s.Name)
+			continue
+		}
+		if typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC {
+			continue
+		}
+		if s.Section == elf.SHN_UNDEF || s.Value == 0 || s.Name == "" {
+			continue
+		}
+		name := s.Name
+		if len(name) > maxNameLen {
+			name = name[:maxNameLen]
+		}
+		sym := symbol{addr: s.Value, size: s.Size, name: strings.Clone(name)}
+		if elf.ST_BIND(s.Info) == elf.STB_LOCAL {
+			sym.file = file
+		}
+		t.syms = append(t.syms, sym)
+	}
+}
+
+// sort orders symbols by address; of several at one address the largest is
+// kept, then the first in file order (global before local aliases usually).
+func (t *symtab) sort() {
+	slices.SortStableFunc(t.syms, func(a, b symbol) int {
+		if a.addr != b.addr {
+			if a.addr < b.addr {
+				return -1
+			}
+			return 1
+		}
+		if a.size != b.size {
+			if a.size > b.size {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	t.syms = slices.CompactFunc(t.syms, func(a, b symbol) bool { return a.addr == b.addr })
+}
+
+func mergeSymtabs(a, b *symtab) *symtab {
+	t := &symtab{full: a.full || b.full}
+	t.syms = append(append(t.syms, a.syms...), b.syms...)
+	t.sort()
+	return t
+}
+
+// lookup returns the function symbol holding addr, and the source file an
+// STT_FILE symbol gives for it (local symbols only), as llvm-symbolizer uses.
+func (t *symtab) lookup(addr uint64) (name, file string, ok bool) {
+	if t == nil {
+		return "", "", false
+	}
+	i, _ := slices.BinarySearchFunc(t.syms, addr+1, func(s symbol, a uint64) int {
+		if s.addr < a {
+			return -1
+		}
+		return 1
+	})
+	if i == 0 {
+		return "", "", false
+	}
+	s := t.syms[i-1]
+	if s.size != 0 && addr-s.addr >= s.size {
+		return "", "", false
+	}
+	return s.name, s.file, true
+}
+
+// readBuildIDs returns the GNU build ID (hex) and the Go build ID of ef.
+func readBuildIDs(ef *elf.File, data []byte) (gnu, goid string) {
+	for _, p := range ef.Progs {
+		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		notes, err := io.ReadAll(io.LimitReader(p.Open(), 1<<20))
+		if err != nil {
+			continue
+		}
+		forEachNote(notes, ef.ByteOrder, p.Align, func(name string, typ uint32, desc []byte) {
+			switch {
+			case name == "GNU\x00" && typ == 3 && gnu == "":
+				gnu = hex.EncodeToString(desc)
+			case name == "Go\x00\x00" && typ == 4 && goid == "":
+				goid = string(bytes.TrimRight(desc, "\x00"))
+			}
+		})
+	}
+	if gnu == "" {
+		if s := ef.Section(".note.gnu.build-id"); s != nil && s.Type == elf.SHT_NOTE {
+			if b, err := s.Data(); err == nil {
+				forEachNote(b, ef.ByteOrder, s.Addralign, func(name string, typ uint32, desc []byte) {
+					if name == "GNU\x00" && typ == 3 && gnu == "" {
+						gnu = hex.EncodeToString(desc)
+					}
+				})
+			}
+		}
+	}
+	if goid == "" {
+		if s := ef.Section(".note.go.buildid"); s != nil {
+			if b, err := s.Data(); err == nil {
+				forEachNote(b, ef.ByteOrder, 4, func(name string, typ uint32, desc []byte) {
+					if typ == 4 && goid == "" {
+						goid = string(bytes.TrimRight(desc, "\x00"))
+					}
+				})
+			}
+		}
+	}
+	return gnu, goid
+}
+
+// forEachNote walks ELF notes (namesz, descsz, type, name, desc; each padded
+// to 4 bytes, or 8 in segments aligned to 8).
+func forEachNote(b []byte, bo binary.ByteOrder, align uint64, fn func(name string, typ uint32, desc []byte)) {
+	pad := uint64(4)
+	if align == 8 {
+		pad = 8
+	}
+	up := func(n uint64) uint64 { return (n + pad - 1) &^ (pad - 1) }
+	for len(b) >= 12 {
+		namesz, descsz, typ := uint64(bo.Uint32(b)), uint64(bo.Uint32(b[4:])), bo.Uint32(b[8:])
+		b = b[12:]
+		if namesz > uint64(len(b)) || up(namesz) > uint64(len(b)) {
+			return
+		}
+		name := string(b[:namesz])
+		b = b[up(namesz):]
+		if descsz > uint64(len(b)) {
+			return
+		}
+		desc := b[:descsz]
+		fn(name, typ, desc)
+		if up(descsz) > uint64(len(b)) {
+			return
+		}
+		b = b[up(descsz):]
+	}
+}
+
+type bytesReaderAtType struct{ b []byte }
+
+func bytesReaderAt(b []byte) io.ReaderAt { return &bytesReaderAtType{b} }
+
+// ReadAt copies from the (possibly mapped) image.
+func (r *bytesReaderAtType) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(r.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// sectionData returns the contents of the named section: a slice of data when
+// it is stored uncompressed, or a decompressed copy (zlib or zstd,
+// SHF_COMPRESSED, or the older .zdebug form) capped at maxSectionSize.
+// A missing section is (nil, nil).
+func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
+	s := ef.Section(name)
+	if s == nil && strings.HasPrefix(name, ".debug_") {
+		if z := ef.Section(".zdebug_" + name[len(".debug_"):]); z != nil {
+			return zdebugData(z, data)
+		}
+	}
+	if s == nil || s.Type == elf.SHT_NOBITS {
+		return nil, nil
+	}
+	if s.Flags&elf.SHF_COMPRESSED == 0 {
+		end := s.Offset + s.FileSize
+		if end < s.Offset || end > uint64(len(data)) {
+			return nil, fmt.Errorf("section %s [%#x, %#x) beyond end of file: %w", name, s.Offset, end, ErrFormat)
+		}
+		return data[s.Offset:end:end], nil
+	}
+	if s.Size > maxSectionSize {
+		return nil, fmt.Errorf("section %s of %d bytes: %w", name, s.Size, ErrTooLarge)
+	}
+	b, err := io.ReadAll(io.LimitReader(s.Open(), int64(s.Size)+1))
+	if err != nil {
+		return nil, fmt.Errorf("section %s: %w: %w", name, ErrFormat, err)
+	}
+	if uint64(len(b)) != s.Size {
+		return nil, fmt.Errorf("section %s: decompressed to %d bytes, header says %d: %w", name, len(b), s.Size, ErrFormat)
+	}
+	return b, nil
+}

@@ -1,0 +1,299 @@
+package symbolize
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/pprof/profile"
+)
+
+// Options configures a Symbolizer. The zero value is usable.
+type Options struct {
+	// CacheBytes is the byte budget of the object cache; 0 means 256 MiB.
+	CacheBytes int64
+	// Open opens the file of a mapping; nil means os.Open(m.File). The
+	// symbolizer closes the file. OpenInProcess is a good base for one.
+	Open func(m *profile.Mapping) (*os.File, error)
+	// KallsymsPath is the kernel symbol file; "" means /proc/kallsyms.
+	KallsymsPath string
+	// DebugDirs are searched for separate debug files; nil means /usr/lib/debug.
+	DebugDirs []string
+}
+
+// kallsymsTTL is how long a read of kallsyms is trusted before it is read
+// again (modules come and go).
+const kallsymsTTL = time.Minute
+
+// Symbolizer fills profiles with frames. It caches what it reads and is safe
+// for concurrent use.
+type Symbolizer struct {
+	opts  Options
+	cache *objectCache
+
+	mu       sync.Mutex
+	kernel   *kallsyms
+	kernelAt time.Time
+	perfMaps map[string]perfMapEntry
+}
+
+type perfMapEntry struct {
+	size  int64
+	mtime time.Time
+	m     *perfMap
+}
+
+// New returns a Symbolizer.
+func New(opts Options) *Symbolizer {
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 256 << 20
+	}
+	if opts.KallsymsPath == "" {
+		opts.KallsymsPath = "/proc/kallsyms"
+	}
+	if opts.DebugDirs == nil {
+		opts.DebugDirs = []string{defaultDebugDir}
+	}
+	return &Symbolizer{opts: opts, cache: newObjectCache(opts.CacheBytes), perfMaps: make(map[string]perfMapEntry)}
+}
+
+// Close releases every cached object.
+func (s *Symbolizer) Close() error {
+	s.cache.close()
+	return nil
+}
+
+// CacheStats returns the number of objects cached and their estimated bytes.
+func (s *Symbolizer) CacheStats() (objects int, bytes int64) { return s.cache.stats() }
+
+// Symbolize fills Line (and Function) for every Location of p that has none
+// yet, one pass per mapping over its sorted addresses. It fills
+// Mapping.BuildID when empty and the mapping's Has* flags. A mapping whose
+// file cannot be opened or parsed keeps its bare addresses; its error, naming
+// the file, is returned joined with the others, and the other mappings are
+// still symbolized.
+func (s *Symbolizer) Symbolize(p *profile.Profile) error {
+	byMapping := make(map[*profile.Mapping][]*profile.Location)
+	for _, l := range p.Location {
+		if len(l.Line) == 0 && l.Mapping != nil {
+			byMapping[l.Mapping] = append(byMapping[l.Mapping], l)
+		}
+	}
+	fs := newFuncSet(p)
+	var errs []error
+	for _, m := range p.Mapping {
+		locs := byMapping[m]
+		if len(locs) == 0 {
+			continue
+		}
+		slices.SortFunc(locs, func(a, b *profile.Location) int { return cmpU64(a.Address, b.Address) })
+		var err error
+		switch {
+		case m.File == KernelFile || strings.HasPrefix(m.File, "[kernel."):
+			err = s.symbolizeKernel(m, locs, fs)
+		case isPerfMap(m.File):
+			err = s.symbolizePerfMap(m, locs, fs)
+		case m.File == "" || strings.HasPrefix(m.File, "["):
+			continue // [vdso], [anon], ...: nothing on disk to read
+		default:
+			err = s.symbolizeObject(m, locs, fs)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isPerfMap(file string) bool {
+	base := file[strings.LastIndexByte(file, '/')+1:]
+	return strings.HasPrefix(base, "perf-") && strings.HasSuffix(base, ".map")
+}
+
+func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
+	e, err := s.object(m)
+	if err != nil {
+		return fmt.Errorf("symbolize %s: %w", m.File, err)
+	}
+	defer s.cache.release(e)
+	o := e.obj
+	if m.BuildID == "" {
+		m.BuildID = o.buildID
+		if m.BuildID == "" {
+			m.BuildID = o.goBuildID
+		}
+	}
+	var firstErr error
+	for _, l := range locs {
+		va, err := o.Vaddr(m, l.Address)
+		if err != nil {
+			firstErr = cmp(firstErr, err)
+			continue
+		}
+		frames, err := o.Frames(va)
+		firstErr = cmp(firstErr, err)
+		fs.fill(m, l, frames)
+	}
+	return firstErr
+}
+
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// object returns the cache entry of m's file, opening it on a miss.
+func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
+	var keys []string
+	if m.BuildID != "" {
+		keys = append(keys, "build:"+m.BuildID)
+		if e, ok := s.cache.get(keys[0]); ok {
+			return e, nil
+		}
+	}
+	open := s.opts.Open
+	if open == nil {
+		open = func(m *profile.Mapping) (*os.File, error) { return os.Open(m.File) }
+	}
+	f, err := open(m)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	fk := fileKey(st)
+	if e, ok := s.cache.get(fk); ok {
+		return e, nil
+	}
+	o, err := NewObject(f, m.File, s.opts.DebugDirs)
+	if err != nil {
+		return nil, err
+	}
+	key := fk
+	if o.buildID != "" {
+		key = "build:" + o.buildID
+	}
+	return s.cache.add(key, o), nil
+}
+
+func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
+	s.mu.Lock()
+	k := s.kernel
+	if k == nil || time.Since(s.kernelAt) > kallsymsTTL {
+		f, err := os.Open(s.opts.KallsymsPath)
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("symbolize kernel: %w", err)
+		}
+		k, err = parseKallsyms(f, s.opts.KallsymsPath)
+		f.Close()
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("symbolize kernel: %w", err)
+		}
+		s.kernel, s.kernelAt = k, time.Now()
+	}
+	s.mu.Unlock()
+	for _, l := range locs {
+		if f, ok := k.lookup(l.Address); ok {
+			fs.fill(m, l, []Frame{f})
+		}
+	}
+	return nil
+}
+
+func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
+	f, err := os.Open(m.File)
+	if err != nil {
+		return fmt.Errorf("symbolize %s: %w", m.File, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("symbolize %s: %w", m.File, err)
+	}
+	s.mu.Lock()
+	e, ok := s.perfMaps[m.File]
+	s.mu.Unlock()
+	if !ok || e.size != st.Size() || !e.mtime.Equal(st.ModTime()) {
+		pm, err := parsePerfMap(f, m.File)
+		if err != nil {
+			return fmt.Errorf("symbolize: %w", err)
+		}
+		e = perfMapEntry{st.Size(), st.ModTime(), pm}
+		s.mu.Lock()
+		if len(s.perfMaps) > 256 {
+			clear(s.perfMaps)
+		}
+		s.perfMaps[m.File] = e
+		s.mu.Unlock()
+	}
+	for _, l := range locs {
+		if f, ok := e.m.lookup(l.Address); ok {
+			fs.fill(m, l, []Frame{f})
+		}
+	}
+	return nil
+}
+
+// funcSet creates or reuses the profile's Functions, by name and file.
+type funcSet struct {
+	p      *profile.Profile
+	byKey  map[[2]string]*profile.Function
+	nextID uint64
+}
+
+func newFuncSet(p *profile.Profile) *funcSet {
+	fs := &funcSet{p: p, byKey: make(map[[2]string]*profile.Function)}
+	for _, f := range p.Function {
+		fs.byKey[[2]string{f.Name, f.Filename}] = f
+		fs.nextID = max(fs.nextID, f.ID)
+	}
+	return fs
+}
+
+func (fs *funcSet) function(name, file string) *profile.Function {
+	k := [2]string{name, file}
+	if f, ok := fs.byKey[k]; ok {
+		return f
+	}
+	fs.nextID++
+	f := &profile.Function{ID: fs.nextID, Name: name, SystemName: name, Filename: file}
+	fs.p.Function = append(fs.p.Function, f)
+	fs.byKey[k] = f
+	return f
+}
+
+// fill sets l's Lines from frames (innermost first, the pprof order) and
+// the mapping's Has* flags.
+func (fs *funcSet) fill(m *profile.Mapping, l *profile.Location, frames []Frame) {
+	if len(frames) == 0 {
+		return
+	}
+	l.Line = make([]profile.Line, 0, len(frames))
+	for _, f := range frames {
+		if f.Function == "" && f.File == "" {
+			continue
+		}
+		name := f.Function
+		if name == "" {
+			name = "??"
+		}
+		l.Line = append(l.Line, profile.Line{Function: fs.function(name, f.File), Line: int64(f.Line), Column: int64(f.Column)})
+		m.HasFunctions = m.HasFunctions || f.Function != ""
+		m.HasFilenames = m.HasFilenames || f.File != ""
+		m.HasLineNumbers = m.HasLineNumbers || f.Line != 0
+	}
+	if len(l.Line) > 1 {
+		m.HasInlineFrames = true
+	}
+}
