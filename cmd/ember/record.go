@@ -65,7 +65,7 @@ system.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			sum, err := agent.Record(ctx, cfg, newSymbolizer())
+			sum, err := agent.Record(ctx, cfg)
 			if err != nil {
 				return err
 			}

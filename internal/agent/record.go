@@ -15,6 +15,7 @@ import (
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
+	"github.com/emberprof/ember/symbolize"
 )
 
 // RecordConfig is what `ember record` was asked for.
@@ -62,7 +63,7 @@ const drainEvery = time.Second
 
 // Record profiles until ctx ends, cfg.Duration passes or cfg.Command exits,
 // then symbolizes and writes the profile to cfg.Output.
-func Record(ctx context.Context, cfg RecordConfig, sym Symbolizer) (*Summary, error) {
+func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	stderr := cfg.Stderr
 	if stderr == nil {
 		stderr = os.Stderr
@@ -154,14 +155,12 @@ loop:
 	}
 	sum.ExitCode = exitCode(cmdErr)
 
-	for _, name := range sortedKeys(sum.Stats) {
-		col.b.Comment("ember: %s=%d", name, sum.Stats[name])
-	}
+	col.b.Comment("ember: %s", statsLine(sum.Stats))
 	p := col.b.Profile(end)
-	if sym != nil {
-		if err := sym.Symbolize(p, col.open); err != nil {
-			fmt.Fprintf(stderr, "ember: symbolization incomplete: %v\n", err)
-		}
+	sym := symbolize.New(symbolize.Options{Open: col.open})
+	defer sym.Close()
+	if err := sym.Symbolize(p); err != nil {
+		fmt.Fprintf(stderr, "ember: symbolization incomplete: %v\n", err)
 	}
 	if err := writeOutput(cfg.Output, p); err != nil {
 		return nil, err
@@ -178,14 +177,7 @@ func drainInto(tr *tracer.Tracer, col *collector, procs *proc.Table) error {
 		return err
 	}
 	col.add(samples)
-	procs.Sweep()
 	return nil
-}
-
-// Symbolizer fills the Lines of a profile's Locations; open returns the file
-// behind a Mapping.
-type Symbolizer interface {
-	Symbolize(p *profile.Profile, open func(*profile.Mapping) (*os.File, error)) error
 }
 
 func exitCode(err error) int {
@@ -211,6 +203,15 @@ func WriteSummary(w io.Writer, s *Summary) {
 		}
 	}
 	fmt.Fprintf(w, "ember: lost %d: %s\n", s.Lost(), strings.Join(parts, " "))
+}
+
+// statsLine renders every counter as "name=value ...", sorted by name.
+func statsLine(stats map[string]uint64) string {
+	parts := make([]string, 0, len(stats))
+	for _, k := range sortedKeys(stats) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, stats[k]))
+	}
+	return strings.Join(parts, " ")
 }
 
 func sortedKeys(m map[string]uint64) []string {

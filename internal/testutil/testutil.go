@@ -64,10 +64,16 @@ func Run(t testing.TB, dir, name string, args ...string) string {
 	return string(out)
 }
 
-// BuildC compiles C sources from testdata into dir/out with gcc and flags.
+// BuildC compiles C sources from testdata into out with gcc and flags.
 func BuildC(t testing.TB, out string, flags []string, srcs ...string) string {
 	t.Helper()
-	cc := RequireTool(t, "gcc")
+	return BuildCC(t, "gcc", out, flags, srcs...)
+}
+
+// BuildCC compiles C or C++ sources from testdata into out with compiler cc.
+func BuildCC(t testing.TB, cc, out string, flags []string, srcs ...string) string {
+	t.Helper()
+	cc = RequireTool(t, cc)
 	args := append([]string{"-o", out}, flags...)
 	for _, s := range srcs {
 		args = append(args, Testdata(s))

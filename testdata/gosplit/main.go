@@ -18,14 +18,21 @@ const unit = 200000
 
 var sink uint64
 
+// spin ends with a call so that it is not a frameless leaf: Go omits the
+// frame pointer of leaves without a frame, and a frame-pointer unwinder then
+// skips their caller.
+//
 //go:noinline
 func spin(units int) {
 	x := sink
 	for i := 0; i < units*unit; i++ {
 		x = x*6364136223846793005 + 1442695040888963407
 	}
-	sink = x
+	store(x)
 }
+
+//go:noinline
+func store(x uint64) { sink = x }
 
 //go:noinline
 func workA() { spin(6) }
