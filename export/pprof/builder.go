@@ -180,9 +180,16 @@ func (b *Builder) Comment(format string, args ...any) {
 	b.p.Comments = append(b.p.Comments, fmt.Sprintf(format, args...))
 }
 
-// Profile finishes the profile at end and returns it.
+// Profile finishes the profile at end and returns it. The kernel's mapping
+// goes last: pprof takes the first mapping for the main binary.
 func (b *Builder) Profile(end time.Time) *profile.Profile {
 	b.p.DurationNanos = end.UnixNano() - b.p.TimeNanos
+	slices.SortStableFunc(b.p.Mapping, func(x, y *profile.Mapping) int {
+		return cmpBool(x.File == KernelFile, y.File == KernelFile)
+	})
+	for i, m := range b.p.Mapping {
+		m.ID = uint64(i + 1)
+	}
 	return b.p
 }
 
@@ -203,4 +210,14 @@ func (b *Builder) Pseudo(name string) *profile.Location {
 	b.p.Location = append(b.p.Location, l)
 	b.pseudo[fk] = l
 	return l
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

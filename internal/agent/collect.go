@@ -19,7 +19,7 @@ import (
 type collector struct {
 	b     *pprof.Builder
 	procs *proc.Table
-	files map[uint64]mappingSource // by profile Mapping ID
+	files map[*profile.Mapping]mappingSource
 	pids  map[uint32]bool
 
 	kernel *profile.Mapping
@@ -34,7 +34,7 @@ func newCollector(mode pprof.Mode, hz int, start time.Time, procs *proc.Table) *
 	return &collector{
 		b:     pprof.NewBuilder(mode, hz, start),
 		procs: procs,
-		files: map[uint64]mappingSource{},
+		files: map[*profile.Mapping]mappingSource{},
 		pids:  map[uint32]bool{},
 	}
 }
@@ -139,7 +139,7 @@ func (c *collector) userMapping(pid uint32, m *proc.Mapping) *profile.Mapping {
 				pm.File = name
 			}
 		}
-		c.files[pm.ID] = mappingSource{pid: int(pid), m: *m}
+		c.files[pm] = mappingSource{pid: int(pid), m: *m}
 	})
 }
 
@@ -148,7 +148,7 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 	if pm.File == pprof.KernelFile {
 		return nil, fmt.Errorf("kernel mapping has no file")
 	}
-	src, ok := c.files[pm.ID]
+	src, ok := c.files[pm]
 	if !ok || src.m.Inode == 0 {
 		return os.Open(pm.File)
 	}

@@ -58,19 +58,34 @@ static void report(const char *name, long long start, long long blocked)
 	pthread_mutex_unlock(&out_mu);
 }
 
+/*
+ * The blocking calls go through one more function each: libc is built
+ * without frame pointers, so a frame-pointer unwinder loses the direct
+ * caller of a libc function; the named functions are one frame further up.
+ */
+__attribute__((noinline)) int sleep_once(const struct timespec *d)
+{
+	return nanosleep(d, NULL);
+}
+
 __attribute__((noinline)) long long nap_sleep(void)
 {
 	struct timespec d = { 0, 10 * 1000 * 1000 };
 	long long t0 = ns(CLOCK_MONOTONIC);
-	nanosleep(&d, NULL);
+	sleep_once(&d);
 	return ns(CLOCK_MONOTONIC) - t0;
+}
+
+__attribute__((noinline)) ssize_t read_once(int fd, char *b)
+{
+	return read(fd, b, 1);
 }
 
 __attribute__((noinline)) long long wait_pipe(void)
 {
 	char b;
 	long long t0 = ns(CLOCK_MONOTONIC);
-	if (read(pipefd[0], &b, 1) != 1)
+	if (read_once(pipefd[0], &b) != 1)
 		return -1;
 	return ns(CLOCK_MONOTONIC) - t0;
 }
