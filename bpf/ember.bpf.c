@@ -33,6 +33,9 @@ const volatile __u32 offcpu_kinds = 0xff;  /* bit (1 << kind) of kinds to keep *
 
 #define MAX_KSTACK_DEPTH 64
 
+/* bpf_ktime_get_ns() of the first on-CPU sample, for time-to-first-sample. */
+__u64 first_sample_ns = 0;
+
 /* The live set: 0 or 1. User space flips it, then drains the idle set. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -65,12 +68,40 @@ struct kstack {
 };
 struct offcpu_kstacks_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096); /* resized by user space */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384); /* resized by user space */
 	__type(key, __u64);
 	__type(value, struct kstack);
 };
 struct offcpu_kstacks_map offcpu_kstacks0 SEC(".maps");
 struct offcpu_kstacks_map offcpu_kstacks1 SEC(".maps");
+
+/*
+ * User stacks of off-CPU blocks, keyed by a hash of their frames. Unlike a
+ * STACK_TRACE map, a hash map has no bucket collisions, and without
+ * preallocation it costs memory only for the stacks it holds: off-CPU
+ * sampling can keep thousands of distinct stacks a second on a busy machine.
+ */
+#define MAX_USTACK_DEPTH 127
+struct ustack {
+	__u64 ips[MAX_USTACK_DEPTH];
+};
+struct offcpu_ustacks_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536); /* resized by user space */
+	__type(key, __u64);
+	__type(value, struct ustack);
+};
+struct offcpu_ustacks_map offcpu_ustacks0 SEC(".maps");
+struct offcpu_ustacks_map offcpu_ustacks1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ustack);
+} ustack_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -211,6 +242,8 @@ int on_cpu_sample(void *ctx)
 	if (!wanted(tgid, tid))
 		return 0;
 	stat_inc(STAT_SAMPLES);
+	if (!first_sample_ns)
+		__sync_val_compare_and_swap(&first_sample_ns, 0, bpf_ktime_get_ns());
 	note_process(tgid);
 
 	__u32 set = live_set();
@@ -274,6 +307,7 @@ int BPF_PROG(process_exit, struct task_struct *p)
 
 /* Referenced so that their BTF reaches bpf2go, which generates Go types. */
 const struct event *unused_event __attribute__((unused));
+const struct ustack *unused_ustack __attribute__((unused));
 const enum stat *unused_stat __attribute__((unused));
 const enum sample_kind *unused_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));

@@ -22,8 +22,10 @@ enum sample_kind {
 struct sample_key {
 	__u32 pid;          /* tgid, the process */
 	__u32 tid;          /* the thread */
-	__s32 user_stack;   /* id in the stacks map, or a negative errno */
 	__u32 kind;         /* enum sample_kind */
+	__u32 _pad;
+	__s64 user_stack;   /* on-CPU: id in the stacks map; off-CPU: key in the
+	                     * offcpu_ustacks map; negative: an errno */
 	__s64 kern_stack;   /* on-CPU: id in the stacks map; off-CPU: key in the
 	                     * offcpu_kstacks map; negative: an errno */
 	char comm[TASK_COMM_LEN]; /* the thread's name at sample time */
@@ -53,6 +55,8 @@ enum stat {
 	STAT_OFFCPU_STALE,          /* user stack taken before a set flip: dropped */
 	STAT_OFFCPU_KSTACK_FULL,    /* off-CPU kernel stack map full */
 	STAT_OFFCPU_KSTACK_EFAULT,  /* blocked thread's kernel stack unreadable */
+	STAT_OFFCPU_USTACK_FULL,    /* off-CPU user stack map full */
+	STAT_OFFCPU_USTACK_EFAULT,  /* off-CPU user stack unreadable */
 	STAT_MAX,
 };
 

@@ -35,10 +35,11 @@ type emberKstack struct {
 type emberOffcpuTask struct {
 	_       structs.HostLayout
 	StartNs uint64
-	Ustack  int32
+	Ustack  int64
 	Kind    uint32
 	Set     uint32
 	Pending uint32
+	_       [4]byte
 	Weight  uint64
 	Pkind   uint32
 	NrKips  uint32
@@ -49,8 +50,9 @@ type emberSampleKey struct {
 	_         structs.HostLayout
 	Pid       uint32
 	Tid       uint32
-	UserStack int32
 	Kind      uint32
+	Pad       uint32
+	UserStack int64
 	KernStack int64
 	Comm      [16]int8
 }
@@ -91,8 +93,15 @@ const (
 	emberStatSTAT_OFFCPU_STALE         emberStat = 14
 	emberStatSTAT_OFFCPU_KSTACK_FULL   emberStat = 15
 	emberStatSTAT_OFFCPU_KSTACK_EFAULT emberStat = 16
-	emberStatSTAT_MAX                  emberStat = 17
+	emberStatSTAT_OFFCPU_USTACK_FULL   emberStat = 17
+	emberStatSTAT_OFFCPU_USTACK_EFAULT emberStat = 18
+	emberStatSTAT_MAX                  emberStat = 19
 )
+
+type emberUstack struct {
+	_   structs.HostLayout
+	Ips [127]uint64
+}
 
 // Names of all BPF objects in the ELF.
 //
@@ -106,10 +115,13 @@ const (
 	emberMapOffcpuKstacks0    = "offcpu_kstacks0"
 	emberMapOffcpuKstacks1    = "offcpu_kstacks1"
 	emberMapOffcpuTasks       = "offcpu_tasks"
+	emberMapOffcpuUstacks0    = "offcpu_ustacks0"
+	emberMapOffcpuUstacks1    = "offcpu_ustacks1"
 	emberMapPids              = "pids"
 	emberMapStacks0           = "stacks0"
 	emberMapStacks1           = "stacks1"
 	emberMapStats             = "stats"
+	emberMapUstackScratch     = "ustack_scratch"
 	emberProgFollowFork       = "follow_fork"
 	emberProgOffcpuSwitch     = "offcpu_switch"
 	emberProgOffcpuSysExit    = "offcpu_sys_exit"
@@ -118,6 +130,7 @@ const (
 	emberProgProcessExit      = "process_exit"
 	emberVarFilterCgroup      = "filter_cgroup"
 	emberVarFilterPids        = "filter_pids"
+	emberVarFirstSampleNs     = "first_sample_ns"
 	emberVarFollowForks       = "follow_forks"
 	emberVarIncludeIdle       = "include_idle"
 	emberVarOffcpuKinds       = "offcpu_kinds"
@@ -128,6 +141,7 @@ const (
 	emberVarUnusedEventType   = "unused_event_type"
 	emberVarUnusedKind        = "unused_kind"
 	emberVarUnusedStat        = "unused_stat"
+	emberVarUnusedUstack      = "unused_ustack"
 )
 
 // loadEmber returns the embedded CollectionSpec for ember.
@@ -192,10 +206,13 @@ type emberMapSpecs struct {
 	OffcpuKstacks0 *ebpf.MapSpec `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
 	OffcpuTasks    *ebpf.MapSpec `ebpf:"offcpu_tasks"`
+	OffcpuUstacks0 *ebpf.MapSpec `ebpf:"offcpu_ustacks0"`
+	OffcpuUstacks1 *ebpf.MapSpec `ebpf:"offcpu_ustacks1"`
 	Pids           *ebpf.MapSpec `ebpf:"pids"`
 	Stacks0        *ebpf.MapSpec `ebpf:"stacks0"`
 	Stacks1        *ebpf.MapSpec `ebpf:"stacks1"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	UstackScratch  *ebpf.MapSpec `ebpf:"ustack_scratch"`
 }
 
 // emberVariableSpecs contains global variables before they are loaded into the kernel.
@@ -204,6 +221,7 @@ type emberMapSpecs struct {
 type emberVariableSpecs struct {
 	FilterCgroup      *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterPids        *ebpf.VariableSpec `ebpf:"filter_pids"`
+	FirstSampleNs     *ebpf.VariableSpec `ebpf:"first_sample_ns"`
 	FollowForks       *ebpf.VariableSpec `ebpf:"follow_forks"`
 	IncludeIdle       *ebpf.VariableSpec `ebpf:"include_idle"`
 	OffcpuKinds       *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
@@ -214,6 +232,7 @@ type emberVariableSpecs struct {
 	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedKind        *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedStat        *ebpf.VariableSpec `ebpf:"unused_stat"`
+	UnusedUstack      *ebpf.VariableSpec `ebpf:"unused_ustack"`
 }
 
 // emberObjects contains all objects after they have been loaded into the kernel.
@@ -244,10 +263,13 @@ type emberMaps struct {
 	OffcpuKstacks0 *ebpf.Map `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.Map `ebpf:"offcpu_kstacks1"`
 	OffcpuTasks    *ebpf.Map `ebpf:"offcpu_tasks"`
+	OffcpuUstacks0 *ebpf.Map `ebpf:"offcpu_ustacks0"`
+	OffcpuUstacks1 *ebpf.Map `ebpf:"offcpu_ustacks1"`
 	Pids           *ebpf.Map `ebpf:"pids"`
 	Stacks0        *ebpf.Map `ebpf:"stacks0"`
 	Stacks1        *ebpf.Map `ebpf:"stacks1"`
 	Stats          *ebpf.Map `ebpf:"stats"`
+	UstackScratch  *ebpf.Map `ebpf:"ustack_scratch"`
 }
 
 func (m *emberMaps) Close() error {
@@ -260,10 +282,13 @@ func (m *emberMaps) Close() error {
 		m.OffcpuKstacks0,
 		m.OffcpuKstacks1,
 		m.OffcpuTasks,
+		m.OffcpuUstacks0,
+		m.OffcpuUstacks1,
 		m.Pids,
 		m.Stacks0,
 		m.Stacks1,
 		m.Stats,
+		m.UstackScratch,
 	)
 }
 
@@ -273,6 +298,7 @@ func (m *emberMaps) Close() error {
 type emberVariables struct {
 	FilterCgroup      *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterPids        *ebpf.Variable `ebpf:"filter_pids"`
+	FirstSampleNs     *ebpf.Variable `ebpf:"first_sample_ns"`
 	FollowForks       *ebpf.Variable `ebpf:"follow_forks"`
 	IncludeIdle       *ebpf.Variable `ebpf:"include_idle"`
 	OffcpuKinds       *ebpf.Variable `ebpf:"offcpu_kinds"`
@@ -283,6 +309,7 @@ type emberVariables struct {
 	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedKind        *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedStat        *ebpf.Variable `ebpf:"unused_stat"`
+	UnusedUstack      *ebpf.Variable `ebpf:"unused_ustack"`
 }
 
 // emberPrograms contains all programs after they have been loaded into the kernel.

@@ -14,6 +14,7 @@ type (
 	SampleValue = emberSampleValue
 	Event       = emberEvent
 	KStack      = emberKstack
+	UStack      = emberUstack
 )
 
 // Sample kinds (enum sample_kind in ember.h).
@@ -51,6 +52,8 @@ var StatNames = [...]string{
 	emberStatSTAT_OFFCPU_STALE:         "offcpu_stack_stale",
 	emberStatSTAT_OFFCPU_KSTACK_FULL:   "offcpu_kernel_stack_map_full",
 	emberStatSTAT_OFFCPU_KSTACK_EFAULT: "offcpu_kernel_stack_fault",
+	emberStatSTAT_OFFCPU_USTACK_FULL:   "offcpu_user_stack_map_full",
+	emberStatSTAT_OFFCPU_USTACK_EFAULT: "offcpu_user_stack_fault",
 }
 
 // MaxKStackDepth is the depth of the off-CPU kernel stacks (MAX_KSTACK_DEPTH).
@@ -74,6 +77,7 @@ type Config struct {
 	CountsEntries uint32 // per counts map (x2)
 	StackEntries  uint32 // per stack-trace map (x2)
 	KStackEntries uint32 // per off-CPU kernel stack map (x2)
+	UStackEntries uint32 // per off-CPU user stack map (x2)
 }
 
 // Objects are the loaded maps and programs. Programs not asked for are nil.
@@ -82,6 +86,7 @@ type Objects struct {
 	Counts        [2]*ebpf.Map
 	Stacks        [2]*ebpf.Map
 	OffCPUKStacks [2]*ebpf.Map
+	OffCPUUStacks [2]*ebpf.Map
 	Stats         *ebpf.Map
 	PIDs          *ebpf.Map
 	KnownPIDs     *ebpf.Map
@@ -96,6 +101,18 @@ type Objects struct {
 
 	coll *ebpf.Collection
 }
+
+// FirstSampleNS returns CLOCK_MONOTONIC of the first on-CPU sample, 0 if none.
+func (o *Objects) FirstSampleNS() uint64 {
+	var v uint64
+	if vr := o.coll.Variables["first_sample_ns"]; vr != nil {
+		_ = vr.Get(&v)
+	}
+	return v
+}
+
+// Programs returns the loaded programs by name.
+func (o *Objects) Programs() map[string]*ebpf.Program { return o.coll.Programs }
 
 // Load loads the programs cfg asks for into the kernel.
 func Load(cfg Config) (*Objects, error) {
@@ -129,6 +146,7 @@ func Load(cfg Config) (*Objects, error) {
 	resize(cfg.CountsEntries, "counts0", "counts1")
 	resize(cfg.StackEntries, "stacks0", "stacks1")
 	resize(cfg.KStackEntries, "offcpu_kstacks0", "offcpu_kstacks1")
+	resize(cfg.UStackEntries, "offcpu_ustacks0", "offcpu_ustacks1")
 
 	want := map[string]bool{"follow_fork": true, "process_exec": true, "process_exit": true}
 	if cfg.OnCPU {
@@ -156,6 +174,7 @@ func Load(cfg Config) (*Objects, error) {
 		Counts:        [2]*ebpf.Map{coll.Maps["counts0"], coll.Maps["counts1"]},
 		Stacks:        [2]*ebpf.Map{coll.Maps["stacks0"], coll.Maps["stacks1"]},
 		OffCPUKStacks: [2]*ebpf.Map{coll.Maps["offcpu_kstacks0"], coll.Maps["offcpu_kstacks1"]},
+		OffCPUUStacks: [2]*ebpf.Map{coll.Maps["offcpu_ustacks0"], coll.Maps["offcpu_ustacks1"]},
 		Stats:         coll.Maps["stats"],
 		PIDs:          coll.Maps["pids"],
 		KnownPIDs:     coll.Maps["known_pids"],

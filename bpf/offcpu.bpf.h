@@ -27,7 +27,7 @@
 
 struct offcpu_task {
 	__u64 start_ns;  /* 0: not blocked (or not measured) */
-	__s32 ustack;    /* user stack taken at switch-out, or -ENOENT */
+	__s64 ustack;    /* user stack taken at switch-out, or -ENOENT */
 	__u32 kind;      /* enum sample_kind of the block in progress */
 	__u32 set;       /* live set when ustack was taken */
 	__u32 pending;   /* a kept block waits for its user stack */
@@ -87,8 +87,44 @@ static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
 	return h;
 }
 
+/* ustack_key stores current's user stack in the set's offcpu_ustacks map
+ * under a hash of its frames and returns the hash, or a negative errno. */
+static __always_inline __s64 ustack_key(void *ctx, __u32 set)
+{
+	__u32 zero = 0;
+	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &zero);
+	__u64 h = 14695981039346656037ULL;
+
+	if (!buf)
+		return -12;
+	long n = bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), BPF_F_USER_STACK);
+	if (n <= 0) {
+		stat_inc(STAT_OFFCPU_USTACK_EFAULT);
+		return n < 0 ? n : -14;
+	}
+	n /= sizeof(__u64);
+	for (int i = 0; i < MAX_USTACK_DEPTH; i++) {
+		if (i >= n) {
+			buf->ips[i] = 0; /* the scratch holds an older stack's tail */
+			continue;
+		}
+		h ^= buf->ips[i];
+		h *= 1099511628211ULL;
+	}
+	h &= 0x7fffffffffffffffULL;
+	void *map = set ? (void *)&offcpu_ustacks1 : (void *)&offcpu_ustacks0;
+	if (bpf_map_lookup_elem(map, &h))
+		return h;
+	long err = bpf_map_update_elem(map, &h, buf, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: raced with another CPU */) {
+		stat_inc(STAT_OFFCPU_USTACK_FULL);
+		return err;
+	}
+	return h;
+}
+
 static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *comm,
-				       __s32 ustack, __s64 kstack, __u32 kind, __u64 weight)
+				       __s64 ustack, __s64 kstack, __u32 kind, __u64 weight)
 {
 	struct sample_key key = {
 		.pid = pid,
@@ -98,6 +134,7 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 		.kern_stack = kstack,
 	};
 	__builtin_memcpy(key.comm, comm, TASK_COMM_LEN);
+	note_process(pid);
 	add(set, &key, 1, weight);
 }
 
@@ -108,11 +145,11 @@ static __always_inline void finish_pending(void *ctx, struct offcpu_task *t, str
 	__u32 set = live_set();
 	__u64 id = bpf_get_current_pid_tgid();
 	char comm[TASK_COMM_LEN];
-	__s32 ustack;
+	__s64 ustack;
 
 	t->pending = 0;
 	bpf_get_current_comm(comm, sizeof(comm));
-	ustack = is_kthread(task) ? -2 /* ENOENT */ : stackid(ctx, set, BPF_F_USER_STACK);
+	ustack = is_kthread(task) ? -2 /* ENOENT */ : ustack_key(ctx, set);
 	emit_block(set, id >> 32, (__u32)id, comm, ustack, kstack_key(set, t), t->pkind, t->weight);
 }
 
@@ -139,7 +176,7 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 				t->ustack = -2; /* ENOENT */
 				if (kind == KIND_OFFCPU_RUNQ && !is_kthread(prev)) {
 					t->set = live_set();
-					t->ustack = stackid(ctx, t->set, BPF_F_USER_STACK);
+					t->ustack = ustack_key(ctx, t->set);
 				}
 				t->start_ns = now;
 			}
@@ -179,7 +216,7 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	if (t->kind == KIND_OFFCPU_RUNQ || is_kthread(next)) {
 		/* The user stack is known (or there is none): attribute now. */
 		__u32 set = live_set();
-		__s32 ustack = t->ustack;
+		__s64 ustack = t->ustack;
 		if (ustack >= 0 && t->set != set) {
 			stat_inc(STAT_OFFCPU_STALE);
 			ustack = -116; /* ESTALE */

@@ -8,6 +8,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +25,10 @@ var rootCmd = &cobra.Command{
 }
 
 func main() {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+		agent.ProcessStart = time.Duration(ts.Nano())
+	}
 	if len(os.Args) > 1 && os.Args[1] == agent.ExecHelperArg {
 		agent.RunExecHelper(os.Args[2:])
 	}

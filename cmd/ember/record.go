@@ -26,6 +26,7 @@ func init() {
 		idle, self   bool
 		offT, offMin time.Duration
 		offState     string
+		bpfStats     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "record [flags] [-- COMMAND [ARGS...]]",
@@ -49,6 +50,7 @@ system.`,
 				Duration: duration,
 				Command:  args,
 				Output:   output,
+				BPFStats: bpfStats,
 			}
 			cfg.Tracer.Frequency = hz
 			cfg.Tracer.PIDs = pids
@@ -89,5 +91,6 @@ system.`,
 	f.DurationVar(&offT, "offcpu-threshold", time.Millisecond, "off-CPU blocks shorter than this are sampled with probability d/T and weighted T")
 	f.DurationVar(&offMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep (interruptible), disk (uninterruptible), runnable, or a comma list")
+	f.BoolVar(&bpfStats, "bpf-stats", false, "account and report the BPF programs' run time (costs a clock read per run)")
 	rootCmd.AddCommand(cmd)
 }

@@ -26,7 +26,12 @@ type RecordConfig struct {
 	Command  []string      // launch and profile this, with its children
 	Output   string
 	Stderr   *os.File // summary and live status; nil for os.Stderr
+	BPFStats bool     // account the BPF programs' run time and report it
 }
+
+// ProcessStart is CLOCK_MONOTONIC when the process started main; main sets
+// it, and time to first sample is measured from it.
+var ProcessStart time.Duration
 
 // Summary is what `record` reports at the end.
 type Summary struct {
@@ -36,6 +41,9 @@ type Summary struct {
 	Output    string
 	Profile   *profile.Profile
 	ExitCode  int // of the launched command
+
+	FirstSample time.Duration         // from ProcessStart to the first sample; 0: none
+	Programs    []tracer.ProgramStats // with RecordConfig.BPFStats
 }
 
 // Lost returns the total of the counters that count lost stacks or samples.
@@ -59,7 +67,7 @@ func isLossStat(name string) bool {
 
 // drainEvery is how often record empties the kernel maps: small enough that
 // the maps stay small, large enough that draining costs nothing.
-const drainEvery = time.Second
+const drainEvery = 500 * time.Millisecond
 
 // Record profiles until ctx ends, cfg.Duration passes or cfg.Command exits,
 // then symbolizes and writes the profile to cfg.Output.
@@ -87,6 +95,13 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 		}
 		tc.PIDs = append(tc.PIDs, cmd.pid())
 		tc.FollowForks = true
+	}
+	if cfg.BPFStats {
+		st, err := tracer.EnableProgramStats()
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
 	}
 	procs := proc.NewTable()
 	defer procs.Close()
@@ -148,6 +163,12 @@ loop:
 	if sum.Stats, err = tr.Stats(); err != nil {
 		return nil, err
 	}
+	if first := tr.FirstSample(); first > 0 && ProcessStart > 0 {
+		sum.FirstSample = first - ProcessStart
+	}
+	if cfg.BPFStats {
+		sum.Programs = tr.ProgramStats()
+	}
 	tr.Close()
 	if cmd != nil && exited != nil {
 		// Stopped before the command ended: leave it running, as perf does.
@@ -203,6 +224,17 @@ func WriteSummary(w io.Writer, s *Summary) {
 		}
 	}
 	fmt.Fprintf(w, "ember: lost %d: %s\n", s.Lost(), strings.Join(parts, " "))
+	if s.FirstSample > 0 {
+		fmt.Fprintf(w, "ember: first sample %.1fms after start\n", float64(s.FirstSample.Microseconds())/1000)
+	}
+	sort.Slice(s.Programs, func(i, j int) bool { return s.Programs[i].Name < s.Programs[j].Name })
+	for _, p := range s.Programs {
+		per := time.Duration(0)
+		if p.Runs > 0 {
+			per = p.RunTime / time.Duration(p.Runs)
+		}
+		fmt.Fprintf(w, "ember: bpf %s: %d runs, %s run time, %s per run\n", p.Name, p.Runs, p.RunTime, per)
+	}
 }
 
 // statsLine renders every counter as "name=value ...", sorted by name.

@@ -47,33 +47,42 @@ func (t *Tracer) Drain() ([]Sample, error) {
 	}
 	stacks := t.objs.Stacks[idle]
 	kstacks := t.objs.OffCPUKStacks[idle]
-	cache := map[int64][]uint64{}
-	lookup := func(m *ebpf.Map, id int64, off bool) ([]uint64, int64) {
+	ustacks := t.objs.OffCPUUStacks[idle]
+	// Each map has its own id space; cache lookups per map.
+	type cacheKey struct {
+		m  *ebpf.Map
+		id int64
+	}
+	cache := map[cacheKey][]uint64{}
+	lookup := func(m *ebpf.Map, id int64) ([]uint64, int64) {
 		if id < 0 {
 			return nil, id
 		}
-		key := id
-		if off {
-			key = -id - 1 // keep the two id spaces apart in the cache
-		}
-		if pcs, ok := cache[key]; ok {
+		if pcs, ok := cache[cacheKey{m, id}]; ok {
 			return pcs, 0
 		}
-		var pcs []uint64
-		if off {
+		var (
+			pcs []uint64
+			err error
+		)
+		switch m {
+		case kstacks:
 			var ks bpf.KStack
-			if err := m.Lookup(uint64(id), &ks); err != nil {
-				return nil, -2
-			}
+			err = m.Lookup(uint64(id), &ks)
 			pcs = trimZeros(ks.Ips[:])
-		} else {
+		case ustacks:
+			var us bpf.UStack
+			err = m.Lookup(uint64(id), &us)
+			pcs = trimZeros(us.Ips[:])
+		default:
 			var raw [127]uint64
-			if err := m.Lookup(uint32(id), &raw); err != nil {
-				return nil, -2
-			}
+			err = m.Lookup(uint32(id), &raw)
 			pcs = trimZeros(raw[:])
 		}
-		cache[key] = pcs
+		if err != nil {
+			return nil, -2
+		}
+		cache[cacheKey{m, id}] = pcs
 		return pcs, 0
 	}
 	out := make([]Sample, len(keys))
@@ -83,19 +92,22 @@ func (t *Tracer) Drain() ([]Sample, error) {
 			Count: vals[i].Count, NS: vals[i].Ns,
 			Comm: commString(k.Comm[:]),
 		}
-		s.User, s.UserErr = lookup(stacks, int64(k.UserStack), false)
 		if k.Kind == bpf.KindOnCPU {
-			s.Kernel, s.KernErr = lookup(stacks, k.KernStack, false)
+			s.User, s.UserErr = lookup(stacks, k.UserStack)
+			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
 		} else {
-			s.Kernel, s.KernErr = lookup(kstacks, k.KernStack, true)
+			s.User, s.UserErr = lookup(ustacks, k.UserStack)
+			s.Kernel, s.KernErr = lookup(kstacks, k.KernStack)
 		}
 		out[i] = s
 	}
 	if err := clearMap[uint32](stacks); err != nil {
 		return out, err
 	}
-	if err := clearMap[uint64](kstacks); err != nil {
-		return out, err
+	for _, m := range []*ebpf.Map{kstacks, ustacks} {
+		if err := clearMap[uint64](m); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
 }

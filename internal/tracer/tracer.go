@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -92,7 +93,8 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		OffCPUKinds:     kinds,
 		CountsEntries:   cfg.CountsEntries,
 		StackEntries:    cfg.StackEntries,
-		KStackEntries:   max(cfg.CountsEntries/4, 4096),
+		KStackEntries:   16384,
+		UStackEntries:   65536,
 	}
 	if !cfg.IncludeSelf {
 		bcfg.SelfTGID = uint32(os.Getpid())
@@ -230,6 +232,44 @@ func (t *Tracer) Close() error {
 		t.objs = nil
 	}
 	return nil
+}
+
+// FirstSample returns CLOCK_MONOTONIC of the first on-CPU sample taken, or
+// zero when none was.
+func (t *Tracer) FirstSample() time.Duration {
+	return time.Duration(t.objs.FirstSampleNS())
+}
+
+// ProgramStats is the kernel's accounting of one BPF program (only counted
+// while EnableProgramStats is in effect).
+type ProgramStats struct {
+	Name    string
+	RunTime time.Duration
+	Runs    uint64
+}
+
+// ProgramStats returns run time and run count of every loaded program.
+func (t *Tracer) ProgramStats() []ProgramStats {
+	var out []ProgramStats
+	for name, p := range t.objs.Programs() {
+		st, err := p.Stats()
+		if err != nil {
+			continue
+		}
+		out = append(out, ProgramStats{Name: name, RunTime: st.Runtime, Runs: st.RunCount})
+	}
+	return out
+}
+
+// EnableProgramStats turns on the kernel's BPF run-time accounting
+// (kernel.bpf_stats_enabled) until the returned closer is closed. It costs a
+// clock read per program run, so it is off unless asked for.
+func EnableProgramStats() (io.Closer, error) {
+	c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enable BPF program stats: %w", err)
+	}
+	return c, nil
 }
 
 // Stats returns the kernel-side counters summed over CPUs, by name.
