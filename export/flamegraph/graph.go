@@ -62,13 +62,13 @@ var ErrNoSamples = errors.New("profile has no samples of this type")
 
 // newDiffGraph builds the graph comparing base with new: column 0 is base
 // (normalised to new's total unless NoNormalize), column 1 is new.
-func newDiffGraph(base, new *profile.Profile, opts DiffOptions) (*graph, error) {
+func newDiffGraph(base, newer *profile.Profile, opts DiffOptions) (*graph, error) {
 	sopts := stacks.Options{ProcessRoot: opts.ProcessRoot}
 	bs, err := stacks.FromProfile(base, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("flamegraph: base: %w", err)
 	}
-	ns, err := stacks.FromProfile(new, sopts)
+	ns, err := stacks.FromProfile(newer, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("flamegraph: new: %w", err)
 	}
@@ -140,12 +140,12 @@ func frameColour(f stacks.Frame, offCPU bool) rgb {
 // diffColour colours a node of a differential graph by its relative change
 // d = (new-base)/max(new, base) in [-1, 1]: red for more, blue for less,
 // white for no change.
-func diffColour(base, new int64) rgb {
-	m := max(base, new)
+func diffColour(base, newer int64) rgb {
+	m := max(base, newer)
 	if m <= 0 {
 		return rgb{255, 255, 255}
 	}
-	d := float64(new-base) / float64(m)
+	d := float64(newer-base) / float64(m)
 	fade := uint8(255 - int(210*min(1, abs(d))))
 	if d > 0 {
 		return rgb{255, fade, fade}

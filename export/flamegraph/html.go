@@ -35,8 +35,8 @@ func WriteHTML(w io.Writer, p *profile.Profile, opts Options) error {
 
 // WriteDiffHTML writes a differential flame graph of base and new as an
 // interactive HTML page.
-func WriteDiffHTML(w io.Writer, base, new *profile.Profile, opts DiffOptions) error {
-	g, err := newDiffGraph(base, new, opts)
+func WriteDiffHTML(w io.Writer, base, newer *profile.Profile, opts DiffOptions) error {
+	g, err := newDiffGraph(base, newer, opts)
 	if err != nil {
 		return err
 	}

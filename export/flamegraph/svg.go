@@ -36,8 +36,8 @@ func WriteSVG(w io.Writer, p *profile.Profile, opts Options) error {
 
 // WriteDiffSVG writes a differential flame graph of base and new in SVG:
 // widths by new, red where new spends more, blue where less.
-func WriteDiffSVG(w io.Writer, base, new *profile.Profile, opts DiffOptions) error {
-	g, err := newDiffGraph(base, new, opts)
+func WriteDiffSVG(w io.Writer, base, newer *profile.Profile, opts DiffOptions) error {
+	g, err := newDiffGraph(base, newer, opts)
 	if err != nil {
 		return err
 	}

@@ -116,12 +116,17 @@ func WriteFile(path string, p *profile.Profile, opts Options) error {
 	if p == nil {
 		return errors.New("output: nil profile")
 	}
+	return writeAtomic(path, func(w io.Writer) error { return Write(w, f, p, opts) })
+}
+
+// writeAtomic writes path through a temporary file in the same directory.
+func writeAtomic(path string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := Write(tmp, f, p, opts); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("output: %s: %w", path, err)
 	}
@@ -136,4 +141,31 @@ func WriteFile(path string, p *profile.Profile, opts Options) error {
 		return fmt.Errorf("output: %w", err)
 	}
 	return nil
+}
+
+// MaxProfileSize caps the size of a profile file ReadProfile reads.
+const MaxProfileSize = 2 << 30
+
+// ReadProfile reads a pprof profile (gzipped or not, or one of the legacy
+// forms google/pprof parses) from path, for the commands that convert or
+// compare profiles.
+func ReadProfile(path string) (p *profile.Profile, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > MaxProfileSize {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d a profile may have", path, fi.Size(), MaxProfileSize)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("%s: malformed profile: %v", path, r)
+		}
+	}()
+	p, err = profile.Parse(io.LimitReader(f, MaxProfileSize))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
 }

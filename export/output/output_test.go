@@ -109,3 +109,54 @@ func TestBadSampleTypeLeavesNoFile(t *testing.T) {
 		t.Errorf("file written despite the error")
 	}
 }
+
+func TestWriteDiffFile(t *testing.T) {
+	dir := t.TempDir()
+	newer := synth.Known()
+	newer.Sample[1].Value = []int64{9, 9 * synth.Period}
+	for _, name := range []string{"d.html", "d.svg", "d.folded", "d.pb.gz"} {
+		path := filepath.Join(dir, name)
+		if err := WriteDiffFile(path, synth.Known(), newer, DiffOptions{}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "d.folded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte("app;main;run;compute 42424242 90909090\n")) {
+		t.Errorf("diff folded:\n%s", data)
+	}
+	// The pprof form: new minus normalised base sums to zero per type.
+	d, err := ReadProfile(filepath.Join(dir, "d.pb.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum, bases [2]int64
+	for _, s := range d.Sample {
+		for i := range sum {
+			sum[i] += s.Value[i]
+		}
+		if s.Label["pprof::base"] != nil {
+			bases[0]++
+		}
+	}
+	if bases[0] != int64(len(synth.Known().Sample)) {
+		t.Errorf("%d base samples", bases[0])
+	}
+	if sum[0] < -2 || sum[0] > 2 || sum[1] < -2*synth.Period || sum[1] > 2*synth.Period {
+		t.Errorf("normalised diff sums to %v, want about 0", sum)
+	}
+}
+
+func TestReadProfileErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pb.gz")
+	os.WriteFile(bad, []byte("\x1f\x8b not really gzip"), 0o644)
+	if _, err := ReadProfile(bad); err == nil || !strings.Contains(err.Error(), "bad.pb.gz") {
+		t.Errorf("ReadProfile(garbage) = %v", err)
+	}
+	if _, err := ReadProfile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadProfile(missing) = %v", err)
+	}
+}
