@@ -2,6 +2,7 @@ package flamegraph
 
 import (
 	"context"
+	"fmt"
 	"html"
 	"image"
 	"image/png"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,6 +195,28 @@ func TestBrowserKnown(t *testing.T) {
 	want := g.tree.End(run) - run + int(g.tree.Depth[run])
 	if st["zoom"] != "run" || st.int(t, "zoom-node") != run || st.int(t, "frames-drawn") != want {
 		t.Errorf("zoomed state %v; want zoom node %d, %d frames drawn", st, run, want)
+	}
+
+	// Zoom to a node given by index, as a click writes the fragment.
+	other := nodeByPath(g, "other", "main", "run")
+	st = pageState(t, bin, page, "zoom=run&node="+strconv.Itoa(other))
+	if st.int(t, "zoom-node") != other {
+		t.Errorf("zoom to node %d: state %v", other, st)
+	}
+
+	// The tooltip of helper: name, file:line, value and share.
+	st = pageState(t, bin, page, "tip=helper")
+	helper := widest(g, g.col, "helper")
+	v := g.tree.Values[g.col][helper]
+	pctOfAll := fmt.Sprintf("%.2f%%", 100*float64(v)/float64(g.tree.Values[g.col][0]))
+	for _, want := range []string{"helper", "at helper.h:7", "user frame", "cpu: ", commas(v) + " ns", pctOfAll + " of all"} {
+		if !strings.Contains(st["tip"], want) {
+			t.Errorf("tooltip %q lacks %q", st["tip"], want)
+		}
+	}
+	st = pageState(t, bin, page, "tip=vfs_read")
+	if !strings.Contains(st["tip"], "kernel frame") || !strings.Contains(st["tip"], "fs/read_write.c:470") {
+		t.Errorf("kernel tooltip %q", st["tip"])
 	}
 
 	// Another sample type and the icicle layout.

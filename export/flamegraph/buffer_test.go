@@ -2,6 +2,7 @@ package flamegraph
 
 import (
 	"bytes"
+	"os"
 	"sync"
 )
 
@@ -22,3 +23,5 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func writeFile(path string, data []byte) error { return os.WriteFile(path, data, 0o644) }

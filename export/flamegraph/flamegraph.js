@@ -3,7 +3,7 @@
 // and draws it on a canvas: only frames at least half a pixel wide are drawn,
 // so the cost of a redraw depends on the window, not on the profile.
 //
-// State lives in the URL fragment (#type=cpu&zoom=main&search=re&layout=icicle),
+// State lives in the URL fragment (#type=cpu&zoom=main&node=12&search=re&layout=icicle),
 // so a view can be shared, and is published after each drawing as data-
 // attributes of #ember-state, which tests read with a headless browser.
 'use strict';
@@ -301,29 +301,48 @@
     st.search = q.get('search') || '';
     st.icicle = q.get('layout') === 'icicle';
     st.zoom = 0;
-    const zn = q.get('zoom');
-    if (zn) { // the widest node of that name
-      const v = values[st.col];
-      let best = -1;
-      for (let i = 0; i < N; i++) if (frameName(i) === zn && (best < 0 || v[i] > v[best])) best = i;
-      if (best >= 0) st.zoom = best;
-    }
+    const zn = q.get('zoom'), node = +q.get('node');
+    if (zn && node > 0 && node < N && frameName(node) === zn) st.zoom = node; // the node clicked
+    else if (zn) st.zoom = widest(zn);
     searchBox.value = st.search;
     typeSel.value = st.col;
+    tipName = q.get('tip') || '';
+  }
+  // widest returns the node of that name with the largest value, or 0.
+  function widest(name) {
+    const v = values[st.col];
+    let best = -1;
+    for (let i = 0; i < N; i++) if (frameName(i) === name && (best < 0 || v[i] > v[best])) best = i;
+    return best >= 0 ? best : 0;
+  }
+  // tipName (#tip=name) shows the tooltip of the widest drawn frame of that
+  // name, as if the mouse were on it: a hook for tests and screenshots.
+  let tipName = '';
+  function showNamedTip() {
+    if (!tipName) return;
+    const i = widest(tipName), d = D.depth[i], row = rows[d], r = canvas.getBoundingClientRect();
+    for (let j = 0; j < row.length; j += 3) {
+      if (row[j] !== i) continue;
+      const y = st.icicle ? d * ROW : (maxDepth - d) * ROW;
+      showTip(i, { clientX: r.left + row[j + 1] + row[j + 2] / 2, clientY: r.top + y + ROW / 2 });
+      document.getElementById('ember-state').dataset.tip = tip.textContent;
+      return;
+    }
   }
   function toHash() {
     const q = new URLSearchParams();
     if (st.col !== D.default) q.set('type', D.types[st.col].name);
-    if (st.zoom !== 0) q.set('zoom', frameName(st.zoom));
+    if (st.zoom !== 0) { q.set('zoom', frameName(st.zoom)); q.set('node', st.zoom); }
     if (st.search) q.set('search', st.search);
     if (st.icicle) q.set('layout', 'icicle');
     const h = q.toString();
     if (h !== location.hash.slice(1)) history.replaceState(null, '', h ? '#' + h : location.pathname + location.search);
   }
   function update() { runSearch(); draw(); toHash(); }
-  window.addEventListener('hashchange', () => { fromHash(); runSearch(); draw(); });
+  window.addEventListener('hashchange', () => { fromHash(); runSearch(); draw(); showNamedTip(); });
 
   fromHash();
   runSearch();
   draw();
+  showNamedTip();
 })();
