@@ -90,6 +90,7 @@ func FromProfile(p *profile.Profile, opts Options) (s *Set, err error) {
 		set:    &Set{Types: p.SampleType, Default: defaultIndex(p)},
 		frames: make(map[Frame]int32),
 		stacks: make(map[string]int),
+		locs:   make(map[*profile.Location]locFrames),
 	}
 	for _, smp := range p.Sample {
 		b.add(smp, opts)
@@ -101,6 +102,7 @@ type builder struct {
 	set    *Set
 	frames map[Frame]int32
 	stacks map[string]int // stack key -> index in set.Stacks
+	locs   map[*profile.Location]locFrames
 	ids    []int32
 	lines  []int64
 	key    []byte
@@ -116,6 +118,40 @@ func (b *builder) frame(f Frame) int32 {
 	return id
 }
 
+// locFrames are the frames of one location, root first.
+type locFrames struct {
+	ids   []int32
+	lines []int64
+}
+
+// location returns loc's frames, computed once per location: within a
+// location the last line is the outermost (caller) function.
+func (b *builder) location(loc *profile.Location) locFrames {
+	if lf, ok := b.locs[loc]; ok {
+		return lf
+	}
+	var lf locFrames
+	kind := locationKind(loc)
+	if len(loc.Line) == 0 {
+		lf.ids = append(lf.ids, b.frame(Frame{Name: unsymbolized(loc), Kind: kind}))
+		lf.lines = append(lf.lines, 0)
+	}
+	for j := len(loc.Line) - 1; j >= 0; j-- {
+		ln := loc.Line[j]
+		f := Frame{Kind: kind}
+		if ln.Function != nil {
+			f.Name, f.File = ln.Function.Name, ln.Function.Filename
+		}
+		if f.Name == "" {
+			f.Name = unsymbolized(loc)
+		}
+		lf.ids = append(lf.ids, b.frame(f))
+		lf.lines = append(lf.lines, ln.Line)
+	}
+	b.locs[loc] = lf
+	return lf
+}
+
 func (b *builder) add(smp *profile.Sample, opts Options) {
 	n := len(b.set.Types)
 	if len(smp.Value) != n {
@@ -128,28 +164,11 @@ func (b *builder) add(smp *profile.Sample, opts Options) {
 			b.lines = append(b.lines, 0)
 		}
 	}
-	// Root first: the last location is the root, and within a location
-	// the last line is the outermost (caller) function.
+	// Root first: the last location is the root.
 	for i := len(smp.Location) - 1; i >= 0; i-- {
-		loc := smp.Location[i]
-		kind := locationKind(loc)
-		if len(loc.Line) == 0 {
-			b.ids = append(b.ids, b.frame(Frame{Name: unsymbolized(loc), Kind: kind}))
-			b.lines = append(b.lines, 0)
-			continue
-		}
-		for j := len(loc.Line) - 1; j >= 0; j-- {
-			ln := loc.Line[j]
-			f := Frame{Kind: kind}
-			if ln.Function != nil {
-				f.Name, f.File = ln.Function.Name, ln.Function.Filename
-			}
-			if f.Name == "" {
-				f.Name = unsymbolized(loc)
-			}
-			b.ids = append(b.ids, b.frame(f))
-			b.lines = append(b.lines, ln.Line)
-		}
+		lf := b.location(smp.Location[i])
+		b.ids = append(b.ids, lf.ids...)
+		b.lines = append(b.lines, lf.lines...)
 	}
 	b.key = b.key[:0]
 	for i, id := range b.ids {
