@@ -126,9 +126,10 @@ func Wall() *profile.Profile {
 }
 
 // Generate returns an on-CPU profile with n distinct stacks of depth 20 to 40,
-// built as programs look: stacks share long prefixes (a stack starts as a
-// prefix of an earlier one and adds its own tail), one location in five has
-// an inlined frame, and one stack in five ends in kernel frames.
+// built as programs look: stacks share prefixes (a stack starts as a prefix
+// of an earlier one and adds its own tail, mostly a few frames), one
+// location in five has an inlined frame, and one stack in five ends in
+// kernel frames.
 func Generate(n int, seed uint64) *profile.Profile {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	b := newBuilder("samples", "cpu")
@@ -151,8 +152,12 @@ func Generate(n int, seed uint64) *profile.Profile {
 		depth := 20 + r.IntN(21)
 		var st []int
 		if len(prev) > 0 {
+			// Share a prefix with an earlier stack and add a tail of
+			// its own, mostly short (a few leaf frames), sometimes
+			// long (a branch near the root).
 			base := prev[r.IntN(len(prev))]
-			st = append(st, base[:min(len(base), depth-1-r.IntN(6))]...)
+			tail := 1 + r.IntN(1+r.IntN(depth-1))
+			st = append(st, base[:min(len(base), depth-tail)]...)
 		}
 		for len(st) < depth {
 			st = append(st, r.IntN(nfuncs))
