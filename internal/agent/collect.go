@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/bpf"
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
+	"github.com/emberprof/ember/symbolize"
 )
 
 // collector turns drained samples into one profile, remembering for each
@@ -157,9 +159,18 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 		return f, nil
 	}
 	// Not held (the process was gone before we saw it): try its path in the
-	// process's root, then on the host.
-	if f, err2 := os.Open(fmt.Sprintf("/proc/%d/root%s", src.pid, pm.File)); err2 == nil {
+	// process's root, then the same path on the host if it is the very file
+	// that was mapped (same device and inode).
+	if f, err2 := symbolize.OpenInProcess(src.pid, pm.File, src.m.Start, src.m.Limit); err2 == nil {
 		return f, nil
+	}
+	if f, err2 := os.Open(pm.File); err2 == nil {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil && st.Ino == src.m.Inode &&
+			uint64(unix.Major(st.Dev))<<8|uint64(unix.Minor(st.Dev)) == src.m.Dev {
+			return f, nil
+		}
+		f.Close()
 	}
 	return nil, err
 }

@@ -181,7 +181,8 @@ loop:
 	sym := symbolize.New(symbolize.Options{Open: col.open})
 	defer sym.Close()
 	if err := sym.Symbolize(p); err != nil {
-		fmt.Fprintf(stderr, "ember: symbolization incomplete: %v\n", err)
+		lines := strings.Split(err.Error(), "\n")
+		fmt.Fprintf(stderr, "ember: %d mappings left unsymbolized (first: %s)\n", len(lines), lines[0])
 	}
 	if err := writeOutput(cfg.Output, p); err != nil {
 		return nil, err
