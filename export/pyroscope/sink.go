@@ -32,6 +32,7 @@ type Sink struct {
 	closing  bool          // Close was called: Enqueue refuses
 	stopped  bool          // workers must exit
 	failures int           // consecutive failed rounds of attempts
+	round    int           // changes when failures does, and at Close
 	retryAt  time.Time     // no attempt starts before this
 	lastLog  time.Time     // of the last "dropping" warning
 	done     chan struct{} // closed when Close has finished
@@ -225,8 +226,8 @@ func (s *Sink) worker() {
 }
 
 // next waits for an item to send: the oldest one not in flight, once the
-// backoff has passed. It returns the attempt's context and the failure
-// round the attempt belongs to.
+// backoff has passed. It returns the attempt's context and the round the
+// attempt belongs to: only the first failure of a round backs off.
 func (s *Sink) next() (*item, context.Context, int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,7 +243,7 @@ func (s *Sink) next() (*item, context.Context, int, bool) {
 				if !it.inflight {
 					ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 					it.inflight, it.cancel = true, cancel
-					return it, ctx, s.failures, true
+					return it, ctx, s.round, true
 				}
 			}
 		}
@@ -327,6 +328,7 @@ func (s *Sink) finish(it *item, round int, r result) {
 		s.removeLocked(it)
 		s.m.send(len(it.data))
 		s.failures, s.retryAt = 0, time.Time{}
+		s.round++
 		return
 	}
 	code := "transport"
@@ -342,10 +344,11 @@ func (s *Sink) finish(it *item, round int, r result) {
 		return
 	}
 	s.cfg.Logger.Debug("pyroscope: upload failed, will retry", "service", it.service, "status", r.status, "err", r.err)
-	if round != s.failures {
-		return // another attempt of the same round already backed off
+	if round != s.round {
+		return // another attempt of the same round already backed off, or Close reset it
 	}
 	s.failures++
+	s.round++
 	d := backoff(s.cfg.MinBackoff, s.cfg.MaxBackoff, s.failures)
 	if r.retryAfter > d {
 		d = min(r.retryAfter, s.cfg.MaxBackoff)
@@ -392,7 +395,8 @@ func (s *Sink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closing = true
-	s.retryAt = time.Time{}
+	s.failures, s.retryAt = 0, time.Time{}
+	s.round++
 	s.changedLocked()
 	s.mu.Unlock()
 

@@ -1,9 +1,11 @@
 package pyroscopetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -260,6 +262,15 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			http.Error(sw, err, http.StatusUnauthorized)
 			return
 		}
+		// Read the request whole first, as a real server does: Go's server
+		// only notices a client that gives up once the body has been read.
+		body, err := io.ReadAll(http.MaxBytesReader(sw, r.Body, 4*MaxProfileBytes))
+		if err != nil {
+			out.err = err.Error()
+			http.Error(sw, err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		s.mu.Lock()
 		hang := s.hang
 		var fault int
