@@ -55,30 +55,28 @@ static __always_inline __u32 block_kind(bool preempt, unsigned int state)
 	return KIND_OFFCPU_OTHER;
 }
 
-/* kstack_key stores the kernel stack in the live set's map under a hash of
- * its frames and returns the hash (top bit clear), or a negative errno. */
+/* hash_frames hashes a whole, zero-padded stack buffer (FNV-1a). The loop
+ * has no branch, so the verifier walks it once, in n steps. */
+#define HASH_FRAMES(ips, n) ({                                  \
+	__u64 __h = 14695981039346656037ULL;                    \
+	for (int __i = 0; __i < (n); __i++) {                   \
+		__h ^= (ips)[__i];                              \
+		__h *= 1099511628211ULL;                        \
+	}                                                       \
+	__h & 0x7fffffffffffffffULL;                            \
+})
+
+/* kstack_key stores the kernel stack in t->kips (zero-padded) in the live
+ * set's map under a hash of its frames and returns the hash (top bit
+ * clear), or a negative errno. */
 static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
 {
-	__u64 h = 14695981039346656037ULL; /* FNV-1a over the addresses */
-	__u32 n = t->nr_kips;
-
-	if (n == 0)
+	if (t->nr_kips == 0)
 		return -14; /* EFAULT */
-	for (int i = 0; i < MAX_KSTACK_DEPTH; i++) {
-		if (i >= n)
-			break;
-		h ^= t->kips[i];
-		h *= 1099511628211ULL;
-	}
-	h &= 0x7fffffffffffffffULL;
+	__u64 h = HASH_FRAMES(t->kips, MAX_KSTACK_DEPTH);
 	void *map = set ? (void *)&offcpu_kstacks1 : (void *)&offcpu_kstacks0;
 	if (bpf_map_lookup_elem(map, &h))
 		return h;
-	/* Zero the tail so user space sees where the stack ends. */
-	for (int i = 0; i < MAX_KSTACK_DEPTH; i++) {
-		if (i >= n)
-			t->kips[i] = 0;
-	}
 	long err = bpf_map_update_elem(map, &h, t->kips, BPF_NOEXIST);
 	if (err && err != -17 /* EEXIST: raced with another CPU */) {
 		stat_inc(STAT_OFFCPU_KSTACK_FULL);
@@ -93,25 +91,17 @@ static __always_inline __s64 ustack_key(void *ctx, __u32 set)
 {
 	__u32 zero = 0;
 	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &zero);
-	__u64 h = 14695981039346656037ULL;
 
 	if (!buf)
 		return -12;
+	/* The scratch holds an older stack: clear it, so the tail is zero. */
+	__builtin_memset(buf, 0, sizeof(*buf));
 	long n = bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), BPF_F_USER_STACK);
 	if (n <= 0) {
 		stat_inc(STAT_OFFCPU_USTACK_EFAULT);
 		return n < 0 ? n : -14;
 	}
-	n /= sizeof(__u64);
-	for (int i = 0; i < MAX_USTACK_DEPTH; i++) {
-		if (i >= n) {
-			buf->ips[i] = 0; /* the scratch holds an older stack's tail */
-			continue;
-		}
-		h ^= buf->ips[i];
-		h *= 1099511628211ULL;
-	}
-	h &= 0x7fffffffffffffffULL;
+	__u64 h = HASH_FRAMES(buf->ips, MAX_USTACK_DEPTH);
 	void *map = set ? (void *)&offcpu_ustacks1 : (void *)&offcpu_ustacks0;
 	if (bpf_map_lookup_elem(map, &h))
 		return h;
@@ -204,6 +194,7 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	}
 	stat_inc(STAT_OFFCPU_KEPT);
 
+	__builtin_memset(t->kips, 0, sizeof(t->kips));
 	long n = bpf_get_task_stack(next, t->kips, sizeof(t->kips), 0);
 	if (n < 0) {
 		stat_inc(STAT_OFFCPU_KSTACK_EFAULT);

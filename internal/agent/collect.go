@@ -25,6 +25,10 @@ type collector struct {
 	pids  map[uint32]bool
 
 	kernel *profile.Mapping
+
+	// service names a process's service for the service_name label; nil
+	// leaves it out (record).
+	service func(*proc.Process) string
 }
 
 type mappingSource struct {
@@ -96,6 +100,9 @@ func (c *collector) add(samples []tracer.Sample) {
 		l := pprof.Labels{PID: int64(s.PID), TID: int64(s.TID), Thread: s.Comm, Comm: s.Comm}
 		if p != nil {
 			l.Comm, l.Cgroup = p.Comm, p.Cgroup
+		}
+		if c.service != nil {
+			l.Service = c.service(p)
 		}
 		v := pprof.Value{}
 		if s.Kind == bpf.KindOnCPU {

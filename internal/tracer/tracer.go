@@ -61,6 +61,9 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
+	if err := probeFeatures(cfg.OnCPU, cfg.OffCPU); err != nil {
+		return nil, err
+	}
 	if cfg.Frequency <= 0 {
 		cfg.Frequency = 99
 	}

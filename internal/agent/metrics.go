@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics exposes the agent's own state on scrape: the kernel-side counters
+// (samples, every kind of lost stack, collisions) and the symbolizer cache.
+// The sinks register their own counters (sent, failed, dropped, queue bytes).
+type metrics struct {
+	a          *Agent
+	kernel     *prometheus.Desc
+	cacheBytes *prometheus.Desc
+	cacheObjs  *prometheus.Desc
+}
+
+func newMetrics(a *Agent) *metrics {
+	return &metrics{
+		a: a,
+		kernel: prometheus.NewDesc("ember_kernel_events_total",
+			"Kernel-side counters of Ember's BPF programs: samples, off-CPU blocks, and every way a stack or sample was lost (collisions, faults, full maps).",
+			[]string{"counter"}, nil),
+		cacheBytes: prometheus.NewDesc("ember_symbolizer_cache_bytes", "Estimated bytes held by the symbolizer's object cache.", nil, nil),
+		cacheObjs:  prometheus.NewDesc("ember_symbolizer_cache_objects", "Object files held by the symbolizer's cache.", nil, nil),
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.kernel
+	ch <- m.cacheBytes
+	ch <- m.cacheObjs
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if st, err := m.a.Stats(); err == nil {
+		for name, v := range st {
+			ch <- prometheus.MustNewConstMetric(m.kernel, prometheus.CounterValue, float64(v), name)
+		}
+	}
+	objs, bytes := m.a.SymbolCache()
+	ch <- prometheus.MustNewConstMetric(m.cacheBytes, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(m.cacheObjs, prometheus.GaugeValue, float64(objs))
+}
+
+// NewRegistry returns a registry with the Go runtime and process collectors
+// (process_resident_memory_bytes and friends).
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// ServeMetrics registers the agent's metrics on reg and serves /metrics and
+// /healthz on addr until ctx ends.
+func (a *Agent) ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	if err := reg.Register(newMetrics(a)); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.Healthy() {
+			http.Error(w, "kernel maps not drained recently", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}

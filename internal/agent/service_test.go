@@ -1,0 +1,31 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/emberprof/ember/internal/proc"
+)
+
+func TestServiceName(t *testing.T) {
+	n := &ServiceNamer{Mapping: map[string]string{"java": "billing", "/kubepods/burstable/podX": "pod-x"}}
+	id := "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b"
+	for _, c := range []struct {
+		p    proc.Process
+		want string
+	}{
+		{proc.Process{Exe: "/usr/bin/java", Comm: "java", Cgroup: "/system.slice/x.service"}, "billing"},
+		{proc.Process{Exe: "/opt/a", Comm: "a", Cgroup: "/kubepods/burstable/podX/" + id}, "pod-x"},
+		{proc.Process{Exe: "/usr/sbin/nginx", Comm: "nginx", Cgroup: "/system.slice/nginx.service"}, "nginx"},
+		{proc.Process{Exe: "/app/server", Comm: "server", Cgroup: "/system.slice/docker-" + id + ".scope"}, "container/" + id[:12]},
+		{proc.Process{Exe: "/usr/bin/bash", Comm: "bash", Cgroup: "/user.slice/user-0.slice/session-1.scope"}, "bash"},
+		{proc.Process{Exe: "/tmp/x (deleted)", Comm: "x"}, "x"},
+		{proc.Process{Comm: "kworker/0:1"}, "kworker/0:1"},
+	} {
+		if got := n.Name(&c.p); got != c.want {
+			t.Errorf("Name(%+v) = %q, want %q", c.p, got, c.want)
+		}
+	}
+	if got := n.Name(nil); got != "unknown" {
+		t.Errorf("Name(nil) = %q", got)
+	}
+}
