@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -64,6 +65,7 @@ system.`,
 				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
 					return err
 				}
+				fmt.Fprintf(os.Stderr, "ember: profiling cgroup %s (id %d)\n", cgroup, cfg.Tracer.CgroupID)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

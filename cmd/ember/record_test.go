@@ -152,3 +152,54 @@ func checkMappings(t *testing.T, p *profile.Profile, bin string) {
 	}
 	t.Errorf("no mapping of %s among %d", bin, len(p.Mapping))
 }
+
+// --cgroup keeps the samples of processes in that cgroup v2 and no other,
+// filtered in the kernel.
+func TestRecordCgroup(t *testing.T) {
+	testutil.RequireRoot(t)
+	mnt := cgroup2Mount(t)
+	cg, err := os.MkdirTemp(mnt, "ember-test-")
+	if err != nil {
+		testutil.SkipOrFail(t, "cannot create a cgroup v2 under %s: %v", mnt, err)
+	}
+	defer os.Remove(cg)
+	dir := t.TempDir()
+	bin := buildCPUSplit(t, dir)
+	// Long enough to outlive ember's start on a loaded machine; killed at the end.
+	inside, outside := exec.Command(bin, "60"), exec.Command(bin, "60")
+	for _, c := range []*exec.Cmd{inside, outside} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Wait()
+		defer c.Process.Kill()
+	}
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(inside.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "cg.pb.gz")
+	runEmber(t, dir, "record", "-F", "499", "-d", "3s", "--cgroup", "/"+filepath.Base(cg), "-o", out)
+	p := readProfile(t, out)
+	pids := map[int64]int64{}
+	for _, s := range p.Sample {
+		pids[s.NumLabel["pid"][0]] += s.Value[0]
+	}
+	t.Logf("samples by pid: %v (inside %d, outside %d)", pids, inside.Process.Pid, outside.Process.Pid)
+	if pids[int64(inside.Process.Pid)] == 0 || len(pids) != 1 {
+		t.Errorf("want samples of pid %d only, got %v", inside.Process.Pid, pids)
+	}
+}
+
+func cgroup2Mount(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	testutil.SkipOrFail(t, "no cgroup2 file system mounted")
+	return ""
+}
