@@ -358,9 +358,9 @@ func screenshot(t *testing.T, bin, page, fragment, shot string) map[string]int {
 	return counts
 }
 
-// countColours counts pixels of the highlight colour, of a diff's red and blue,
-// of the off-CPU palettes, of the user on-CPU
-// palette (red to yellow) and of the kernel on-CPU palette (tan).
+// countColours counts pixels of each palette: search highlight, a diff's red
+// and blue, on-CPU user (red to yellow) and kernel (tan), off-CPU user (blue)
+// and kernel (slate).
 func countColours(img image.Image) map[string]int {
 	counts := map[string]int{}
 	b := img.Bounds()
