@@ -207,6 +207,9 @@ func TestBrowserKnown(t *testing.T) {
 	// The tooltip of helper: name, file:line, value and share.
 	st = pageState(t, bin, page, "tip=helper")
 	helper := widest(g, g.col, "helper")
+	if st.int(t, "tip-node") != helper {
+		t.Errorf("the mouse on helper's frame finds node %s, want %d", st["tip-node"], helper)
+	}
 	v := g.tree.Values[g.col][helper]
 	pctOfAll := fmt.Sprintf("%.2f%%", 100*float64(v)/float64(g.tree.Values[g.col][0]))
 	for _, want := range []string{"helper", "at helper.h:7", "user frame", "cpu: ", commas(v) + " ns", pctOfAll + " of all"} {
@@ -219,9 +222,10 @@ func TestBrowserKnown(t *testing.T) {
 		t.Errorf("kernel tooltip %q", st["tip"])
 	}
 
-	// Another sample type and the icicle layout.
-	st = pageState(t, bin, page, "type=samples&layout=icicle")
-	if st["type"] != "samples" || st["layout"] != "icicle" {
+	// Another sample type and the icicle layout, where hit tests must
+	// follow the frames to the top.
+	st = pageState(t, bin, page, "type=samples&layout=icicle&tip=vfs_read")
+	if st["type"] != "samples" || st["layout"] != "icicle" || st.int(t, "tip-node") != widest(g, 0, "vfs_read") {
 		t.Errorf("type/layout state %v", st)
 	}
 }

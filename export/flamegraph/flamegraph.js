@@ -332,8 +332,11 @@
     for (let j = 0; j < row.length; j += 3) {
       if (row[j] !== i) continue;
       const y = st.icicle ? d * ROW : (maxDepth - d) * ROW;
-      showTip(i, { clientX: r.left + row[j + 1] + row[j + 2] / 2, clientY: r.top + y + ROW / 2 });
+      const ev = { clientX: r.left + row[j + 1] + row[j + 2] / 2, clientY: r.top + y + ROW / 2 };
+      const hit = nodeAt(ev); // what a click there would zoom to
+      showTip(hit >= 0 ? hit : i, ev);
       document.getElementById('ember-state').dataset.tip = tip.textContent;
+      document.getElementById('ember-state').dataset.tipNode = hit;
       return;
     }
   }
