@@ -289,6 +289,8 @@
   });
   window.addEventListener('resize', () => draw());
 
+  document.getElementById('notes').textContent = (D.notes || []).join(' · ');
+
   // Legend of the colours in use.
   {
     const lg = document.getElementById('legend');

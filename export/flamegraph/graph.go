@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/emberprof/ember/export/stacks"
 	"github.com/google/pprof/profile"
@@ -25,6 +27,7 @@ type Options struct {
 type graph struct {
 	tree  *Tree
 	title string
+	notes []string             // what the profile says of itself: when, how long, comments
 	types []*profile.ValueType // per column
 	col   int                  // column drawn or shown first
 	diff  bool                 // columns are base, new
@@ -70,7 +73,7 @@ func newGraph(p *profile.Profile, opts Options) (*graph, error) {
 	if title == "" {
 		title = "Flame Graph"
 	}
-	return &graph{tree: NewTree(set), title: title, types: set.Types, col: col}, nil
+	return &graph{tree: NewTree(set), title: title, notes: describe(p), types: set.Types, col: col}, nil
 }
 
 // DiffOptions control a differential flame graph.
@@ -123,7 +126,36 @@ func newDiffGraph(base, newer *profile.Profile, opts DiffOptions) (*graph, error
 	tree := build([]column{{bs, bi, scale}, {ns, ni, 1}})
 	bvt := &profile.ValueType{Type: "base " + vt.Type, Unit: vt.Unit}
 	nvt := &profile.ValueType{Type: "new " + vt.Type, Unit: vt.Unit}
-	return &graph{tree: tree, title: title, types: []*profile.ValueType{bvt, nvt}, col: 1, diff: true}, nil
+	notes := []string{"base: " + strings.Join(describe(base), ", "), "new: " + strings.Join(describe(newer), ", ")}
+	return &graph{tree: tree, title: title, notes: notes, types: []*profile.ValueType{bvt, nvt}, col: 1, diff: true}, nil
+}
+
+// describe returns what p says of itself: when it was taken, for how long,
+// at what period, and its comments (Ember's note, for one, lost samples).
+func describe(p *profile.Profile) []string {
+	var notes []string
+	if p.TimeNanos > 0 {
+		notes = append(notes, time.Unix(0, p.TimeNanos).UTC().Format("2006-01-02 15:04:05 UTC"))
+	}
+	if p.DurationNanos > 0 {
+		notes = append(notes, "duration "+time.Duration(p.DurationNanos).Round(time.Millisecond).String())
+	}
+	if p.Period > 0 && p.PeriodType != nil {
+		period := strconv.FormatInt(p.Period, 10) + " " + p.PeriodType.Unit
+		if p.PeriodType.Unit == "nanoseconds" {
+			period = time.Duration(p.Period).String()
+		}
+		notes = append(notes, "period "+period+" of "+p.PeriodType.Type)
+	}
+	const maxComments = 20
+	for i, c := range p.Comments {
+		if i == maxComments {
+			notes = append(notes, fmt.Sprintf("(%d more comments)", len(p.Comments)-maxComments))
+			break
+		}
+		notes = append(notes, c)
+	}
+	return notes
 }
 
 // rgb is a colour.

@@ -79,7 +79,8 @@ func (g *graph) writeSVG(w io.Writer) error {
 	if g.diff {
 		sub = "widths by new, red: new spends more, blue: less; " + sub
 	}
-	fmt.Fprintf(bw, "<text class=\"sub\" x=\"%g\" y=\"%g\">%s</text>\n", svgWidth/2, fontSize*2+fontSize+2, xmlText(sub))
+	fmt.Fprintf(bw, "<text class=\"sub\" x=\"%g\" y=\"%g\">%s<title>%s</title></text>\n", svgWidth/2, fontSize*2+fontSize+2,
+		xmlText(sub), xmlText(strings.Join(g.notes, "\n")))
 
 	if total > 0 {
 		scale := (svgWidth - 2*xPad) / float64(total)
