@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,10 +24,8 @@ func init() {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return webui.Serve(ctx, p, webui.Options{
-				Addr:  addr,
-				Ready: func(url string) { fmt.Fprintf(os.Stderr, "Serving %s on %s (Ctrl-C to stop)\n", args[0], url) },
-			})
+			// pprof says where it serves ("Serving web UI on ...").
+			return webui.Serve(ctx, p, webui.Options{Addr: addr, Log: os.Stderr})
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", webui.DefaultAddr, "host:port to listen on (port 0: any free port)")

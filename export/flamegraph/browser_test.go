@@ -207,6 +207,9 @@ func TestBrowserKnown(t *testing.T) {
 	// The tooltip of helper: name, file:line, value and share.
 	st = pageState(t, bin, page, "tip=helper")
 	helper := widest(g, g.col, "helper")
+	if st.int(t, "tip-node") != helper {
+		t.Errorf("the mouse on helper's frame finds node %s, want %d", st["tip-node"], helper)
+	}
 	v := g.tree.Values[g.col][helper]
 	pctOfAll := fmt.Sprintf("%.2f%%", 100*float64(v)/float64(g.tree.Values[g.col][0]))
 	for _, want := range []string{"helper", "at helper.h:7", "user frame", "cpu: ", commas(v) + " ns", pctOfAll + " of all"} {
@@ -219,9 +222,10 @@ func TestBrowserKnown(t *testing.T) {
 		t.Errorf("kernel tooltip %q", st["tip"])
 	}
 
-	// Another sample type and the icicle layout.
-	st = pageState(t, bin, page, "type=samples&layout=icicle")
-	if st["type"] != "samples" || st["layout"] != "icicle" {
+	// Another sample type and the icicle layout, where hit tests must
+	// follow the frames to the top.
+	st = pageState(t, bin, page, "type=samples&layout=icicle&tip=vfs_read")
+	if st["type"] != "samples" || st["layout"] != "icicle" || st.int(t, "tip-node") != widest(g, 0, "vfs_read") {
 		t.Errorf("type/layout state %v", st)
 	}
 }
@@ -272,15 +276,77 @@ func TestBrowserGenerated(t *testing.T) {
 // frames.
 func TestBrowserScreenshot(t *testing.T) {
 	bin := chromium(t)
-	dir := os.Getenv("EMBER_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir := artifacts(t)
+	page, _ := writePageFile(t, dir, "flamegraph-known.html", synth.Known(), Options{ProcessRoot: true, Title: "Ember test profile"})
+	counts := screenshot(t, bin, page, "search=helper", filepath.Join(dir, "flamegraph-known.png"))
+	for _, k := range []string{"highlight", "warm", "kernel"} {
+		if counts[k] < 200 {
+			t.Errorf("screenshot has %d %s pixels", counts[k], k)
+		}
+	}
+}
+
+// TestBrowserWallAndDiff checks the colours of a wall-mode page (on-CPU
+// warm, off-CPU blue, kernel apart) and of a differential page (red, blue).
+func TestBrowserWallAndDiff(t *testing.T) {
+	bin := chromium(t)
+	dir := artifacts(t)
+	page, g := writePageFile(t, dir, "flamegraph-wall.html", synth.Wall(), Options{})
+	st := pageState(t, bin, page, "")
+	if st["type"] != "wall" || st.int(t, "frames-drawn") != g.tree.Len() {
+		t.Errorf("wall page state %v", st)
+	}
+	if st = pageState(t, bin, page, "type=offcpu"); st["type"] != "offcpu" {
+		t.Errorf("type=offcpu: state %v", st)
+	}
+	counts := screenshot(t, bin, page, "", filepath.Join(dir, "flamegraph-wall.png"))
+	for _, k := range []string{"warm", "offcpu", "offkernel"} {
+		if counts[k] < 200 {
+			t.Errorf("wall screenshot has %d %s pixels", counts[k], k)
+		}
+	}
+
+	newer := synth.Known()
+	newer.Sample[1].Value = []int64{9, 9 * synth.Period}
+	dg, err := newDiffGraph(synth.Known(), newer, DiffOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	page, _ := writePageFile(t, dir, "flamegraph-known.html", synth.Known(), Options{ProcessRoot: true, Title: "Ember test profile"})
-	shot := filepath.Join(dir, "flamegraph-known.png")
-	runChromium(t, bin, "file://"+page+"#search=helper", "--screenshot="+shot, "--window-size=1200,400")
+	path := filepath.Join(dir, "flamegraph-diff.html")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dg.writeHTML(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if st := pageState(t, bin, path, ""); st["type"] != "new cpu" || st.int(t, "frames-drawn") != dg.tree.Len() {
+		t.Errorf("diff page state %v", st)
+	}
+	counts = screenshot(t, bin, path, "", filepath.Join(dir, "flamegraph-diff.png"))
+	if counts["more"] < 200 || counts["less"] < 200 {
+		t.Errorf("diff screenshot: %d red, %d blue pixels", counts["more"], counts["less"])
+	}
+}
+
+// artifacts returns the directory for screenshots and pages: $EMBER_ARTIFACTS
+// if set (kept after the test), else a temporary one.
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("EMBER_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// screenshot saves a picture of page#fragment to shot and counts its colours.
+func screenshot(t *testing.T, bin, page, fragment, shot string) map[string]int {
+	t.Helper()
+	runChromium(t, bin, "file://"+page+"#"+fragment, "--screenshot="+shot, "--window-size=1200,400")
 	t.Logf("screenshot: %s", shot)
 	f, err := os.Open(shot)
 	if err != nil {
@@ -293,15 +359,12 @@ func TestBrowserScreenshot(t *testing.T) {
 	}
 	counts := countColours(img)
 	t.Logf("pixels: %v", counts)
-	for _, k := range []string{"highlight", "warm", "kernel"} {
-		if counts[k] < 200 {
-			t.Errorf("screenshot has %d %s pixels", counts[k], k)
-		}
-	}
+	return counts
 }
 
-// countColours counts pixels of the highlight colour, of the user on-CPU
-// palette (red to yellow) and of the kernel on-CPU palette (tan).
+// countColours counts pixels of each palette: search highlight, a diff's red
+// and blue, on-CPU user (red to yellow) and kernel (tan), off-CPU user (blue)
+// and kernel (slate).
 func countColours(img image.Image) map[string]int {
 	counts := map[string]int{}
 	b := img.Bounds()
@@ -312,10 +375,18 @@ func countColours(img image.Image) map[string]int {
 			switch {
 			case r == 230 && g == 0 && bl == 230:
 				counts["highlight"]++
+			case r == 255 && g == bl && g < 250:
+				counts["more"]++ // diff red (also warm: tested first)
+			case bl == 255 && r == g && r < 250:
+				counts["less"]++
 			case r >= 205 && g >= 30 && g <= 220 && bl <= 55:
 				counts["warm"]++
 			case r >= 180 && r < 220 && g >= 130 && g < 170 && bl >= 70 && bl < 100:
 				counts["kernel"]++
+			case r >= 60 && r < 120 && g >= 120 && g < 180 && bl >= 210:
+				counts["offcpu"]++
+			case r >= 100 && r < 140 && g >= 150 && g < 190 && bl >= 160 && bl < 190:
+				counts["offkernel"]++
 			}
 		}
 	}

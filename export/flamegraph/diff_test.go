@@ -54,17 +54,24 @@ func TestDiffGraph(t *testing.T) {
 		if base[0] != wantBase {
 			t.Errorf("normalize=%v: base total %d, want %d", normalize, base[0], wantBase)
 		}
+		// Colours follow the change of each frame's own time: compute's
+		// self time grew most (full red); vfs_read's self time shrank
+		// after normalisation; read has no self time (white).
 		compute := nodeByPath(g, "main", "run", "compute")
 		read := nodeByPath(g, "main", "run", "read")
-		if compute < 0 || read < 0 {
+		vfs := nodeByPath(g, "main", "run", "read", "entry_SYSCALL_64", "ksys_read", "vfs_read")
+		if compute < 0 || read < 0 || vfs < 0 {
 			t.Fatal("nodes not found")
 		}
-		if c := g.nodeColour(compute, 1); c.r != 255 || c.g >= 255 {
-			t.Errorf("compute (%d -> %d) coloured %v, want red", base[compute], now[compute], c)
+		if c := g.nodeColour(compute, 1); c != (rgb{255, 45, 45}) {
+			t.Errorf("compute (%d -> %d) coloured %v, want full red", base[compute], now[compute], c)
+		}
+		if c := g.nodeColour(read, 1); c != (rgb{255, 255, 255}) {
+			t.Errorf("read coloured %v, want white", c)
 		}
 		if normalize {
-			if c := g.nodeColour(read, 1); c.b != 255 || c.r >= 255 {
-				t.Errorf("read (%d -> %d) coloured %v, want blue", base[read], now[read], c)
+			if c := g.nodeColour(vfs, 1); c.b != 255 || c.r >= 255 {
+				t.Errorf("vfs_read (%d -> %d) coloured %v, want blue", base[vfs], now[vfs], c)
 			}
 		}
 	}

@@ -63,14 +63,21 @@
     cache.set(f, c);
     return c;
   }
-  function diffColour(base, now) {
-    const m = Math.max(base, now);
-    if (m <= 0) return rgb(255, 255, 255);
-    const d = (now - base) / m, fade = 255 - Math.floor(210 * Math.min(1, Math.abs(d)));
+  // A diff frame's colour is the change of its self value, scaled by the
+  // largest change of any frame (as flamegraph.pl colours differentials).
+  let selfDelta = null, maxDelta = 0;
+  if (D.diff) {
+    selfDelta = new Float64Array(N);
+    for (let i = 0; i < N; i++) selfDelta[i] = values[1][i] - values[0][i];
+    for (let i = 1; i < N; i++) selfDelta[parent[i]] -= values[1][i] - values[0][i];
+    for (let i = 0; i < N; i++) maxDelta = Math.max(maxDelta, Math.abs(selfDelta[i]));
+  }
+  function diffColour(d) {
+    const fade = 255 - Math.floor(210 * Math.min(1, Math.abs(d)));
     return d > 0 ? rgb(255, fade, fade) : rgb(fade, fade, 255);
   }
   function nodeColour(i) {
-    if (D.diff) return diffColour(values[0][i], values[1][i]);
+    if (D.diff) return diffColour(maxDelta > 0 ? selfDelta[i] / maxDelta : 0);
     const cls = D.types[st.col].class;
     let off = cls === 'off';
     if (cls === 'wall' && D.wall[0] >= 0) off = values[D.wall[1]][i] > values[D.wall[0]][i];
@@ -81,8 +88,8 @@
   function fmtValue(v, unit) {
     const n = Math.round(v).toLocaleString('en-US');
     if (unit === 'nanoseconds') {
-      const s = v / 1e9;
-      const human = s >= 1 ? s.toFixed(2) + ' s' : s >= 1e-3 ? (s * 1e3).toFixed(2) + ' ms' : (s * 1e6).toFixed(1) + ' µs';
+      const s = v / 1e9, a = Math.abs(s);
+      const human = a >= 1 ? s.toFixed(2) + ' s' : a >= 1e-3 ? (s * 1e3).toFixed(2) + ' ms' : (s * 1e6).toFixed(1) + ' µs';
       return human + ' (' + n + ' ns)';
     }
     return n + ' ' + (unit === 'count' || !unit ? 'samples' : unit);
@@ -244,7 +251,8 @@
     if (D.diff) {
       const b = values[0][i], n = values[1][i];
       h += '<br>base ' + esc(fmtValue(b, t.unit)) + ', new ' + esc(fmtValue(n, t.unit)) +
-        '<br>change ' + (n >= b ? '+' : '') + pct(n - b, values[1][0]) + ' of all' + (b > 0 ? ', ' + (n >= b ? '+' : '') + pct(n - b, b) + ' of base' : ', new');
+        '<br>change ' + (n >= b ? '+' : '') + pct(n - b, values[1][0]) + ' of all' + (b > 0 ? ', ' + (n >= b ? '+' : '') + pct(n - b, b) + ' of base' : ', new') +
+        '<br><span class="k">self change</span> ' + (selfDelta[i] >= 0 ? '+' : '') + esc(fmtValue(selfDelta[i], t.unit));
     }
     tip.innerHTML = h;
     tip.style.display = 'block';
@@ -280,6 +288,8 @@
     if (ev.key === '/' && document.activeElement !== searchBox) { ev.preventDefault(); searchBox.focus(); }
   });
   window.addEventListener('resize', () => draw());
+
+  document.getElementById('notes').textContent = (D.notes || []).join(' · ');
 
   // Legend of the colours in use.
   {
@@ -324,8 +334,11 @@
     for (let j = 0; j < row.length; j += 3) {
       if (row[j] !== i) continue;
       const y = st.icicle ? d * ROW : (maxDepth - d) * ROW;
-      showTip(i, { clientX: r.left + row[j + 1] + row[j + 2] / 2, clientY: r.top + y + ROW / 2 });
+      const ev = { clientX: r.left + row[j + 1] + row[j + 2] / 2, clientY: r.top + y + ROW / 2 };
+      const hit = nodeAt(ev); // what a click there would zoom to
+      showTip(hit >= 0 ? hit : i, ev);
       document.getElementById('ember-state').dataset.tip = tip.textContent;
+      document.getElementById('ember-state').dataset.tipNode = hit;
       return;
     }
   }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/emberprof/ember/export/stacks"
 	"github.com/google/pprof/profile"
@@ -25,9 +27,36 @@ type Options struct {
 type graph struct {
 	tree  *Tree
 	title string
+	notes []string             // what the profile says of itself: when, how long, comments
 	types []*profile.ValueType // per column
 	col   int                  // column drawn or shown first
 	diff  bool                 // columns are base, new
+
+	selfDelta []int64 // diff: per node, change of its self value
+	maxDelta  int64   // diff: largest |selfDelta|
+}
+
+// selfDeltas returns, per node of a diff tree, new self minus base self,
+// and the largest absolute change.
+func selfDeltas(t *Tree) ([]int64, int64) {
+	d := make([]int64, t.Len())
+	for i := range d {
+		d[i] = t.Values[1][i] - t.Values[0][i]
+	}
+	// Subtract each node's inclusive change from its parent's: the last
+	// node seen at the depth above is the parent, in preorder.
+	last := make([]int, t.MaxDepth()+1)
+	for i := 1; i < t.Len(); i++ {
+		dep := t.Depth[i]
+		last[dep] = i
+		p := last[dep-1]
+		d[p] -= t.Values[1][i] - t.Values[0][i]
+	}
+	var m int64
+	for _, v := range d {
+		m = max(m, v, -v)
+	}
+	return d, m
 }
 
 // newGraph builds the graph of one profile.
@@ -44,7 +73,7 @@ func newGraph(p *profile.Profile, opts Options) (*graph, error) {
 	if title == "" {
 		title = "Flame Graph"
 	}
-	return &graph{tree: NewTree(set), title: title, types: set.Types, col: col}, nil
+	return &graph{tree: NewTree(set), title: title, notes: describe(p), types: set.Types, col: col}, nil
 }
 
 // DiffOptions control a differential flame graph.
@@ -97,7 +126,36 @@ func newDiffGraph(base, newer *profile.Profile, opts DiffOptions) (*graph, error
 	tree := build([]column{{bs, bi, scale}, {ns, ni, 1}})
 	bvt := &profile.ValueType{Type: "base " + vt.Type, Unit: vt.Unit}
 	nvt := &profile.ValueType{Type: "new " + vt.Type, Unit: vt.Unit}
-	return &graph{tree: tree, title: title, types: []*profile.ValueType{bvt, nvt}, col: 1, diff: true}, nil
+	notes := []string{"base: " + strings.Join(describe(base), ", "), "new: " + strings.Join(describe(newer), ", ")}
+	return &graph{tree: tree, title: title, notes: notes, types: []*profile.ValueType{bvt, nvt}, col: 1, diff: true}, nil
+}
+
+// describe returns what p says of itself: when it was taken, for how long,
+// at what period, and its comments (Ember's note, for one, lost samples).
+func describe(p *profile.Profile) []string {
+	var notes []string
+	if p.TimeNanos > 0 {
+		notes = append(notes, time.Unix(0, p.TimeNanos).UTC().Format("2006-01-02 15:04:05 UTC"))
+	}
+	if p.DurationNanos > 0 {
+		notes = append(notes, "duration "+time.Duration(p.DurationNanos).Round(time.Millisecond).String())
+	}
+	if p.Period > 0 && p.PeriodType != nil {
+		period := strconv.FormatInt(p.Period, 10) + " " + p.PeriodType.Unit
+		if p.PeriodType.Unit == "nanoseconds" {
+			period = time.Duration(p.Period).String()
+		}
+		notes = append(notes, "period "+period+" of "+p.PeriodType.Type)
+	}
+	const maxComments = 20
+	for i, c := range p.Comments {
+		if i == maxComments {
+			notes = append(notes, fmt.Sprintf("(%d more comments)", len(p.Comments)-maxComments))
+			break
+		}
+		notes = append(notes, c)
+	}
+	return notes
 }
 
 // rgb is a colour.
@@ -137,15 +195,10 @@ func frameColour(f stacks.Frame, offCPU bool) rgb {
 	return rgb{ch(205, 50, a), ch(30, 190, b), ch(0, 55, c)}
 }
 
-// diffColour colours a node of a differential graph by its relative change
-// d = (new-base)/max(new, base) in [-1, 1]: red for more, blue for less,
-// white for no change.
-func diffColour(base, newer int64) rgb {
-	m := max(base, newer)
-	if m <= 0 {
-		return rgb{255, 255, 255}
-	}
-	d := float64(newer-base) / float64(m)
+// diffColour colours a frame of a differential graph by d, the change of
+// its own (self) value scaled to [-1, 1] by the largest change of any frame,
+// as flamegraph.pl does: red for more, blue for less, white for no change.
+func diffColour(d float64) rgb {
 	fade := uint8(255 - int(210*min(1, abs(d))))
 	if d > 0 {
 		return rgb{255, fade, fade}
@@ -164,7 +217,13 @@ func abs(x float64) float64 {
 func (g *graph) nodeColour(i, col int) rgb {
 	t := g.tree
 	if g.diff {
-		return diffColour(t.Values[0][i], t.Values[1][i])
+		if g.selfDelta == nil {
+			g.selfDelta, g.maxDelta = selfDeltas(t)
+		}
+		if g.maxDelta == 0 {
+			return diffColour(0)
+		}
+		return diffColour(float64(g.selfDelta[i]) / float64(g.maxDelta))
 	}
 	off := false
 	switch typeClass(g.types[col]) {

@@ -47,6 +47,7 @@ func WriteDiffHTML(w io.Writer, base, newer *profile.Profile, opts DiffOptions) 
 // (which escapes "<", so that no "</script>" can end the data early).
 type pageMeta struct {
 	Title   string     `json:"title"`
+	Notes   []string   `json:"notes"` // shown under the title
 	Types   []pageType `json:"types"`
 	Default int        `json:"default"`
 	Diff    bool       `json:"diff"`
@@ -73,7 +74,7 @@ type pageType struct {
 //	values                per column: per node inclusive value / scale
 func (g *graph) writeHTML(w io.Writer) error {
 	t := g.tree
-	meta := pageMeta{Title: g.title, Default: g.col, Diff: g.diff}
+	meta := pageMeta{Title: g.title, Notes: g.notes, Default: g.col, Diff: g.diff}
 	meta.Wall[0], meta.Wall[1] = wallColumns(g.types)
 	if g.diff {
 		meta.Wall = [2]int{-1, -1}

@@ -154,3 +154,15 @@ func TestHTMLSize(t *testing.T) {
 		t.Errorf("%.1f bytes per node: data not compact", perNode)
 	}
 }
+
+func TestHTMLNotes(t *testing.T) {
+	p := synth.Known()
+	p.Comments = []string{"ember: 3 stack collisions"}
+	d := readPage(t, writePage(t, p, Options{}))
+	got := strings.Join(d.Notes, " | ")
+	for _, want := range []string{"2023-11-14 22:13:20 UTC", "duration 10s", "period 10.10101ms of cpu", "ember: 3 stack collisions"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("notes %q lack %q", got, want)
+		}
+	}
+}

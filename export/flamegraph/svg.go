@@ -79,7 +79,8 @@ func (g *graph) writeSVG(w io.Writer) error {
 	if g.diff {
 		sub = "widths by new, red: new spends more, blue: less; " + sub
 	}
-	fmt.Fprintf(bw, "<text class=\"sub\" x=\"%g\" y=\"%g\">%s</text>\n", svgWidth/2, fontSize*2+fontSize+2, xmlText(sub))
+	fmt.Fprintf(bw, "<text class=\"sub\" x=\"%g\" y=\"%g\">%s<title>%s</title></text>\n", svgWidth/2, fontSize*2+fontSize+2,
+		xmlText(sub), xmlText(strings.Join(g.notes, "\n")))
 
 	if total > 0 {
 		scale := (svgWidth - 2*xPad) / float64(total)
@@ -116,9 +117,11 @@ func (g *graph) writeSVGFrame(bw *bufio.Writer, i int, x, y, width float64, tota
 	vt := g.types[g.col]
 	var tip strings.Builder
 	fmt.Fprintf(&tip, "%s (%s %s, %.2f%%)", f.Name, commas(v), countName(vt), 100*float64(v)/float64(total))
+	fill := g.nodeColour(i, g.col)
 	if g.diff {
 		b := t.Values[0][i]
-		fmt.Fprintf(&tip, "\nbase %s, new %s, change %+.2f%%", commas(b), commas(v), 100*float64(v-b)/float64(total))
+		fmt.Fprintf(&tip, "\nbase %s, new %s, change %+.2f%%, self change %s", commas(b), commas(v),
+			100*float64(v-b)/float64(total), commas(g.selfDelta[i]))
 	}
 	if src := source(f, t.Line[i]); src != "" {
 		tip.WriteString("\n" + src)
@@ -127,7 +130,7 @@ func (g *graph) writeSVGFrame(bw *bufio.Writer, i int, x, y, width float64, tota
 		tip.WriteString("\n[kernel]")
 	}
 	fmt.Fprintf(bw, "<g>\n<title>%s</title><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" rx=\"2\" ry=\"2\"/>\n",
-		xmlText(tip.String()), x, y, width, frameHeight-1, g.nodeColour(i, g.col))
+		xmlText(tip.String()), x, y, width, frameHeight-1, fill)
 	if label := fitText(f.Name, width); label != "" {
 		fmt.Fprintf(bw, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x+3, y+frameHeight-5, xmlText(label))
 	}

@@ -169,3 +169,16 @@ func TestSVGMinWidth(t *testing.T) {
 	}
 	t.Logf("%d of %d nodes drawn", set, g.tree.Len())
 }
+
+func TestEmptyProfile(t *testing.T) {
+	p := synth.Known()
+	p.Sample = nil
+	_, frames := parseSVG(t, writeSVG(t, p, Options{}))
+	if len(frames) != 0 {
+		t.Errorf("%d frames for an empty profile", len(frames))
+	}
+	d := readPage(t, writePage(t, p, Options{}))
+	if len(d.Frame) != 1 || d.Values[0][0] != 0 {
+		t.Errorf("empty profile page: %d nodes", len(d.Frame))
+	}
+}

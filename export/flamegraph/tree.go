@@ -63,25 +63,22 @@ func NewTree(set *stacks.Set) *Tree {
 	return build(cols)
 }
 
-// node is a tree node under construction.
-type node struct {
-	frame       int32
-	line        int64 // -1 until a line is seen
-	first, next int32 // first child, next sibling; -1 for none
-}
-
+// build merges the stacks of the columns' sets into a tree. It sorts the
+// stacks by frame, so that each stack shares its prefix with the one before
+// it and the tree comes out in preorder with siblings in order, as
+// flamegraph.pl's flow() does with sorted folded lines: no map of children,
+// no second pass.
 func build(cols []column) *Tree {
 	frames := []stacks.Frame{rootFrame}
 	frameID := map[stacks.Frame]int32{rootFrame: 0}
-	nodes := []node{{frame: 0, line: 0, first: -1, next: -1}}
-	values := make([][]int64, len(cols))
-	for c := range values {
-		values[c] = []int64{0}
-	}
-	type edge struct{ parent, frame int32 }
-	children := make(map[edge]int32)
 
-	// Walk each distinct set once, adding the values of its columns.
+	// One entry per stack with a value in some column.
+	type entry struct {
+		frames []int32 // into frames, root first
+		lines  []int64
+		add    []int64 // value per column
+	}
+	var entries []entry
 	var sets []*stacks.Set
 	for _, c := range cols {
 		if !slices.Contains(sets, c.set) {
@@ -99,11 +96,11 @@ func build(cols []column) *Tree {
 			}
 			remap[i] = id
 		}
-		add := make([]int64, len(cols))
-		for _, st := range set.Stacks {
+		adds := make([]int64, len(cols)*len(set.Stacks))
+		for k, st := range set.Stacks {
+			add := adds[k*len(cols) : (k+1)*len(cols) : (k+1)*len(cols)]
 			nonzero := false
 			for c, col := range cols {
-				add[c] = 0
 				if col.set == set {
 					add[c] = scaled(st.Values[col.index], col.scale)
 					nonzero = nonzero || add[c] != 0
@@ -112,35 +109,80 @@ func build(cols []column) *Tree {
 			if !nonzero {
 				continue
 			}
-			cur := int32(0)
-			for c := range cols {
-				values[c][0] += add[c]
+			ids := make([]int32, len(st.Frames))
+			for j, f := range st.Frames {
+				ids[j] = remap[f]
 			}
-			for k, f := range st.Frames {
-				e := edge{cur, remap[f]}
-				n, ok := children[e]
-				if !ok {
-					n = int32(len(nodes))
-					nodes = append(nodes, node{frame: e.frame, line: -1, first: -1, next: nodes[cur].first})
-					nodes[cur].first = n
-					for c := range values {
-						values[c] = append(values[c], 0)
-					}
-					children[e] = n
-				}
-				if ln := st.Lines[k]; nodes[n].line == -1 {
-					nodes[n].line = ln
-				} else if nodes[n].line != ln {
-					nodes[n].line = 0
-				}
-				for c := range cols {
-					values[c][n] += add[c]
-				}
-				cur = n
-			}
+			entries = append(entries, entry{ids, st.Lines, add})
 		}
 	}
-	return preorder(frames, nodes, values)
+
+	// Rank frames by name, then file and kind: the order of siblings.
+	order := make([]int32, len(frames))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		fa, fb := &frames[a], &frames[b]
+		return cmp.Or(strings.Compare(fa.Name, fb.Name), strings.Compare(fa.File, fb.File), cmp.Compare(fa.Kind, fb.Kind))
+	})
+	rank := make([]int32, len(frames))
+	for r, f := range order {
+		rank[f] = int32(r)
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		for i := range min(len(a.frames), len(b.frames)) {
+			if c := cmp.Compare(rank[a.frames[i]], rank[b.frames[i]]); c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(len(a.frames), len(b.frames)) // a prefix comes first
+	})
+
+	t := &Tree{
+		Frames: frames,
+		Frame:  []int32{0},
+		Depth:  []int32{0},
+		Line:   []int64{0},
+		Values: make([][]int64, len(cols)),
+	}
+	for c := range cols {
+		t.Values[c] = []int64{0}
+	}
+	path := []int32{0} // path[d]: the node at depth d of the previous stack
+	var prev []int32
+	for _, e := range entries {
+		k := 0
+		for k < len(prev) && k < len(e.frames) && prev[k] == e.frames[k] {
+			k++
+		}
+		path = path[:k+1]
+		for j := k; j < len(e.frames); j++ {
+			n := int32(len(t.Frame))
+			t.Frame = append(t.Frame, e.frames[j])
+			t.Depth = append(t.Depth, int32(j+1))
+			t.Line = append(t.Line, e.lines[j])
+			for c := range cols {
+				t.Values[c] = append(t.Values[c], 0)
+			}
+			path = append(path, n)
+		}
+		for j := 0; j < k; j++ { // nodes seen before: at one line or several
+			if n := path[j+1]; t.Line[n] != e.lines[j] {
+				t.Line[n] = 0
+			}
+		}
+		for c, v := range e.add {
+			if v != 0 {
+				vals := t.Values[c]
+				for _, n := range path {
+					vals[n] += v
+				}
+			}
+		}
+		prev = e.frames
+	}
+	return t
 }
 
 func scaled(v int64, scale float64) int64 {
@@ -148,48 +190,6 @@ func scaled(v int64, scale float64) int64 {
 		return v
 	}
 	return int64(math.Round(float64(v) * scale))
-}
-
-// preorder lays the nodes out depth first, siblings by frame name.
-func preorder(frames []stacks.Frame, nodes []node, values [][]int64) *Tree {
-	n := len(nodes)
-	t := &Tree{
-		Frames: frames,
-		Frame:  make([]int32, 0, n),
-		Depth:  make([]int32, 0, n),
-		Line:   make([]int64, 0, n),
-		Values: make([][]int64, len(values)),
-	}
-	for c := range values {
-		t.Values[c] = make([]int64, 0, n)
-	}
-	type item struct{ node, depth int32 }
-	stack := []item{{0, 0}}
-	var kids []int32
-	for len(stack) > 0 {
-		it := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		nd := &nodes[it.node]
-		t.Frame = append(t.Frame, nd.frame)
-		t.Depth = append(t.Depth, it.depth)
-		t.Line = append(t.Line, max(nd.line, 0))
-		for c := range values {
-			t.Values[c] = append(t.Values[c], values[c][it.node])
-		}
-		kids = kids[:0]
-		for k := nd.first; k != -1; k = nodes[k].next {
-			kids = append(kids, k)
-		}
-		slices.SortFunc(kids, func(a, b int32) int {
-			fa, fb := &frames[nodes[a].frame], &frames[nodes[b].frame]
-			return cmp.Or(strings.Compare(fa.Name, fb.Name), strings.Compare(fa.File, fb.File), cmp.Compare(fa.Kind, fb.Kind))
-		})
-		// Push in reverse so that the first child is popped first.
-		for k := len(kids) - 1; k >= 0; k-- {
-			stack = append(stack, item{kids[k], it.depth + 1})
-		}
-	}
-	return t
 }
 
 // colour classes of a sample type: how frames of that type are coloured.

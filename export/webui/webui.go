@@ -51,6 +51,9 @@ func Serve(ctx context.Context, p *profile.Profile, opts Options) error {
 	}
 	hostport := ln.Addr().String()
 	srv := &server{ctx: ctx, ln: ln, local: isLoopback(ln.Addr()), ready: opts.Ready}
+	if !srv.local {
+		fmt.Fprintf(log, "warning: %s is not a loopback address: whoever reaches it can read the profile\n", hostport)
+	}
 	err = driver.PProf(&driver.Options{
 		// The listener is open, so pprof's -http has a port and picks none
 		// of its own; the HTTPServer hook serves on this listener.
