@@ -309,7 +309,11 @@
       if (c >= 0) st.col = c;
     }
     st.search = q.get('search') || '';
-    st.icicle = q.get('layout') === 'icicle';
+    // A graph taller than the window opens as an icicle (root at the top):
+    // in the flame layout its root and widest frames would start below the
+    // fold. #layout=flame or the button still choose the flame layout.
+    const tall = (maxDepth + 1) * ROW > window.innerHeight - 120;
+    st.icicle = q.get('layout') === 'icicle' || (q.get('layout') !== 'flame' && tall);
     st.zoom = 0;
     const zn = q.get('zoom'), node = +q.get('node');
     if (zn && node > 0 && node < N && frameName(node) === zn) st.zoom = node; // the node clicked
@@ -347,7 +351,7 @@
     if (st.col !== D.default) q.set('type', D.types[st.col].name);
     if (st.zoom !== 0) { q.set('zoom', frameName(st.zoom)); q.set('node', st.zoom); }
     if (st.search) q.set('search', st.search);
-    if (st.icicle) q.set('layout', 'icicle');
+    q.set('layout', st.icicle ? 'icicle' : 'flame');
     const h = q.toString();
     if (h !== location.hash.slice(1)) history.replaceState(null, '', h ? '#' + h : location.pathname + location.search);
   }
