@@ -1,0 +1,71 @@
+// chain.c: a known call chain for the unwinder tests.
+//
+//   main -> level1 -> level2 -> level3 -> hot
+//
+// With "spin", hot never returns, so a stopped process is always inside hot
+// with exactly that chain on its stack. level2 uses alloca, which makes gcc
+// keep a frame pointer there even with -fomit-frame-pointer (an rbp-based CFA
+// row). The other functions exercise the usual prologue and epilogue shapes.
+#include <alloca.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline, noipa))
+
+volatile unsigned long sink;
+
+NOINLINE void hot(unsigned long n) {
+	unsigned long v = n;
+	for (;;) {
+		v = v * 6364136223846793005UL + 1442695040888963407UL;
+		sink = v;
+	}
+}
+
+NOINLINE unsigned long level3(unsigned long n, int spin) {
+	unsigned long a[8];
+	for (int i = 0; i < 8; i++)
+		a[i] = n * (unsigned long)i;
+	if (spin) {
+		printf("ready\n");
+		fflush(stdout);
+		hot(a[3]);
+	}
+	unsigned long s = 0;
+	for (int i = 0; i < 8; i++)
+		s += a[i] ^ sink;
+	return s;
+}
+
+NOINLINE unsigned long level2(unsigned long n, int spin) {
+	size_t len = 64 + (n & 63);
+	char *buf = alloca(len);
+	memset(buf, (int)n, len);
+	unsigned long r = level3(n + (unsigned long)buf[len - 1], spin);
+	return r + (unsigned long)buf[0];
+}
+
+NOINLINE unsigned long level1(unsigned long n, int spin) {
+	unsigned long r = 0;
+	for (unsigned long i = 0; i < 2; i++)
+		r += level2(n + i, spin);
+	return r * 3;
+}
+
+static int cmp(const void *a, const void *b) {
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+	int spin = argc > 1 && strcmp(argv[1], "spin") == 0;
+	unsigned long v[16];
+	for (int i = 0; i < 16; i++)
+		v[i] = (unsigned long)(i * 7919) % 101;
+	qsort(v, 16, sizeof v[0], cmp);
+	unsigned long r = level1(v[3] + (unsigned long)getpid() % 3, spin);
+	printf("%lu\n", r);
+	return 0;
+}
