@@ -1,0 +1,233 @@
+package unwind
+
+import (
+	"bufio"
+	"debug/elf"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The reference unwinder is checked on live processes: the test starts a
+// workload whose call chain is known, stops it with ptrace, reads its
+// registers and its stack through /proc/PID/mem, and walks the stack with
+// the tables of every binary mapped in it.
+
+// symtab is a small address -> function lookup over an ELF file's symbols.
+type symtab struct {
+	syms []elf.Symbol
+}
+
+func loadSymtab(t *testing.T, path string) *symtab {
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st symtab
+	s1, _ := f.Symbols()
+	s2, _ := f.DynamicSymbols()
+	for _, s := range append(s1, s2...) {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
+			st.syms = append(st.syms, s)
+		}
+	}
+	sort.Slice(st.syms, func(i, j int) bool { return st.syms[i].Value < st.syms[j].Value })
+	return &st
+}
+
+func (st *symtab) lookup(vaddr uint64) string {
+	i := sort.Search(len(st.syms), func(i int) bool { return st.syms[i].Value > vaddr })
+	if i == 0 {
+		return "?"
+	}
+	s := st.syms[i-1]
+	if s.Size != 0 && vaddr >= s.Value+s.Size {
+		return "?"
+	}
+	return s.Name
+}
+
+// liveProcess is a stopped workload and what the test knows about it.
+type liveProcess struct {
+	pid     int
+	regs    unix.PtraceRegs
+	mem     *os.File
+	maps    Maps
+	mapping []Mapping
+	paths   []string // path of each mapping
+	syms    map[string]*symtab
+}
+
+func (p *liveProcess) readMem(addr uint64, n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := p.mem.ReadAt(b, int64(addr)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// symbolize names each PC as "function" using the symbols of its binary.
+func (p *liveProcess) symbolize(t *testing.T, pcs []uint64) []string {
+	var out []string
+	for i, pc := range pcs {
+		if i > 0 {
+			pc-- // inside the call instruction
+		}
+		name := "?"
+		for j, m := range p.mapping {
+			if pc >= m.Start && pc < m.End {
+				if p.syms[p.paths[j]] == nil {
+					p.syms[p.paths[j]] = loadSymtab(t, p.paths[j])
+				}
+				name = p.syms[p.paths[j]].lookup(pc - m.Bias)
+			}
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// startStopped runs path with args, waits for it to print "ready", lets it
+// spin, stops it with PTRACE_ATTACH and loads tables for its mappings. The
+// caller must hold its OS thread locked: ptrace requests come from one thread.
+func startStopped(t *testing.T, path string, args ...string) *liveProcess {
+	cmd := exec.Command(path, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("workload said %q, %v", line, err)
+	}
+	go io.Copy(io.Discard, stdout)
+	time.Sleep(20 * time.Millisecond)
+	p := &liveProcess{pid: cmd.Process.Pid, syms: map[string]*symtab{}}
+	if err := unix.PtraceAttach(p.pid); err != nil {
+		t.Fatalf("PTRACE_ATTACH: %v", err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(p.pid, &ws, 0, nil); err != nil || !ws.Stopped() {
+		t.Fatalf("wait4: %v, status %v", err, ws)
+	}
+	t.Cleanup(func() { unix.PtraceDetach(p.pid) })
+	if err := unix.PtraceGetRegs(p.pid, &p.regs); err != nil {
+		t.Fatalf("PTRACE_GETREGS: %v", err)
+	}
+	p.mem, err = os.Open("/proc/" + strconv.Itoa(p.pid) + "/mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.mem.Close() })
+	p.loadMappings(t)
+	return p
+}
+
+// loadMappings reads /proc/PID/maps and builds a table for every executable
+// file mapping, as the agent will.
+func (p *liveProcess) loadMappings(t *testing.T) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]uint32{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1][2] != 'x' || !strings.HasPrefix(f[5], "/") {
+			continue
+		}
+		se := strings.SplitN(f[0], "-", 2)
+		start, _ := strconv.ParseUint(se[0], 16, 64)
+		end, _ := strconv.ParseUint(se[1], 16, 64)
+		off, _ := strconv.ParseUint(f[2], 16, 64)
+		ef, err := elf.Open(f[5])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bias, err := Bias(ef, start, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, ok := ids[f[5]]
+		if !ok {
+			tab, err := NewTable(ef)
+			if err != nil {
+				t.Fatalf("%s: %v", f[5], err)
+			}
+			if id, err = p.maps.AddTable(tab); err != nil {
+				t.Fatal(err)
+			}
+			ids[f[5]] = id
+		}
+		ef.Close()
+		p.mapping = append(p.mapping, Mapping{Start: start, End: end, Bias: bias, TableID: id})
+		p.paths = append(p.paths, f[5])
+	}
+	if err := p.maps.SetProc(uint32(p.pid), p.mapping); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnwindLiveProcess(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("ptrace register layout used here is x86-64's")
+	}
+	want := []string{"hot", "level3", "level2", "level1", "main"}
+	for _, name := range []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe"} {
+		t.Run(name, func(t *testing.T) {
+			path := buildBinary(t, name)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			p := startStopped(t, path, "spin")
+			regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+
+			pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
+			got := p.symbolize(t, pcs)
+			t.Logf("tables:         %v (%v)", got, reason)
+			if reason != ReasonComplete {
+				t.Errorf("walk ended with %v, want %v", reason, ReasonComplete)
+			}
+			if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+				t.Errorf("chain %v, want it to start %v", got, want)
+			}
+			if len(got) == 0 || got[len(got)-1] != "_start" {
+				t.Errorf("chain %v does not end in _start", got)
+			}
+
+			// The same stack walked with frame pointers only (no process
+			// entry: what bpf_get_stackid does) loses frames.
+			fpPCs, fpReason := Unwind(regs, p.readMem, &Maps{}, uint32(p.pid))
+			fpGot := p.symbolize(t, fpPCs)
+			t.Logf("frame pointers: %v (%v)", fpGot, fpReason)
+			lost := 0
+			for _, fn := range want {
+				if !slices.Contains(fpGot, fn) {
+					lost++
+				}
+			}
+			if lost == 0 {
+				t.Errorf("frame-pointer walk %v found the whole chain; the test shows nothing", fpGot)
+			}
+			if name == "chain-O1-fp" && slices.Contains(fpGot, "level3") {
+				t.Errorf("frame-pointer walk %v kept level3, the caller of the frameless leaf", fpGot)
+			}
+		})
+	}
+}
