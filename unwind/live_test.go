@@ -27,7 +27,7 @@ type symtab struct {
 	syms []elf.Symbol
 }
 
-func loadSymtab(t *testing.T, path string) *symtab {
+func loadSymtab(t testing.TB, path string) *symtab {
 	f, err := elf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func (p *liveProcess) readMem(addr uint64, n int) ([]byte, error) {
 }
 
 // symbolize names each PC as "function" using the symbols of its binary.
-func (p *liveProcess) symbolize(t *testing.T, pcs []uint64) []string {
+func (p *liveProcess) symbolize(t testing.TB, pcs []uint64) []string {
 	var out []string
 	for i, pc := range pcs {
 		if i > 0 {
@@ -100,7 +100,7 @@ func (p *liveProcess) symbolize(t *testing.T, pcs []uint64) []string {
 // startStopped runs path with args, waits for it to print "ready", lets it
 // spin, stops it with PTRACE_ATTACH and loads tables for its mappings. The
 // caller must hold its OS thread locked: ptrace requests come from one thread.
-func startStopped(t *testing.T, path string, args ...string) *liveProcess {
+func startStopped(t testing.TB, path string, args ...string) *liveProcess {
 	cmd := exec.Command(path, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -142,7 +142,7 @@ func startStopped(t *testing.T, path string, args ...string) *liveProcess {
 
 // loadMappings reads /proc/PID/maps and builds a table for every executable
 // file mapping, as the agent will.
-func (p *liveProcess) loadMappings(t *testing.T) {
+func (p *liveProcess) loadMappings(t testing.TB) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/maps")
 	if err != nil {
 		t.Fatal(err)

@@ -303,6 +303,7 @@ func buildTable(arch Arch, secs []Section, keep func(lo, hi uint64) bool) (t *Ta
 			return nil, err
 		}
 		rows = append(rows, Row{PC: f.end, CFA: CFANone})
+		t.Stats.RawRows++
 		coveredTo = f.end
 	}
 	t.Rows = mergeRows(rows)
