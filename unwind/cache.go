@@ -38,7 +38,7 @@ type call struct {
 // failedEntrySize is what a cached failure counts against the budget.
 const failedEntrySize = 64
 
-// NewCache returns a cache that keeps at most budget bytes of rows.
+// NewCache returns a cache whose tables take at most budget bytes of memory.
 func NewCache(budget int64) *Cache {
 	return &Cache{
 		budget:   budget,
@@ -113,7 +113,7 @@ func (c *Cache) Add(buildID string, t *Table, err error) {
 func (c *Cache) addLocked(key string, t *Table, err error) {
 	size := int64(failedEntrySize)
 	if t != nil {
-		size += int64(t.Size())
+		size += t.memSize()
 	}
 	if el, ok := c.entries[key]; ok {
 		c.removeLocked(el)

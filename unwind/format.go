@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"unsafe"
 )
 
 // This file is the byte layout of the BPF maps that hold unwind tables; see
@@ -85,6 +86,9 @@ func (t *Table) Base() uint64 {
 
 // Size is the number of bytes the table takes in the rows map.
 func (t *Table) Size() int { return len(t.Rows) * RowSize }
+
+// memSize is the number of bytes the table takes in Go memory.
+func (t *Table) memSize() int64 { return int64(cap(t.Rows)) * int64(unsafe.Sizeof(Row{})) }
 
 func appendRow(b []byte, r Row, base uint64) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(r.PC-base))
