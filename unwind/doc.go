@@ -60,10 +60,11 @@
 //
 //	struct unwind_row {      // 12 bytes, RowSize
 //		__u32 pc;        // offset of the first PC from unwind_table.base
-//		__s32 cfa_off;   // CFA = SP or FP + cfa_off
+//		__s32 cfa_rules; // bits 0-7 rules: 0-2 enum unwind_cfa, 3-4 enum unwind_fp,
+//		                 // 5-6 enum unwind_ra; bits 8-31 the signed CFA offset:
+//		                 // CFA = SP or FP + (cfa_rules >> 8), an arithmetic shift
 //		__s16 fp_off;    // FP_OFFSET: saved FP at CFA + fp_off; CFA_PLT: the threshold
-//		__s8  ra_off8;   // RA_OFFSET: RA at CFA + 8*ra_off8
-//		__u8  rules;     // bits 0-2 enum unwind_cfa, 3-4 enum unwind_fp, 5-6 enum unwind_ra
+//		__s16 ra_off;    // RA_OFFSET: RA at CFA + ra_off (-8 on x86-64)
 //	};
 //
 //	struct unwind_table {    // 24 bytes, TableInfoSize
@@ -161,26 +162,28 @@
 //		struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
 //		if (!r) { s->reason = REASON_BAD_TABLE; return 1; }
 //		__u64 cfa;
-//		switch (r->rules & 7) {
+//		__u8 rules = r->cfa_rules & 0xff;
+//		__s64 cfa_off = r->cfa_rules >> 8;
+//		switch (rules & 7) {
 //		case CFA_NONE: s->reason = REASON_NO_ROW; return 1;
-//		case CFA_SP:   cfa = s->sp + r->cfa_off; break;
-//		case CFA_FP:   cfa = s->fp + r->cfa_off; break;
-//		case CFA_PLT:  cfa = s->sp + r->cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0); break;
+//		case CFA_SP:   cfa = s->sp + cfa_off; break;
+//		case CFA_FP:   cfa = s->fp + cfa_off; break;
+//		case CFA_PLT:  cfa = s->sp + cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0); break;
 //		default:       s->reason = REASON_UNSUPPORTED; return 1;
 //		}
 //		__u64 ra;
-//		switch ((r->rules >> 5) & 3) {
+//		switch ((rules >> 5) & 3) {
 //		case RA_UNDEFINED: s->reason = REASON_COMPLETE; return 1;
 //		case RA_LINK:      if (i) { s->reason = REASON_BAD_FRAME; return 1; } ra = s->lr; break;
-//		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + 8 * r->ra_off8))) {
+//		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + r->ra_off))) {
 //		                           s->reason = REASON_READ_FAILED; return 1; }
 //		}
-//		switch ((r->rules >> 3) & 3) {
+//		switch ((rules >> 3) & 3) {
 //		case FP_OFFSET:    if (bpf_probe_read_user(&s->fp, 8, (void *)(cfa + r->fp_off))) {
 //		                           s->reason = REASON_READ_FAILED; return 1; } break;
 //		case FP_UNDEFINED: s->fp = 0; break;
 //		}
-//		if (cfa <= s->sp && !(((r->rules >> 5) & 3) == RA_LINK && cfa == s->sp)) {
+//		if (cfa <= s->sp && !(((rules >> 5) & 3) == RA_LINK && cfa == s->sp)) {
 //			s->reason = REASON_BAD_FRAME; return 1;   // the stack must move up
 //		}
 //		s->pc = ra; s->sp = cfa;

@@ -43,6 +43,8 @@ const (
 	rulesRAMask   = 0x03 << rulesRAShift
 	maxTableSpan  = math.MaxUint32 // row PCs are 32-bit offsets from the base
 	maxTableRows  = 1 << SearchSteps
+	minCFAOffset  = -1 << 23 // the CFA offset is a signed 24-bit field
+	maxCFAOffset  = 1<<23 - 1
 	mappingFlagFP = 1
 )
 
@@ -91,11 +93,11 @@ func (t *Table) Size() int { return len(t.Rows) * RowSize }
 func (t *Table) memSize() int64 { return int64(cap(t.Rows)) * int64(unsafe.Sizeof(Row{})) }
 
 func appendRow(b []byte, r Row, base uint64) []byte {
+	rules := byte(r.CFA)&rulesCFAMask | byte(r.FP)<<rulesFPShift&rulesFPMask | byte(r.RA)<<rulesRAShift&rulesRAMask
 	b = binary.LittleEndian.AppendUint32(b, uint32(r.PC-base))
-	b = binary.LittleEndian.AppendUint32(b, uint32(r.CFAOffset))
+	b = binary.LittleEndian.AppendUint32(b, uint32(r.CFAOffset)<<8|uint32(rules))
 	b = binary.LittleEndian.AppendUint16(b, uint16(r.FPOffset))
-	b = append(b, byte(int8(r.RAOffset/8)))
-	b = append(b, byte(r.CFA)&rulesCFAMask|byte(r.FP)<<rulesFPShift&rulesFPMask|byte(r.RA)<<rulesRAShift&rulesRAMask)
+	b = binary.LittleEndian.AppendUint16(b, uint16(r.RAOffset))
 	return b
 }
 
@@ -106,12 +108,13 @@ func decodeRow(rows []byte, i uint32, base uint64) (Row, bool) {
 		return Row{}, false
 	}
 	b := rows[off : off+RowSize]
-	rules := b[11]
+	cfaRules := int32(binary.LittleEndian.Uint32(b[4:]))
+	rules := byte(cfaRules)
 	return Row{
 		PC:        base + uint64(binary.LittleEndian.Uint32(b[0:])),
-		CFAOffset: int32(binary.LittleEndian.Uint32(b[4:])),
+		CFAOffset: cfaRules >> 8, // arithmetic shift: the offset is signed
 		FPOffset:  int16(binary.LittleEndian.Uint16(b[8:])),
-		RAOffset:  int16(int8(b[10])) * 8,
+		RAOffset:  int16(binary.LittleEndian.Uint16(b[10:])),
 		CFA:       CFAKind(rules & rulesCFAMask),
 		FP:        FPRule(rules & rulesFPMask >> rulesFPShift),
 		RA:        RARule(rules & rulesRAMask >> rulesRAShift),

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"cmp"
 	"debug/elf"
+	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -19,11 +22,19 @@ import (
 // prints the interpreted rule table of every FDE, and every row of it must
 // agree with the table built here, in both directions.
 
-// refRow is one row of readelf's table: LOC, CFA, rbp and ra columns as text.
-// cfa "none" marks the end of an FDE.
+// refRow is one row of readelf's table: LOC, CFA, frame pointer (rbp or
+// x29) and ra columns as text. cfa "none" marks the end of an FDE.
 type refRow struct {
-	loc          uint64
-	cfa, rbp, ra string
+	loc         uint64
+	cfa, fp, ra string
+}
+
+// regNames are readelf's names for the stack and frame pointer registers.
+func regNames(arch Arch) (sp, fp string) {
+	if arch == ARM64 {
+		return "sp", "x29"
+	}
+	return "rsp", "rbp"
 }
 
 type refFDE struct {
@@ -39,7 +50,8 @@ var (
 )
 
 // readelfFrames runs readelf on path and parses its interpreted frame tables.
-func readelfFrames(t *testing.T, path string) []refFDE {
+func readelfFrames(t *testing.T, path string, arch Arch) []refFDE {
+	_, fpName := regNames(arch)
 	t.Helper()
 	// readelf exits 1 when it also follows a debug link to a file whose
 	// sections are NOBITS; what it printed for path itself is still good.
@@ -94,13 +106,13 @@ func readelfFrames(t *testing.T, path string) []refFDE {
 				}
 			}
 			loc, _ := strconv.ParseUint(f[0], 16, 64)
-			r := refRow{loc: loc, rbp: "u", ra: "u"}
+			r := refRow{loc: loc, fp: "u", ra: "u"}
 			for i := 1; i < len(f) && i < len(cols); i++ {
 				switch cols[i] {
 				case "CFA":
 					r.cfa = f[i]
-				case "rbp":
-					r.rbp = f[i]
+				case fpName:
+					r.fp = f[i]
 				case "ra":
 					r.ra = f[i]
 				}
@@ -171,19 +183,27 @@ func flatten(t *testing.T, path string, fdes []refFDE) []refRow {
 
 // agree compares one of our rows with readelf's rules at the same address.
 // supported is whether readelf's rules are ones the table must represent.
-func agree(r Row, ref refRow) (supported, ok bool) {
+func agree(arch Arch, r Row, ref refRow) (supported, ok bool) {
 	if ref.cfa == "none" {
 		return true, r.CFA == CFANone
 	}
+	spName, fpName := regNames(arch)
 	var kind CFAKind
 	var off int64
+	regOff := func(reg string) bool { // "rsp+8", "sp-16"
+		rest, ok := strings.CutPrefix(ref.cfa, reg)
+		if !ok || rest == "" || (rest[0] != '+' && rest[0] != '-') {
+			return false
+		}
+		n, err := strconv.ParseInt(rest, 10, 64)
+		off = n
+		return err == nil
+	}
 	switch {
-	case strings.HasPrefix(ref.cfa, "rsp+"):
+	case regOff(spName):
 		kind = CFASP
-		off, _ = strconv.ParseInt(ref.cfa[4:], 10, 64)
-	case strings.HasPrefix(ref.cfa, "rbp+"):
+	case regOff(fpName):
 		kind = CFAFP
-		off, _ = strconv.ParseInt(ref.cfa[4:], 10, 64)
 	case ref.cfa == "exp":
 		// An expression: the only one we compile is the PLT's, checked
 		// separately; anything else must be marked, not guessed.
@@ -191,22 +211,42 @@ func agree(r Row, ref refRow) (supported, ok bool) {
 	default:
 		return false, !r.CFA.Supported()
 	}
-	fpOK := ref.rbp == "u" || ref.rbp == "s" || strings.HasPrefix(ref.rbp, "c")
-	raOK := ref.ra == "u" || ref.ra == "c-8"
+	fpOK := ref.fp == "u" || ref.fp == "s" || strings.HasPrefix(ref.fp, "c")
+	raOff, raErr := strconv.ParseInt(strings.TrimPrefix(ref.ra, "c"), 10, 64)
+	raOK := ref.ra == "u" || (strings.HasPrefix(ref.ra, "c") && raErr == nil && (arch == ARM64 || raOff == -8))
+	if arch == ARM64 {
+		raOK = raOK || ref.ra == "s"
+	}
 	if !fpOK || !raOK {
 		return false, !r.CFA.Supported()
+	}
+	fpOff, _ := strconv.ParseInt(strings.TrimPrefix(ref.fp, "c"), 10, 64)
+	if off < minCFAOffset || off > maxCFAOffset || raOff < math.MinInt16 || raOff > math.MaxInt16 ||
+		fpOff < math.MinInt16 || fpOff > math.MaxInt16 {
+		// Beyond the map format's fields (frames of megabytes, which Go's
+		// runtime has on arm64): must be marked, not truncated.
+		return false, r.CFA == CFABadRule
 	}
 	if r.CFA != kind || int64(r.CFAOffset) != off {
 		return true, false
 	}
 	switch {
-	case ref.ra == "u" && r.RA != RAUndefined:
-		return true, false
-	case ref.ra == "c-8" && (r.RA != RAOffset || r.RAOffset != -8):
-		return true, false
+	case ref.ra == "s":
+		if r.RA != RALink {
+			return true, false
+		}
+	case ref.ra == "u":
+		// Undefined, or on arm64 also "no rule yet": RA still in x30.
+		if r.RA != RAUndefined && !(arch == ARM64 && r.RA == RALink) {
+			return true, false
+		}
+	default:
+		if r.RA != RAOffset || int64(r.RAOffset) != raOff {
+			return true, false
+		}
 	}
-	if strings.HasPrefix(ref.rbp, "c") {
-		n, _ := strconv.ParseInt(ref.rbp[1:], 10, 64)
+	if strings.HasPrefix(ref.fp, "c") {
+		n, _ := strconv.ParseInt(ref.fp[1:], 10, 64)
 		return true, r.FP == FPOffset && int64(r.FPOffset) == n
 	}
 	return true, r.FP == FPSame || r.FP == FPUndefined
@@ -223,14 +263,14 @@ func compareWithReadelf(t *testing.T, path string) agreement {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	ref := flatten(t, path, readelfFrames(t, path))
+	ref := flatten(t, path, readelfFrames(t, path, tab.Arch))
 	if len(ref) == 0 {
 		t.Fatalf("%s: readelf printed no frame rows", path)
 	}
 	var a agreement
 	check := func(at uint64, r Row, rr refRow) {
 		a.rows++
-		sup, ok := agree(r, rr)
+		sup, ok := agree(tab.Arch, r, rr)
 		if sup {
 			a.supported++
 		} else {
@@ -282,5 +322,24 @@ func TestTableMatchesReadelf(t *testing.T) {
 				t.Error("no supported rows compared")
 			}
 		})
+	}
+}
+
+// TestARM64TableMatchesReadelf checks the arm64 rows against readelf on a Go
+// program cross-compiled for linux/arm64 (the Go toolchain needs no arm64
+// C toolchain). Go describes arm64 frames in .debug_frame: CFA = sp+N, the
+// return address in x30 at entry and at CFA-N after the prologue.
+func TestARM64TableMatchesReadelf(t *testing.T) {
+	out := filepath.Join(buildDir, "goarm64")
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/goarm64/main.go")
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build for arm64: %v\n%s", err, b)
+	}
+	a := compareWithReadelf(t, out)
+	t.Logf("arm64 Go binary: %d rows compared, %d supported (%d agree), %d unsupported, %d mismatches",
+		a.rows, a.supported, a.agreed, a.unsupported, a.mismatches)
+	if a.supported == 0 {
+		t.Error("no supported rows compared")
 	}
 }

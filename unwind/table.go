@@ -103,9 +103,9 @@ type Row struct {
 	CFA       CFAKind
 	FP        FPRule
 	RA        RARule
-	CFAOffset int32
+	CFAOffset int32 // 24 bits in the map format
 	FPOffset  int16 // with FPOffset; for CFAPLT the threshold K
-	RAOffset  int16 // with RAOffset; a multiple of 8
+	RAOffset  int16 // with RAOffset
 }
 
 // sameRules reports whether two rows differ only in their PC.
@@ -340,11 +340,11 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 	case st.cfa.isExpr:
 		row.CFA = CFAExpression
 		if arch == AMD64 {
-			if off, k, ok := pltExpression(st.cfa.expr); ok && off >= 0 && off <= math.MaxInt32 {
+			if off, k, ok := pltExpression(st.cfa.expr); ok && off >= 0 && off <= maxCFAOffset {
 				row.CFA, row.CFAOffset, row.FPOffset = CFAPLT, int32(off), int16(k)
 			}
 		}
-	case st.cfa.off < math.MinInt32 || st.cfa.off > math.MaxInt32:
+	case st.cfa.off < minCFAOffset || st.cfa.off > maxCFAOffset:
 		row.CFA = CFABadRule
 	case st.cfa.reg == spReg:
 		row.CFA, row.CFAOffset = CFASP, int32(st.cfa.off)
@@ -380,7 +380,7 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 	case ruleUndefined:
 		row.RA = RAUndefined
 	case ruleOffset:
-		if st.ra.off%8 != 0 || st.ra.off < -1024 || st.ra.off > 1016 {
+		if st.ra.off < math.MinInt16 || st.ra.off > math.MaxInt16 {
 			bad = true
 		} else {
 			row.RA, row.RAOffset = RAOffset, int16(st.ra.off)

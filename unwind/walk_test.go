@@ -175,7 +175,9 @@ func TestRowEncoding(t *testing.T) {
 		{PC: 0x400010, CFA: CFAPLT, CFAOffset: 8, FPOffset: 11, RA: RAOffset, RAOffset: -8},
 		{PC: 0x400020, CFA: CFASP, CFAOffset: 1 << 20, FP: FPUndefined, RA: RAUndefined},
 		{PC: 0x400030, CFA: CFASP, CFAOffset: 16, RA: RALink},
-		{PC: 0x400040, CFA: CFAFP, CFAOffset: 32, FP: FPOffset, FPOffset: -32, RA: RAOffset, RAOffset: -1024},
+		{PC: 0x400040, CFA: CFAFP, CFAOffset: 32, FP: FPOffset, FPOffset: -32, RA: RAOffset, RAOffset: -1712},
+		{PC: 0x400048, CFA: CFASP, CFAOffset: -1 << 23, RA: RAOffset, RAOffset: -8},
+		{PC: 0x40004c, CFA: CFASP, CFAOffset: 1<<23 - 1, RA: RAOffset, RAOffset: -8},
 		{PC: 0x400000 + 0xffffffff, CFA: CFANone},
 	}
 	tab := &Table{Arch: AMD64, Rows: rows}
@@ -193,7 +195,7 @@ func TestRowEncoding(t *testing.T) {
 		}
 	}
 	// Byte-exact: row 1 as struct unwind_row.
-	want := []byte{0x01, 0, 0, 0, 16, 0, 0, 0, 0xf0, 0xff, 0xff, byte(CFAFP) | byte(FPOffset)<<3 | byte(RAOffset)<<5}
+	want := []byte{0x01, 0, 0, 0, byte(CFAFP) | byte(FPOffset)<<3 | byte(RAOffset)<<5, 16, 0, 0, 0xf0, 0xff, 0xf8, 0xff}
 	if got := b[RowSize : 2*RowSize]; !slices.Equal(got, want) {
 		t.Errorf("row 1 encodes as % x, want % x", got, want)
 	}
@@ -259,5 +261,43 @@ func TestPLTRows(t *testing.T) {
 	r, ok := tab.Lookup(plt.Addr + 16) // first entry after PLT0
 	if !ok || r.CFA != CFAPLT || r.CFAOffset != 8 || r.FPOffset != 11 {
 		t.Errorf("row at .plt+16 is %+v, want CFAPLT rsp+8, threshold 11", r)
+	}
+}
+
+// TestUnwindARM64 walks an arm64-shaped stack: a leaf whose return address
+// is still in x30, called by a function that saved x29 and x30 with
+// "stp x29, x30, [sp, #-32]!; mov x29, sp" (CFA = x29+32).
+func TestUnwindARM64(t *testing.T) {
+	tab := &Table{Arch: ARM64, Rows: []Row{
+		{PC: 0x1000, CFA: CFASP, CFAOffset: 0, RA: RALink},                                                // leaf
+		{PC: 0x1010, CFA: CFASP, CFAOffset: 0, RA: RALink},                                                // caller entry
+		{PC: 0x1014, CFA: CFAFP, CFAOffset: 32, FP: FPOffset, FPOffset: -32, RA: RAOffset, RAOffset: -24}, // after the prologue
+		{PC: 0x1040, CFA: CFASP, RA: RAUndefined},                                                         // outermost
+		{PC: 0x1050, CFA: CFANone},
+	}}
+	var m Maps
+	id, err := m.AddTable(tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetProc(1, []Mapping{{Start: 0x1000, End: 0x1050, TableID: id}}); err != nil {
+		t.Fatal(err)
+	}
+	const sp = 0x7000
+	stack := fakeStack{
+		sp:     0x7100, // caller's saved x29 at CFA-32 (CFA = x29+32 = sp+32)
+		sp + 8: 0x1044, // caller's saved x30 at CFA-24
+	}
+	got, reason := Unwind(Regs{PC: 0x1004, SP: sp, FP: sp, LR: 0x1020}, stack.read, &m, 1)
+	want := []uint64{0x1004, 0x1020, 0x1044}
+	if !slices.Equal(got, want) || reason != ReasonComplete {
+		t.Errorf("got %#x (%v), want %#x (complete)", got, reason, want)
+	}
+	// The link register holds only the leaf's return address: a non-leaf
+	// frame whose row says RA-in-LR is a broken stack, not a guess.
+	stack[sp+8] = 0x1004
+	got, reason = Unwind(Regs{PC: 0x1004, SP: sp, FP: sp, LR: 0x1020}, stack.read, &m, 1)
+	if reason != ReasonBadFrame || len(got) != 3 {
+		t.Errorf("got %#x (%v), want 3 frames and bad-frame", got, reason)
 	}
 }
