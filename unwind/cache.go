@@ -19,6 +19,8 @@ type Cache struct {
 	entries  map[string]*list.Element
 	inflight map[string]*call
 
+	builders chan struct{} // semaphore of background builds
+
 	hits, misses, evictions uint64
 }
 
@@ -39,8 +41,10 @@ type call struct {
 const failedEntrySize = 64
 
 // NewCache returns a cache whose tables take at most budget bytes of memory.
-func NewCache(budget int64) *Cache {
+// At most builders tables are built in the background at once (Prefetch).
+func NewCache(budget int64, builders int) *Cache {
 	return &Cache{
+		builders: make(chan struct{}, max(builders, 1)),
 		budget:   budget,
 		lru:      list.New(),
 		entries:  make(map[string]*list.Element),
@@ -101,6 +105,32 @@ func (c *Cache) GetOrBuild(buildID string, build func() (*Table, error)) (*Table
 	c.mu.Unlock()
 	close(cl.done)
 	return cl.table, cl.err
+}
+
+// Prefetch starts building the table of buildID in the background, unless it
+// is cached or being built, and returns at once; done (if not nil) is called
+// when the table is ready. This is how a new process's binaries are loaded
+// without stalling the sampling path: its mappings use frame pointers until
+// done fires.
+func (c *Cache) Prefetch(buildID string, build func() (*Table, error), done func(*Table, error)) {
+	c.mu.Lock()
+	_, cached := c.entries[buildID]
+	_, building := c.inflight[buildID]
+	c.mu.Unlock()
+	if cached || building {
+		if cached && done != nil {
+			go func() { done(c.GetOrBuild(buildID, build)) }()
+		}
+		return
+	}
+	go func() {
+		c.builders <- struct{}{}
+		t, err := c.GetOrBuild(buildID, build)
+		<-c.builders
+		if done != nil {
+			done(t, err)
+		}
+	}()
 }
 
 // Add stores a table (or the error building it) under buildID.

@@ -19,7 +19,7 @@ func tableOfRows(n int) *Table {
 
 func TestCacheLRUAndBudget(t *testing.T) {
 	per := tableOfRows(10).memSize() + failedEntrySize
-	c := NewCache(3 * per)
+	c := NewCache(3*per, 1)
 	for i := range 3 {
 		c.Add(fmt.Sprint(i), tableOfRows(10), nil)
 	}
@@ -52,7 +52,7 @@ func TestCacheLRUAndBudget(t *testing.T) {
 }
 
 func TestCacheGetOrBuildOnce(t *testing.T) {
-	c := NewCache(1 << 20)
+	c := NewCache(1<<20, 1)
 	var builds atomic.Int32
 	release := make(chan struct{})
 	build := func() (*Table, error) {
@@ -100,5 +100,29 @@ func TestCacheGetOrBuildOnce(t *testing.T) {
 	// A panicking build is an error, not a crash.
 	if _, err := c.GetOrBuild("panics", func() (*Table, error) { panic("boom") }); err == nil {
 		t.Error("panicking build returned no error")
+	}
+}
+
+func TestCachePrefetch(t *testing.T) {
+	c := NewCache(1<<20, 2)
+	path := buildBinary(t, "chain-O2-omitfp")
+	ready := make(chan *Table, 1)
+	c.Prefetch("chain", func() (*Table, error) { return Open(path) }, func(tab *Table, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		ready <- tab
+	})
+	tab := <-ready
+	if tab == nil || len(tab.Rows) == 0 {
+		t.Fatal("no table")
+	}
+	if got, _, ok := c.Get("chain"); !ok || got != tab {
+		t.Error("prefetched table not cached")
+	}
+	// Prefetching a cached table does not build it again.
+	c.Prefetch("chain", func() (*Table, error) { t.Error("rebuilt"); return nil, nil }, func(got *Table, _ error) { ready <- got })
+	if got := <-ready; got != tab {
+		t.Error("second prefetch returned another table")
 	}
 }

@@ -79,6 +79,13 @@ type cie struct {
 	signalFrame bool
 	// initial instructions: Section.Data[initStart:initEnd]
 	initStart, initEnd int
+	init               *cieInit // the rules they set, once computed
+}
+
+// cieInit is the state after a CIE's initial instructions.
+type cieInit struct {
+	state      frameState
+	remembered []frameState
 }
 
 // fde is a decoded Frame Description Entry.

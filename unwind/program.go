@@ -1,5 +1,7 @@
 package unwind
 
+import "slices"
+
 // This file runs the call frame instructions of a CIE and an FDE (DWARF 5,
 // section 6.4.2) and reports the rule table row by row. Only the three columns
 // an unwinder needs are tracked: the CFA, the frame pointer and the return
@@ -88,15 +90,21 @@ type program struct {
 // run executes the CIE's initial instructions then the FDE's, calling emit for
 // every row: its start address and the rules from there until the next row.
 // Rows come in address order; a later row at the same address replaces an
-// earlier one.
+// earlier one. The state after a CIE's initial instructions is computed once
+// per CIE, so that many FDEs sharing a long CIE cost linear time.
 func (p *program) run(f *fde, emit func(pc uint64, st *frameState)) error {
 	c := f.cie
-	var st frameState
-	p.remembered = p.remembered[:0]
-	p.haveInitial = false
-	if err := p.exec(c, c.initStart, c.initEnd, &st, nil, 0, 0); err != nil {
-		return err
+	if c.init == nil {
+		var st frameState
+		p.remembered = p.remembered[:0]
+		p.haveInitial = false
+		if err := p.exec(c, c.initStart, c.initEnd, &st, nil, 0, 0); err != nil {
+			return err
+		}
+		c.init = &cieInit{state: st, remembered: slices.Clone(p.remembered)}
 	}
+	st := c.init.state
+	p.remembered = append(p.remembered[:0], c.init.remembered...)
 	p.initial, p.haveInitial = st, true
 	return p.exec(c, f.progStart, f.progEnd, &st, emit, f.begin, f.end)
 }
