@@ -236,3 +236,47 @@ func TestUnwindLiveProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestUnwindThroughLibc stops the workload inside a qsort comparator: the
+// stack crosses libc, built without frame pointers, between spin_cmp and
+// main.
+func TestUnwindThroughLibc(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("ptrace register layout used here is x86-64's")
+	}
+	path := buildBinary(t, "chain-O1-fp")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	p := startStopped(t, path, "spin-qsort")
+	regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+	pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
+	got := p.symbolize(t, pcs)
+	t.Logf("tables:         %v (%v)", got, reason)
+	if reason != ReasonComplete || len(got) < 4 || got[0] != "hot" || got[1] != "spin_cmp" || got[len(got)-1] != "_start" {
+		t.Fatalf("chain %v (%v), want hot, spin_cmp, libc frames, main, ..., _start", got, reason)
+	}
+	i := slices.Index(got, "main")
+	if i < 3 {
+		t.Errorf("chain %v: want main after libc's qsort frames", got)
+	}
+	for j, pc := range pcs[2:max(i, 2)] {
+		if !strings.Contains(p.pathOf(pc-1), "libc") {
+			t.Errorf("frame %d (%s) between spin_cmp and main is not in libc", j+2, got[j+2])
+		}
+	}
+	fpPCs, fpReason := Unwind(regs, p.readMem, &Maps{}, uint32(p.pid))
+	fpGot := p.symbolize(t, fpPCs)
+	t.Logf("frame pointers: %v (%v)", fpGot, fpReason)
+	if slices.Contains(fpGot, "main") && slices.Contains(fpGot, "spin_cmp") {
+		t.Errorf("frame-pointer walk %v crossed libc; the test shows nothing", fpGot)
+	}
+}
+
+func (p *liveProcess) pathOf(addr uint64) string {
+	for j, m := range p.mapping {
+		if addr >= m.Start && addr < m.End {
+			return p.paths[j]
+		}
+	}
+	return ""
+}

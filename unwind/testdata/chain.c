@@ -1,9 +1,11 @@
 // chain.c: a known call chain for the unwinder tests.
 //
-//   main -> level1 -> level2 -> level3 -> hot
+//   main -> level1 -> level2 -> level3 -> hot                 ("spin")
+//   main -> qsort (libc) -> ... -> spin_cmp -> hot           ("spin-qsort")
 //
-// With "spin", hot never returns, so a stopped process is always inside hot
-// with exactly that chain on its stack. level2 uses alloca, which makes gcc
+// In either mode hot never returns, so a stopped process is always inside hot
+// with exactly that chain on its stack; the second crosses libc's frameless
+// code, where a frame-pointer walk loses its way. level2 uses alloca, which makes gcc
 // keep a frame pointer there even with -fomit-frame-pointer (an rbp-based CFA
 // row). The other functions exercise the usual prologue and epilogue shapes.
 #include <alloca.h>
@@ -59,8 +61,22 @@ static int cmp(const void *a, const void *b) {
 	return x < y ? -1 : x > y;
 }
 
+NOINLINE int spin_cmp(const void *a, const void *b) {
+	printf("ready\n");
+	fflush(stdout);
+	hot(*(const unsigned long *)a);
+	return cmp(a, b);
+}
+
 int main(int argc, char **argv) {
 	int spin = argc > 1 && strcmp(argv[1], "spin") == 0;
+	if (argc > 1 && strcmp(argv[1], "spin-qsort") == 0) {
+		unsigned long w[64];
+		for (int i = 0; i < 64; i++)
+			w[i] = (unsigned long)(64 - i);
+		qsort(w, 64, sizeof w[0], spin_cmp);
+		return (int)w[0];
+	}
 	unsigned long v[16];
 	for (int i = 0; i < 16; i++)
 		v[i] = (unsigned long)(i * 7919) % 101;
