@@ -102,9 +102,10 @@
 //
 // Loading a process (user space, when the tracer reports a new pid): read
 // /proc/PID/maps; for each executable file mapping compute its Bias, look its
-// build ID up in the Cache (building in the background on a miss), copy the
-// rows into a free range of unwind_rows, then write unwind_tables[id] (nrows
-// last), then unwind_procs[pid]. Mappings whose table is not loaded yet (or
+// build ID up in the Cache (Cache.Prefetch builds in the background on a
+// miss), take a free range of unwind_rows from a RowSpace and copy the rows
+// there (Table.EncodeRows), then write unwind_tables[id] (TableInfo; nrows
+// last), then unwind_procs[pid] (EncodeProc). Mappings whose table is not loaded yet (or
 // Go binaries, or binaries without frame information) go in with MAPPING_FP
 // and are rewritten when their table arrives. To evict a table, first rewrite
 // the procs that use it, then zero its unwind_tables entry, then reuse rows.
