@@ -313,11 +313,16 @@ func TestTableMatchesReadelf(t *testing.T) {
 		paths[b.name] = buildBinary(t, b.name)
 	}
 	paths["libc.so.6"] = libcPath(t)
-	for _, name := range []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe", "shapes-O2", "libc.so.6"} {
+	names := []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe", "shapes-O2", "libc.so.6"}
+	if !testing.Short() {
+		paths["largest"] = largestBinaries(t, 1)[0].path
+		names = append(names, "largest")
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			a := compareWithReadelf(t, paths[name])
-			t.Logf("%s: %d rows compared, %d supported (%d agree, %.2f%%), %d unsupported by readelf's rules, %d mismatches",
-				name, a.rows, a.supported, a.agreed, 100*float64(a.agreed)/float64(max(a.supported, 1)), a.unsupported, a.mismatches)
+			t.Logf("%s (%s): %d rows compared, %d supported (%d agree, %.2f%%), %d unsupported by readelf's rules, %d mismatches",
+				name, paths[name], a.rows, a.supported, a.agreed, 100*float64(a.agreed)/float64(max(a.supported, 1)), a.unsupported, a.mismatches)
 			if a.supported == 0 {
 				t.Error("no supported rows compared")
 			}

@@ -19,9 +19,11 @@ var (
 	ErrTooLarge = errors.New("unwind: too large")
 )
 
+// Caps for hostile input. The biggest binary on the development machine
+// (libclang-cpp.so.19.1) has 6.7 MB of .eh_frame and 1.35 million rows.
 const (
-	maxSectionSize = 256 << 20 // bytes of .eh_frame or .debug_frame we accept
-	maxRows        = 16 << 20  // rows of one table
+	maxSectionSize = 128 << 20 // bytes of .eh_frame or .debug_frame we accept
+	maxRows        = 8 << 20   // rows (and FDEs) of one table: 192 MiB in Go, 96 MiB encoded
 )
 
 // Arch is the instruction set a table describes.
@@ -237,6 +239,7 @@ func buildTable(arch Arch, secs []Section, keep func(lo, hi uint64) bool) (t *Ta
 	}
 	var fdes []entry
 	t = &Table{Arch: arch}
+	secs = slices.Clone(secs)
 	slices.SortStableFunc(secs, func(a, b Section) int { return int(a.Kind) - int(b.Kind) })
 	for i := range secs {
 		sec := &secs[i]
