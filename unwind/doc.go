@@ -22,14 +22,18 @@
 // sorted by PC, adjacent rows with the same rules merged, a CFANone row where
 // no FDE covers the code. Each Row says
 //
-//   - CFA: SP+off, FP+off, or the x86-64 PLT rule (binutils' lazy PLT CFA
-//     expression: SP+off, plus 8 once PC&15 reaches a threshold). Any other
+//   - CFA: SP+off, FP+off, the x86-64 PLT rule (binutils' lazy PLT CFA
+//     expression: SP+off, plus 8 once PC&15 reaches a threshold), or *(FP+off)
+//     (gcc's DRAP stack realignment: DW_OP_breg6 off; DW_OP_deref). Any other
 //     expression, a CFA based on another register, or a register rule the
 //     format cannot hold is marked (CFAExpression, CFAOtherReg, CFABadRule),
-//     never guessed: the walker stops there and counts why.
+//     never guessed: the walker stops there and counts why. An FDE whose
+//     instructions cannot be decoded costs its own function (CFAInvalid);
+//     its error, with the offset, is kept in Table.Errors.
 //   - RA: at CFA+off (always CFA-8 on x86-64), still in the link register
 //     (arm64 leaf code), or undefined (the outermost frame, e.g. _start).
-//   - FP (rbp, x29): unchanged, saved at CFA+off, or undefined.
+//   - FP (rbp, x29): unchanged, saved at CFA+off, saved at FP+off (the
+//     DRAP frame's DW_CFA_expression rbp: DW_OP_breg6 0), or undefined.
 //
 // x86-64 is complete. arm64 rows use the same format (SP is x31, FP x29,
 // the link register x30); pointer-authenticated return addresses
@@ -54,16 +58,18 @@
 //	#define UNWIND_MAPPING_STEPS 9    // MappingSearchSteps
 //	#define UNWIND_MAX_FRAMES    127  // MaxFrames
 //
-//	enum unwind_cfa { CFA_NONE, CFA_SP, CFA_FP, CFA_PLT, CFA_EXPR, CFA_OTHER_REG, CFA_BAD_RULE };
-//	enum unwind_fp  { FP_SAME, FP_OFFSET, FP_UNDEFINED };
+//	enum unwind_cfa { CFA_NONE, CFA_SP, CFA_FP, CFA_PLT, CFA_EXPR, CFA_OTHER_REG, CFA_BAD_RULE, CFA_INVALID,
+//	                  CFA_DEREF_FP };
+//	enum unwind_fp  { FP_SAME, FP_OFFSET, FP_UNDEFINED, FP_AT_FP };
 //	enum unwind_ra  { RA_OFFSET, RA_LINK, RA_UNDEFINED };
 //
 //	struct unwind_row {      // 12 bytes, RowSize
 //		__u32 pc;        // offset of the first PC from unwind_table.base
-//		__s32 cfa_rules; // bits 0-7 rules: 0-2 enum unwind_cfa, 3-4 enum unwind_fp,
-//		                 // 5-6 enum unwind_ra; bits 8-31 the signed CFA offset:
+//		__s32 cfa_rules; // bits 0-7 rules: 0-3 enum unwind_cfa, 4-5 enum unwind_fp,
+//		                 // 6-7 enum unwind_ra; bits 8-31 the signed CFA offset:
 //		                 // CFA = SP or FP + (cfa_rules >> 8), an arithmetic shift
-//		__s16 fp_off;    // FP_OFFSET: saved FP at CFA + fp_off; CFA_PLT: the threshold
+//		__s16 fp_off;    // FP_OFFSET: saved FP at CFA + fp_off; FP_AT_FP: at FP + fp_off;
+//		                 // CFA_PLT: the threshold
 //		__s16 ra_off;    // RA_OFFSET: RA at CFA + ra_off (-8 on x86-64)
 //	};
 //
@@ -165,26 +171,32 @@
 //		__u64 cfa;
 //		__u8 rules = r->cfa_rules & 0xff;
 //		__s64 cfa_off = r->cfa_rules >> 8;
-//		switch (rules & 7) {
+//		switch (rules & 15) {
 //		case CFA_NONE: s->reason = REASON_NO_ROW; return 1;
 //		case CFA_SP:   cfa = s->sp + cfa_off; break;
 //		case CFA_FP:   cfa = s->fp + cfa_off; break;
 //		case CFA_PLT:  cfa = s->sp + cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0); break;
+//		case CFA_DEREF_FP:
+//			if (bpf_probe_read_user(&cfa, 8, (void *)(s->fp + cfa_off))) {
+//				s->reason = REASON_READ_FAILED; return 1; }
+//			break;
 //		default:       s->reason = REASON_UNSUPPORTED; return 1;
 //		}
 //		__u64 ra;
-//		switch ((rules >> 5) & 3) {
+//		switch ((rules >> 6) & 3) {
 //		case RA_UNDEFINED: s->reason = REASON_COMPLETE; return 1;
 //		case RA_LINK:      if (i) { s->reason = REASON_BAD_FRAME; return 1; } ra = s->lr; break;
 //		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + r->ra_off))) {
 //		                           s->reason = REASON_READ_FAILED; return 1; }
 //		}
-//		switch ((rules >> 3) & 3) {
+//		switch ((rules >> 4) & 3) {
 //		case FP_OFFSET:    if (bpf_probe_read_user(&s->fp, 8, (void *)(cfa + r->fp_off))) {
+//		                           s->reason = REASON_READ_FAILED; return 1; } break;
+//		case FP_AT_FP:     if (bpf_probe_read_user(&s->fp, 8, (void *)(s->fp + r->fp_off))) {
 //		                           s->reason = REASON_READ_FAILED; return 1; } break;
 //		case FP_UNDEFINED: s->fp = 0; break;
 //		}
-//		if (cfa <= s->sp && !(((rules >> 5) & 3) == RA_LINK && cfa == s->sp)) {
+//		if (cfa <= s->sp && !(((rules >> 6) & 3) == RA_LINK && cfa == s->sp)) {
 //			s->reason = REASON_BAD_FRAME; return 1;   // the stack must move up
 //		}
 //		s->pc = ra; s->sp = cfa;

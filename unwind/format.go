@@ -36,10 +36,10 @@ const (
 
 // Bits of unwind_row.rules.
 const (
-	rulesCFAMask  = 0x07
-	rulesFPShift  = 3
+	rulesCFAMask  = 0x0f
+	rulesFPShift  = 4
 	rulesFPMask   = 0x03 << rulesFPShift
-	rulesRAShift  = 5
+	rulesRAShift  = 6
 	rulesRAMask   = 0x03 << rulesRAShift
 	maxTableSpan  = math.MaxUint32 // row PCs are 32-bit offsets from the base
 	maxTableRows  = 1 << SearchSteps

@@ -60,6 +60,12 @@ func FuzzBuildTable(f *testing.F) {
 			}
 			return
 		}
+		for _, err := range tab.Errors {
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Offset > uint64(len(data)) {
+				t.Errorf("FDE error %v", err)
+			}
+		}
 		// Bounded output: every raw row needs an instruction byte or an
 		// FDE, and an FDE takes at least 8 bytes.
 		if len(tab.Rows) > len(data)+len(data)/8+1 {

@@ -215,6 +215,20 @@ func TestUnwindLiveProcess(t *testing.T) {
 			if len(got) == 0 || got[len(got)-1] != "_start" {
 				t.Errorf("chain %v does not end in _start", got)
 			}
+			// level1's frame was stepped with the compiled DRAP expression.
+			if i := slices.Index(got, "level1"); i > 0 {
+				tab, err := Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j, m := range p.mapping {
+					if p.paths[j] == path && pcs[i]-1 >= m.Start && pcs[i]-1 < m.End {
+						if r, _ := tab.Lookup(pcs[i] - 1 - m.Bias); r.CFA != CFADerefFP || r.FP != FPAtFP {
+							t.Errorf("level1's row at its call is %+v, want CFADerefFP and FPAtFP", r)
+						}
+					}
+				}
+			}
 
 			// The same stack walked with frame pointers only (no process
 			// entry: what bpf_get_stackid does) loses frames.

@@ -61,6 +61,7 @@ type regRule struct {
 	kind ruleKind
 	off  int64
 	reg  uint64
+	expr []byte // ruleExpr
 }
 
 // cfaState is the CFA rule: a register plus an offset, or an expression.
@@ -229,33 +230,22 @@ func (p *program) exec(c *cie, start, end int, st *frameState, emit func(uint64,
 		case cfaDefCFASF:
 			reg := r.uleb()
 			st.cfa = cfaState{reg: reg, off: r.sleb() * da}
+		// After an expression, def_cfa_register goes back to register+offset
+		// with the offset last set, and def_cfa_offset changes an offset the
+		// expression does not use: what libgcc (execute_cfa_program) and
+		// readelf do, and what hand-written assembly (libgcrypt) relies on.
 		case cfaDefCFARegister:
-			reg := r.uleb()
-			if st.cfa.isExpr {
-				r.fail("DW_CFA_def_cfa_register with an expression CFA")
-				break
-			}
-			st.cfa.reg = reg
+			st.cfa.reg = r.uleb()
+			st.cfa.isExpr, st.cfa.expr = false, nil
 		case cfaDefCFAOffset:
-			off := int64(r.uleb())
-			if st.cfa.isExpr {
-				r.fail("DW_CFA_def_cfa_offset with an expression CFA")
-				break
-			}
-			st.cfa.off = off
+			st.cfa.off = int64(r.uleb())
 		case cfaDefCFAOffsetSF:
-			off := r.sleb() * da
-			if st.cfa.isExpr {
-				r.fail("DW_CFA_def_cfa_offset_sf with an expression CFA")
-				break
-			}
-			st.cfa.off = off
+			st.cfa.off = r.sleb() * da
 		case cfaDefCFAExpression:
-			st.cfa = cfaState{isExpr: true, expr: p.block(r)}
+			st.cfa.isExpr, st.cfa.expr = true, p.block(r)
 		case cfaExpression:
 			reg := r.uleb()
-			p.block(r)
-			set(reg, regRule{kind: ruleExpr})
+			set(reg, regRule{kind: ruleExpr, expr: p.block(r)})
 		case cfaValExpression:
 			reg := r.uleb()
 			p.block(r)
@@ -287,7 +277,7 @@ func (p *program) block(r *reader) []byte {
 	return r.bytes(int(n))
 }
 
-// DWARF expression opcodes used by the x86-64 PLT CFA expression.
+// DWARF expression opcodes of the expressions compiled into rows.
 const (
 	opLit0  = 0x30
 	opLit31 = 0x4f
@@ -296,7 +286,28 @@ const (
 	opGe    = 0x2a
 	opShl   = 0x24
 	opPlus  = 0x22
+	opDeref = 0x06
 )
+
+// bregExpression recognises "DW_OP_bregN off" and, with deref,
+// "DW_OP_bregN off; DW_OP_deref", for register reg; it returns off.
+func bregExpression(expr []byte, reg uint64, deref bool) (off int64, ok bool) {
+	if reg >= 32 {
+		return 0, false
+	}
+	r := &reader{sec: &Section{}, data: expr}
+	if r.u8() != opBreg0+byte(reg) {
+		return 0, false
+	}
+	off = r.sleb()
+	if deref && r.u8() != opDeref {
+		return 0, false
+	}
+	if r.err != nil || r.off != len(expr) {
+		return 0, false
+	}
+	return off, true
+}
 
 // pltExpression recognises the CFA expression binutils' ld emits for the
 // x86-64 lazy-binding PLT (elf_x86_64_eh_frame_plt in bfd/elf64-x86-64.c):

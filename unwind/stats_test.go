@@ -1,6 +1,10 @@
 package unwind
 
 import (
+	"debug/elf"
+	"errors"
+	"io/fs"
+	"path/filepath"
 	"testing"
 )
 
@@ -45,5 +49,65 @@ func TestUnsupportedShare(t *testing.T) {
 		if rowShare > 0.02 {
 			t.Errorf("%s: %.2f%% of rows unsupported", path, 100*rowShare)
 		}
+	}
+}
+
+// TestAllBinaries builds the table of every ELF file under the usual
+// binary directories: none may fail or have an undecodable FDE. It reports
+// the share of unsupported rows over all of them.
+func TestAllBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads every binary of the machine; skipped in -short")
+	}
+	var built, noInfo, otherArch int
+	var rows, unsupported int
+	seen := map[string]bool{}
+	for _, root := range []string{"/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/local/go/pkg/tool"} {
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			real, err := filepath.EvalSymlinks(path)
+			if err != nil || seen[real] {
+				return nil
+			}
+			seen[real] = true
+			f, err := elf.Open(real)
+			if err != nil {
+				return nil // not ELF
+			}
+			defer f.Close()
+			tab, err := NewTable(f)
+			switch {
+			case errors.Is(err, ErrNoFrameInfo):
+				noInfo++
+				return nil
+			case errors.Is(err, ErrUnsupportedArch):
+				otherArch++
+				return nil
+			case err != nil:
+				t.Errorf("%s: %v", real, err)
+				return nil
+			}
+			built++
+			if tab.Stats.BadFDEs > 0 {
+				t.Errorf("%s: %d undecodable FDEs: %v", real, tab.Stats.BadFDEs, tab.Errors)
+			}
+			for k, n := range tab.Stats.Kinds {
+				if CFAKind(k) == CFANone {
+					continue
+				}
+				rows += n
+				if !CFAKind(k).Supported() {
+					unsupported += n
+				}
+			}
+			return nil
+		})
+	}
+	t.Logf("%d tables built (%d rows, %d unsupported: %.3f%%), %d files without frame information, %d of other architectures",
+		built, rows, unsupported, 100*float64(unsupported)/float64(max(rows, 1)), noInfo, otherArch)
+	if built == 0 {
+		t.Error("no binary found")
 	}
 }

@@ -66,9 +66,11 @@ const (
 	CFAExpression                // unsupported: any other DW_CFA_def_cfa_expression
 	CFAOtherReg                  // unsupported: CFA based on another register
 	CFABadRule                   // unsupported: RA or FP rule not representable
+	CFAInvalid                   // the FDE's instructions could not be decoded
+	CFADerefFP                   // CFA = *(FP + CFAOffset): gcc's stack realignment (DRAP)
 )
 
-var cfaKindNames = [...]string{"none", "sp", "fp", "plt", "expression", "other-register", "bad-rule"}
+var cfaKindNames = [...]string{"none", "sp", "fp", "plt", "expression", "other-register", "bad-rule", "invalid", "deref-fp"}
 
 func (k CFAKind) String() string {
 	if int(k) < len(cfaKindNames) {
@@ -78,7 +80,9 @@ func (k CFAKind) String() string {
 }
 
 // Supported reports whether an unwinder can step through a row of this kind.
-func (k CFAKind) Supported() bool { return k == CFASP || k == CFAFP || k == CFAPLT }
+func (k CFAKind) Supported() bool {
+	return k == CFASP || k == CFAFP || k == CFAPLT || k == CFADerefFP
+}
 
 // FPRule is how to recover the caller's frame pointer (rbp, x29).
 type FPRule uint8
@@ -87,6 +91,7 @@ const (
 	FPSame      FPRule = iota // unchanged by this function (so far)
 	FPOffset                  // saved at CFA + FPOffset
 	FPUndefined               // not recoverable
+	FPAtFP                    // saved at FP + FPOffset, FP being this frame's (DRAP)
 )
 
 // RARule is how to recover the return address.
@@ -119,10 +124,11 @@ func (r Row) sameRules(o Row) bool {
 // Stats counts what went into a table.
 type Stats struct {
 	FDEs      int
-	RawRows   int       // rows before merging
-	Kinds     [8]int    // merged rows by CFAKind
-	KindBytes [8]uint64 // bytes of code covered by rows of each CFAKind
-	Skipped   int       // FDEs dropped: empty, outside code, or overlapping
+	RawRows   int        // rows before merging, end-of-FDE markers included
+	Kinds     [16]int    // merged rows by CFAKind
+	KindBytes [16]uint64 // bytes of code covered by rows of each CFAKind
+	Skipped   int        // FDEs dropped: empty, outside code, or overlapping
+	BadFDEs   int        // FDEs whose instructions could not be decoded (CFAInvalid)
 }
 
 // Table is the unwind table of one binary, sorted by PC, in the binary's own
@@ -131,7 +137,13 @@ type Table struct {
 	Arch  Arch
 	Rows  []Row
 	Stats Stats
+	// Errors are the first few errors decoding FDE instructions: each cost
+	// only its own function, which has a CFAInvalid row.
+	Errors []error
 }
+
+// maxErrors is how many FDE errors a Table keeps.
+const maxErrors = 8
 
 // Lookup returns the row that covers pc, or false.
 func (t *Table) Lookup(pc uint64) (Row, bool) {
@@ -285,6 +297,7 @@ func buildTable(arch Arch, secs []Section, keep func(lo, hi uint64) bool) (t *Ta
 			rows = rows[:n-1]
 		}
 		p.sec = e.sec
+		start := len(rows)
 		var emitErr error
 		err := p.run(f, func(pc uint64, st *frameState) {
 			row := makeRow(arch, fpReg, f.cie.raReg, pc, st)
@@ -299,11 +312,18 @@ func buildTable(arch Arch, secs []Section, keep func(lo, hi uint64) bool) (t *Ta
 			rows = append(rows, row)
 			t.Stats.RawRows++
 		})
-		if err == nil {
-			err = emitErr
+		if emitErr != nil {
+			return nil, emitErr
 		}
 		if err != nil {
-			return nil, err
+			// A bad FDE costs its own function only.
+			t.Stats.BadFDEs++
+			if len(t.Errors) < maxErrors {
+				t.Errors = append(t.Errors, err)
+			}
+			t.Stats.RawRows -= len(rows) - start
+			rows = append(rows[:start], Row{PC: f.begin, CFA: CFAInvalid})
+			t.Stats.RawRows++
 		}
 		rows = append(rows, Row{PC: f.end, CFA: CFANone})
 		t.Stats.RawRows++
@@ -342,6 +362,9 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 	switch {
 	case st.cfa.isExpr:
 		row.CFA = CFAExpression
+		if off, ok := bregExpression(st.cfa.expr, fpReg, true); ok && off >= minCFAOffset && off <= maxCFAOffset {
+			row.CFA, row.CFAOffset = CFADerefFP, int32(off)
+		}
 		if arch == AMD64 {
 			if off, k, ok := pltExpression(st.cfa.expr); ok && off >= 0 && off <= maxCFAOffset {
 				row.CFA, row.CFAOffset, row.FPOffset = CFAPLT, int32(off), int16(k)
@@ -373,6 +396,14 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 	case ruleRegister:
 		if st.fp.reg == fpReg {
 			row.FP = FPSame
+		} else {
+			bad = true
+		}
+	case ruleExpr:
+		// "saved at the address FP+off": the frame pointer of a realigned
+		// frame points at the saved one.
+		if off, ok := bregExpression(st.fp.expr, fpReg, false); ok && off >= math.MinInt16 && off <= math.MaxInt16 && row.CFA != CFAPLT {
+			row.FP, row.FPOffset = FPAtFP, int16(off)
 		} else {
 			bad = true
 		}

@@ -77,7 +77,9 @@ func TestBuildTableInstructions(t *testing.T) {
 }
 
 func TestBuildTableErrors(t *testing.T) {
-	tests := []struct {
+	// Bad instructions cost their own FDE: it gets a CFAInvalid row and
+	// the table keeps the error, with its offset.
+	for _, tt := range []struct {
 		name  string
 		data  []byte
 		inErr string
@@ -86,19 +88,35 @@ func TestBuildTableErrors(t *testing.T) {
 		{"restore-without-remember", ehFrame(0x0b), "no remembered state"},
 		{"truncated-operand", ehFrame(0x0e), "past end"},
 		{"location-backwards", ehFrame(0x01, 0x00, 0xe0, 0xff, 0xff), "moves back"}, // set_loc to .-0x2000
-		{"length-past-end", ehFrame()[:30], "past end of section"},
-	}
-	for _, tt := range tests {
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := BuildTable(AMD64, Section{Kind: EHFrame, Data: tt.data, Addr: 0x2000})
+			tab, err := BuildTable(AMD64, Section{Kind: EHFrame, Data: tt.data, Addr: 0x2000})
+			if err != nil {
+				t.Fatal(err)
+			}
 			var de *DecodeError
-			if !errors.As(err, &de) || !strings.Contains(err.Error(), tt.inErr) {
-				t.Fatalf("error %v, want a DecodeError containing %q", err, tt.inErr)
+			if tab.Stats.BadFDEs != 1 || len(tab.Errors) != 1 || !errors.As(tab.Errors[0], &de) ||
+				!strings.Contains(de.Error(), tt.inErr) {
+				t.Fatalf("bad FDEs %d, errors %v; want one DecodeError containing %q", tab.Stats.BadFDEs, tab.Errors, tt.inErr)
 			}
 			if de.Offset == 0 || de.Offset > uint64(len(tt.data)) {
 				t.Errorf("offset %#x outside the %d-byte section", de.Offset, len(tt.data))
 			}
+			if r, _ := tab.Lookup(0x1020); r.CFA != CFAInvalid {
+				t.Errorf("row in the bad FDE: %+v", r)
+			}
+			if r, _ := tab.Lookup(0x1040); r.CFA != CFANone {
+				t.Errorf("row after the bad FDE: %+v", r)
+			}
 		})
+	}
+	// A broken entry structure stops the parse: nothing after it can be
+	// trusted to start where it seems to.
+	data := ehFrame()[:30]
+	_, err := BuildTable(AMD64, Section{Kind: EHFrame, Data: data, Addr: 0x2000})
+	var de *DecodeError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "past end of section") || de.Offset > uint64(len(data)) {
+		t.Errorf("truncated section: %v", err)
 	}
 	if _, err := BuildTable(Arch(9)); !errors.Is(err, ErrUnsupportedArch) {
 		t.Errorf("Arch(9): %v", err)
@@ -135,5 +153,38 @@ func TestNewTableSentinels(t *testing.T) {
 	defer g.Close()
 	if !IsGo(g) {
 		t.Error("a Go program not recognised")
+	}
+}
+
+// TestDRAPRows checks the stack realignment expressions gcc emits:
+// DW_CFA_def_cfa_expression (DW_OP_breg6 (rbp): -32; DW_OP_deref) and
+// DW_CFA_expression: r6 (rbp) (DW_OP_breg6 (rbp): 0).
+func TestDRAPRows(t *testing.T) {
+	tab, err := BuildTable(AMD64, Section{Kind: EHFrame, Data: ehFrame(
+		0x45,        // advance 5
+		0x0c, 10, 0, // def_cfa r10+0
+		0x48,                   // advance 8
+		0x10, 6, 2, 0x76, 0x00, // rbp saved at rbp+0
+		0x0f, 3, 0x76, 0x60, 0x06, // CFA = *(rbp-32)
+		0x48,                      // advance 8
+		0x0f, 3, 0x77, 0x60, 0x06, // CFA = *(rsp-32): not compiled
+	), Addr: 0x2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Row{
+		{PC: 0x1000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
+		{PC: 0x1005, CFA: CFAOtherReg},
+		{PC: 0x100d, CFA: CFADerefFP, CFAOffset: -32, FP: FPAtFP, FPOffset: 0, RA: RAOffset, RAOffset: -8},
+		{PC: 0x1015, CFA: CFAExpression},
+		{PC: 0x1040, CFA: CFANone},
+	}
+	if len(tab.Rows) != len(want) {
+		t.Fatalf("rows %+v", tab.Rows)
+	}
+	for i := range want {
+		if tab.Rows[i] != want[i] {
+			t.Errorf("row %d: %+v, want %+v", i, tab.Rows[i], want[i])
+		}
 	}
 }

@@ -112,6 +112,10 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			cfa = sp + uint64(int64(row.CFAOffset))
 		case CFAFP:
 			cfa = fp + uint64(int64(row.CFAOffset))
+		case CFADerefFP:
+			if cfa, ok = read64(fp + uint64(int64(row.CFAOffset))); !ok {
+				return pcs, ReasonReadFailed
+			}
 		case CFAPLT:
 			cfa = sp + uint64(int64(row.CFAOffset))
 			if lookup&15 >= uint64(row.FPOffset) {
@@ -137,6 +141,10 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 		switch row.FP {
 		case FPOffset:
 			if fp, ok = read64(cfa + uint64(int64(row.FPOffset))); !ok {
+				return pcs, ReasonReadFailed
+			}
+		case FPAtFP:
+			if fp, ok = read64(fp + uint64(int64(row.FPOffset))); !ok {
 				return pcs, ReasonReadFailed
 			}
 		case FPUndefined:

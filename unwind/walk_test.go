@@ -31,6 +31,7 @@ func (s fakeStack) read(addr uint64, n int) ([]byte, error) {
 //	plt   0x1060..0x1080: the PLT expression, threshold 11
 //	gap   0x1080..0x1090: no FDE
 //	expr  0x1090..0x10a0: an unsupported expression
+//	drap  0x10a0..0x10b0: a realigned frame
 func synthetic(t *testing.T) (*Maps, uint64) {
 	rows := []Row{
 		{PC: 0x1000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
@@ -41,7 +42,8 @@ func synthetic(t *testing.T) (*Maps, uint64) {
 		{PC: 0x1060, CFA: CFAPLT, CFAOffset: 8, FPOffset: 11, RA: RAOffset, RAOffset: -8},
 		{PC: 0x1080, CFA: CFANone},
 		{PC: 0x1090, CFA: CFAExpression},
-		{PC: 0x10a0, CFA: CFANone},
+		{PC: 0x10a0, CFA: CFADerefFP, CFAOffset: -32, FP: FPAtFP, RA: RAOffset, RAOffset: -8},
+		{PC: 0x10b0, CFA: CFANone},
 	}
 	tab := &Table{Arch: AMD64, Rows: mergeRows(slices.Clone(rows))}
 	var m Maps
@@ -51,7 +53,7 @@ func synthetic(t *testing.T) (*Maps, uint64) {
 	}
 	const bias = 0x10000
 	if err := m.SetProc(1, []Mapping{
-		{Start: bias + 0x1000, End: bias + 0x10a0, Bias: bias, TableID: id},
+		{Start: bias + 0x1000, End: bias + 0x10b0, Bias: bias, TableID: id},
 		{Start: 0x90000, End: 0x91000, Flags: MappingFramePointers},
 	}); err != nil {
 		t.Fatal(err)
@@ -99,6 +101,17 @@ func TestUnwindSynthetic(t *testing.T) {
 		regs:   Regs{PC: b + 0x106b, SP: sp},
 		stack:  fakeStack{sp: 7, sp + 8: b + 0x1050},
 		want:   []uint64{b + 0x106b, b + 0x1050},
+		reason: ReasonComplete,
+	}, {
+		// A realigned (DRAP) frame: CFA = *(rbp-32), rbp saved at [rbp].
+		name: "drap",
+		regs: Regs{PC: b + 0x10a4, SP: sp, FP: sp + 0x40},
+		stack: fakeStack{
+			sp + 0x20: sp + 0x88,  // [rbp-32]: the CFA
+			sp + 0x40: sp + 0x300, // [rbp]: the caller's rbp
+			sp + 0x80: b + 0x1045, // RA at CFA-8
+		},
+		want:   []uint64{b + 0x10a4, b + 0x1045},
 		reason: ReasonComplete,
 	}, {
 		name:   "gap",
@@ -195,7 +208,7 @@ func TestRowEncoding(t *testing.T) {
 		}
 	}
 	// Byte-exact: row 1 as struct unwind_row.
-	want := []byte{0x01, 0, 0, 0, byte(CFAFP) | byte(FPOffset)<<3 | byte(RAOffset)<<5, 16, 0, 0, 0xf0, 0xff, 0xf8, 0xff}
+	want := []byte{0x01, 0, 0, 0, byte(CFAFP) | byte(FPOffset)<<4 | byte(RAOffset)<<6, 16, 0, 0, 0xf0, 0xff, 0xf8, 0xff}
 	if got := b[RowSize : 2*RowSize]; !slices.Equal(got, want) {
 		t.Errorf("row 1 encodes as % x, want % x", got, want)
 	}

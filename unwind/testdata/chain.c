@@ -49,11 +49,19 @@ NOINLINE unsigned long level2(unsigned long n, int spin) {
 	return r + (unsigned long)buf[0];
 }
 
+// level1 realigns its stack (an over-aligned local next to a variable-length
+// array), so gcc gives it a dynamic realignment pointer (DRAP): its CFA is
+// *(rbp-N), a DW_CFA_def_cfa_expression, and rbp is saved at [rbp].
 NOINLINE unsigned long level1(unsigned long n, int spin) {
+	char vla[16 + (n & 15)];
+	_Alignas(64) unsigned long big[8];
+	memset(vla, (int)n, sizeof vla);
+	for (int i = 0; i < 8; i++)
+		big[i] = n + (unsigned long)i;
 	unsigned long r = 0;
 	for (unsigned long i = 0; i < 2; i++)
-		r += level2(n + i, spin);
-	return r * 3;
+		r += level2(n + i + (unsigned long)vla[i] + big[i & 7], spin);
+	return r * 3 + big[n & 7];
 }
 
 static int cmp(const void *a, const void *b) {
