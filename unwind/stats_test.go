@@ -40,10 +40,10 @@ func TestUnsupportedShare(t *testing.T) {
 		rowShare := float64(unsupported) / float64(max(rows, 1))
 		codeShare := float64(unsupportedCode) / float64(max(code, 1))
 		t.Logf("%s: %d FDEs, %d rows; unsupported %d rows (%.3f%%) covering %.3f%% of described code; "+
-			"sp %d, fp %d, plt %d, expression %d, other-register %d, bad-rule %d",
+			"sp %d, fp %d, plt %d, deref-fp %d, expression %d, other-register %d, bad-rule %d, invalid %d",
 			path, tab.Stats.FDEs, rows, unsupported, 100*rowShare, 100*codeShare,
-			tab.Stats.Kinds[CFASP], tab.Stats.Kinds[CFAFP], tab.Stats.Kinds[CFAPLT],
-			tab.Stats.Kinds[CFAExpression], tab.Stats.Kinds[CFAOtherReg], tab.Stats.Kinds[CFABadRule])
+			tab.Stats.Kinds[CFASP], tab.Stats.Kinds[CFAFP], tab.Stats.Kinds[CFAPLT], tab.Stats.Kinds[CFADerefFP],
+			tab.Stats.Kinds[CFAExpression], tab.Stats.Kinds[CFAOtherReg], tab.Stats.Kinds[CFABadRule], tab.Stats.Kinds[CFAInvalid])
 		// Compilers emit expressions only for PLTs, signal trampolines and
 		// stack realignment: more than 2% means rules are being lost.
 		if rowShare > 0.02 {
