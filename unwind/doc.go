@@ -41,7 +41,10 @@
 // strips PAC bits.
 //
 // Go binaries (IsGo) keep frame pointers and are walked with them; their
-// mappings carry MappingFramePointers instead of a table.
+// mappings carry MappingFramePointers instead of a table. Go too leaves out
+// the frame pointer of leaf functions without a frame, so that walk loses
+// the caller of such a leaf (TestUnwindGo shows it); a Go binary that still
+// has its DWARF has a .debug_frame, and its table walks it completely.
 //
 // Tables are built once per build ID and kept in a Cache with a byte budget
 // and LRU eviction; GetOrBuild shares one build among concurrent callers and

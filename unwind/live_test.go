@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -293,4 +294,55 @@ func (p *liveProcess) pathOf(addr uint64) string {
 		}
 	}
 	return ""
+}
+
+// TestUnwindGo walks a Go program twice: with MappingFramePointers on its
+// mapping (how the agent loads Go binaries), and with the table built from
+// the .debug_frame the Go linker writes. Go omits the frame pointer in leaf
+// functions with no frame (main.hot here), so the first walk loses the
+// leaf's caller, like any frame-pointer walk; the table walk does not.
+func TestUnwindGo(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("ptrace register layout used here is x86-64's")
+	}
+	path := filepath.Join(buildDir, "gospin")
+	if out, err := exec.Command("go", "build", "-o", path, "./testdata/gospin/main.go").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	p := startStopped(t, path, "spin")
+	regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+	want := []string{"main.hot", "main.level2", "main.level1", "main.main", "runtime.main", "runtime.goexit.abi0"}
+
+	pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
+	got := p.symbolize(t, pcs)
+	t.Logf("tables (.debug_frame): %v (%v)", got, reason)
+	// runtime.goexit's CFI ends the stack with an undefined RA or its
+	// caller is 0; either way the walk is complete.
+	if !slices.Equal(got, want) || reason != ReasonComplete {
+		t.Errorf("table walk %v (%v), want %v (complete)", got, reason, want)
+	}
+
+	fpMappings := slices.Clone(p.mapping)
+	for i := range fpMappings {
+		f, err := elf.Open(p.paths[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if IsGo(f) {
+			fpMappings[i].Flags |= MappingFramePointers
+		}
+		f.Close()
+	}
+	if err := p.maps.SetProc(uint32(p.pid), fpMappings); err != nil {
+		t.Fatal(err)
+	}
+	pcs, reason = Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
+	got = p.symbolize(t, pcs)
+	t.Logf("frame pointers:        %v (%v)", got, reason)
+	wantFP := slices.Delete(slices.Clone(want), 1, 2) // main.level2, the caller of the frameless leaf
+	if !slices.Equal(got, wantFP) || reason != ReasonComplete {
+		t.Errorf("frame-pointer walk %v (%v), want %v (complete)", got, reason, wantFP)
+	}
 }

@@ -451,8 +451,8 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 }
 
 // IsGo reports whether f is a Go binary. Go keeps frame pointers on amd64 and
-// arm64 and its .eh_frame (when there is one) describes only cgo and assembly
-// glue, so Ember walks Go code with frame pointers instead of a table.
+// arm64, so Ember walks Go code with them instead of a table (but see the
+// package documentation on Go's frameless leaves).
 func IsGo(f *elf.File) bool {
 	for _, name := range []string{".go.buildinfo", ".note.go.buildid", ".gopclntab"} {
 		if f.Section(name) != nil {
