@@ -117,10 +117,10 @@
 // /proc/PID/maps; for each executable file mapping compute its Bias, look its
 // build ID up in the Cache (Cache.Prefetch builds in the background on a
 // miss), take a free range of unwind_rows from a RowSpace and copy the rows
-// there (Table.EncodeRows), then write unwind_tables[id] (TableInfo; nrows
-// last), then unwind_procs[pid] (EncodeProc). Mappings whose table is not loaded yet (or
-// Go binaries, or binaries without frame information) go in with MAPPING_FP
-// and are rewritten when their table arrives. To evict a table, first rewrite
+// there (Table.EncodeRows); only then write unwind_tables[id] (TableInfo),
+// and last unwind_procs[pid] (EncodeProc). Mappings whose table is not loaded
+// yet (or Go binaries, or binaries without frame information) go in with
+// MAPPING_FP and are rewritten when their table arrives. To evict a table, first rewrite
 // the procs that use it, then zero its unwind_tables entry, then reuse rows.
 //
 // # The walk
@@ -133,7 +133,13 @@
 // without bpf_loop, walk 8 frames per program and bpf_tail_call itself with
 // the state in a per-CPU array):
 //
+//	enum unwind_reason {  // Reason; one per-CPU counter each
+//		REASON_COMPLETE, REASON_NO_MAPPING, REASON_NO_ROW, REASON_UNSUPPORTED,
+//		REASON_READ_FAILED, REASON_BAD_FRAME, REASON_MAX_FRAMES, REASON_BAD_TABLE,
+//	};
+//
 //	struct unwind_state { __u64 pc, sp, fp, lr; __u32 n, reason; __u64 pcs[UNWIND_MAX_FRAMES]; };
+//	// proc = bpf_map_lookup_elem(&unwind_procs, &tgid), looked up once per sample.
 //
 //	static int unwind_step(__u32 i, struct unwind_state *s)   // returns 1 to stop
 //	{
@@ -142,7 +148,7 @@
 //		s->pcs[s->n++] = s->pc;
 //		__u64 pc = i ? s->pc - 1 : s->pc;          // a return address points after the call
 //		struct unwind_mapping *m = NULL;
-//		if (proc) {                                 // proc = bpf_map_lookup_elem(&unwind_procs, &tgid)
+//		if (proc) {
 //			__u32 lo = 0, hi = proc->nmappings; // find the last m with start <= pc
 //			if (hi == 0 || hi > UNWIND_MAX_MAPPINGS) { s->reason = REASON_NO_MAPPING; return 1; }
 //			for (int k = 0; k < UNWIND_MAPPING_STEPS && hi - lo > 1; k++) {
@@ -211,9 +217,9 @@
 //	}
 //
 // After UNWIND_MAX_FRAMES steps without stopping the reason is
-// REASON_MAX_FRAMES. The registers come from the perf event's pt_regs (or
-// bpf_get_task_stack's task for off-CPU): ip, sp, bp (x86-64); pc, sp,
-// regs[29], regs[30] (arm64).
+// REASON_MAX_FRAMES. The registers come from the perf event's pt_regs (for
+// off-CPU stacks taken at tp_btf/sys_exit, bpf_task_pt_regs of the task):
+// ip, sp, bp on x86-64; pc, sp, regs[29], regs[30] on arm64.
 //
 // Not handled, and counted rather than guessed: signal frames (the 'S'
 // augmentation; the walk stops at the trampoline's expression rows), code
