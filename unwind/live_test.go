@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -248,6 +249,7 @@ func TestUnwindLiveProcess(t *testing.T) {
 			if name == "chain-O1-fp" && slices.Contains(fpGot, "level3") {
 				t.Errorf("frame-pointer walk %v kept level3, the caller of the frameless leaf", fpGot)
 			}
+			compareWithGDB(t, p, pcs)
 		})
 	}
 }
@@ -285,6 +287,7 @@ func TestUnwindThroughLibc(t *testing.T) {
 	if slices.Contains(fpGot, "main") && slices.Contains(fpGot, "spin_cmp") {
 		t.Errorf("frame-pointer walk %v crossed libc; the test shows nothing", fpGot)
 	}
+	compareWithGDB(t, p, pcs)
 }
 
 func (p *liveProcess) pathOf(addr uint64) string {
@@ -344,5 +347,45 @@ func TestUnwindGo(t *testing.T) {
 	wantFP := slices.Delete(slices.Clone(want), 1, 2) // main.level2, the caller of the frameless leaf
 	if !slices.Equal(got, wantFP) || reason != ReasonComplete {
 		t.Errorf("frame-pointer walk %v (%v), want %v (complete)", got, reason, wantFP)
+	}
+}
+
+var reGDBFrame = regexp.MustCompile(`^#\d+\s+0x([0-9a-f]+) in (\S+)`)
+
+// gdbBacktrace hands the stopped process over to gdb (detaching with the
+// process left stopped) and returns the PC of every physical frame of
+// gdb's backtrace, past main: a second, independent unwinder to compare
+// with. Inlined frames, which gdb prints without an address, are skipped.
+func (p *liveProcess) gdbBacktrace(t testing.TB) (pcs []uint64, names []string) {
+	t.Helper()
+	if _, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(p.pid), 0, uintptr(unix.SIGSTOP), 0, 0); errno != 0 {
+		t.Fatalf("PTRACE_DETACH: %v", errno)
+	}
+	out, err := exec.Command("gdb", "-q", "-nx", "-batch", "-p", strconv.Itoa(p.pid),
+		"-ex", "set backtrace past-main on", "-ex", "bt").CombinedOutput()
+	if err != nil {
+		t.Fatalf("gdb (Debian package gdb): %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := reGDBFrame.FindStringSubmatch(line); m != nil {
+			pc, _ := strconv.ParseUint(m[1], 16, 64)
+			pcs = append(pcs, pc)
+			names = append(names, m[2])
+		}
+	}
+	if len(pcs) == 0 {
+		t.Fatalf("no frames in gdb's output:\n%s", out)
+	}
+	return pcs, names
+}
+
+// compareWithGDB checks that the table walk found exactly the frames gdb
+// finds (gdb's frame 0 is where the process is now; it is still in hot).
+func compareWithGDB(t *testing.T, p *liveProcess, pcs []uint64) {
+	t.Helper()
+	gdbPCs, gdbNames := p.gdbBacktrace(t)
+	t.Logf("gdb:            %v", gdbNames)
+	if len(gdbPCs) != len(pcs) || !slices.Equal(gdbPCs[1:], pcs[1:]) {
+		t.Errorf("table walk %#x, gdb %#x", pcs, gdbPCs)
 	}
 }
