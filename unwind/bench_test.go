@@ -101,15 +101,19 @@ func BenchmarkBuildTable(b *testing.B) {
 			cmd.Run() // exits 1 on some NOBITS debug links; the work is done
 			readelfSecs := time.Since(start).Seconds()
 
-			rows, bytes := len(tab.Rows), tab.Size()
+			enc, err := tab.Encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows, bytes := enc.NumRows(), enc.Size()
 			b.ReportMetric(float64(rows), "rows")
 			b.ReportMetric(float64(bytes), "table-bytes")
 			b.ReportMetric(float64(eh), "eh_frame-bytes")
 			b.ReportMetric(float64(bytes)/float64(eh), "table/eh_frame")
 			b.ReportMetric(perBuild/readelfSecs, "build/readelf-time")
 			b.ReportMetric(float64(tab.Stats.FDEs), "fdes")
-			b.Logf("%s (%s): %d FDEs -> %d rows (%d before merging), %d table bytes = %.2fx .eh_frame (%d bytes); build %.1f ms, readelf %.1f ms (%.2fx)",
-				name, path, tab.Stats.FDEs, rows, tab.Stats.RawRows, bytes, float64(bytes)/float64(eh), eh,
+			b.Logf("%s (%s): %d FDEs -> %d rows (%d before merging, %d with page starts), %d rules, %d pages: %d bytes = %.2fx .eh_frame (%d bytes); build %.1f ms, readelf %.1f ms (%.2fx)",
+				name, path, tab.Stats.FDEs, len(tab.Rows), tab.Stats.RawRows, rows, enc.NumRules(), enc.NumPages(), bytes, float64(bytes)/float64(eh), eh,
 				perBuild*1e3, readelfSecs*1e3, perBuild/readelfSecs)
 		})
 	}

@@ -53,11 +53,17 @@
 // # BPF map layout
 //
 // All structs are little endian with explicit padding; Go encodes them
-// (Table.EncodeRows, TableInfo.MarshalBinary, EncodeProc) and the tests check
-// every byte.
+// (Table.Encode, TableInfo.MarshalBinary, EncodeProc) and the tests check
+// every byte. A table's code is cut into 64 KiB pages from its base (its
+// first PC rounded down). Each page has a sorted run of rows: a 16-bit PC
+// offset inside the page and a 16-bit index into the table's rules; the
+// first row of every page is at offset 0, so a lookup never looks into the
+// page before. The rules (CFA, RA and FP recovery) are few per binary, a few
+// hundred even in the largest, so each is stored once.
 //
+//	#define UNWIND_PAGE_SHIFT    16   // PageShift
+//	#define UNWIND_SEARCH_STEPS  16   // SearchSteps: at most 1<<16 rows in a page
 //	#define UNWIND_MAX_MAPPINGS  256  // MaxMappings
-//	#define UNWIND_SEARCH_STEPS  24   // SearchSteps: at most 1<<24 rows per table
 //	#define UNWIND_MAPPING_STEPS 9    // MappingSearchSteps
 //	#define UNWIND_MAX_FRAMES    127  // MaxFrames
 //
@@ -66,8 +72,12 @@
 //	enum unwind_fp  { FP_SAME, FP_OFFSET, FP_UNDEFINED, FP_AT_FP };
 //	enum unwind_ra  { RA_OFFSET, RA_LINK, RA_UNDEFINED };
 //
-//	struct unwind_row {      // 12 bytes, RowSize
-//		__u32 pc;        // offset of the first PC from unwind_table.base
+//	struct unwind_row {      // 4 bytes, RowSize
+//		__u16 pc_lo;     // PC offset inside the page
+//		__u16 rule;      // index from unwind_table.first_rule
+//	};
+//
+//	struct unwind_rule {     // 8 bytes, RuleSize
 //		__s32 cfa_rules; // bits 0-7 rules: 0-3 enum unwind_cfa, 4-5 enum unwind_fp,
 //		                 // 6-7 enum unwind_ra; bits 8-31 the signed CFA offset:
 //		                 // CFA = SP or FP + (cfa_rules >> 8), an arithmetic shift
@@ -76,11 +86,17 @@
 //		__s16 ra_off;    // RA_OFFSET: RA at CFA + ra_off (-8 on x86-64)
 //	};
 //
-//	struct unwind_table {    // 24 bytes, TableInfoSize
-//		__u64 base;      // ELF virtual address row pcs are relative to
-//		__u32 first_row; // index of row 0 in unwind_rows
-//		__u32 nrows;     // 0: the slot is free (write it last when loading)
-//		__u32 arch;      // 1 x86-64, 2 arm64
+//	struct unwind_page {     // 8 bytes, PageSize
+//		__u32 first_row; // index from unwind_table.first_row
+//		__u32 nrows;     // >= 1
+//	};
+//
+//	struct unwind_table {    // 40 bytes, TableInfoSize
+//		__u64 base;                   // ELF virtual address of page 0
+//		__u32 first_row, nrows;       // in unwind_rows
+//		__u32 first_page, npages;     // in unwind_pages; npages 0: the slot is free
+//		__u32 first_rule, nrules;     // in unwind_rules
+//		__u32 arch;                   // 1 x86-64, 2 arm64
 //		__u32 _pad;
 //	};
 //
@@ -98,30 +114,31 @@
 //	};
 //
 //	unwind_rows    BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_row    (the rows of every table, back to back)
-//	unwind_tables  BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_table  (table id -> rows)
+//	unwind_rules   BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_rule
+//	unwind_pages   BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_page
+//	unwind_tables  BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_table  (table id -> its three ranges)
 //	unwind_procs   BPF_MAP_TYPE_HASH   u32 tgid -> struct unwind_proc
 //
-// One big rows array (rather than an array of maps) keeps lookups inlined by
-// the verifier (array lookups become pointer arithmetic) and lets user space
-// place a table anywhere with one batch update. Row PCs are 32-bit offsets
-// from the table's base: no binary has 4 GiB of code, and it saves 4 bytes a
-// row. The measured sizes (BenchmarkBuildTable, end-of-function rows
-// included): libc.so.6 gives 28274 rows, 339 KB, 2.2 times its .eh_frame,
-// built in about 4 ms; the biggest library on the development machine
-// (libclang-cpp, 6.7 MB of .eh_frame) gives 1.35 million rows, 16 MB, built
-// in about 350 ms. A denser layout (16-bit PC offsets under a per-page index,
-// rules deduplicated into a dictionary) could reach about 4 bytes a row at
-// the cost of one more lookup per frame.
+// Big shared arrays (rather than an array of maps) keep lookups inlined by
+// the verifier (array lookups become pointer arithmetic) and let user space
+// place a table anywhere with one batch update per array. The measured sizes
+// (BenchmarkBuildTable): libc.so.6 gives 28296 rows, 302 rules and 22 pages,
+// 116 KB, 0.76 times its .eh_frame; the biggest library on the development
+// machine (libclang-cpp, 6.7 MB of .eh_frame) gives 1.35 million rows, 761
+// rules and 680 pages, 5.4 MB, 0.81 times. Its fullest page has 4681 rows:
+// 13 search steps. (A first layout with a 12-byte row holding its rules and
+// a 32-bit PC was 2.2 to 2.4 times .eh_frame and needed up to 21 steps.)
 //
 // Loading a process (user space, when the tracer reports a new pid): read
 // /proc/PID/maps; for each executable file mapping compute its Bias, look its
 // build ID up in the Cache (Cache.Prefetch builds in the background on a
-// miss), take a free range of unwind_rows from a RowSpace and copy the rows
-// there (Table.EncodeRows); only then write unwind_tables[id] (TableInfo),
-// and last unwind_procs[pid] (EncodeProc). Mappings whose table is not loaded
-// yet (or Go binaries, or binaries without frame information) go in with
-// MAPPING_FP and are rewritten when their table arrives. To evict a table, first rewrite
-// the procs that use it, then zero its unwind_tables entry, then reuse rows.
+// miss), take free ranges of the three arrays from one Space each and copy
+// the table's Encoded arrays there; only then write unwind_tables[id]
+// (TableInfo), and last unwind_procs[pid] (EncodeProc). Mappings whose table
+// is not loaded yet (or Go binaries, or binaries without frame information)
+// go in with MAPPING_FP and are rewritten when their table arrives. To evict
+// a table, first rewrite the procs that use it, then zero its unwind_tables
+// entry, then reuse its ranges.
 //
 // # The walk
 //
@@ -167,19 +184,28 @@
 //			return 0;
 //		}
 //		struct unwind_table *t = bpf_map_lookup_elem(&unwind_tables, &m->table_id);
-//		if (!t || t->nrows == 0) { s->reason = REASON_BAD_TABLE; return 1; }
+//		if (!t || t->npages == 0) { s->reason = REASON_BAD_TABLE; return 1; }
 //		__u64 vaddr = pc - m->bias;
-//		if (vaddr < t->base || vaddr - t->base > 0xffffffff) { s->reason = REASON_NO_ROW; return 1; }
-//		__u32 rel = vaddr - t->base, lo = 0, hi = t->nrows;   // last row with row.pc <= rel
-//		for (int k = 0; k < UNWIND_SEARCH_STEPS && hi - lo > 1; k++) {
-//			__u32 mid = lo + (hi - lo) / 2, idx = t->first_row + mid;
-//			struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
-//			if (!r) { s->reason = REASON_BAD_TABLE; return 1; }
-//			if (r->pc <= rel) lo = mid; else hi = mid;
+//		if (vaddr < t->base || (vaddr - t->base) >> UNWIND_PAGE_SHIFT >= t->npages) {
+//			s->reason = REASON_NO_ROW; return 1;
+//		}
+//		__u32 pidx = t->first_page + ((vaddr - t->base) >> UNWIND_PAGE_SHIFT);
+//		struct unwind_page *pg = bpf_map_lookup_elem(&unwind_pages, &pidx);
+//		if (!pg || pg->nrows == 0) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u16 rel = vaddr - t->base;                 // offset inside the page
+//		__u32 base = t->first_row + pg->first_row, lo = 0, hi = pg->nrows;
+//		for (int k = 0; k < UNWIND_SEARCH_STEPS && hi - lo > 1; k++) {   // last row with pc_lo <= rel
+//			__u32 mid = lo + (hi - lo) / 2, idx = base + mid;
+//			struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
+//			if (!row) { s->reason = REASON_BAD_TABLE; return 1; }
+//			if (row->pc_lo <= rel) lo = mid; else hi = mid;
 //		}
 //		if (hi - lo > 1) { s->reason = REASON_BAD_TABLE; return 1; }
-//		__u32 idx = t->first_row + lo;
-//		struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+//		__u32 idx = base + lo;
+//		struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
+//		if (!row || row->rule >= t->nrules) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u32 ridx = t->first_rule + row->rule;
+//		struct unwind_rule *r = bpf_map_lookup_elem(&unwind_rules, &ridx);
 //		if (!r) { s->reason = REASON_BAD_TABLE; return 1; }
 //		__u64 cfa;
 //		__u8 rules = r->cfa_rules & 0xff;

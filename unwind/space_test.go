@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-func TestRowSpace(t *testing.T) {
-	s := NewRowSpace(100)
+func TestSpace(t *testing.T) {
+	s := NewSpace(100)
 	a, _ := s.Alloc(30)
 	b, _ := s.Alloc(30)
 	c, _ := s.Alloc(30)
@@ -32,11 +32,11 @@ func TestRowSpace(t *testing.T) {
 	}
 }
 
-// TestRowSpaceRandom checks against a bitmap that ranges never overlap and
+// TestSpaceRandom checks against a bitmap that ranges never overlap and
 // that every row is accounted for.
-func TestRowSpaceRandom(t *testing.T) {
+func TestSpaceRandom(t *testing.T) {
 	const capacity = 1000
-	s := NewRowSpace(capacity)
+	s := NewSpace(capacity)
 	used := make([]bool, capacity)
 	type alloc struct{ first, n uint32 }
 	var live []alloc

@@ -23,7 +23,7 @@ var (
 // (libclang-cpp.so.19.1) has 6.7 MB of .eh_frame and 1.35 million rows.
 const (
 	maxSectionSize = 128 << 20 // bytes of .eh_frame or .debug_frame we accept
-	maxRows        = 8 << 20   // rows (and FDEs) of one table: 192 MiB in Go, 96 MiB encoded
+	maxRows        = 8 << 20   // rows (and FDEs) of one table: 192 MiB in Go, 32 MiB encoded
 )
 
 // Arch is the instruction set a table describes.

@@ -93,17 +93,14 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 		}
 		var ti TableInfo
 		off := uint64(mp.TableID) * TableInfoSize
-		if off+TableInfoSize > uint64(len(m.Tables)) || ti.UnmarshalBinary(m.Tables[off:off+TableInfoSize]) != nil || ti.NumRows == 0 {
+		if off+TableInfoSize > uint64(len(m.Tables)) || ti.UnmarshalBinary(m.Tables[off:off+TableInfoSize]) != nil || ti.NumPages == 0 {
 			return pcs, ReasonBadTable
 		}
-		vaddr := lookup - mp.Bias
-		if vaddr < ti.Base || vaddr-ti.Base > maxTableSpan {
-			return pcs, ReasonNoRow
+		row, reason := lookupRow(m, ti, lookup-mp.Bias)
+		if reason != ReasonComplete {
+			return pcs, reason
 		}
-		row, ok := searchRows(m.Rows, ti, uint32(vaddr-ti.Base))
-		if !ok {
-			return pcs, ReasonBadTable
-		}
+		var ok bool
 		var cfa uint64
 		switch row.CFA {
 		case CFANone:
@@ -185,24 +182,47 @@ func findMapping(proc []byte, addr uint64) (Mapping, bool) {
 	return m, true
 }
 
-// searchRows returns the last row of table ti whose PC offset is <= rel, with
-// at most SearchSteps probes. Row 0 has offset 0, so one always exists.
-func searchRows(rows []byte, ti TableInfo, rel uint32) (Row, bool) {
-	lo, hi := uint32(0), ti.NumRows
+// lookupRow finds the rules for virtual address vaddr in table ti: its page,
+// then a binary search of at most SearchSteps probes over the page's rows for
+// the last row at or below vaddr (the page's first row is at offset 0, so
+// there is one), then the row's rule. It returns ReasonComplete on success.
+func lookupRow(m *Maps, ti TableInfo, vaddr uint64) (Row, Reason) {
+	if vaddr < ti.Base {
+		return Row{}, ReasonNoRow
+	}
+	page := (vaddr - ti.Base) >> PageShift
+	if page >= uint64(ti.NumPages) {
+		return Row{}, ReasonNoRow
+	}
+	first, n, ok := decodePage(m.Pages, uint64(ti.FirstPage)+page)
+	if !ok || n == 0 {
+		return Row{}, ReasonBadTable
+	}
+	rel := uint16(vaddr - ti.Base) // offset inside the page
+	base := uint64(ti.FirstRow) + uint64(first)
+	lo, hi := uint32(0), n // the answer is in [lo, hi)
 	for step := 0; step < SearchSteps && hi-lo > 1; step++ {
 		mid := lo + (hi-lo)/2
-		r, ok := decodeRow(rows, ti.FirstRow+mid, ti.Base)
+		pcLo, _, ok := decodeRow(m.Rows, base+uint64(mid))
 		if !ok {
-			return Row{}, false
+			return Row{}, ReasonBadTable
 		}
-		if r.PC-ti.Base <= uint64(rel) {
+		if pcLo <= rel {
 			lo = mid
 		} else {
 			hi = mid
 		}
 	}
 	if hi-lo > 1 {
-		return Row{}, false
+		return Row{}, ReasonBadTable
 	}
-	return decodeRow(rows, ti.FirstRow+lo, ti.Base)
+	_, rule, ok := decodeRow(m.Rows, base+uint64(lo))
+	if !ok || uint32(rule) >= ti.NumRules {
+		return Row{}, ReasonBadTable
+	}
+	r, ok := decodeRule(m.Rules, uint64(ti.FirstRule)+uint64(rule))
+	if !ok {
+		return Row{}, ReasonBadTable
+	}
+	return r, ReasonComplete
 }

@@ -181,41 +181,95 @@ func TestUnwindMaxFrames(t *testing.T) {
 	}
 }
 
-func TestRowEncoding(t *testing.T) {
-	rows := []Row{
-		{PC: 0x400000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
-		{PC: 0x400001, CFA: CFAFP, CFAOffset: 16, FP: FPOffset, FPOffset: -16, RA: RAOffset, RAOffset: -8},
-		{PC: 0x400010, CFA: CFAPLT, CFAOffset: 8, FPOffset: 11, RA: RAOffset, RAOffset: -8},
-		{PC: 0x400020, CFA: CFASP, CFAOffset: 1 << 20, FP: FPUndefined, RA: RAUndefined},
-		{PC: 0x400030, CFA: CFASP, CFAOffset: 16, RA: RALink},
-		{PC: 0x400040, CFA: CFAFP, CFAOffset: 32, FP: FPOffset, FPOffset: -32, RA: RAOffset, RAOffset: -1712},
-		{PC: 0x400048, CFA: CFASP, CFAOffset: -1 << 23, RA: RAOffset, RAOffset: -8},
-		{PC: 0x40004c, CFA: CFASP, CFAOffset: 1<<23 - 1, RA: RAOffset, RAOffset: -8},
-		{PC: 0x400000 + 0xffffffff, CFA: CFANone},
-	}
-	tab := &Table{Arch: AMD64, Rows: rows}
-	b, err := tab.EncodeRows()
+// checkEncoding loads tab into Maps and checks that the encoded lookup gives
+// the same rules as Table.Lookup at every row's PC, the byte before it, and
+// every page boundary.
+func checkEncoding(t testing.TB, tab *Table) {
+	t.Helper()
+	var m Maps
+	id, err := m.AddTable(tab)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) != len(rows)*RowSize {
-		t.Fatalf("%d bytes for %d rows", len(b), len(rows))
+	var ti TableInfo
+	if err := ti.UnmarshalBinary(m.Tables[id*TableInfoSize : (id+1)*TableInfoSize]); err != nil {
+		t.Fatal(err)
 	}
-	for i, want := range rows {
-		got, ok := decodeRow(b, uint32(i), tab.Base())
-		if !ok || got != want {
-			t.Errorf("row %d: got %+v, want %+v", i, got, want)
+	check := func(pc uint64) {
+		want, ok := tab.Lookup(pc)
+		if !ok {
+			want = Row{CFA: CFANone}
+		}
+		want.PC = 0
+		got, reason := lookupRow(&m, ti, pc)
+		if reason == ReasonNoRow {
+			got, reason = Row{CFA: CFANone}, ReasonComplete
+		}
+		if reason != ReasonComplete || got != want {
+			t.Fatalf("at %#x: encoded lookup %+v (%v), table %+v", pc, got, reason, want)
 		}
 	}
-	// Byte-exact: row 1 as struct unwind_row.
-	want := []byte{0x01, 0, 0, 0, byte(CFAFP) | byte(FPOffset)<<4 | byte(RAOffset)<<6, 16, 0, 0, 0xf0, 0xff, 0xf8, 0xff}
-	if got := b[RowSize : 2*RowSize]; !slices.Equal(got, want) {
-		t.Errorf("row 1 encodes as % x, want % x", got, want)
+	for _, r := range tab.Rows {
+		check(r.PC)
+		check(r.PC - 1)
 	}
+	for pc := ti.Base; pc <= tab.Rows[len(tab.Rows)-1].PC+1<<PageShift; pc += 1 << PageShift {
+		check(pc)
+		check(pc - 1)
+	}
+}
+
+func TestEncode(t *testing.T) {
+	rows := []Row{
+		{PC: 0x400010, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
+		{PC: 0x400011, CFA: CFAFP, CFAOffset: 16, FP: FPOffset, FPOffset: -16, RA: RAOffset, RAOffset: -8},
+		{PC: 0x400020, CFA: CFAPLT, CFAOffset: 8, FPOffset: 11, RA: RAOffset, RAOffset: -8},
+		{PC: 0x400030, CFA: CFASP, CFAOffset: 1 << 20, FP: FPUndefined, RA: RAUndefined},
+		{PC: 0x400040, CFA: CFASP, CFAOffset: 16, RA: RALink},
+		{PC: 0x400050, CFA: CFAFP, CFAOffset: 32, FP: FPOffset, FPOffset: -32, RA: RAOffset, RAOffset: -1712},
+		{PC: 0x400058, CFA: CFASP, CFAOffset: -1 << 23, RA: RAOffset, RAOffset: -8},
+		{PC: 0x40005c, CFA: CFADerefFP, CFAOffset: 1<<23 - 1, FP: FPAtFP, FPOffset: -8, RA: RAOffset, RAOffset: -8},
+		{PC: 0x400060, CFA: CFANone},
+		{PC: 0x430000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8}, // a page with no row of its own follows
+		{PC: 0x450004, CFA: CFANone},
+	}
+	tab := &Table{Arch: AMD64, Rows: rows}
+	e, err := tab.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pages 0x40, 0x41 (none), 0x42 (none), 0x43, 0x44 (covered from 0x43),
+	// 0x45: rows plus a synthetic first row on each page without one at 0.
+	if e.Base != 0x400000 || e.NumPages() != 6 || e.NumRows() != len(rows)+1+4 || e.NumRules() != 9 {
+		t.Errorf("base %#x, %d pages, %d rows, %d rules", e.Base, e.NumPages(), e.NumRows(), e.NumRules())
+	}
+	// Byte-exact: the rule of the second row (struct unwind_rule) and the
+	// row itself (struct unwind_row: offset 0x11 in page 0, rule 2 after
+	// the synthetic CFANone rule 0 and the rsp+8 rule 1).
+	wantRule := []byte{byte(CFAFP) | byte(FPOffset)<<4 | byte(RAOffset)<<6, 16, 0, 0, 0xf0, 0xff, 0xf8, 0xff}
+	if got := e.Rules[2*RuleSize : 3*RuleSize]; !slices.Equal(got, wantRule) {
+		t.Errorf("rule 2 encodes as % x, want % x", got, wantRule)
+	}
+	if got, want := e.Rows[2*RowSize:3*RowSize], []byte{0x11, 0, 2, 0}; !slices.Equal(got, want) {
+		t.Errorf("row 2 encodes as % x, want % x", got, want)
+	}
+	checkEncoding(t, tab)
+
 	tab.Rows = append(tab.Rows, Row{PC: 0x400000 + 1<<32})
-	if _, err := tab.EncodeRows(); !errors.Is(err, ErrFormat) {
+	if _, err := tab.Encode(); !errors.Is(err, ErrFormat) {
 		t.Errorf("table spanning 4 GiB: %v, want ErrFormat", err)
 	}
+}
+
+// TestEncodeLibc checks the encoding of a real table and reports its size.
+func TestEncodeLibc(t *testing.T) {
+	tab, err := Open(libcPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEncoding(t, tab)
+	e, _ := tab.Encode()
+	t.Logf("libc: %d rows (%d in the table), %d rules, %d pages: %d bytes", e.NumRows(), len(tab.Rows), e.NumRules(), e.NumPages(), e.Size())
 }
 
 func TestEncodeProc(t *testing.T) {
@@ -246,7 +300,7 @@ func TestEncodeProc(t *testing.T) {
 	if _, err := EncodeProc(make([]Mapping, MaxMappings+1)); !errors.Is(err, ErrFormat) {
 		t.Errorf("too many: %v", err)
 	}
-	ti := TableInfo{Base: 0x1122334455667788, FirstRow: 9, NumRows: 10, Arch: ARM64}
+	ti := TableInfo{Base: 0x1122334455667788, FirstRow: 9, NumRows: 10, FirstPage: 11, NumPages: 12, FirstRule: 13, NumRules: 14, Arch: ARM64}
 	tb, _ := ti.MarshalBinary()
 	var back TableInfo
 	if len(tb) != TableInfoSize || back.UnmarshalBinary(tb) != nil || back != ti {
