@@ -43,6 +43,8 @@ var testBinaries = []testBinary{
 	// The program's own code described by .debug_frame only (crt objects
 	// and the PLT keep .eh_frame).
 	{"chain-O2-debugframe", "gcc", "chain.c", []string{"-O2", "-g", "-fomit-frame-pointer", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"}},
+	// A position-dependent executable: load bias 0.
+	{"chain-O2-nopie", "gcc", "chain.c", []string{"-O2", "-fomit-frame-pointer", "-no-pie", "-fno-pie"}},
 	// C++: LSDA-carrying "zPLR" CIEs, exceptions, templates.
 	{"shapes-O2", "g++", "shapes.cc", []string{"-O2"}},
 }

@@ -197,7 +197,7 @@ func TestUnwindLiveProcess(t *testing.T) {
 		t.Skip("ptrace register layout used here is x86-64's")
 	}
 	want := []string{"hot", "level3", "level2", "level1", "main"}
-	for _, name := range []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe"} {
+	for _, name := range []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe", "chain-O2-nopie"} {
 		t.Run(name, func(t *testing.T) {
 			path := buildBinary(t, name)
 			runtime.LockOSThread()

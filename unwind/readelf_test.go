@@ -317,7 +317,7 @@ func TestTableMatchesReadelf(t *testing.T) {
 		paths[b.name] = buildBinary(t, b.name)
 	}
 	paths["libc.so.6"] = libcPath(t)
-	names := []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe", "shapes-O2", "libc.so.6"}
+	names := []string{"chain-O2-omitfp", "chain-O1-fp", "chain-O2-debugframe", "chain-O2-nopie", "shapes-O2", "libc.so.6"}
 	if !testing.Short() {
 		paths["largest"] = largestBinaries(t, 1)[0].path
 		names = append(names, "largest")
