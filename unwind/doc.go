@@ -1,0 +1,254 @@
+// Package unwind turns the call frame information of ELF binaries into
+// compact tables that a BPF program walks user stacks with.
+//
+// Most distribution binaries are built without frame pointers, and even with
+// them gcc leaves leaf functions frameless, so a frame-pointer walk (what
+// bpf_get_stackid does) drops the caller of every frameless leaf and stops
+// inside libraries such as libc. The compiler already records, for every
+// instruction, how to find the caller's frame: .eh_frame (and .debug_frame)
+// hold DWARF call frame information (DWARF 5 section 6.4). Interpreting that
+// bytecode in the kernel at every sample would be too slow and too big for
+// the verifier, so this package interprets it once per binary, in user space,
+// and keeps only what an unwinder needs: for each range of PCs, how to find
+// the canonical frame address (CFA), the return address and the saved frame
+// pointer.
+//
+// # Tables
+//
+// NewTable (or Open) parses .eh_frame and .debug_frame: CIEs and FDEs, the
+// 'z', 'R', 'P', 'L' and 'S' augmentations, every DW_EH_PE pointer encoding
+// except indirect ones, and every DW_CFA instruction including
+// remember/restore_state and def_cfa_expression. The result is a Table: Rows
+// sorted by PC, adjacent rows with the same rules merged, a CFANone row where
+// no FDE covers the code. Each Row says
+//
+//   - CFA: SP+off, FP+off, the x86-64 PLT rule (binutils' lazy PLT CFA
+//     expression: SP+off, plus 8 once PC&15 reaches a threshold), or *(FP+off)
+//     (gcc's DRAP stack realignment: DW_OP_breg6 off; DW_OP_deref). Any other
+//     expression, a CFA based on another register, or a register rule the
+//     format cannot hold is marked (CFAExpression, CFAOtherReg, CFABadRule),
+//     never guessed: the walker stops there and counts why. An FDE whose
+//     instructions cannot be decoded costs its own function (CFAInvalid);
+//     its error, with the offset, is kept in Table.Errors.
+//   - RA: at CFA+off (always CFA-8 on x86-64), still in the link register
+//     (arm64 leaf code), or undefined (the outermost frame, e.g. _start).
+//   - FP (rbp, x29): unchanged, saved at CFA+off, saved at FP+off (the
+//     DRAP frame's DW_CFA_expression rbp: DW_OP_breg6 0), or undefined.
+//
+// x86-64 is complete. arm64 rows use the same format (SP is x31, FP x29,
+// the link register x30); pointer-authenticated return addresses
+// (DW_CFA_AARCH64_negate_ra_state) are marked CFABadRule until the walker
+// strips PAC bits.
+//
+// Go binaries (IsGo) keep frame pointers and are walked with them; their
+// mappings carry MappingFramePointers instead of a table. Go too leaves out
+// the frame pointer of leaf functions without a frame, so that walk loses
+// the caller of such a leaf (TestUnwindGo shows it); a Go binary that still
+// has its DWARF has a .debug_frame, and its table walks it completely.
+//
+// Tables are built once per build ID and kept in a Cache with a byte budget
+// and LRU eviction; GetOrBuild shares one build among concurrent callers and
+// Get never blocks, so sampling never waits for a build.
+//
+// # BPF map layout
+//
+// All structs are little endian with explicit padding; Go encodes them
+// (Table.Encode, TableInfo.MarshalBinary, EncodeProc) and the tests check
+// every byte. A table's code is cut into 64 KiB pages from its base (its
+// first PC rounded down). Each page has a sorted run of rows: a 16-bit PC
+// offset inside the page and a 16-bit index into the table's rules; the
+// first row of every page is at offset 0, so a lookup never looks into the
+// page before. The rules (CFA, RA and FP recovery) are few per binary, a few
+// hundred even in the largest, so each is stored once.
+//
+//	#define UNWIND_PAGE_SHIFT    16   // PageShift
+//	#define UNWIND_SEARCH_STEPS  16   // SearchSteps: at most 1<<16 rows in a page
+//	#define UNWIND_MAX_MAPPINGS  256  // MaxMappings
+//	#define UNWIND_MAPPING_STEPS 9    // MappingSearchSteps
+//	#define UNWIND_MAX_FRAMES    127  // MaxFrames
+//
+//	enum unwind_cfa { CFA_NONE, CFA_SP, CFA_FP, CFA_PLT, CFA_EXPR, CFA_OTHER_REG, CFA_BAD_RULE, CFA_INVALID,
+//	                  CFA_DEREF_FP };
+//	enum unwind_fp  { FP_SAME, FP_OFFSET, FP_UNDEFINED, FP_AT_FP };
+//	enum unwind_ra  { RA_OFFSET, RA_LINK, RA_UNDEFINED };
+//
+//	struct unwind_row {      // 4 bytes, RowSize
+//		__u16 pc_lo;     // PC offset inside the page
+//		__u16 rule;      // index from unwind_table.first_rule
+//	};
+//
+//	struct unwind_rule {     // 8 bytes, RuleSize
+//		__s32 cfa_rules; // bits 0-7 rules: 0-3 enum unwind_cfa, 4-5 enum unwind_fp,
+//		                 // 6-7 enum unwind_ra; bits 8-31 the signed CFA offset:
+//		                 // CFA = SP or FP + (cfa_rules >> 8), an arithmetic shift
+//		__s16 fp_off;    // FP_OFFSET: saved FP at CFA + fp_off; FP_AT_FP: at FP + fp_off;
+//		                 // CFA_PLT: the threshold
+//		__s16 ra_off;    // RA_OFFSET: RA at CFA + ra_off (-8 on x86-64)
+//	};
+//
+//	struct unwind_page {     // 8 bytes, PageSize
+//		__u32 first_row; // index from unwind_table.first_row
+//		__u32 nrows;     // >= 1
+//	};
+//
+//	struct unwind_table {    // 40 bytes, TableInfoSize
+//		__u64 base;                   // ELF virtual address of page 0
+//		__u32 first_row, nrows;       // in unwind_rows
+//		__u32 first_page, npages;     // in unwind_pages; npages 0: the slot is free
+//		__u32 first_rule, nrules;     // in unwind_rules
+//		__u32 arch;                   // 1 x86-64, 2 arm64
+//		__u32 _pad;
+//	};
+//
+//	struct unwind_mapping {  // 32 bytes, MappingSize
+//		__u64 start, end;  // runtime addresses [start, end)
+//		__u64 bias;        // runtime address - ELF virtual address
+//		__u32 table_id;    // index in unwind_tables
+//		__u32 flags;       // 1: MAPPING_FP, walk with frame pointers (no table)
+//	};
+//
+//	struct unwind_proc {     // 8200 bytes, ProcSize
+//		__u32 nmappings;   // entries used, sorted by start, not overlapping
+//		__u32 _pad;
+//		struct unwind_mapping m[UNWIND_MAX_MAPPINGS];
+//	};
+//
+//	unwind_rows    BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_row    (the rows of every table, back to back)
+//	unwind_rules   BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_rule
+//	unwind_pages   BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_page
+//	unwind_tables  BPF_MAP_TYPE_ARRAY  u32 -> struct unwind_table  (table id -> its three ranges)
+//	unwind_procs   BPF_MAP_TYPE_HASH   u32 tgid -> struct unwind_proc
+//
+// Big shared arrays (rather than an array of maps) keep lookups inlined by
+// the verifier (array lookups become pointer arithmetic) and let user space
+// place a table anywhere with one batch update per array. The measured sizes
+// (BenchmarkBuildTable): libc.so.6 gives 28296 rows, 302 rules and 22 pages,
+// 116 KB, 0.76 times its .eh_frame; the biggest library on the development
+// machine (libclang-cpp, 6.7 MB of .eh_frame) gives 1.35 million rows, 761
+// rules and 680 pages, 5.4 MB, 0.81 times. Its fullest page has 4681 rows:
+// 13 search steps. (A first layout with a 12-byte row holding its rules and
+// a 32-bit PC was 2.2 to 2.4 times .eh_frame and needed up to 21 steps.)
+//
+// Loading a process (user space, when the tracer reports a new pid): read
+// /proc/PID/maps; for each executable file mapping compute its Bias, look its
+// build ID up in the Cache (Cache.Prefetch builds in the background on a
+// miss), take free ranges of the three arrays from one Space each and copy
+// the table's Encoded arrays there; only then write unwind_tables[id]
+// (TableInfo), and last unwind_procs[pid] (EncodeProc). Mappings whose table
+// is not loaded yet (or Go binaries, or binaries without frame information)
+// go in with MAPPING_FP and are rewritten when their table arrives. To evict
+// a table, first rewrite the procs that use it, then zero its unwind_tables
+// entry, then reuse its ranges.
+//
+// # The walk
+//
+// Unwind is the reference walker: it reads only those encoded bytes, in the
+// order the BPF program must. Its Reason values are the indexes of the BPF
+// program's truncation counters; a stack that is not ReasonComplete is marked
+// truncated with that reason, never silently cut. In BPF C (the frame loop
+// can be a bpf_loop callback, kernel 5.17+, so the verifier checks one step;
+// without bpf_loop, walk 8 frames per program and bpf_tail_call itself with
+// the state in a per-CPU array):
+//
+//	enum unwind_reason {  // Reason; one per-CPU counter each
+//		REASON_COMPLETE, REASON_NO_MAPPING, REASON_NO_ROW, REASON_UNSUPPORTED,
+//		REASON_READ_FAILED, REASON_BAD_FRAME, REASON_MAX_FRAMES, REASON_BAD_TABLE,
+//	};
+//
+//	struct unwind_state { __u64 pc, sp, fp, lr; __u32 n, reason; __u64 pcs[UNWIND_MAX_FRAMES]; };
+//	// proc = bpf_map_lookup_elem(&unwind_procs, &tgid), looked up once per sample.
+//
+//	static int unwind_step(__u32 i, struct unwind_state *s)   // returns 1 to stop
+//	{
+//		if (s->pc == 0) { s->reason = REASON_COMPLETE; return 1; }
+//		if (s->n >= UNWIND_MAX_FRAMES) return 1;   // s->reason starts as REASON_MAX_FRAMES
+//		s->pcs[s->n++] = s->pc;
+//		__u64 pc = i ? s->pc - 1 : s->pc;          // a return address points after the call
+//		struct unwind_mapping *m = NULL;
+//		if (proc) {
+//			__u32 lo = 0, hi = proc->nmappings; // find the last m with start <= pc
+//			if (hi == 0 || hi > UNWIND_MAX_MAPPINGS) { s->reason = REASON_NO_MAPPING; return 1; }
+//			for (int k = 0; k < UNWIND_MAPPING_STEPS && hi - lo > 1; k++) {
+//				__u32 mid = lo + (hi - lo) / 2;
+//				if (proc->m[mid & (UNWIND_MAX_MAPPINGS-1)].start <= pc) lo = mid; else hi = mid;
+//			}
+//			m = &proc->m[lo & (UNWIND_MAX_MAPPINGS-1)];
+//			if (pc < m->start || pc >= m->end) { s->reason = REASON_NO_MAPPING; return 1; }
+//		}
+//		if (!m || (m->flags & MAPPING_FP)) {        // frame-pointer step
+//			__u64 next[2];                      // [fp] = caller's fp, [fp+8] = RA
+//			if (s->fp == 0) { s->reason = REASON_COMPLETE; return 1; }
+//			if (s->fp < s->sp) { s->reason = REASON_BAD_FRAME; return 1; }
+//			if (bpf_probe_read_user(next, 16, (void *)s->fp)) { s->reason = REASON_READ_FAILED; return 1; }
+//			s->pc = next[1]; s->sp = s->fp + 16; s->fp = next[0];
+//			return 0;
+//		}
+//		struct unwind_table *t = bpf_map_lookup_elem(&unwind_tables, &m->table_id);
+//		if (!t || t->npages == 0) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u64 vaddr = pc - m->bias;
+//		if (vaddr < t->base || (vaddr - t->base) >> UNWIND_PAGE_SHIFT >= t->npages) {
+//			s->reason = REASON_NO_ROW; return 1;
+//		}
+//		__u32 pidx = t->first_page + ((vaddr - t->base) >> UNWIND_PAGE_SHIFT);
+//		struct unwind_page *pg = bpf_map_lookup_elem(&unwind_pages, &pidx);
+//		if (!pg || pg->nrows == 0) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u16 rel = vaddr - t->base;                 // offset inside the page
+//		__u32 base = t->first_row + pg->first_row, lo = 0, hi = pg->nrows;
+//		for (int k = 0; k < UNWIND_SEARCH_STEPS && hi - lo > 1; k++) {   // last row with pc_lo <= rel
+//			__u32 mid = lo + (hi - lo) / 2, idx = base + mid;
+//			struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
+//			if (!row) { s->reason = REASON_BAD_TABLE; return 1; }
+//			if (row->pc_lo <= rel) lo = mid; else hi = mid;
+//		}
+//		if (hi - lo > 1) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u32 idx = base + lo;
+//		struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
+//		if (!row || row->rule >= t->nrules) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u32 ridx = t->first_rule + row->rule;
+//		struct unwind_rule *r = bpf_map_lookup_elem(&unwind_rules, &ridx);
+//		if (!r) { s->reason = REASON_BAD_TABLE; return 1; }
+//		__u64 cfa;
+//		__u8 rules = r->cfa_rules & 0xff;
+//		__s64 cfa_off = r->cfa_rules >> 8;
+//		switch (rules & 15) {
+//		case CFA_NONE: s->reason = REASON_NO_ROW; return 1;
+//		case CFA_SP:   cfa = s->sp + cfa_off; break;
+//		case CFA_FP:   cfa = s->fp + cfa_off; break;
+//		case CFA_PLT:  cfa = s->sp + cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0); break;
+//		case CFA_DEREF_FP:
+//			if (bpf_probe_read_user(&cfa, 8, (void *)(s->fp + cfa_off))) {
+//				s->reason = REASON_READ_FAILED; return 1; }
+//			break;
+//		default:       s->reason = REASON_UNSUPPORTED; return 1;
+//		}
+//		__u64 ra;
+//		switch ((rules >> 6) & 3) {
+//		case RA_UNDEFINED: s->reason = REASON_COMPLETE; return 1;
+//		case RA_LINK:      if (i) { s->reason = REASON_BAD_FRAME; return 1; } ra = s->lr; break;
+//		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + r->ra_off))) {
+//		                           s->reason = REASON_READ_FAILED; return 1; }
+//		}
+//		switch ((rules >> 4) & 3) {
+//		case FP_OFFSET:    if (bpf_probe_read_user(&s->fp, 8, (void *)(cfa + r->fp_off))) {
+//		                           s->reason = REASON_READ_FAILED; return 1; } break;
+//		case FP_AT_FP:     if (bpf_probe_read_user(&s->fp, 8, (void *)(s->fp + r->fp_off))) {
+//		                           s->reason = REASON_READ_FAILED; return 1; } break;
+//		case FP_UNDEFINED: s->fp = 0; break;
+//		}
+//		if (cfa <= s->sp && !(((rules >> 6) & 3) == RA_LINK && cfa == s->sp)) {
+//			s->reason = REASON_BAD_FRAME; return 1;   // the stack must move up
+//		}
+//		s->pc = ra; s->sp = cfa;
+//		return 0;
+//	}
+//
+// After UNWIND_MAX_FRAMES steps without stopping the reason is
+// REASON_MAX_FRAMES. The registers come from the perf event's pt_regs (for
+// off-CPU stacks taken at tp_btf/sys_exit, bpf_task_pt_regs of the task):
+// ip, sp, bp on x86-64; pc, sp, regs[29], regs[30] on arm64.
+//
+// Not handled, and counted rather than guessed: signal frames (the 'S'
+// augmentation; the walk stops at the trampoline's expression rows), code
+// without CFI inside a binary that has a table (ReasonNoRow), JIT code
+// (ReasonNoMapping).
+package unwind

@@ -1,0 +1,217 @@
+package unwind
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// This file is the byte layout of the BPF maps that hold unwind tables; see
+// the package documentation for the C side. Everything is little endian with
+// explicit padding, and every size below is checked by the tests.
+//
+// A table is three arrays. Its code is cut into pages of 64 KiB from its
+// base; each page has a run of rows, sorted, with a 16-bit PC offset inside
+// the page and a 16-bit index into the table's rules, and the first row of
+// every page is at offset 0. The rules (how to find CFA, RA and FP) are few
+// per binary (hundreds), so each is stored once.
+
+const (
+	// RowSize is the size of struct unwind_row.
+	RowSize = 4
+	// RuleSize is the size of struct unwind_rule.
+	RuleSize = 8
+	// PageSize is the size of struct unwind_page.
+	PageSize = 8
+	// TableInfoSize is the size of struct unwind_table.
+	TableInfoSize = 40
+	// PageShift: a page covers 1<<PageShift bytes of code.
+	PageShift = 16
+	// SearchSteps bounds the binary search over the rows of one page: a
+	// page has at most 1<<SearchSteps rows, one per byte of code.
+	SearchSteps = PageShift
+	// MaxFrames is the deepest stack walked, as PERF_MAX_STACK_DEPTH.
+	MaxFrames = 127
+)
+
+// Bits of unwind_rule.cfa_rules.
+const (
+	rulesCFAMask = 0x0f
+	rulesFPShift = 4
+	rulesFPMask  = 0x03 << rulesFPShift
+	rulesRAShift = 6
+	rulesRAMask  = 0x03 << rulesRAShift
+	minCFAOffset = -1 << 23 // the CFA offset is a signed 24-bit field
+	maxCFAOffset = 1<<23 - 1
+	maxRules     = 1 << 16               // rule indexes are 16-bit
+	maxPages     = 1 << (32 - PageShift) // 4 GiB of code
+)
+
+// ErrFormat is wrapped by errors about data that does not fit the layout.
+var ErrFormat = errors.New("unwind: does not fit the map format")
+
+// Encoded is a table in map form. Its page entries index rows from the
+// table's first row and its rows index rules from the table's first rule,
+// so the bytes do not depend on where a loader puts them.
+type Encoded struct {
+	Arch  Arch
+	Base  uint64 // virtual address of page 0
+	Rows  []byte // struct unwind_row, RowSize bytes each
+	Rules []byte // struct unwind_rule, RuleSize bytes each
+	Pages []byte // struct unwind_page, PageSize bytes each
+}
+
+// NumRows, NumRules and NumPages count the entries of each array.
+func (e *Encoded) NumRows() int  { return len(e.Rows) / RowSize }
+func (e *Encoded) NumRules() int { return len(e.Rules) / RuleSize }
+func (e *Encoded) NumPages() int { return len(e.Pages) / PageSize }
+
+// Size is the number of bytes the table takes in the maps.
+func (e *Encoded) Size() int { return len(e.Rows) + len(e.Rules) + len(e.Pages) + TableInfoSize }
+
+// Encode lays the table out in map form.
+func (t *Table) Encode() (*Encoded, error) {
+	e := &Encoded{Arch: t.Arch}
+	if len(t.Rows) == 0 {
+		return nil, fmt.Errorf("empty table: %w", ErrFormat)
+	}
+	// Pages start at the first row, rounded down to a page.
+	e.Base = t.Rows[0].PC &^ (1<<PageShift - 1)
+	last := t.Rows[len(t.Rows)-1].PC // a CFANone end marker
+	npages := (last-e.Base)>>PageShift + 1
+	if npages > maxPages {
+		return nil, fmt.Errorf("table spans %#x bytes of code: %w", last-e.Base, ErrFormat)
+	}
+	ruleIndex := make(map[uint64]uint16)
+	e.Rows = make([]byte, 0, (len(t.Rows)+int(npages))*RowSize)
+	e.Pages = make([]byte, 0, npages*PageSize)
+	i := 0 // next row of t
+	covering := Row{CFA: CFANone}
+	for p := uint64(0); p < npages; p++ {
+		start := e.Base + p<<PageShift
+		end := start + 1<<PageShift
+		first := e.NumRows()
+		// Every page begins with the rule that covers its first byte.
+		if i >= len(t.Rows) || t.Rows[i].PC != start {
+			covering.PC = start
+			if err := e.appendRow(covering, start, ruleIndex); err != nil {
+				return nil, err
+			}
+		}
+		for ; i < len(t.Rows) && t.Rows[i].PC < end; i++ {
+			if err := e.appendRow(t.Rows[i], start, ruleIndex); err != nil {
+				return nil, err
+			}
+			covering = t.Rows[i]
+		}
+		e.Pages = binary.LittleEndian.AppendUint32(e.Pages, uint32(first))
+		e.Pages = binary.LittleEndian.AppendUint32(e.Pages, uint32(e.NumRows()-first))
+	}
+	if e.NumRows() > math.MaxUint32 {
+		return nil, fmt.Errorf("%d rows: %w", e.NumRows(), ErrFormat)
+	}
+	return e, nil
+}
+
+func (e *Encoded) appendRow(r Row, pageStart uint64, ruleIndex map[uint64]uint16) error {
+	rule := encodeRule(r)
+	idx, ok := ruleIndex[rule]
+	if !ok {
+		if len(ruleIndex) >= maxRules {
+			return fmt.Errorf("more than %d distinct rules: %w", maxRules, ErrFormat)
+		}
+		idx = uint16(len(ruleIndex))
+		ruleIndex[rule] = idx
+		e.Rules = binary.LittleEndian.AppendUint64(e.Rules, rule)
+	}
+	e.Rows = binary.LittleEndian.AppendUint16(e.Rows, uint16(r.PC-pageStart))
+	e.Rows = binary.LittleEndian.AppendUint16(e.Rows, idx)
+	return nil
+}
+
+// encodeRule packs the rules of r as struct unwind_rule, read as a uint64.
+func encodeRule(r Row) uint64 {
+	rules := byte(r.CFA)&rulesCFAMask | byte(r.FP)<<rulesFPShift&rulesFPMask | byte(r.RA)<<rulesRAShift&rulesRAMask
+	var b [RuleSize]byte
+	binary.LittleEndian.PutUint32(b[0:], uint32(r.CFAOffset)<<8|uint32(rules))
+	binary.LittleEndian.PutUint16(b[4:], uint16(r.FPOffset))
+	binary.LittleEndian.PutUint16(b[6:], uint16(r.RAOffset))
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// decodeRule reads struct unwind_rule i of rules into a Row without a PC.
+func decodeRule(rules []byte, i uint64) (Row, bool) {
+	off := i * RuleSize
+	if off+RuleSize > uint64(len(rules)) {
+		return Row{}, false
+	}
+	b := rules[off : off+RuleSize]
+	cfaRules := int32(binary.LittleEndian.Uint32(b))
+	k := byte(cfaRules)
+	return Row{
+		CFAOffset: cfaRules >> 8, // arithmetic shift: the offset is signed
+		FPOffset:  int16(binary.LittleEndian.Uint16(b[4:])),
+		RAOffset:  int16(binary.LittleEndian.Uint16(b[6:])),
+		CFA:       CFAKind(k & rulesCFAMask),
+		FP:        FPRule(k & rulesFPMask >> rulesFPShift),
+		RA:        RARule(k & rulesRAMask >> rulesRAShift),
+	}, true
+}
+
+// decodeRow reads struct unwind_row i: PC offset in its page and rule index.
+func decodeRow(rows []byte, i uint64) (pcLo, rule uint16, ok bool) {
+	off := i * RowSize
+	if off+RowSize > uint64(len(rows)) {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint16(rows[off:]), binary.LittleEndian.Uint16(rows[off+2:]), true
+}
+
+// decodePage reads struct unwind_page i.
+func decodePage(pages []byte, i uint64) (firstRow, nrows uint32, ok bool) {
+	off := i * PageSize
+	if off+PageSize > uint64(len(pages)) {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint32(pages[off:]), binary.LittleEndian.Uint32(pages[off+4:]), true
+}
+
+// memSize is the number of bytes the table takes in Go memory.
+func (t *Table) memSize() int64 { return int64(cap(t.Rows)) * int64(unsafe.Sizeof(Row{})) }
+
+// TableInfo is struct unwind_table: where a table's arrays are in the maps.
+type TableInfo struct {
+	Base                uint64 // virtual address of page 0
+	FirstRow, NumRows   uint32 // in unwind_rows
+	FirstPage, NumPages uint32 // in unwind_pages
+	FirstRule, NumRules uint32 // in unwind_rules
+	Arch                Arch
+}
+
+// MarshalBinary encodes struct unwind_table.
+func (ti TableInfo) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, TableInfoSize)
+	b = binary.LittleEndian.AppendUint64(b, ti.Base)
+	for _, v := range []uint32{ti.FirstRow, ti.NumRows, ti.FirstPage, ti.NumPages, ti.FirstRule, ti.NumRules, uint32(ti.Arch), 0} {
+		b = binary.LittleEndian.AppendUint32(b, v)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes struct unwind_table.
+func (ti *TableInfo) UnmarshalBinary(b []byte) error {
+	if len(b) != TableInfoSize {
+		return fmt.Errorf("unwind_table of %d bytes: %w", len(b), ErrFormat)
+	}
+	u := func(i int) uint32 { return binary.LittleEndian.Uint32(b[8+4*i:]) }
+	*ti = TableInfo{
+		Base:     binary.LittleEndian.Uint64(b),
+		FirstRow: u(0), NumRows: u(1),
+		FirstPage: u(2), NumPages: u(3),
+		FirstRule: u(4), NumRules: u(5),
+		Arch: Arch(u(6)),
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package unwind
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Regs are the registers a walk starts from: those of the interrupted user
+// context (pt_regs). FP is rbp on x86-64 and x29 on arm64; LR is arm64's x30.
+type Regs struct {
+	PC, SP, FP, LR uint64
+}
+
+// ReadMem reads n bytes of the walked process's memory at addr, like
+// bpf_probe_read_user.
+type ReadMem func(addr uint64, n int) ([]byte, error)
+
+// Reason says why a walk stopped. The values are the indexes of the BPF
+// program's per-CPU truncation counters (doc.go); only ReasonComplete means
+// the whole stack was found.
+type Reason uint8
+
+const (
+	ReasonComplete    Reason = iota // reached the outermost frame
+	ReasonNoMapping                 // PC in no known executable mapping (JIT, anonymous code)
+	ReasonNoRow                     // PC in a binary's table but no FDE covers it
+	ReasonUnsupported               // the row's rule is marked unsupported
+	ReasonReadFailed                // reading the stack failed
+	ReasonBadFrame                  // the stack did not move up, or a rule gave nonsense
+	ReasonMaxFrames                 // MaxFrames frames and still going
+	ReasonBadTable                  // table id or row index outside the maps
+	numReasons
+)
+
+var reasonNames = [...]string{"complete", "no-mapping", "no-row", "unsupported-rule", "read-failed", "bad-frame", "max-frames", "bad-table"}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("Reason(%d)", uint8(r))
+}
+
+// Unwind walks the user stack of process pid from regs with the tables in m,
+// exactly as the BPF walker does, and returns the PCs, leaf first: the first
+// is regs.PC, the others are return addresses. Mappings flagged
+// MappingFramePointers, and every frame of a process m does not know, are
+// walked with frame pointers.
+func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) {
+	proc := m.Procs[pid]
+	pcs := make([]uint64, 0, 32)
+	pc, sp, fp, lr := regs.PC, regs.SP, regs.FP, regs.LR
+	read64 := func(addr uint64) (uint64, bool) {
+		b, err := readMem(addr, 8)
+		if err != nil || len(b) != 8 {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint64(b), true
+	}
+	for i := 0; i < MaxFrames; i++ {
+		if pc == 0 {
+			return pcs, ReasonComplete
+		}
+		pcs = append(pcs, pc)
+		// A return address points after the call; look up the call itself.
+		lookup := pc
+		if i > 0 {
+			lookup--
+		}
+		var mp Mapping
+		found := false
+		if proc != nil {
+			mp, found = findMapping(proc, lookup)
+			if !found {
+				return pcs, ReasonNoMapping
+			}
+		}
+		if !found || mp.Flags&MappingFramePointers != 0 {
+			// Frame pointer step: [fp] is the caller's fp, [fp+8] the return address.
+			if fp == 0 {
+				return pcs, ReasonComplete
+			}
+			if fp < sp {
+				return pcs, ReasonBadFrame
+			}
+			nfp, ok1 := read64(fp)
+			ra, ok2 := read64(fp + 8)
+			if !ok1 || !ok2 {
+				return pcs, ReasonReadFailed
+			}
+			pc, sp, fp = ra, fp+16, nfp
+			continue
+		}
+		var ti TableInfo
+		off := uint64(mp.TableID) * TableInfoSize
+		if off+TableInfoSize > uint64(len(m.Tables)) || ti.UnmarshalBinary(m.Tables[off:off+TableInfoSize]) != nil || ti.NumPages == 0 {
+			return pcs, ReasonBadTable
+		}
+		row, reason := lookupRow(m, ti, lookup-mp.Bias)
+		if reason != ReasonComplete {
+			return pcs, reason
+		}
+		var ok bool
+		var cfa uint64
+		switch row.CFA {
+		case CFANone:
+			return pcs, ReasonNoRow
+		case CFASP:
+			cfa = sp + uint64(int64(row.CFAOffset))
+		case CFAFP:
+			cfa = fp + uint64(int64(row.CFAOffset))
+		case CFADerefFP:
+			if cfa, ok = read64(fp + uint64(int64(row.CFAOffset))); !ok {
+				return pcs, ReasonReadFailed
+			}
+		case CFAPLT:
+			cfa = sp + uint64(int64(row.CFAOffset))
+			if lookup&15 >= uint64(row.FPOffset) {
+				cfa += 8
+			}
+		default:
+			return pcs, ReasonUnsupported
+		}
+		var ra uint64
+		switch row.RA {
+		case RAUndefined:
+			return pcs, ReasonComplete
+		case RALink:
+			if i > 0 {
+				return pcs, ReasonBadFrame // only the leaf can still hold its RA in LR
+			}
+			ra = lr
+		case RAOffset:
+			if ra, ok = read64(cfa + uint64(int64(row.RAOffset))); !ok {
+				return pcs, ReasonReadFailed
+			}
+		}
+		switch row.FP {
+		case FPOffset:
+			if fp, ok = read64(cfa + uint64(int64(row.FPOffset))); !ok {
+				return pcs, ReasonReadFailed
+			}
+		case FPAtFP:
+			if fp, ok = read64(fp + uint64(int64(row.FPOffset))); !ok {
+				return pcs, ReasonReadFailed
+			}
+		case FPUndefined:
+			fp = 0
+		}
+		// The caller's stack pointer is the CFA. It must move up, except in
+		// the leaf of arm64 where LR still holds the RA and the CFA may be SP.
+		if cfa <= sp && !(row.RA == RALink && cfa == sp) {
+			return pcs, ReasonBadFrame
+		}
+		pc, sp = ra, cfa
+	}
+	return pcs, ReasonMaxFrames
+}
+
+// findMapping binary searches the sorted mappings of a struct unwind_proc.
+func findMapping(proc []byte, addr uint64) (Mapping, bool) {
+	if len(proc) < ProcSize {
+		return Mapping{}, false
+	}
+	n := binary.LittleEndian.Uint32(proc)
+	if n == 0 || n > MaxMappings {
+		return Mapping{}, false
+	}
+	lo, hi := uint32(0), n // the last mapping with Start <= addr is in [lo, hi)
+	for step := 0; step < MappingSearchSteps && hi-lo > 1; step++ {
+		mid := lo + (hi-lo)/2
+		if decodeMapping(proc, mid).Start <= addr {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	m := decodeMapping(proc, lo)
+	if addr < m.Start || addr >= m.End {
+		return Mapping{}, false
+	}
+	return m, true
+}
+
+// lookupRow finds the rules for virtual address vaddr in table ti: its page,
+// then a binary search of at most SearchSteps probes over the page's rows for
+// the last row at or below vaddr (the page's first row is at offset 0, so
+// there is one), then the row's rule. It returns ReasonComplete on success.
+func lookupRow(m *Maps, ti TableInfo, vaddr uint64) (Row, Reason) {
+	if vaddr < ti.Base {
+		return Row{}, ReasonNoRow
+	}
+	page := (vaddr - ti.Base) >> PageShift
+	if page >= uint64(ti.NumPages) {
+		return Row{}, ReasonNoRow
+	}
+	first, n, ok := decodePage(m.Pages, uint64(ti.FirstPage)+page)
+	if !ok || n == 0 {
+		return Row{}, ReasonBadTable
+	}
+	rel := uint16(vaddr - ti.Base) // offset inside the page
+	base := uint64(ti.FirstRow) + uint64(first)
+	lo, hi := uint32(0), n // the answer is in [lo, hi)
+	for step := 0; step < SearchSteps && hi-lo > 1; step++ {
+		mid := lo + (hi-lo)/2
+		pcLo, _, ok := decodeRow(m.Rows, base+uint64(mid))
+		if !ok {
+			return Row{}, ReasonBadTable
+		}
+		if pcLo <= rel {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	if hi-lo > 1 {
+		return Row{}, ReasonBadTable
+	}
+	_, rule, ok := decodeRow(m.Rows, base+uint64(lo))
+	if !ok || uint32(rule) >= ti.NumRules {
+		return Row{}, ReasonBadTable
+	}
+	r, ok := decodeRule(m.Rules, uint64(ti.FirstRule)+uint64(rule))
+	if !ok {
+		return Row{}, ReasonBadTable
+	}
+	return r, ReasonComplete
+}
