@@ -108,13 +108,22 @@ func TestAgentChurn(t *testing.T) {
 		}
 		return n
 	}
-	churn(15 * time.Second) // warm-up: caches, maps and the Go heap settle
+	churn(time.Duration(envSeconds("EMBER_CHURN_WARMUP", 15)) * time.Second) // warm-up: caches, maps and the Go heap settle
 	warm := rssKiB(t, agent.Process.Pid)
-	n := churn(60 * time.Second)
+	n := churn(time.Duration(envSeconds("EMBER_CHURN_SECONDS", 60)) * time.Second)
 	time.Sleep(6 * time.Second) // one more interval
 	end := rssKiB(t, agent.Process.Pid)
 	t.Logf("%d processes in 60s; agent RSS %d KiB after warm-up, %d KiB at the end (%+.1f%%); %d profiles received",
 		n, warm, end, 100*float64(end-warm)/float64(warm), len(srv.Series()))
+	reqs := srv.Requests()
+	for i, r := range reqs {
+		if i < 5 || r.Status != 200 {
+			t.Logf("request %d: %s %d %s", i, r.Path, r.Status, r.Error)
+		}
+		if i > 20 {
+			break
+		}
+	}
 	if n < 1000 {
 		t.Errorf("only %d processes: not the churn this test is about", n)
 	}
@@ -127,4 +136,11 @@ func TestAgentChurn(t *testing.T) {
 	if agent.ProcessState != nil {
 		t.Fatalf("agent exited early: %v", agent.ProcessState)
 	}
+}
+
+func envSeconds(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }

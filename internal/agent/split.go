@@ -16,39 +16,43 @@ func (a *Agent) split(p *profile.Profile) []sink.Profile {
 	type group struct {
 		service string
 		labels  map[string]string
+		samples []*profile.Sample
 	}
-	groups := map[string]group{}
-	keyOf := func(s *profile.Sample) string {
-		svc := first(s.Label["service_name"])
-		if a.cfg.SplitBy == "pid" {
-			return svc + "\x00" + strconv.FormatInt(firstNum(s.NumLabel["pid"]), 10)
-		}
-		return svc
-	}
+	groups := map[string]*group{}
+	var order []string
 	for _, s := range p.Sample {
-		k := keyOf(s)
-		if _, ok := groups[k]; ok {
-			continue
-		}
-		g := group{service: first(s.Label["service_name"]), labels: map[string]string{}}
+		svc := first(s.Label["service_name"])
+		k := svc
 		if a.cfg.SplitBy == "pid" {
-			g.labels["pid"] = strconv.FormatInt(firstNum(s.NumLabel["pid"]), 10)
-			g.labels["comm"] = first(s.Label["comm"])
+			k += "\x00" + strconv.FormatInt(firstNum(s.NumLabel["pid"]), 10)
 		}
-		groups[k] = g
+		g := groups[k]
+		if g == nil {
+			g = &group{service: svc, labels: map[string]string{}}
+			if a.cfg.SplitBy == "pid" {
+				g.labels["pid"] = strconv.FormatInt(firstNum(s.NumLabel["pid"]), 10)
+				g.labels["comm"] = first(s.Label["comm"])
+			}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.samples = append(g.samples, s)
 	}
 	var out []sink.Profile
-	for k, g := range groups {
-		q := p.Copy()
-		kept := q.Sample[:0]
-		for _, s := range q.Sample {
-			if keyOf(s) == k {
-				kept = append(kept, s)
-			}
+	for _, k := range order {
+		g := groups[k]
+		// A shallow copy that shares p's locations: Compact copies only
+		// what the group's samples use, so a group costs its own size,
+		// not the whole interval's.
+		shallow := &profile.Profile{
+			SampleType: p.SampleType, DefaultSampleType: p.DefaultSampleType,
+			Sample: g.samples, Mapping: p.Mapping, Location: p.Location, Function: p.Function,
+			Comments: p.Comments, TimeNanos: p.TimeNanos, DurationNanos: p.DurationNanos,
+			PeriodType: p.PeriodType, Period: p.Period,
 		}
-		q.Sample = kept
+		q := shallow.Compact()
 		for _, kind := range a.kinds(q) {
-			if kind.p = kind.p.Compact(); len(kind.p.Sample) == 0 {
+			if len(kind.p.Sample) == 0 {
 				continue
 			}
 			out = append(out, sink.Profile{Service: g.service, Name: kind.name, Labels: g.labels, Profile: kind.p})
@@ -70,9 +74,9 @@ func (a *Agent) kinds(q *profile.Profile) []kindProfile {
 	}
 	var out []kindProfile
 	if a.cfg.Mode != pprof.ModeOffCPU { // ship the CPU half too
-		out = append(out, kindProfile{sink.NameCPU, selectValues(q, []int{0, 1}, "cpu")})
+		out = append(out, kindProfile{sink.NameCPU, selectValues(q, []int{0, 1}, "cpu").Compact()})
 	}
-	out = append(out, kindProfile{sink.NameOffCPU, selectValues(q, []int{2}, "offcpu")})
+	out = append(out, kindProfile{sink.NameOffCPU, selectValues(q, []int{2}, "offcpu").Compact()})
 	return out
 }
 
