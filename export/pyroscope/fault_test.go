@@ -200,14 +200,21 @@ func TestHangingServerBoundedQueue(t *testing.T) {
 	if err := s.Close(ctxTimeout(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	got := srv.Series()
-	if len(got) != 8 {
-		t.Fatalf("server got %d profiles after release, want the 8 newest", len(got))
-	}
-	for _, g := range got {
-		if seq, _ := strconv.Atoi(g.Labels["seq"]); seq < n-8 {
-			t.Errorf("received seq %d, an old one; want only seqs >= %d", seq, n-8)
+	// The 8 newest arrive. A request evicted (cancelled) just before the
+	// release may still reach the server, which had it whole: delivery is
+	// at least once, so up to Concurrency older ones may arrive too.
+	newest := map[int]bool{}
+	extra := 0
+	for _, g := range srv.Series() {
+		if seq, _ := strconv.Atoi(g.Labels["seq"]); seq >= n-8 {
+			newest[seq] = true
+		} else {
+			extra++
 		}
+	}
+	if len(newest) != 8 || extra > cfg.Concurrency {
+		t.Errorf("server got %d of the 8 newest and %d older profiles; want all 8 and at most %d older",
+			len(newest), extra, cfg.Concurrency)
 	}
 }
 

@@ -1,8 +1,8 @@
 package pyroscope
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"runtime"
