@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/pprof/profile"
 	typesv1 "github.com/grafana/pyroscope/api/gen/proto/go/types/v1"
+
+	"github.com/emberprof/ember/export/sink"
 )
 
 // Label limits of a Pyroscope server (its defaults for max_label_names_per_series,
@@ -223,7 +225,7 @@ func hottestFirst(p *profile.Profile) []int {
 func trimmed(p *profile.Profile, keep []int, total int) *profile.Profile {
 	idx := slices.Clone(keep)
 	slices.Sort(idx)
-	q := shallowCopy(p)
+	q := sink.ShallowCopy(p)
 	q.Sample = make([]*profile.Sample, len(idx))
 	locs := make(map[*profile.Location]bool)
 	for i, j := range idx {
@@ -265,25 +267,4 @@ func trimmed(p *profile.Profile, keep []int, total int) *profile.Profile {
 	q.Comments = append(slices.Clone(p.Comments),
 		fmt.Sprintf("ember: %d of %d samples, the coldest, were dropped to fit the server's limits", total-len(idx), total))
 	return q
-}
-
-// shallowCopy returns a new Profile with p's exported fields; it shares the
-// samples, locations and the rest with p.
-func shallowCopy(p *profile.Profile) *profile.Profile {
-	return &profile.Profile{
-		SampleType:        p.SampleType,
-		DefaultSampleType: p.DefaultSampleType,
-		Sample:            p.Sample,
-		Mapping:           p.Mapping,
-		Location:          p.Location,
-		Function:          p.Function,
-		Comments:          p.Comments,
-		DocURL:            p.DocURL,
-		DropFrames:        p.DropFrames,
-		KeepFrames:        p.KeepFrames,
-		TimeNanos:         p.TimeNanos,
-		DurationNanos:     p.DurationNanos,
-		PeriodType:        p.PeriodType,
-		Period:            p.Period,
-	}
 }

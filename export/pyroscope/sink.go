@@ -119,7 +119,7 @@ func (s *Sink) prepare(p *sink.Profile) (*item, error) {
 	if prof.TimeNanos == 0 {
 		// The server files a profile at its TimeNanos; keep it fixed across
 		// retries instead of letting the server use its arrival time.
-		cp := shallowCopy(prof)
+		cp := sink.ShallowCopy(prof)
 		cp.TimeNanos = p.EndTime(now).UnixNano() - cp.DurationNanos
 		prof = cp
 	}

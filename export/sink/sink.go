@@ -81,3 +81,27 @@ func (m multi) Close(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// ShallowCopy returns a new Profile with p's exported fields. It shares
+// p's samples, locations, functions and mappings, so that a sink can change
+// the copy's top-level fields (Comments, TimeNanos, the sample list) without
+// touching the caller's profile. (A Profile holds a mutex and cannot be
+// copied by value.)
+func ShallowCopy(p *profile.Profile) *profile.Profile {
+	return &profile.Profile{
+		SampleType:        p.SampleType,
+		DefaultSampleType: p.DefaultSampleType,
+		Sample:            p.Sample,
+		Mapping:           p.Mapping,
+		Location:          p.Location,
+		Function:          p.Function,
+		Comments:          p.Comments,
+		DocURL:            p.DocURL,
+		DropFrames:        p.DropFrames,
+		KeepFrames:        p.KeepFrames,
+		TimeNanos:         p.TimeNanos,
+		DurationNanos:     p.DurationNanos,
+		PeriodType:        p.PeriodType,
+		Period:            p.Period,
+	}
+}
