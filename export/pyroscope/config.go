@@ -200,8 +200,9 @@ type Config struct {
 
 	// Registerer receives the sink's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
-	// Logger receives a line per dropped or refused profile, rate-limited
-	// by nothing: refusals are rare and each one matters. Nil discards.
+	// Logger receives a warning for each profile refused (by Enqueue or by
+	// the server) and at most one every 30s about profiles dropped from the
+	// queue; the counters have the totals. Nil discards.
 	Logger *slog.Logger
 	// HTTPClient replaces the client built from TLS (for tests). Its
 	// redirects should not be followed: they would strip Authorization.
