@@ -197,6 +197,11 @@ type Config struct {
 	// a profile over them loses its coldest samples. Negative disables.
 	MaxSamples      int
 	MaxProfileBytes int
+	// DropSampleLabels names sample labels (string or numeric) to remove
+	// before sending; samples left alike are merged. Pyroscope makes a
+	// series of every distinct set of sample labels, so per-thread labels
+	// ("tid", "thread") multiply the series by the number of threads.
+	DropSampleLabels []string
 
 	// Registerer receives the sink's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer

@@ -155,7 +155,7 @@ func TestFinalAnswersNotRetried(t *testing.T) {
 func TestHangingServerBoundedQueue(t *testing.T) {
 	srv := pyroscopetest.New(t, pyroscopetest.Options{})
 	srv.Hang()
-	probe, err := fit(seqProfile(0).Profile, 0, 0)
+	probe, err := fit(seqProfile(0).Profile, 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func TestTrimToByteLimit(t *testing.T) {
 
 func TestFit(t *testing.T) {
 	p := testProfile(sink.NameOffCPU, 100, 0)
-	enc, err := fit(p, 1000, 1<<20)
+	enc, err := fit(p, 1000, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,18 +107,18 @@ func TestFit(t *testing.T) {
 		t.Errorf("a profile within the limits changed: trimmed %d, %d samples, comments %q", enc.trimmed, len(q.Sample), q.Comments)
 	}
 
-	if _, err := fit(p, 1000, 10); !errors.Is(err, ErrTooLarge) {
+	if _, err := fit(p, 1000, 10, nil); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("fit into 10 bytes = %v, want ErrTooLarge", err)
 	}
 
 	bad := testProfile(sink.NameCPU, 3, 0)
 	bad.Sample[1].Value = []int64{1} // two sample types, one value
-	if _, err := fit(bad, 0, 0); !errors.Is(err, ErrInvalid) {
+	if _, err := fit(bad, 0, 0, nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("fit of a malformed profile = %v, want ErrInvalid", err)
 	}
 	nilLoc := testProfile(sink.NameCPU, 3, 0)
 	nilLoc.Sample[0].Location[0] = nil
-	if _, err := fit(nilLoc, 0, 0); !errors.Is(err, ErrInvalid) {
+	if _, err := fit(nilLoc, 0, 0, nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("fit of a profile with a nil location = %v, want ErrInvalid", err)
 	}
 
@@ -128,7 +128,7 @@ func TestFit(t *testing.T) {
 		s.Value[1] = int64(100 - i) // cpu: first samples hottest
 	}
 	two.DefaultSampleType = "samples" // samples: last ones hottest
-	enc, err = fit(two, 3, 0)
+	enc, err = fit(two, 3, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,5 +216,44 @@ func BenchmarkEnqueue(b *testing.B) {
 			per := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 			b.ReportMetric(per/base, "x-pprof-Write")
 		})
+	}
+}
+
+// Per-thread sample labels can be dropped; the samples they told apart are
+// merged, the totals kept, and the caller's profile is unchanged.
+func TestDropSampleLabels(t *testing.T) {
+	srv := pyroscopetest.New(t, pyroscopetest.Options{})
+	cfg := fastConfig(srv.URL)
+	cfg.DropSampleLabels = []string{"tid", "thread"}
+	s := newSink(t, cfg)
+	p := testProfile(sink.NameOffCPU, 10, 0)
+	// Three threads per stack: 30 samples, 10 stacks.
+	var all []*profile.Sample
+	for _, smp := range p.Sample {
+		for tid := range int64(3) {
+			all = append(all, &profile.Sample{
+				Location: smp.Location,
+				Value:    []int64{smp.Value[0]},
+				Label:    map[string][]string{"thread": {"worker-" + string(rune('a'+tid))}, "comm": {"svc"}},
+				NumLabel: map[string][]int64{"pid": {7}, "tid": {100 + tid}},
+			})
+		}
+	}
+	p.Sample = all
+	want := sum(p, 0)
+	if err := s.Enqueue(sink.Profile{Service: "svc", Name: sink.NameOffCPU, Profile: p}); err != nil {
+		t.Fatal(err)
+	}
+	got := waitSeries(t, srv, 1)[0].Profile
+	if len(got.Sample) != 10 || sum(got, 0) != want {
+		t.Errorf("%d samples worth %d arrived, want 10 worth %d", len(got.Sample), sum(got, 0), want)
+	}
+	for _, smp := range got.Sample {
+		if smp.Label["thread"] != nil || smp.NumLabel["tid"] != nil || smp.Label["comm"][0] != "svc" || smp.NumLabel["pid"][0] != 7 {
+			t.Fatalf("sample labels %v %v: want comm and pid only", smp.Label, smp.NumLabel)
+		}
+	}
+	if len(p.Sample) != 30 || p.Sample[0].Label["thread"] == nil || p.Sample[0].Value[0] != 1000 {
+		t.Error("the caller's profile changed")
 	}
 }
