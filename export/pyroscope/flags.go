@@ -27,6 +27,7 @@ type Flags struct {
 	CAFile, CertFile, KeyFile string
 	ServerName                string
 	QueueBytes                int64
+	DropSampleLabels          []string
 }
 
 // Register adds the --pyroscope-* flags to fs.
@@ -43,6 +44,8 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.CertFile, "pyroscope-cert-file", "", "client certificate, for mutual TLS")
 	fs.StringVar(&f.KeyFile, "pyroscope-key-file", "", "client certificate's key, for mutual TLS")
 	fs.StringVar(&f.ServerName, "pyroscope-server-name", "", "name to check in the server's certificate")
+	fs.StringSliceVar(&f.DropSampleLabels, "pyroscope-drop-sample-labels", []string{"tid", "thread"},
+		"sample labels not sent to Pyroscope, which makes a series of each distinct set")
 	fs.Int64Var(&f.QueueBytes, "pyroscope-queue-bytes", DefaultQueueBytes, "byte budget of the upload queue; the oldest profiles are dropped beyond it")
 }
 
@@ -72,7 +75,8 @@ func (f *Flags) Config() (Config, error) {
 		URL: f.URL,
 		Auth: Auth{BasicUser: f.BasicUser, BasicPassword: pw, BearerToken: tok,
 			TenantID: f.TenantID, Headers: headers},
-		TLS:        TLS{CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile, ServerName: f.ServerName},
-		QueueBytes: f.QueueBytes,
+		TLS:              TLS{CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile, ServerName: f.ServerName},
+		QueueBytes:       f.QueueBytes,
+		DropSampleLabels: f.DropSampleLabels,
 	}, nil
 }

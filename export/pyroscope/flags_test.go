@@ -28,7 +28,7 @@ func TestFlags(t *testing.T) {
 	a := cfg.Auth
 	if cfg.URL != "https://p:4040" || a.BearerToken.Value() != "tok-from-file" || a.BasicPassword != "" ||
 		a.TenantID != "t1" || a.Headers["X-A"].Value() != "1" || a.Headers["X-B"].Value() != "2=3" ||
-		cfg.QueueBytes != DefaultQueueBytes {
+		cfg.QueueBytes != DefaultQueueBytes || len(cfg.DropSampleLabels) != 2 {
 		t.Errorf("config %+v from flags", cfg)
 	}
 
