@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -336,5 +337,39 @@ func TestBackoff(t *testing.T) {
 		if got := parseRetryAfter(v, now); got < want || got > want+time.Second {
 			t.Errorf("parseRetryAfter(%q) = %v, want about %v", v, got, want)
 		}
+	}
+}
+
+// Many goroutines enqueue while the server fails now and then: every
+// profile is accounted for, sent or dropped for a reason, and the server
+// holds exactly the ones counted as sent.
+func TestConcurrentAccounting(t *testing.T) {
+	srv := pyroscopetest.New(t, pyroscopetest.Options{})
+	srv.FailNext(10, http.StatusServiceUnavailable)
+	srv.FailNext(3, http.StatusBadRequest)
+	cfg := fastConfig(srv.URL)
+	cfg.Concurrency = 3
+	s := newSink(t, cfg)
+	const goroutines, each = 8, 25
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if err := s.Enqueue(seqProfile(g*each + i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Close(ctxTimeout(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Enqueued != goroutines*each || st.Sent+st.DroppedTotal() != st.Enqueued || st.Dropped[DropRejected] != 3 {
+		t.Errorf("stats %+v: want %d enqueued = sent + dropped, 3 rejected", st, goroutines*each)
+	}
+	if got := uint64(len(srv.Series())); got != st.Sent {
+		t.Errorf("server holds %d profiles, the sink counted %d sent", got, st.Sent)
 	}
 }
