@@ -197,11 +197,17 @@ type Config struct {
 	// a profile over them loses its coldest samples. Negative disables.
 	MaxSamples      int
 	MaxProfileBytes int
+	// DropSampleLabels names sample labels (string or numeric) to remove
+	// before sending; samples left alike are merged. Pyroscope makes a
+	// series of every distinct set of sample labels, so per-thread labels
+	// ("tid", "thread") multiply the series by the number of threads.
+	DropSampleLabels []string
 
 	// Registerer receives the sink's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
-	// Logger receives a line per dropped or refused profile, rate-limited
-	// by nothing: refusals are rare and each one matters. Nil discards.
+	// Logger receives a warning for each profile refused (by Enqueue or by
+	// the server) and at most one every 30s about profiles dropped from the
+	// queue; the counters have the totals. Nil discards.
 	Logger *slog.Logger
 	// HTTPClient replaces the client built from TLS (for tests). Its
 	// redirects should not be followed: they would strip Authorization.

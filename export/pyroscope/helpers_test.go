@@ -139,3 +139,20 @@ func (l *logBuffer) String() string {
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// waitStats polls s until cond holds of its stats, or fails the test after
+// 10 seconds.
+func waitStats(t *testing.T, s *Sink, cond func(Stats) bool) Stats {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Stats()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v: condition not met in 10s", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -6,11 +6,14 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"unicode/utf8"
 
 	"github.com/google/pprof/profile"
 	typesv1 "github.com/grafana/pyroscope/api/gen/proto/go/types/v1"
+
+	"github.com/emberprof/ember/export/sink"
 )
 
 // Label limits of a Pyroscope server (its defaults for max_label_names_per_series,
@@ -129,13 +132,14 @@ type encoded struct {
 	trimmed int    // samples dropped to fit the limits
 }
 
-// fit encodes p as gzipped pprof. If p has more than maxSamples samples or
+// fit encodes p as gzipped pprof, without the sample labels in dropLabels
+// (see stripLabels). If p has more than maxSamples samples or
 // its uncompressed encoding is larger than maxBytes, it encodes instead a
 // copy without p's coldest samples (the smallest values of the default
 // sample type), and without the locations, functions and mappings only those
 // samples used, and says so in a comment. p itself is not changed, apart
 // from the encoding fields that profile.Write fills in.
-func fit(p *profile.Profile, maxSamples, maxBytes int) (enc encoded, err error) {
+func fit(p *profile.Profile, maxSamples, maxBytes int, dropLabels []string) (enc encoded, err error) {
 	defer func() {
 		// The profile comes from our own code, but Write panics on some
 		// malformed profiles (a nil Location in a Sample); one bad profile
@@ -147,6 +151,7 @@ func fit(p *profile.Profile, maxSamples, maxBytes int) (enc encoded, err error) 
 	if err := p.CheckValid(); err != nil {
 		return enc, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	p = stripLabels(p, dropLabels)
 	n := len(p.Sample)
 	keep := n
 	if maxSamples > 0 && keep > maxSamples {
@@ -223,7 +228,7 @@ func hottestFirst(p *profile.Profile) []int {
 func trimmed(p *profile.Profile, keep []int, total int) *profile.Profile {
 	idx := slices.Clone(keep)
 	slices.Sort(idx)
-	q := shallowCopy(p)
+	q := sink.ShallowCopy(p)
 	q.Sample = make([]*profile.Sample, len(idx))
 	locs := make(map[*profile.Location]bool)
 	for i, j := range idx {
@@ -267,23 +272,79 @@ func trimmed(p *profile.Profile, keep []int, total int) *profile.Profile {
 	return q
 }
 
-// shallowCopy returns a new Profile with p's exported fields; it shares the
-// samples, locations and the rest with p.
-func shallowCopy(p *profile.Profile) *profile.Profile {
-	return &profile.Profile{
-		SampleType:        p.SampleType,
-		DefaultSampleType: p.DefaultSampleType,
-		Sample:            p.Sample,
-		Mapping:           p.Mapping,
-		Location:          p.Location,
-		Function:          p.Function,
-		Comments:          p.Comments,
-		DocURL:            p.DocURL,
-		DropFrames:        p.DropFrames,
-		KeepFrames:        p.KeepFrames,
-		TimeNanos:         p.TimeNanos,
-		DurationNanos:     p.DurationNanos,
-		PeriodType:        p.PeriodType,
-		Period:            p.Period,
+// stripLabels returns p without the sample labels named in drop, string or
+// numeric, and with the samples that became alike merged. It returns p
+// itself if no sample has such a label. p is not changed.
+//
+// Pyroscope turns every distinct set of string sample labels into a series
+// of its own, so a per-thread label multiplies the series by the threads.
+func stripLabels(p *profile.Profile, drop []string) *profile.Profile {
+	has := func(s *profile.Sample) bool {
+		for _, k := range drop {
+			if _, ok := s.Label[k]; ok {
+				return true
+			}
+			if _, ok := s.NumLabel[k]; ok {
+				return true
+			}
+		}
+		return false
 	}
+	if len(drop) == 0 || !slices.ContainsFunc(p.Sample, has) {
+		return p
+	}
+	q := sink.ShallowCopy(p)
+	q.Sample = make([]*profile.Sample, 0, len(p.Sample))
+	merged := make(map[string]*profile.Sample, len(p.Sample))
+	var key []byte
+	for _, s := range p.Sample {
+		n := &profile.Sample{Location: s.Location, Value: slices.Clone(s.Value)}
+		for k, v := range s.Label {
+			if !slices.Contains(drop, k) {
+				if n.Label == nil {
+					n.Label = map[string][]string{}
+				}
+				n.Label[k] = v
+			}
+		}
+		for k, v := range s.NumLabel {
+			if !slices.Contains(drop, k) {
+				if n.NumLabel == nil {
+					n.NumLabel = map[string][]int64{}
+				}
+				n.NumLabel[k] = v
+				if u, ok := s.NumUnit[k]; ok {
+					if n.NumUnit == nil {
+						n.NumUnit = map[string][]string{}
+					}
+					n.NumUnit[k] = u
+				}
+			}
+		}
+		key = sampleKey(key[:0], n)
+		if m, ok := merged[string(key)]; ok {
+			for i := range m.Value {
+				m.Value[i] += n.Value[i]
+			}
+			continue
+		}
+		merged[string(key)] = n
+		q.Sample = append(q.Sample, n)
+	}
+	return q
+}
+
+// sampleKey appends to b a key that is equal for samples with the same
+// stack and labels.
+func sampleKey(b []byte, s *profile.Sample) []byte {
+	for _, l := range s.Location {
+		b = fmt.Appendf(b, "%p,", l)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Label)) {
+		b = fmt.Appendf(b, "|%q=%q", k, s.Label[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.NumLabel)) {
+		b = fmt.Appendf(b, "|%q#%v%v", k, s.NumLabel[k], s.NumUnit[k])
+	}
+	return b
 }

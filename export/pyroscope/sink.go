@@ -119,7 +119,7 @@ func (s *Sink) prepare(p *sink.Profile) (*item, error) {
 	if prof.TimeNanos == 0 {
 		// The server files a profile at its TimeNanos; keep it fixed across
 		// retries instead of letting the server use its arrival time.
-		cp := shallowCopy(prof)
+		cp := sink.ShallowCopy(prof)
 		cp.TimeNanos = p.EndTime(now).UnixNano() - cp.DurationNanos
 		prof = cp
 	}
@@ -127,7 +127,7 @@ func (s *Sink) prepare(p *sink.Profile) (*item, error) {
 	if age := now.Sub(stamp); age > s.cfg.MaxAge {
 		return nil, fmt.Errorf("%w: %v old, the limit is %v", ErrTooOld, age.Round(time.Second), s.cfg.MaxAge)
 	}
-	enc, err := fit(prof, s.cfg.MaxSamples, s.cfg.MaxProfileBytes)
+	enc, err := fit(prof, s.cfg.MaxSamples, s.cfg.MaxProfileBytes, s.cfg.DropSampleLabels)
 	if err != nil {
 		return nil, err
 	}

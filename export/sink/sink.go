@@ -3,6 +3,8 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,4 +82,61 @@ func (m multi) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// ShallowCopy returns a new Profile with p's exported fields. It shares
+// p's samples, locations, functions and mappings, so that a sink can change
+// the copy's top-level fields (Comments, TimeNanos, the sample list) without
+// touching the caller's profile. (A Profile holds a mutex and cannot be
+// copied by value.)
+func ShallowCopy(p *profile.Profile) *profile.Profile {
+	return &profile.Profile{
+		SampleType:        p.SampleType,
+		DefaultSampleType: p.DefaultSampleType,
+		Sample:            p.Sample,
+		Mapping:           p.Mapping,
+		Location:          p.Location,
+		Function:          p.Function,
+		Comments:          p.Comments,
+		DocURL:            p.DocURL,
+		DropFrames:        p.DropFrames,
+		KeepFrames:        p.KeepFrames,
+		TimeNanos:         p.TimeNanos,
+		DurationNanos:     p.DurationNanos,
+		PeriodType:        p.PeriodType,
+		Period:            p.Period,
+	}
+}
+
+// ParseLabels parses --label flags, each "name=value", into a map. Names
+// follow Prometheus ([a-zA-Z_][a-zA-Z0-9_]*), may not start with "__" and
+// may not be service_name, which the agent sets per profile.
+func ParseLabels(flags []string) (map[string]string, error) {
+	m := make(map[string]string, len(flags))
+	for _, f := range flags {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("label %q: want name=value", f)
+		}
+		if !validLabelName(k) || strings.HasPrefix(k, "__") || k == "service_name" {
+			return nil, fmt.Errorf("label %q: name must match [a-zA-Z_][a-zA-Z0-9_]*, not start with __, and not be service_name", f)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("label %s given twice", k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func validLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' && i > 0) {
+			return false
+		}
+	}
+	return true
 }

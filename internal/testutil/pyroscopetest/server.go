@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -82,6 +83,7 @@ func New(tb testing.TB, opts Options) *Server {
 	mux.Handle(path, push)
 	mux.HandleFunc("/ingest", s.ingest)
 	s.srv = httptest.NewUnstartedServer(s.middleware(mux))
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused TLS handshakes are expected in tests
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("pyroscopetest: listen: %v", err)
