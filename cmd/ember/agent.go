@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emberprof/ember/export/filesink"
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/export/pyroscope"
 	"github.com/emberprof/ember/export/sink"
@@ -27,13 +28,13 @@ func init() {
 		cgroup   string
 		labels   []string
 		services []string
-		headers  []string
 		metrics  string
 		offState string
 
-		pyro                          pyroscope.Config
-		password, passwordFile, token string
-		tokenFile                     string
+		pyro        pyroscope.Flags
+		selfProfile bool
+		files       filesink.Config
+		fileFormat  string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -73,23 +74,22 @@ Credentials come from flags, files (--*-file) or the environment
 			reg := agent.NewRegistry()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			var sinks []sink.Sink
+			var pcfg pyroscope.Config
 			if pyro.URL != "" {
-				if pyro.Auth.BasicPassword, err = pyroscope.LoadSecret(password, passwordFile, "EMBER_PYROSCOPE_PASSWORD"); err != nil {
+				if pcfg, err = pyro.Config(); err != nil {
 					return err
 				}
-				if pyro.Auth.BearerToken, err = pyroscope.LoadSecret(token, tokenFile, "EMBER_PYROSCOPE_TOKEN"); err != nil {
-					return err
-				}
-				hv, err := keyValues(headers, "--header")
+				pcfg.Labels, pcfg.Registerer, pcfg.Logger = static, reg, log
+				s, err := pyroscope.New(pcfg)
 				if err != nil {
 					return err
 				}
-				pyro.Auth.Headers = map[string]pyroscope.Secret{}
-				for k, v := range hv {
-					pyro.Auth.Headers[k] = pyroscope.Secret(v)
-				}
-				pyro.Labels, pyro.Registerer, pyro.Logger = static, reg, log
-				s, err := pyroscope.New(pyro)
+				sinks = append(sinks, s)
+			}
+			if files.Dir != "" {
+				files.Labels, files.Registerer, files.Logger = static, reg, log
+				files.Ext = fileFormat
+				s, err := filesink.New(files)
 				if err != nil {
 					return err
 				}
@@ -111,6 +111,16 @@ Credentials come from flags, files (--*-file) or the environment
 					return err
 				}
 			}
+			if selfProfile {
+				if pyro.URL == "" {
+					return fmt.Errorf("--self-profile needs --pyroscope-url")
+				}
+				sp, err := pyroscope.StartSelfProfile(pyroscope.SelfProfileConfig{URL: pcfg.URL, Auth: pcfg.Auth, TLS: pcfg.TLS, Labels: static, Logger: log})
+				if err != nil {
+					return err
+				}
+				defer sp.Stop(context.Background())
+			}
 			log.Info("ember agent started", "interval", cfg.Interval, "mode", cfg.Mode, "frequency", cfg.Tracer.Frequency, "sinks", len(sinks))
 			return a.Run(ctx)
 		},
@@ -131,16 +141,12 @@ Credentials come from flags, files (--*-file) or the environment
 	f.Int64Var(&cfg.SymbolCacheBytes, "symbol-cache-bytes", 256<<20, "byte budget of the symbolizer's cache")
 	f.StringVar(&metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. localhost:9464)")
 
-	f.StringVar(&pyro.URL, "pyroscope-url", "", "Pyroscope server to push to")
-	f.StringVar(&pyro.Auth.BasicUser, "basic-auth-user", "", "basic auth user")
-	f.StringVar(&password, "basic-auth-password", "", "basic auth password (or EMBER_PYROSCOPE_PASSWORD)")
-	f.StringVar(&passwordFile, "basic-auth-password-file", "", "file holding the basic auth password")
-	f.StringVar(&token, "bearer-token", "", "bearer token (or EMBER_PYROSCOPE_TOKEN)")
-	f.StringVar(&tokenFile, "bearer-token-file", "", "file holding the bearer token")
-	f.StringVar(&pyro.Auth.TenantID, "tenant-id", "", "tenant, sent as X-Scope-OrgID")
-	f.StringSliceVar(&headers, "header", nil, "k=v: an extra request header (repeatable)")
-	f.StringVar(&pyro.TLS.CAFile, "tls-ca-file", "", "PEM bundle of CAs to trust for the server")
-	f.Int64Var(&pyro.QueueBytes, "queue-bytes", 64<<20, "byte budget of the upload queue; the oldest profile is dropped past it")
+	pyro.Register(f)
+	f.BoolVar(&selfProfile, "self-profile", false, "send Ember's own Go profiles to the same Pyroscope")
+	f.StringVar(&files.Dir, "output-dir", "", "write each profile as a file in this directory, named by time and service")
+	f.StringVar(&fileFormat, "output-format", ".pb.gz", "form of the files: .pb.gz, .html, .svg or .folded")
+	f.Int64Var(&files.MaxBytes, "output-dir-bytes", filesink.DefaultMaxBytes, "rotate: keep at most this many bytes of files")
+	f.DurationVar(&files.MaxAge, "output-dir-age", filesink.DefaultMaxAge, "rotate: delete files older than this")
 	rootCmd.AddCommand(cmd)
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emberprof/ember/export/output"
 	"github.com/emberprof/ember/export/sink"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	// MaxAge is how long a file is kept, by the time in its name; negative
 	// means for ever.
 	MaxAge time.Duration
+	// Ext picks the form of the files by extension, as `ember record -o`
+	// does: ".pb.gz" (the default), ".html", ".svg" or ".folded".
+	Ext string
 	// Labels are static labels (hostname, --label) written, with each
 	// profile's own, into the profile's comments.
 	Labels map[string]string
@@ -54,8 +58,9 @@ type Config struct {
 // Sink writes profiles to files in a directory. Its methods may be called
 // concurrently.
 type Sink struct {
-	cfg Config
-	m   *metrics
+	cfg    Config
+	format output.Format
+	m      *metrics
 
 	mu     sync.Mutex
 	files  []file // the sink's files, oldest first
@@ -76,7 +81,7 @@ type file struct {
 const timeLayout = "20060102T150405.000Z"
 
 var (
-	nameRE    = regexp.MustCompile(`^\d{8}T\d{6}\.\d{3}Z_[A-Za-z0-9._-]+\.pb\.gz$`)
+	nameRE    = regexp.MustCompile(`^\d{8}T\d{6}\.\d{3}Z_[A-Za-z0-9._-]+\.(pb\.gz|html|svg|folded)$`)
 	tmpPrefix = ".ember-tmp-"
 )
 
@@ -93,6 +98,13 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
 	}
+	if cfg.Ext == "" {
+		cfg.Ext = ".pb.gz"
+	}
+	format, err := output.FormatOf("profile" + cfg.Ext)
+	if err != nil || !nameRE.MatchString(fileName(time.Time{}, "s", "n", cfg.Ext)) {
+		return nil, fmt.Errorf("filesink: files cannot be %q (use .pb.gz, .html, .svg or .folded)", cfg.Ext)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,7 +118,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filesink: registering metrics: %w", err)
 	}
-	s := &Sink{cfg: cfg, m: m}
+	s := &Sink{cfg: cfg, format: format, m: m}
 	if err := s.scan(); err != nil {
 		return nil, err
 	}
@@ -163,7 +175,11 @@ func parseName(name string) (time.Time, bool) {
 // FileName returns the name, without a collision suffix, under which the
 // sink stores a profile of service and kind name that ends at t.
 func FileName(t time.Time, service, name string) string {
-	return t.UTC().Format(timeLayout) + "_" + safe(service) + "_" + safe(name) + ".pb.gz"
+	return fileName(t, service, name, ".pb.gz")
+}
+
+func fileName(t time.Time, service, name, ext string) string {
+	return t.UTC().Format(timeLayout) + "_" + safe(service) + "_" + safe(name) + ext
 }
 
 // safe makes s usable in a file name: letters, digits, '.', '_' and '-'
@@ -221,7 +237,7 @@ func (s *Sink) Write(p sink.Profile) (string, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name, err := s.linkLocked(tmp, FileName(t, p.Service, p.Name))
+	name, err := s.linkLocked(tmp, fileName(t, p.Service, p.Name, s.cfg.Ext))
 	_ = os.Remove(tmp)
 	if err != nil {
 		s.m.failed()
@@ -256,7 +272,7 @@ func (s *Sink) writeTemp(p *sink.Profile) (string, int64, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("filesink: %w", err)
 	}
-	err = cp.Write(f)
+	err = output.Write(f, s.format, cp, output.Options{})
 	if err == nil {
 		err = f.Chmod(0o640)
 	}
@@ -283,10 +299,10 @@ func (s *Sink) writeTemp(p *sink.Profile) (string, int64, error) {
 // linkLocked gives the temporary file its name, adding -1, -2, ... before
 // the extension if the name is taken. Link, unlike rename, never replaces.
 func (s *Sink) linkLocked(tmp, name string) (string, error) {
-	base := strings.TrimSuffix(name, ".pb.gz")
+	base := strings.TrimSuffix(name, s.cfg.Ext)
 	for i := 0; i < 1000; i++ {
 		if i > 0 {
-			name = fmt.Sprintf("%s-%d.pb.gz", base, i)
+			name = fmt.Sprintf("%s-%d%s", base, i, s.cfg.Ext)
 		}
 		err := os.Link(tmp, filepath.Join(s.cfg.Dir, name))
 		if err == nil {

@@ -272,3 +272,30 @@ func TestMulti(t *testing.T) {
 		t.Errorf("Enqueue after Close = %v, want ErrClosed", err)
 	}
 }
+
+// The files take the form their extension names: a flame graph page here.
+func TestExtHTML(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: dir, Ext: ".html"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "cpu", Unit: "nanoseconds"}},
+		Sample:     []*profile.Sample{{Value: []int64{1}}},
+	}
+	name, err := s.Write(sink.Profile{Service: "svc", Name: sink.NameCPU, Profile: p, Time: time.Unix(1e9, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(name, "_svc_process_cpu.html") || !strings.Contains(string(b), "<html") {
+		t.Errorf("%s: not an HTML flame graph (%d bytes)", name, len(b))
+	}
+	if _, err := New(Config{Dir: dir, Ext: ".exe"}); err == nil {
+		t.Error("an unknown extension was accepted")
+	}
+}
