@@ -25,6 +25,9 @@ type dwarfIndex struct {
 	pending int64                    // cost added by lazy parsing, not yet reported
 	last    cuRange                  // the range of the previous lookup
 	hasLast bool
+
+	line, str, lineStr []byte // for DWARF 5 file names
+	bo                 binary.ByteOrder
 }
 
 type cuRange struct {
@@ -65,6 +68,7 @@ func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 		}
 	}
 	ix.d = d
+	ix.line, ix.str, ix.lineStr, ix.bo = secs["line"], secs["str"], secs["line_str"], ef.ByteOrder
 	if err := ix.indexUnits(secs["info"], ef.ByteOrder); err != nil {
 		return nil, err
 	}

@@ -71,13 +71,13 @@ func (ix *dwarfIndex) parseUnit(u *compUnit) error {
 	if err != nil || cu == nil {
 		return fmt.Errorf("unit at %#x: %w: %v", u.off, ErrFormat, err)
 	}
-	lerr := u.readLines(ix.d, cu)
+	lerr := ix.readLines(u, cu)
 	serr := ix.readScopes(u, r)
 	return errors.Join(lerr, serr)
 }
 
-func (u *compUnit) readLines(d *dwarf.Data, cu *dwarf.Entry) error {
-	lr, err := d.LineReader(cu)
+func (ix *dwarfIndex) readLines(u *compUnit, cu *dwarf.Entry) error {
+	lr, err := ix.d.LineReader(cu)
 	if err != nil {
 		return fmt.Errorf("line table of unit at %#x: %w: %w", u.off, ErrFormat, err)
 	}
@@ -108,6 +108,12 @@ func (u *compUnit) readLines(d *dwarf.Data, cu *dwarf.Entry) error {
 		}
 	}
 	addFiles()
+	if off, ok := cu.Val(dwarf.AttrStmtList).(int64); ok {
+		compDir, _ := cu.Val(dwarf.AttrCompDir).(string)
+		if names := v5FileNames(ix.line, ix.str, ix.lineStr, uint64(off), ix.bo, compDir); len(names) == len(u.files) {
+			copy(u.files, names)
+		}
+	}
 	var (
 		le   dwarf.LineEntry
 		rows []lineRow

@@ -54,12 +54,12 @@ func newSymtab(ef *elf.File) (*symtab, error) {
 	if err != nil {
 		return t, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
 	}
-	t.add(syms)
+	t.add(syms, ef.Sections)
 	t.sort()
 	return t, nil
 }
 
-func (t *symtab) add(syms []elf.Symbol) {
+func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 	file := ""
 	for _, s := range syms {
 		typ := elf.ST_TYPE(s.Info)
@@ -67,10 +67,17 @@ func (t *symtab) add(syms []elf.Symbol) {
 			file = strings.Clone(s.Name)
 			continue
 		}
-		if typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC {
+		// The symbols llvm-symbolizer uses: functions, data, and untyped
+		// symbols (common in assembly), in allocated sections.
+		switch typ {
+		case elf.STT_FUNC, elf.STT_GNU_IFUNC, elf.STT_OBJECT, elf.STT_NOTYPE:
+		default:
 			continue
 		}
-		if s.Section == elf.SHN_UNDEF || s.Value == 0 || s.Name == "" {
+		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || s.Name == "" || s.Name[0] == '$' {
+			continue
+		}
+		if int(s.Section) < len(sections) && sections[s.Section].Flags&elf.SHF_ALLOC == 0 {
 			continue
 		}
 		name := s.Name
@@ -85,25 +92,24 @@ func (t *symtab) add(syms []elf.Symbol) {
 	}
 }
 
-// sort orders symbols by address; of several at one address the largest is
-// kept, then the first in file order (global before local aliases usually).
+// sort orders symbols by address and keeps one per address, chosen as
+// llvm-symbolizer does: the largest, and of equal sizes the last in the
+// table (a global after its local aliases).
 func (t *symtab) sort() {
 	slices.SortStableFunc(t.syms, func(a, b symbol) int {
-		if a.addr != b.addr {
-			if a.addr < b.addr {
-				return -1
-			}
-			return 1
+		if c := cmpU64(a.addr, b.addr); c != 0 {
+			return c
 		}
-		if a.size != b.size {
-			if a.size > b.size {
-				return -1
-			}
-			return 1
-		}
-		return 0
+		return cmpU64(a.size, b.size)
 	})
-	t.syms = slices.CompactFunc(t.syms, func(a, b symbol) bool { return a.addr == b.addr })
+	out := t.syms[:0]
+	for i, s := range t.syms {
+		if i+1 < len(t.syms) && t.syms[i+1].addr == s.addr {
+			continue
+		}
+		out = append(out, s)
+	}
+	t.syms = slices.Clip(out)
 }
 
 func mergeSymtabs(a, b *symtab) *symtab {

@@ -262,6 +262,16 @@ func (o *Object) Vaddr(m *profile.Mapping, addr uint64) (uint64, error) {
 // names the file and the table that could not be read; frames found by other
 // means are still returned with it.
 func (o *Object) Frames(addr uint64) (frames []Frame, err error) {
+	return o.frames(addr, true)
+}
+
+// RawFrames is Frames without demangling: function names as the symbol table
+// and DWARF give them (llvm-symbolizer --no-demangle).
+func (o *Object) RawFrames(addr uint64) (frames []Frame, err error) {
+	return o.frames(addr, false)
+}
+
+func (o *Object) frames(addr uint64, demangle bool) (frames []Frame, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -302,8 +312,10 @@ func (o *Object) Frames(addr uint64) (frames []Frame, err error) {
 			last.File = file
 		}
 	}
-	for i := range frames {
-		frames[i].Function = o.demangle(frames[i].Function)
+	if demangle {
+		for i := range frames {
+			frames[i].Function = o.demangle(frames[i].Function)
+		}
 	}
 	return frames, err
 }
