@@ -40,7 +40,7 @@ var dwarfSections = []string{"abbrev", "info", "line", "str", "ranges", "addr", 
 
 func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 	secs := make(map[string][]byte, len(dwarfSections))
-	ix := &dwarfIndex{origins: make(map[dwarf.Offset]dieName)}
+	var cost int64
 	for _, n := range dwarfSections {
 		b, err := sectionData(ef, data, ".debug_"+n)
 		if err != nil {
@@ -48,11 +48,21 @@ func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 		}
 		secs[n] = b
 		if len(b) > 0 && !inside(b, data) {
-			ix.cost += int64(len(b)) // a decompressed copy on the heap
+			cost += int64(len(b)) // a decompressed copy on the heap
 		} else {
-			ix.cost += int64(len(b)) / 16
+			cost += int64(len(b)) / 16 // mapped, paged in on demand
 		}
 	}
+	ix, err := newDWARFIndexSections(secs, ef.ByteOrder)
+	if ix != nil {
+		ix.cost += cost
+	}
+	return ix, err
+}
+
+// newDWARFIndexSections indexes DWARF given its sections by short name
+// ("info", "abbrev", ...). (nil, nil) when there is no .debug_info.
+func newDWARFIndexSections(secs map[string][]byte, bo binary.ByteOrder) (*dwarfIndex, error) {
 	if len(secs["info"]) == 0 {
 		return nil, nil
 	}
@@ -67,9 +77,9 @@ func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 			}
 		}
 	}
-	ix.d = d
-	ix.line, ix.str, ix.lineStr, ix.bo = secs["line"], secs["str"], secs["line_str"], ef.ByteOrder
-	if err := ix.indexUnits(secs["info"], ef.ByteOrder); err != nil {
+	ix := &dwarfIndex{d: d, origins: make(map[dwarf.Offset]dieName)}
+	ix.line, ix.str, ix.lineStr, ix.bo = secs["line"], secs["str"], secs["line_str"], bo
+	if err := ix.indexUnits(secs["info"], bo); err != nil {
 		return nil, err
 	}
 	ix.cost += int64(len(ix.ranges))*24 + int64(len(ix.units))*64
@@ -219,8 +229,8 @@ func zdebugData(s *elf.Section, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("section %s: no ZLIB header: %w", s.Name, ErrFormat)
 	}
 	size := binary.BigEndian.Uint64(b[4:])
-	if size > maxSectionSize {
-		return nil, fmt.Errorf("section %s of %d bytes: %w", s.Name, size, ErrTooLarge)
+	if size > maxSectionSize || size/maxCompressionRatio > uint64(len(b)) {
+		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", s.Name, size, len(b), ErrTooLarge)
 	}
 	zr, err := zlib.NewReader(bytes.NewReader(b[12:]))
 	if err != nil {

@@ -250,8 +250,8 @@ func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
 		}
 		return data[s.Offset:end:end], nil
 	}
-	if s.Size > maxSectionSize {
-		return nil, fmt.Errorf("section %s of %d bytes: %w", name, s.Size, ErrTooLarge)
+	if s.Size > maxSectionSize || s.Size/maxCompressionRatio > s.FileSize {
+		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", name, s.Size, s.FileSize, ErrTooLarge)
 	}
 	b, err := io.ReadAll(io.LimitReader(s.Open(), int64(s.Size)+1))
 	if err != nil {

@@ -36,12 +36,15 @@ var (
 
 // Size caps on hostile input.
 const (
-	maxSectionSize  = 1 << 30 // decompressed debug section
-	maxDebugdata    = 64 << 20
-	maxInlineDepth  = 64
-	maxNameLen      = 1 << 16
-	maxFramesPerPC  = 128
-	maxMappedObject = 1 << 36
+	maxSectionSize = 1 << 30 // decompressed debug section
+	// maxCompressionRatio bounds decompressed/compressed size: real debug
+	// sections compress 3 to 20 times; a bomb claims far more.
+	maxCompressionRatio = 256
+	maxDebugdata        = 64 << 20
+	maxInlineDepth      = 64
+	maxNameLen          = 1 << 16
+	maxFramesPerPC      = 128
+	maxMappedObject     = 1 << 36
 )
 
 // Object is one ELF file (executable, shared library or debug file) with the
@@ -130,9 +133,16 @@ func unmap(b []byte) {
 // into an error naming the file. Call it deferred with the function's error.
 func guard(name string, errp *error) {
 	if r := recover(); r != nil {
+		if panicOnBug {
+			panic(r)
+		}
 		*errp = fmt.Errorf("%s: %w: %v", name, ErrFormat, r)
 	}
 }
+
+// panicOnBug makes guard re-panic, so that fuzzing finds the bugs it would
+// otherwise turn into errors. Only the fuzz tests set it.
+var panicOnBug = false
 
 func parseObject(data []byte, name string, debugDirs []string, separate bool) (o *Object, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
