@@ -147,6 +147,9 @@ var panicOnBug = false
 func parseObject(data []byte, name string, debugDirs []string, separate bool) (o *Object, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(name, &err)
+	if err := checkELFExtents(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	ef, err := elf.NewFile(bytesReaderAt(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
