@@ -3,7 +3,6 @@ package symbolize
 import (
 	"bytes"
 	"compress/zlib"
-	"debug/dwarf"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 // dwarfIndex maps addresses to compilation units and parses each unit's line
 // table and inline tree the first time an address falls in it.
 type dwarfIndex struct {
-	d       *dwarf.Data // for line tables
 	units   []*unitInfo // every unit of .debug_info, by offset
 	cus     []*compUnit // units with code
 	ranges  []cuRange   // sorted by low
@@ -29,7 +27,7 @@ type dwarfIndex struct {
 	bo                             binary.ByteOrder
 	info, line, strSec, lineStr    []byte
 	strOffsets, addrSec, rangesSec []byte
-	rnglistsSec                    []byte
+	rnglistsSec, abbrevSec         []byte
 }
 
 type cuRange struct {
@@ -76,22 +74,12 @@ func newDWARFIndexSections(secs map[string][]byte, bo binary.ByteOrder) (*dwarfI
 	if len(secs["info"]) == 0 {
 		return nil, nil
 	}
-	d, err := dwarf.New(secs["abbrev"], nil, nil, secs["info"], secs["line"], nil, secs["ranges"], secs["str"])
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
-	}
-	for _, n := range []string{"addr", "line_str", "str_offsets", "rnglists"} {
-		if b := secs[n]; len(b) > 0 {
-			if err := d.AddSection(".debug_"+n, b); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrFormat, err)
-			}
-		}
-	}
 	ix := &dwarfIndex{
-		d: d, bo: bo, origins: make(map[uint64]dieName), abbrevs: make(map[uint64]*abbrevTable),
+		bo: bo, origins: make(map[uint64]dieName), abbrevs: make(map[uint64]*abbrevTable),
 		info: secs["info"], line: secs["line"], strSec: secs["str"], lineStr: secs["line_str"],
 		strOffsets: secs["str_offsets"], addrSec: secs["addr"], rangesSec: secs["ranges"], rnglistsSec: secs["rnglists"],
 	}
+	ix.abbrevSec = secs["abbrev"]
 	if err := ix.indexUnits(secs["abbrev"]); err != nil {
 		return nil, err
 	}
@@ -127,7 +115,7 @@ func (ix *dwarfIndex) indexUnits(abbrevSec []byte) error {
 		}
 		next := off + hdr + ulen
 		if next < off || next > uint64(len(info)) {
-			return nil // debug/dwarf already rejected or truncated it
+			return nil // a truncated last unit: keep the ones before it
 		}
 		d := &dbuf{b: info[off+hdr : next], bo: bo}
 		u := &unitInfo{off: off, end: next, offsz: offsz, version: d.u16()}
@@ -156,14 +144,19 @@ func (ix *dwarfIndex) indexUnits(abbrevSec []byte) error {
 		if kind != 1 && kind != 3 { // only full and partial units hold code
 			continue
 		}
-		if err := ix.loadAbbrevs(u, abbrevSec); err != nil {
-			return fmt.Errorf("unit at %#x: %w", cur, err)
-		}
-		a, _, err := ix.readDIE(u, u.first)
+		// Only the unit's own DIE is read now, with just its abbreviation;
+		// the unit's table is parsed when an address first falls in it.
+		ab, err := findAbbrev(abbrevSec, u.abbrevOff, info[u.first:u.end])
 		if err != nil {
 			return fmt.Errorf("unit at %#x: %w", cur, err)
 		}
-		if a.tag != uint64(dwarf.TagCompileUnit) && a.tag != uint64(dwarf.TagPartialUnit) {
+		u.abbrevs = ab
+		a, _, err := ix.readDIE(u, u.first)
+		u.abbrevs = nil
+		if err != nil {
+			return fmt.Errorf("unit at %#x: %w", cur, err)
+		}
+		if a.tag != tagCompileUnit && a.tag != tagPartialUnit {
 			continue
 		}
 		u.strOffBase, u.addrBase = a.strOffBase, a.addrBase
@@ -172,7 +165,7 @@ func (ix *dwarfIndex) indexUnits(abbrevSec []byte) error {
 			u.base = b
 		}
 		rs, _ := ix.dieRanges(u, &a)
-		cu := &compUnit{off: dwarf.Offset(u.first), info: u}
+		cu := &compUnit{info: u}
 		for _, rg := range rs {
 			ix.ranges = append(ix.ranges, cuRange{rg[0], rg[1], len(ix.cus)})
 		}
@@ -191,12 +184,15 @@ func (d *dbuf) offset(offsz uint8) uint64 {
 	return uint64(d.u32())
 }
 
-func (ix *dwarfIndex) loadAbbrevs(u *unitInfo, abbrevSec []byte) error {
+func (ix *dwarfIndex) loadAbbrevs(u *unitInfo) error {
+	if u.abbrevs != nil {
+		return nil
+	}
 	if t, ok := ix.abbrevs[u.abbrevOff]; ok {
 		u.abbrevs = t
 		return nil
 	}
-	t, err := parseAbbrevs(abbrevSec, u.abbrevOff)
+	t, err := parseAbbrevs(ix.abbrevSec, u.abbrevOff)
 	if err != nil {
 		return err
 	}
@@ -212,7 +208,7 @@ func (ix *dwarfIndex) unitAt(off uint64) *unitInfo {
 		return nil
 	}
 	u := ix.units[i-1]
-	if off < u.first || off >= u.end || u.abbrevs == nil {
+	if off < u.first || off >= u.end || ix.loadAbbrevs(u) != nil {
 		return nil
 	}
 	return u

@@ -1,16 +1,13 @@
 package symbolize
 
 import (
-	"debug/dwarf"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 )
 
 // compUnit is one DWARF compilation unit, parsed on first use.
 type compUnit struct {
-	off    dwarf.Offset // of the unit's DIE
 	info   *unitInfo
 	parsed bool
 	err    error
@@ -45,6 +42,7 @@ type scope struct {
 	callCol  uint32
 	children []*scope
 	kids     []funcRange // ranges of children, sorted, when there are many
+	subtree  [2]uint64   // DIEs below a top-level subprogram, not yet read
 }
 
 type funcRange struct {
@@ -63,116 +61,112 @@ func (u *compUnit) cost() int64 {
 // parseUnit reads the line table of u and the tree of subprograms and inlined
 // subroutines in it.
 func (ix *dwarfIndex) parseUnit(u *compUnit) error {
-	r := ix.d.Reader()
-	r.Seek(u.off)
-	cu, err := r.Next()
-	if err != nil || cu == nil {
-		return fmt.Errorf("unit at %#x: %w: %v", u.off, ErrFormat, err)
+	if err := ix.loadAbbrevs(u.info); err != nil {
+		return err
 	}
-	lerr := ix.readLines(u, cu)
+	a, _, err := ix.readDIE(u.info, u.info.first)
+	if err != nil {
+		return err
+	}
+	var lerr error
+	if a.hasStmtList {
+		lerr = ix.readLineTable(u, a.stmtList, ix.str(u.info, a.compDir))
+	}
 	serr := ix.readScopes(u)
 	return errors.Join(lerr, serr)
 }
 
-func (ix *dwarfIndex) readLines(u *compUnit, cu *dwarf.Entry) error {
-	lr, err := ix.d.LineReader(cu)
-	if err != nil {
-		return fmt.Errorf("line table of unit at %#x: %w: %w", u.off, ErrFormat, err)
-	}
-	if lr == nil {
-		return nil
-	}
-	index := make(map[*dwarf.LineFile]uint32)
-	fileIndex := func(f *dwarf.LineFile) uint32 {
-		if f == nil {
-			return 0
-		}
-		if i, ok := index[f]; ok {
-			return i
-		}
-		return uint32(len(u.files)) // appended below, by define_file
-	}
-	addFiles := func() {
-		for i, f := range lr.Files() {
-			if i < len(u.files) {
-				continue
-			}
-			name := ""
-			if f != nil {
-				name = f.Name
-				index[f] = uint32(i)
-			}
-			u.files = append(u.files, name)
-		}
-	}
-	addFiles()
-	if off, ok := cu.Val(dwarf.AttrStmtList).(int64); ok {
-		compDir, _ := cu.Val(dwarf.AttrCompDir).(string)
-		if names := v5FileNames(ix.line, ix.strSec, ix.lineStr, uint64(off), ix.bo, compDir); len(names) == len(u.files) {
-			copy(u.files, names)
-		}
-	}
-	var (
-		le       dwarf.LineEntry
-		all      = make([]lineRow, 0, 256) // rows of every sequence, in one array
-		start    int
-		bounds   [][3]uint64 // start row, end row, end address of each sequence
-		lastFile *dwarf.LineFile
-		lastIdx  uint32
-	)
-	for {
-		if err := lr.Next(&le); err != nil {
-			if err == io.EOF {
-				break
-			}
-			return fmt.Errorf("line table of unit at %#x: %w: %w", u.off, ErrFormat, err)
-		}
-		if le.File != lastFile {
-			if _, ok := index[le.File]; le.File != nil && !ok {
-				addFiles()
-			}
-			lastFile, lastIdx = le.File, fileIndex(le.File)
-		}
-		if le.EndSequence {
-			if len(all) > start && le.Address > all[start].addr {
-				bounds = append(bounds, [3]uint64{uint64(start), uint64(len(all)), le.Address})
-				start = len(all)
-			} else {
-				all = all[:start]
-			}
-			continue
-		}
-		if len(all) > start && le.Address < all[len(all)-1].addr {
-			continue // not increasing: malformed, drop the row
-		}
-		all = append(all, lineRow{addr: le.Address, file: lastIdx, line: uint32(le.Line), column: uint32(le.Column)})
-	}
-	all = all[:start]
-	if cap(all) > len(all)+len(all)/4 {
-		all = slices.Clone(all)
-	}
-	u.seqs = make([]lineSeq, 0, len(bounds))
-	for _, b := range bounds {
-		rows := all[b[0]:b[1]:b[1]]
-		u.seqs = append(u.seqs, lineSeq{low: rows[0].addr, high: b[2], rows: rows})
-	}
-	slices.SortStableFunc(u.seqs, func(a, b lineSeq) int { return cmpU64(a.low, b.low) })
-	return nil
-}
-
-// readScopes walks the unit's DIEs once with the scanner, building the tree
-// of subprograms and inlined subroutines that have code. Children of types
-// are skipped by DW_AT_sibling where the compiler gives one.
+// readScopes walks the top level of the unit's DIEs with the scanner and
+// records the subprograms that have code. The subtree of each (its inlined
+// subroutines) is only read when an address first falls in it, and the
+// children of types are skipped, by DW_AT_sibling where the compiler gives
+// one and by a fast skip otherwise.
 func (ix *dwarfIndex) readScopes(cu *compUnit) error {
 	u := cu.info
 	a, off, err := ix.readDIE(u, u.first)
-	if err != nil {
+	if err != nil || !a.children {
 		return err
 	}
-	if !a.children {
-		return nil
+	depth := 1
+	for off < u.end && depth > 0 {
+		die := off
+		a, next, err := ix.readDIE(u, off)
+		if err != nil {
+			return err
+		}
+		if next <= off {
+			return fmt.Errorf("DIE at %#x: no progress: %w", off, ErrFormat)
+		}
+		off = next
+		switch a.tag {
+		case 0:
+			depth--
+			continue
+		case tagSubprogram:
+			if rs, err := ix.dieRanges(u, &a); err == nil && len(rs) > 0 {
+				sc := &scope{ranges: rs, die: die}
+				for _, rg := range rs {
+					cu.funcs = append(cu.funcs, funcRange{rg[0], rg[1], sc})
+				}
+				cu.nscope++
+				if a.children {
+					end, err := ix.subtreeEnd(u, next, a.sibling)
+					if err != nil {
+						return err
+					}
+					sc.subtree = [2]uint64{next, end}
+					off = end
+				}
+				continue
+			}
+			fallthrough
+		case tagStructureType, tagClassType, tagUnionType, tagEnumerationType, tagArrayType, tagSubroutineType:
+			if a.children {
+				end, err := ix.subtreeEnd(u, next, a.sibling)
+				if err != nil {
+					return err
+				}
+				off = end
+			}
+			continue
+		}
+		if a.children {
+			depth++
+		}
 	}
-	stack := []*scope{nil} // enclosing scope per depth; nil for other DIEs
+	slices.SortStableFunc(cu.funcs, func(a, b funcRange) int { return cmpU64(a.low, b.low) })
+	return nil
+}
+
+// subtreeEnd returns the offset after the children that start at off: the
+// sibling if the DIE named one, else found by skipping DIEs.
+func (ix *dwarfIndex) subtreeEnd(u *unitInfo, off, sibling uint64) (uint64, error) {
+	if sibling > off && sibling <= u.end {
+		return sibling, nil
+	}
+	for depth := 1; depth > 0; {
+		next, children, null, err := ix.skipDIE(u, off)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case null:
+			depth--
+		case children:
+			depth++
+		}
+		off = next
+	}
+	return off, nil
+}
+
+// readSubtree reads the inlined subroutines (and nested functions) below the
+// top-level subprogram s, once.
+func (ix *dwarfIndex) readSubtree(cu *compUnit, s *scope) error {
+	u := cu.info
+	off, end := s.subtree[0], s.subtree[1]
+	s.subtree = [2]uint64{}
+	stack := []*scope{s} // enclosing scope per depth; nil for other DIEs
 	enclosing := func() *scope {
 		for i := len(stack) - 1; i >= 0; i-- {
 			if stack[i] != nil {
@@ -181,7 +175,7 @@ func (ix *dwarfIndex) readScopes(cu *compUnit) error {
 		}
 		return nil
 	}
-	for off < u.end && len(stack) > 0 {
+	for off < end && len(stack) > 0 {
 		die := off
 		a, next, err := ix.readDIE(u, off)
 		if err != nil {
@@ -206,38 +200,26 @@ func (ix *dwarfIndex) readScopes(cu *compUnit) error {
 				break
 			}
 			sc = &scope{ranges: rs, die: die}
-			parent := enclosing()
 			if a.tag == tagInlinedSubroutine {
-				if parent == nil {
-					sc = nil
-					break
-				}
 				sc.callFile, sc.callLine, sc.callCol = uint32(a.callFile), uint32(a.callLine), uint32(a.callCol)
-				if len(stack) <= maxInlineDepth*2 {
-					parent.children = append(parent.children, sc)
-				}
-			} else if parent != nil {
-				parent.children = append(parent.children, sc) // a nested function
-			} else {
-				for _, rg := range rs {
-					cu.funcs = append(cu.funcs, funcRange{rg[0], rg[1], sc})
-				}
+			}
+			if parent := enclosing(); parent != nil && len(stack) <= maxInlineDepth*2 {
+				parent.children = append(parent.children, sc)
 			}
 			cu.nscope++
 		case tagStructureType, tagClassType, tagUnionType, tagEnumerationType, tagArrayType, tagSubroutineType:
-			if a.children && a.sibling > die && a.sibling <= u.end {
-				off = a.sibling
-				continue
+			if a.children {
+				if off, err = ix.subtreeEnd(u, next, a.sibling); err != nil {
+					return err
+				}
 			}
+			continue
 		}
 		if a.children {
 			stack = append(stack, sc)
 		}
 	}
-	slices.SortStableFunc(cu.funcs, func(a, b funcRange) int { return cmpU64(a.low, b.low) })
-	for _, f := range cu.funcs {
-		indexChildren(f.s, 0)
-	}
+	indexChildren(s, 0)
 	return nil
 }
 
@@ -343,6 +325,13 @@ func (ix *dwarfIndex) unitFrames(u *compUnit, pc uint64) []Frame {
 			chain = append(chain, f.s)
 			break
 		}
+	}
+	if len(chain) > 0 && chain[0].subtree[1] != 0 {
+		before := u.nscope
+		if err := ix.readSubtree(u, chain[0]); err != nil && u.err == nil {
+			u.err = err
+		}
+		ix.pending += int64(u.nscope-before) * 112
 	}
 	for len(chain) > 0 && len(chain) < maxFramesPerPC {
 		next := chain[len(chain)-1].child(pc)

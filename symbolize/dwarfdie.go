@@ -39,6 +39,10 @@ type abbrev struct {
 	tag      uint64
 	children bool
 	attrs    []abbrevAttr
+	// fixed is the size of the attributes when all their forms have a fixed
+	// size for the unit's address and offset sizes in sizesKey; -1 if not.
+	fixed    int
+	sizesKey uint16
 }
 
 type abbrevAttr struct {
@@ -54,6 +58,8 @@ const (
 	atAbstractOrigin = 0x31
 	atSpecification  = 0x47
 	atRanges         = 0x55
+	atStmtList       = 0x10
+	atCompDir        = 0x1b
 	atCallColumn     = 0x57
 	atCallFile       = 0x58
 	atCallLine       = 0x59
@@ -64,6 +70,8 @@ const (
 	atMIPSLinkage    = 0x2007
 	atGNUAddrBase    = 0x2133
 
+	tagCompileUnit       = 0x11
+	tagPartialUnit       = 0x3c
 	tagArrayType         = 0x01
 	tagClassType         = 0x02
 	tagEnumerationType   = 0x04
@@ -121,6 +129,44 @@ func parseAbbrevs(b []byte, off uint64) (*abbrevTable, error) {
 	return t, nil
 }
 
+// findAbbrev returns a table holding only the abbreviation of the DIE that
+// starts die, found by scanning the table at off without building it.
+func findAbbrev(b []byte, off uint64, die []byte) (*abbrevTable, error) {
+	dd := &dbuf{b: die}
+	code := dd.uleb()
+	if !dd.ok() || code == 0 {
+		return nil, fmt.Errorf("no unit DIE: %w", ErrFormat)
+	}
+	if off >= uint64(len(b)) {
+		return nil, fmt.Errorf("abbrev table offset %#x beyond %d bytes: %w", off, len(b), ErrFormat)
+	}
+	d := &dbuf{b: b[off:]}
+	for d.ok() {
+		c := d.uleb()
+		if c == 0 {
+			break
+		}
+		a := &abbrev{tag: d.uleb(), children: d.u8() != 0}
+		for d.ok() {
+			attr, form := d.uleb(), d.uleb()
+			if attr == 0 && form == 0 {
+				break
+			}
+			var implicit int64
+			if form == formImplicitConst {
+				implicit = d.sleb()
+			}
+			if c == code {
+				a.attrs = append(a.attrs, abbrevAttr{attr, form, implicit})
+			}
+		}
+		if c == code && d.ok() {
+			return &abbrevTable{sparse: map[uint64]*abbrev{code: a}}, nil
+		}
+	}
+	return nil, fmt.Errorf("abbreviation %d not in table at %#x: %w", code, off, ErrFormat)
+}
+
 const (
 	formAddr          = 0x01
 	formFlag          = 0x0c
@@ -173,6 +219,9 @@ type dieAttrs struct {
 	strOffBase, addrBase        uint64
 	rngBase                     uint64
 	hasStrOff, hasAddr, hasRng  bool
+	stmtList                    uint64
+	hasStmtList                 bool
+	compDir                     attrVal
 }
 
 // readDIE decodes the DIE at off (absolute) in unit u; it returns the offset
@@ -239,9 +288,93 @@ func (ix *dwarfIndex) readDIE(u *unitInfo, off uint64) (dieAttrs, uint64, error)
 			a.addrBase, a.hasAddr = v, true
 		case atRnglistsBase:
 			a.rngBase, a.hasRng = v, true
+		case atStmtList:
+			a.stmtList, a.hasStmtList = v, true
+		case atCompDir:
+			a.compDir = attrVal{form, v}
+			if form == formString {
+				a.compDir.val = off + start
+			}
 		}
 	}
 	return a, off + uint64(len(ix.info[off:u.end])-len(d.b)), nil
+}
+
+// skipDIE steps over the DIE at off, reading only its abbreviation code when
+// its attributes have a fixed size.
+func (ix *dwarfIndex) skipDIE(u *unitInfo, off uint64) (next uint64, children, null bool, err error) {
+	if off >= u.end || u.end > uint64(len(ix.info)) {
+		return off, false, false, fmt.Errorf("DIE at %#x outside its unit: %w", off, ErrFormat)
+	}
+	d := &dbuf{b: ix.info[off:u.end], bo: ix.bo}
+	code := d.uleb()
+	if !d.ok() {
+		return off, false, false, d.err(off)
+	}
+	if code == 0 {
+		return off + uint64(len(ix.info[off:u.end])-len(d.b)), false, true, nil
+	}
+	ab := u.abbrevs.get(code)
+	if ab == nil {
+		return off, false, false, fmt.Errorf("DIE at %#x: unknown abbreviation %d: %w", off, code, ErrFormat)
+	}
+	key := uint16(u.addrSize)<<8 | uint16(u.offsz)<<4 | uint16(min(u.version, 15))
+	if ab.sizesKey != key {
+		ab.sizesKey, ab.fixed = key, fixedSize(ab, u)
+	}
+	if ab.fixed >= 0 {
+		d.skip(ab.fixed)
+	} else {
+		for _, at := range ab.attrs {
+			form := at.form
+			if form == formIndirect {
+				form = d.uleb()
+			}
+			if _, ok := d.formValue(form, u, at.implicit); !ok {
+				return off, false, false, fmt.Errorf("DIE at %#x: form %#x: %w", off, form, ErrFormat)
+			}
+		}
+	}
+	if !d.ok() {
+		return off, false, false, d.err(off)
+	}
+	return off + uint64(len(ix.info[off:u.end])-len(d.b)), ab.children, false, nil
+}
+
+// fixedSize is the size of an abbreviation's attributes if every form has a
+// fixed size, else -1.
+func fixedSize(ab *abbrev, u *unitInfo) int {
+	n := 0
+	for _, at := range ab.attrs {
+		switch at.form {
+		case formAddr:
+			n += int(u.addrSize)
+		case formData1, formRef1, formFlag, formStrx1, formAddrx1:
+			n++
+		case formData2, formRef2, formStrx1 + 1, formAddrx1 + 1:
+			n += 2
+		case formStrx1 + 2, formAddrx1 + 2:
+			n += 3
+		case formData4, formRef4, formRefSup4, formStrx4, formAddrx4:
+			n += 4
+		case formData8, formRef8, formRefSig8, formRefSup8:
+			n += 8
+		case formData16:
+			n += 16
+		case formStrp, formLineStrp, formSecOffset, formStrpSup, formGNURefAlt, formGNUStrpAlt:
+			n += int(u.offsz)
+		case formRefAddr:
+			if u.version <= 2 {
+				n += int(u.addrSize)
+			} else {
+				n += int(u.offsz)
+			}
+		case formFlagPresent, formImplicitConst:
+		default:
+			return -1
+		}
+	}
+	return n
 }
 
 // ref turns a reference form's value into an absolute .debug_info offset.

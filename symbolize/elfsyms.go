@@ -22,6 +22,7 @@ type symbol struct {
 	addr, size uint64
 	name       string
 	file       string // of the STT_FILE symbol before a local symbol
+	seq        int32  // position in the table, for sorting
 }
 
 func (t *symtab) empty() bool { return t == nil || len(t.syms) == 0 }
@@ -64,7 +65,7 @@ func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 	for _, s := range syms {
 		typ := elf.ST_TYPE(s.Info)
 		if typ == elf.STT_FILE {
-			file = strings.Clone(s.Name)
+			file = s.Name
 			continue
 		}
 		// The symbols llvm-symbolizer uses: functions, data, and untyped
@@ -84,7 +85,7 @@ func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 		if len(name) > maxNameLen {
 			name = name[:maxNameLen]
 		}
-		sym := symbol{addr: s.Value, size: s.Size, name: strings.Clone(name)}
+		sym := symbol{addr: s.Value, size: s.Size, name: name} // debug/elf's strings are copies already
 		if elf.ST_BIND(s.Info) == elf.STB_LOCAL {
 			sym.file = file
 		}
@@ -96,11 +97,17 @@ func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 // llvm-symbolizer does: the largest, and of equal sizes the last in the
 // table (a global after its local aliases).
 func (t *symtab) sort() {
-	slices.SortStableFunc(t.syms, func(a, b symbol) int {
+	for i := range t.syms {
+		t.syms[i].seq = int32(i)
+	}
+	slices.SortFunc(t.syms, func(a, b symbol) int {
 		if c := cmpU64(a.addr, b.addr); c != 0 {
 			return c
 		}
-		return cmpU64(a.size, b.size)
+		if c := cmpU64(a.size, b.size); c != 0 {
+			return c
+		}
+		return int(a.seq - b.seq)
 	})
 	out := t.syms[:0]
 	for i, s := range t.syms {
@@ -114,7 +121,7 @@ func (t *symtab) sort() {
 
 func mergeSymtabs(a, b *symtab) *symtab {
 	t := &symtab{full: a.full || b.full}
-	t.syms = append(append(t.syms, a.syms...), b.syms...)
+	t.syms = append(append(t.syms, a.syms...), b.syms...) // b's after a's: b wins ties
 	t.sort()
 	return t
 }
