@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,11 +29,20 @@ func tinyELFs(f *testing.F) [][]byte {
 		return nil
 	}
 	var out [][]byte
-	for _, flags := range [][]string{{"-gdwarf-4"}, {"-gdwarf-5"}, {"-g", "-gz=zlib"}, {"-g0"}} {
-		key := "tiny" + strings.Join(flags, "")
+	type variant struct {
+		cc    string
+		flags []string
+	}
+	variants := []variant{{gcc, []string{"-gdwarf-4"}}, {gcc, []string{"-gdwarf-5"}}, {gcc, []string{"-g", "-gz=zlib"}}, {gcc, []string{"-g0"}}}
+	if clang, err := exec.LookPath("clang-19"); err == nil {
+		// clang's DWARF 5 uses the indexed forms (strx, addrx, rnglistx).
+		variants = append(variants, variant{clang, []string{"-gdwarf-5"}})
+	}
+	for _, v := range variants {
+		key := "tiny-" + filepath.Base(v.cc) + strings.Join(v.flags, "")
 		p := built(f, key, func(dir, o string) {
-			args := append([]string{"-O2", "-nostdlib", "-static", "-Wl,-n", "-Wl,--build-id", "-o", o}, flags...)
-			run(f, dir, gcc, append(args, srcPath(f, "tiny.c"))...)
+			args := append([]string{"-O2", "-nostdlib", "-static", "-Wl,-n", "-Wl,--build-id", "-o", o}, v.flags...)
+			run(f, dir, v.cc, append(args, srcPath(f, "tiny.c"))...)
 		})
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -78,27 +88,29 @@ func FuzzELF(f *testing.F) {
 }
 
 // FuzzDWARF feeds the DWARF sections of the seeds, mutated, to the index:
-// unit headers, line tables (DWARF 4 and 5 file tables), the DIE walk and
-// name resolution.
+// unit headers, abbreviations, DIEs and their forms, range lists, line
+// programs (DWARF 2 to 5 headers and file tables) and name resolution.
 func FuzzDWARF(f *testing.F) {
 	for _, b := range tinyELFs(f) {
 		ef, err := elf.NewFile(bytesReaderAt(b))
 		if err != nil {
 			f.Fatal(err)
 		}
-		var secs [5][]byte
-		for i, n := range []string{"info", "abbrev", "line", "str", "line_str"} {
+		secs := make([][]byte, 9) // in the order of dwarfSections
+		for i, n := range dwarfSections {
 			secs[i], _ = sectionData(ef, b, ".debug_"+n)
 		}
-		if len(secs[0]) > 0 {
-			f.Add(secs[0], secs[1], secs[2], secs[3], secs[4], uint64(0x100))
+		if len(secs[1]) > 0 {
+			f.Add(secs[0], secs[1], secs[2], secs[3], secs[4], secs[5], secs[6], secs[7], secs[8], uint64(0x100))
 		}
 	}
 	defer fuzzing()()
-	f.Fuzz(func(t *testing.T, info, abbrev, line, str, lineStr []byte, pc uint64) {
-		ix, err := newDWARFIndexSections(map[string][]byte{
-			"info": info, "abbrev": abbrev, "line": line, "str": str, "line_str": lineStr,
-		}, binary.LittleEndian)
+	f.Fuzz(func(t *testing.T, abbrev, info, line, str, ranges, addr, lineStr, strOffsets, rnglists []byte, pc uint64) {
+		secs := make(map[string][]byte)
+		for i, b := range [][]byte{abbrev, info, line, str, ranges, addr, lineStr, strOffsets, rnglists} {
+			secs[dwarfSections[i]] = b
+		}
+		ix, err := newDWARFIndexSections(secs, binary.LittleEndian)
 		if err != nil || ix == nil {
 			return
 		}

@@ -105,7 +105,7 @@ func rustBuild(mangling string) func(tb testing.TB) (string, string) {
 	}
 }
 
-func goBuild(stripped bool) func(tb testing.TB) (string, string) {
+func goBuild(stripped bool, extra ...string) func(tb testing.TB) (string, string) {
 	return func(tb testing.TB) (string, string) {
 		gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 		if _, err := os.Stat(gobin); err != nil {
@@ -122,11 +122,12 @@ func goBuild(stripped bool) func(tb testing.TB) (string, string) {
 				}
 			})
 		}
-		full := build("go-full")
+		suffix := strings.Join(extra, "")
+		full := build("go-full"+suffix, extra...)
 		if !stripped {
 			return full, full
 		}
-		return build("go-stripped", "-ldflags=-s -w"), full
+		return build("go-stripped"+suffix, append(extra, "-ldflags=-s -w")...), full
 	}
 }
 
@@ -154,6 +155,7 @@ var matrix = []matrixBinary{
 	{"rustc -O v0 mangling", rustBuild("v0")},
 	{"go", goBuild(false)},
 	{"go -ldflags=-s -w", goBuild(true)},
+	{"go -buildmode=pie -ldflags=-s -w", goBuild(true, "-buildmode=pie")},
 }
 
 const matrixSamples = 3000

@@ -18,8 +18,14 @@ import (
 // then sleeps; it returns the process and the printed name=address pairs.
 func startWaiting(t *testing.T, exe string, env ...string) (*exec.Cmd, map[string]uint64) {
 	t.Helper()
+	return startWaitingFiles(t, exe, nil, env...)
+}
+
+func startWaitingFiles(t *testing.T, exe string, files []*os.File, env ...string) (*exec.Cmd, map[string]uint64) {
+	t.Helper()
 	cmd := exec.Command(exe, "100", "wait")
 	cmd.Env = append(os.Environ(), env...)
+	cmd.ExtraFiles = files
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
