@@ -233,4 +233,19 @@ func TestCacheBudget(t *testing.T) {
 	if n, bytes := big.CacheStats(); n != 2 || bytes <= 0 {
 		t.Errorf("cache holds %d objects, %d bytes; want 2", n, bytes)
 	}
+	// Found again by build ID and by file identity, without parsing again.
+	o, err := OpenObject(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := o.BuildID()
+	o.Close()
+	for _, bid := range []string{"", id} {
+		m := &profile.Mapping{ID: 1, Start: 0x1000000, Limit: 0x2000000, File: a, BuildID: bid}
+		p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: m.Start + 0x1100, Mapping: m}}}
+		big.Symbolize(p)
+	}
+	if n := big.parsed.Load(); n != 2 {
+		t.Errorf("%d objects parsed for 2 files", n)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -34,6 +35,8 @@ const kallsymsTTL = time.Minute
 type Symbolizer struct {
 	opts  Options
 	cache *objectCache
+
+	parsed atomic.Int64 // objects indexed, for tests of the cache
 
 	mu       sync.Mutex
 	kernel   *kallsyms
@@ -157,11 +160,7 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 			return e, nil
 		}
 	}
-	open := s.opts.Open
-	if open == nil {
-		open = func(m *profile.Mapping) (*os.File, error) { return os.Open(m.File) }
-	}
-	f, err := open(m)
+	f, err := s.open(m)
 	if err != nil {
 		return nil, err
 	}
@@ -178,11 +177,20 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := fk
-	if o.buildID != "" {
-		key = "build:" + o.buildID
+	s.parsed.Add(1)
+	if o.buildID == "" {
+		return s.cache.add(fk, o), nil
 	}
-	return s.cache.add(key, o), nil
+	e := s.cache.add("build:"+o.buildID, o)
+	s.cache.alias(e, fk)
+	return e, nil
+}
+
+func (s *Symbolizer) open(m *profile.Mapping) (*os.File, error) {
+	if s.opts.Open != nil {
+		return s.opts.Open(m)
+	}
+	return os.Open(m.File)
 }
 
 func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
@@ -212,7 +220,7 @@ func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Locatio
 }
 
 func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
-	f, err := os.Open(m.File)
+	f, err := s.open(m) // in a container, Options.Open finds its /tmp
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
 	}
