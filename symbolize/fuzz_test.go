@@ -13,10 +13,14 @@ import (
 // Fuzz targets, one per parser. In a plain `go test` run each executes only
 // its seed corpus; fuzz one with, for example,
 //
-//	go test ./symbolize -run '^$' -fuzz '^FuzzELF$' -fuzztime 1m
+//	go test ./symbolize -run '^$' -fuzz '^FuzzELF$' -fuzztime 1m -fuzzminimizetime 2s
+//
+// (With the default minimization time of a minute, minimizing the first
+// interesting ELF or pclntab input can take the whole run while the progress
+// line shows few execs.)
 //
 // Seeds are real files built or read at test time: small ELF images from
-// testdata/tiny.c (DWARF 4, DWARF 5, zlib), a Go pclntab, this machine's
+// testdata/tiny.c (gcc DWARF 4 and 5, zlib, no DWARF; clang DWARF 5), a Go pclntab, this machine's
 // /proc/self/maps and the head of /proc/kallsyms.
 
 // tinyELFs builds the seed ELF images, if gcc is installed.

@@ -2,6 +2,7 @@ package symbolize
 
 import (
 	"bufio"
+	"debug/elf"
 	"io"
 	"os"
 	"os/exec"
@@ -215,4 +216,60 @@ func TestSymbolizeBadFileCostsOnlyItsFrames(t *testing.T) {
 	if len(p.Location[1].Line) != 0 || p.Location[1].Address != 0x1100 || len(p.Location[2].Line) != 0 {
 		t.Errorf("bad mappings' locations changed: %+v %+v", p.Location[1], p.Location[2])
 	}
+}
+
+// TestSymbolizeLiveGo symbolizes a stripped Go process, non-PIE and PIE,
+// from its pclntab: main.nearest and the functions inlined into it.
+func TestSymbolizeLiveGo(t *testing.T) {
+	for _, mode := range [][]string{nil, {"-buildmode=pie"}} {
+		t.Run(strings.Join(append([]string{"go"}, mode...), " "), func(t *testing.T) {
+			stripped, full := goBuild(true, mode...)(t)
+			cmd, addrs := startWaiting(t, stripped)
+			lo, size := addrs["nearest"], symbolSize(t, full, "main.nearest")
+			var pcs []uint64
+			for a := lo; a < lo+size; a++ {
+				pcs = append(pcs, a)
+			}
+			p := processProfile(t, cmd.Process.Pid, pcs...)
+			s := New(Options{Open: ProcessOpener(cmd.Process.Pid)})
+			defer s.Close()
+			if err := s.Symbolize(p); err != nil {
+				t.Fatal(err)
+			}
+			inlined := false
+			for _, l := range p.Location {
+				wantOuter(t, l, "main.nearest", "main.go")
+				if len(l.Line) == 3 && l.Line[0].Function.Name == "main.sq" && l.Line[1].Function.Name == "main.dist2" {
+					inlined = true
+				}
+			}
+			if !inlined {
+				t.Error("no address shows main.sq inlined in main.dist2 in main.nearest")
+			}
+			if m := p.Location[0].Mapping; m.BuildID == "" || !m.HasInlineFrames {
+				t.Errorf("mapping %+v: want a build ID and inline frames", m)
+			}
+		})
+	}
+}
+
+// symbolSize returns the size of a function symbol in the ELF file at path.
+func symbolSize(t *testing.T, path, name string) uint64 {
+	t.Helper()
+	ef, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	syms, err := ef.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range syms {
+		if s.Name == name {
+			return s.Size
+		}
+	}
+	t.Fatalf("%s: no symbol %s", path, name)
+	return 0
 }
