@@ -333,6 +333,14 @@ func (o *Object) frames(addr uint64, demangle bool) (frames []Frame, err error) 
 	return frames, err
 }
 
+// Demangle returns name demangled (C++, Rust), or unchanged; results are
+// memoized per object.
+func (o *Object) Demangle(name string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.demangle(name)
+}
+
 func (o *Object) demangle(name string) string {
 	if !looksMangled(name) {
 		return name

@@ -273,3 +273,32 @@ func symbolSize(t *testing.T, path, name string) uint64 {
 	t.Fatalf("%s: no symbol %s", path, name)
 	return 0
 }
+
+func TestSymbolizeDemanglesCXX(t *testing.T) {
+	path, _ := cxxBuild("g++", "-O2", "-g")(t)
+	o, err := OpenObject(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addr uint64
+	for _, s := range o.syms.syms {
+		if strings.Contains(s.name, "total_area") {
+			addr = s.addr
+		}
+	}
+	o.Close()
+	if addr == 0 {
+		t.Fatal("no total_area symbol")
+	}
+	m := &profile.Mapping{ID: 1, Start: 0x1000000, Limit: 0x2000000, File: path}
+	p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: m.Start + addr, Mapping: m}}}
+	s := New(Options{})
+	defer s.Close()
+	if err := s.Symbolize(p); err != nil {
+		t.Fatal(err)
+	}
+	f := p.Location[0].Line[len(p.Location[0].Line)-1].Function
+	if f.Name != "ember::test::total_area(std::vector<ember::test::Shape*, std::allocator<ember::test::Shape*>> const&)" || !strings.HasPrefix(f.SystemName, "_ZN5ember4test10total_area") {
+		t.Errorf("function %q, system name %q", f.Name, f.SystemName)
+	}
+}

@@ -137,9 +137,9 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 			firstErr = cmp(firstErr, err)
 			continue
 		}
-		frames, err := o.Frames(va)
+		frames, err := o.RawFrames(va)
 		firstErr = cmp(firstErr, err)
-		fs.fill(m, l, frames)
+		fs.fillNamed(m, l, frames, o.Demangle)
 	}
 	return firstErr
 }
@@ -269,13 +269,13 @@ func newFuncSet(p *profile.Profile) *funcSet {
 	return fs
 }
 
-func (fs *funcSet) function(name, file string) *profile.Function {
+func (fs *funcSet) function(name, system, file string) *profile.Function {
 	k := [2]string{name, file}
 	if f, ok := fs.byKey[k]; ok {
 		return f
 	}
 	fs.nextID++
-	f := &profile.Function{ID: fs.nextID, Name: name, SystemName: name, Filename: file}
+	f := &profile.Function{ID: fs.nextID, Name: name, SystemName: system, Filename: file}
 	fs.p.Function = append(fs.p.Function, f)
 	fs.byKey[k] = f
 	return f
@@ -284,6 +284,12 @@ func (fs *funcSet) function(name, file string) *profile.Function {
 // fill sets l's Lines from frames (innermost first, the pprof order) and
 // the mapping's Has* flags.
 func (fs *funcSet) fill(m *profile.Mapping, l *profile.Location, frames []Frame) {
+	fs.fillNamed(m, l, frames, nil)
+}
+
+// fillNamed is fill for frames with raw (mangled) names: Function.Name gets
+// the demangled name and SystemName the raw one.
+func (fs *funcSet) fillNamed(m *profile.Mapping, l *profile.Location, frames []Frame, demangle func(string) string) {
 	if len(frames) == 0 {
 		return
 	}
@@ -292,11 +298,14 @@ func (fs *funcSet) fill(m *profile.Mapping, l *profile.Location, frames []Frame)
 		if f.Function == "" && f.File == "" {
 			continue
 		}
-		name := f.Function
-		if name == "" {
-			name = "??"
+		name, system := f.Function, f.Function
+		if demangle != nil {
+			name = demangle(system)
 		}
-		l.Line = append(l.Line, profile.Line{Function: fs.function(name, f.File), Line: int64(f.Line), Column: int64(f.Column)})
+		if name == "" {
+			name, system = "??", "??"
+		}
+		l.Line = append(l.Line, profile.Line{Function: fs.function(name, system, f.File), Line: int64(f.Line), Column: int64(f.Column)})
 		m.HasFunctions = m.HasFunctions || f.Function != ""
 		m.HasFilenames = m.HasFilenames || f.File != ""
 		m.HasLineNumbers = m.HasLineNumbers || f.Line != 0
