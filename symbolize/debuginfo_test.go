@@ -249,3 +249,45 @@ func TestCacheBudget(t *testing.T) {
 		t.Errorf("%d objects parsed for 2 files", n)
 	}
 }
+
+// TestBadDWARFCostsOnlyItsFrames corrupts the abbreviations of a binary: the
+// symbol table still names functions, and the error names the file.
+func TestBadDWARFCostsOnlyItsFrames(t *testing.T) {
+	path, _ := cBuild("gcc", "-O2", "-gdwarf-5")(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := ef.Section(".debug_abbrev")
+	ef.Close()
+	for i := sec.Offset; i < sec.Offset+sec.Size; i++ {
+		b[i] = 0xff
+	}
+	bad := filepath.Join(t.TempDir(), "bad-dwarf")
+	os.WriteFile(bad, b, 0o755)
+	o, err := OpenObject(bad)
+	if err != nil {
+		t.Fatalf("a binary with bad DWARF but a good symbol table: %v", err)
+	}
+	defer o.Close()
+	named, errs := 0, 0
+	for _, a := range textAddresses(t, path, 200) {
+		f, err := o.Frames(a)
+		if len(f) > 0 && f[len(f)-1].Function != "" {
+			named++
+		}
+		if err != nil {
+			errs++
+			if !strings.Contains(err.Error(), bad) {
+				t.Fatalf("error %q does not name the file", err)
+			}
+		}
+	}
+	if named != 200 || (errs == 0 && o.Err() == nil) {
+		t.Errorf("%d of 200 addresses named, %d errors, open error %v", named, errs, o.Err())
+	}
+}

@@ -56,6 +56,7 @@ type Object struct {
 	buildID   string // GNU build ID, hex
 	goBuildID string
 	debugPath string // separate debug file, if one was used
+	openErr   error  // tables that could not be read
 	loads     []elf.ProgHeader
 
 	mu        sync.Mutex // guards the lazily built parts of dw and demangled
@@ -197,11 +198,18 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 		}
 	}
 	o.cost.Store(o.baseCost(data))
-	if o.gotab == nil && o.dw == nil && o.syms.empty() && len(errs) > 0 {
-		return nil, fmt.Errorf("%s: %w", name, errors.Join(errs...))
+	if len(errs) > 0 {
+		o.openErr = fmt.Errorf("%s: %w", name, errors.Join(errs...))
+		if o.gotab == nil && o.dw == nil && o.syms.empty() {
+			return nil, o.openErr
+		}
 	}
 	return o, nil
 }
+
+// Err reports what could not be read when the Object was opened (a bad
+// DWARF section, say), though other tables could; nil if everything was.
+func (o *Object) Err() error { return o.openErr }
 
 func (o *Object) baseCost(data []byte) int64 {
 	c := int64(len(data)) / 16 // mapped, paged in on demand

@@ -130,7 +130,7 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 			m.BuildID = o.goBuildID
 		}
 	}
-	var firstErr error
+	firstErr := o.Err()
 	for _, l := range locs {
 		va, err := o.Vaddr(m, l.Address)
 		if err != nil {

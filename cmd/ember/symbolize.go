@@ -32,6 +32,9 @@ Unknown parts print as ?? and ??:0:0.`,
 				return err
 			}
 			defer o.Close()
+			if err := o.Err(); err != nil {
+				fmt.Fprintln(os.Stderr, "ember symbolize: warning:", err)
+			}
 			if err := symbolize.SymbolizeStream(os.Stdin, os.Stdout, o, !noDemangle); err != nil {
 				fmt.Fprintln(os.Stderr, "ember symbolize:", err)
 			}
