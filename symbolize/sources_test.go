@@ -146,6 +146,7 @@ func TestPerfMapFromRealJITs(t *testing.T) {
 	for _, j := range jits {
 		t.Run(j.name, func(t *testing.T) {
 			cmd := exec.Command(j.cmd[0], j.cmd[1:]...)
+			cmd.Dir = t.TempDir() // node also writes V8 logs to its directory
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("%v: %v\n%s", j.cmd, err, out)
 			}
