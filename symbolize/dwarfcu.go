@@ -25,7 +25,7 @@ type lineSeq struct {
 }
 
 type lineRow struct {
-	addr   uint64
+	off    uint32 // address - lineSeq.low
 	file   uint32
 	line   uint32
 	column uint32
@@ -53,7 +53,7 @@ type funcRange struct {
 func (u *compUnit) cost() int64 {
 	c := int64(len(u.files)) * 64
 	for _, s := range u.seqs {
-		c += 40 + int64(len(s.rows))*24
+		c += 40 + int64(len(s.rows))*16
 	}
 	return c + int64(len(u.funcs))*24 + int64(u.nscope)*112
 }
@@ -377,7 +377,8 @@ func (u *compUnit) row(pc uint64) (lineRow, bool) {
 		if pc < s.low || pc >= s.high {
 			continue
 		}
-		k, _ := slices.BinarySearchFunc(s.rows, pc+1, func(r lineRow, pc uint64) int { return cmpU64(r.addr, pc) })
+		off := uint32(pc - s.low) // < 4 GiB: sequences are no longer
+		k, _ := slices.BinarySearchFunc(s.rows, off+1, func(r lineRow, off uint32) int { return cmpU64(uint64(r.off), uint64(off)) })
 		if k > 0 {
 			return s.rows[k-1], true
 		}

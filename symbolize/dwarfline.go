@@ -59,22 +59,28 @@ func (ix *dwarfIndex) readLineTable(cu *compUnit, off uint64, compDir string) er
 	cu.files = h.files
 	d := &dbuf{b: h.program, bo: ix.bo}
 	var (
-		all    = make([]lineRow, 0, min(len(h.program)/2+1, 1<<12))
+		all    = make([]lineRow, 0, len(h.program)/4+16) // about one row per 4 bytes
 		start  int
-		bounds [][3]uint64 // start row, end row, end address of each sequence
+		low    uint64      // address of the sequence's first row
+		bounds [][3]uint64 // start row, end row, low address of each sequence
+		ends   []uint64    // end address of each sequence
 	)
 	var addr, line, file, col uint64
 	reset := func() { addr, line, file, col = 0, 1, 1, 0 }
 	reset()
 	emit := func() {
-		if len(all) > start && addr < all[len(all)-1].addr {
-			return // not increasing: malformed, drop the row
+		if len(all) == start {
+			low = addr
 		}
-		all = append(all, lineRow{addr: addr, file: uint32(file), line: uint32(line), column: uint32(col)})
+		if addr < low || addr-low > 1<<32-1 || (len(all) > start && uint32(addr-low) < all[len(all)-1].off) {
+			return // not increasing, or a sequence over 4 GiB: malformed, drop the row
+		}
+		all = append(all, lineRow{off: uint32(addr - low), file: uint32(file), line: uint32(line), column: uint32(col)})
 	}
 	endSeq := func() {
-		if len(all) > start && addr > all[start].addr {
-			bounds = append(bounds, [3]uint64{uint64(start), uint64(len(all)), addr})
+		if len(all) > start && addr > low {
+			bounds = append(bounds, [3]uint64{uint64(start), uint64(len(all)), low})
+			ends = append(ends, addr)
 			start = len(all)
 		} else {
 			all = all[:start]
@@ -143,9 +149,8 @@ func (ix *dwarfIndex) readLineTable(cu *compUnit, off uint64, compDir string) er
 		all = slices.Clone(all)
 	}
 	cu.seqs = make([]lineSeq, 0, len(bounds))
-	for _, b := range bounds {
-		rows := all[b[0]:b[1]:b[1]]
-		cu.seqs = append(cu.seqs, lineSeq{low: rows[0].addr, high: b[2], rows: rows})
+	for i, b := range bounds {
+		cu.seqs = append(cu.seqs, lineSeq{low: b[2], high: ends[i], rows: all[b[0]:b[1]:b[1]]})
 	}
 	slices.SortStableFunc(cu.seqs, func(a, b lineSeq) int { return cmpU64(a.low, b.low) })
 	if !d.ok() {
