@@ -159,20 +159,23 @@ func (ix *dwarfIndex) readLineTable(cu *compUnit, off uint64, compDir string) er
 	return nil
 }
 
-// join builds a file's path from its name and directory index.
+// join builds a file's path from its name and directory index, as
+// llvm-symbolizer does: the unit's directory is prepended to a relative
+// include directory, but not to directory 0 (which, before DWARF 5, is the
+// unit's directory itself, and from DWARF 5 names it).
 func (h *lineHeader) join(name string, dir uint64) string {
 	if path.IsAbs(name) {
 		return name
 	}
-	d := h.compDir
+	d, fromTable := h.compDir, false
 	if h.version >= 5 {
 		if dir < uint64(len(h.dirs)) {
-			d = h.dirs[dir]
+			d, fromTable = h.dirs[dir], dir != 0
 		}
 	} else if dir > 0 && dir <= uint64(len(h.dirs)) {
-		d = h.dirs[dir-1]
+		d, fromTable = h.dirs[dir-1], true
 	}
-	if d != "" && !path.IsAbs(d) && h.compDir != "" {
+	if fromTable && !path.IsAbs(d) && h.compDir != "" {
 		d = joinPath(h.compDir, d)
 	}
 	if d == "" {

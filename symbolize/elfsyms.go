@@ -269,3 +269,13 @@ func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// hasDWARF reports whether ef has DWARF debug info (possibly compressed).
+func hasDWARF(ef *elf.File) bool {
+	for _, n := range []string{".debug_info", ".zdebug_info"} {
+		if s := ef.Section(n); s != nil && s.Type != elf.SHT_NOBITS && s.Size > 0 {
+			return true
+		}
+	}
+	return false
+}

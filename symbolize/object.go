@@ -59,9 +59,11 @@ type Object struct {
 	openErr   error  // tables that could not be read
 	loads     []elf.ProgHeader
 
-	mu        sync.Mutex // guards the lazily built parts of dw and demangled
+	mu        sync.Mutex // guards dw, its lazily built parts, and demangled
 	syms      *symtab
+	loadDW    func() (*dwarfIndex, error) // set until DWARF is first needed
 	dw        *dwarfIndex
+	dwErr     error
 	gotab     *goTable
 	demangled map[string]string
 
@@ -171,19 +173,20 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 	if err != nil {
 		errs = append(errs, fmt.Errorf("go pclntab: %w", err))
 	}
-	o.dw, err = newDWARFIndex(ef, data)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("dwarf: %w", err))
+	// DWARF is indexed when an address first needs it: a Go binary may
+	// never need it, and decompressing it is most of the cost of opening.
+	if hasDWARF(ef) {
+		o.loadDW = func() (*dwarfIndex, error) { return newDWARFIndex(ef, data) }
 	}
 	// A binary without DWARF or without a symbol table may have them in a
 	// separate debug file.
-	if separate && (o.dw == nil || !o.syms.full) {
+	if separate && (o.loadDW == nil || !o.syms.full) {
 		if dbg, path := findDebugFile(ef, data, name, o.buildID, debugDirs); dbg != nil {
 			o.debugPath = path
 			o.mapped = append(o.mapped, dbg.mapped...)
 			dbg.mapped = nil
-			if o.dw == nil {
-				o.dw = dbg.dw
+			if o.loadDW == nil {
+				o.loadDW = dbg.loadDW
 			}
 			if !o.syms.full && dbg.syms.full {
 				o.syms = dbg.syms
@@ -200,7 +203,7 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 	o.cost.Store(o.baseCost(data))
 	if len(errs) > 0 {
 		o.openErr = fmt.Errorf("%s: %w", name, errors.Join(errs...))
-		if o.gotab == nil && o.dw == nil && o.syms.empty() {
+		if o.gotab == nil && o.loadDW == nil && o.syms.empty() {
 			return nil, o.openErr
 		}
 	}
@@ -208,15 +211,13 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 }
 
 // Err reports what could not be read when the Object was opened (a bad
-// DWARF section, say), though other tables could; nil if everything was.
+// symbol table, say), though other tables could; nil if everything was.
+// Errors in DWARF, which is read when first needed, come with Frames.
 func (o *Object) Err() error { return o.openErr }
 
 func (o *Object) baseCost(data []byte) int64 {
 	c := int64(len(data)) / 16 // mapped, paged in on demand
 	c += o.syms.cost()
-	if o.dw != nil {
-		c += o.dw.cost
-	}
 	if o.gotab != nil {
 		c += 256
 	}
@@ -308,6 +309,19 @@ func (o *Object) frames(addr uint64, demangle bool) (frames []Frame, err error) 
 		if len(frames) > 0 {
 			return frames, err
 		}
+	}
+	if o.loadDW != nil {
+		o.dw, o.dwErr = o.loadDW()
+		o.loadDW = nil
+		if o.dwErr != nil {
+			o.dwErr = fmt.Errorf("%s: dwarf: %w", o.path, o.dwErr)
+		}
+		if o.dw != nil {
+			o.cost.Add(o.dw.cost)
+		}
+	}
+	if o.dwErr != nil && err == nil {
+		err = o.dwErr
 	}
 	if o.dw != nil {
 		var derr error
