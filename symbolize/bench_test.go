@@ -28,7 +28,14 @@ var benchCandidates = []string{
 // candidates (which holds code: a .text section).
 func largestDWARF(tb testing.TB) (string, uint64) {
 	if p := os.Getenv("EMBER_BENCH_BINARY"); p != "" {
-		return p, 0
+		var size uint64
+		if ef, err := elf.Open(p); err == nil {
+			if s := ef.Section(".debug_info"); s != nil {
+				size = s.Size
+			}
+			ef.Close()
+		}
+		return p, size
 	}
 	var best string
 	var bestSize uint64

@@ -39,25 +39,28 @@ func (t *symtab) cost() int64 {
 }
 
 // newSymtab reads the function symbols of .symtab, or .dynsym if there is no
-// .symtab. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
+// .symtab, and returns the values of the Go runtime symbols the pclntab
+// reader may need. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
 // next symbol.
-func newSymtab(ef *elf.File) (*symtab, error) {
+func newSymtab(ef *elf.File) (*symtab, map[string]uint64, error) {
 	t := &symtab{}
+	var rt map[string]uint64
 	syms, err := ef.Symbols()
 	if err == nil {
+		rt = runtimeSymbols(syms)
 		t.full = true
 	} else if errors.Is(err, elf.ErrNoSymbols) {
 		syms, err = ef.DynamicSymbols()
 		if errors.Is(err, elf.ErrNoSymbols) {
-			return t, nil
+			return t, rt, nil
 		}
 	}
 	if err != nil {
-		return t, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
+		return t, rt, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
 	}
 	t.add(syms, ef.Sections)
 	t.sort()
-	return t, nil
+	return t, rt, nil
 }
 
 func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {

@@ -182,7 +182,8 @@ func goBuildSeed(f *testing.F) (*pclnSeed, error) {
 	if err != nil || sec == nil {
 		f.Fatalf("no pclntab: %v", err)
 	}
-	text, gofunc := findModuledata(ef, b, sec.Addr, 8)
+	_, rt, _ := newSymtab(ef)
+	text, gofunc := findModuledata(ef, b, sec.Addr, 8, rt)
 	return &pclnSeed{tab: tab, gofunc: readVaddr(ef, b, gofunc, 1<<16), text: text}, nil
 }
 

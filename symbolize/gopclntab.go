@@ -43,8 +43,8 @@ const (
 // is not one. The table is the .gopclntab section of internally linked
 // binaries; externally linked ones (cgo) keep it inside .data.rel.ro or
 // .rodata, found by the runtime.pclntab symbol or, stripped, by its header.
-func newGoTable(ef *elf.File, data []byte) (*goTable, error) {
-	addr, tab, err := findPclntab(ef, data)
+func newGoTable(ef *elf.File, data []byte, rt map[string]uint64) (*goTable, error) {
+	addr, tab, err := findPclntab(ef, data, rt)
 	if err != nil || tab == nil {
 		return nil, err
 	}
@@ -53,9 +53,9 @@ func newGoTable(ef *elf.File, data []byte) (*goTable, error) {
 		return t, err
 	}
 	t.read = func(addr, n uint64) []byte { return readVaddr(ef, data, addr, n) }
-	t.textStart, t.gofunc = findModuledata(ef, data, addr, t.ptrSize)
+	t.textStart, t.gofunc = findModuledata(ef, data, addr, t.ptrSize, rt)
 	if t.textStart == 0 {
-		t.textStart = symbolValue(ef, "runtime.text")
+		t.textStart = rt["runtime.text"]
 	}
 	if t.textStart == 0 {
 		if s := ef.Section(".text"); s != nil {
@@ -63,26 +63,30 @@ func newGoTable(ef *elf.File, data []byte) (*goTable, error) {
 		}
 	}
 	if t.gofunc == 0 {
-		t.gofunc = symbolValue(ef, "go:func.*")
+		t.gofunc = rt["go:func.*"]
 	}
 	return t, nil
 }
 
-func symbolValue(ef *elf.File, name string) uint64 {
-	syms, err := ef.Symbols()
-	if err != nil {
-		return 0
-	}
+// goSymbols are the runtime symbols the pclntab reader uses when present.
+var goSymbols = map[string]bool{
+	"runtime.pclntab": true, "runtime.epclntab": true, "runtime.text": true,
+	"runtime.firstmoduledata": true, "go:func.*": true,
+}
+
+// runtimeSymbols picks goSymbols out of a symbol table.
+func runtimeSymbols(syms []elf.Symbol) map[string]uint64 {
+	vals := make(map[string]uint64)
 	for _, s := range syms {
-		if s.Name == name {
-			return s.Value
+		if goSymbols[s.Name] {
+			vals[s.Name] = s.Value
 		}
 	}
-	return 0
+	return vals
 }
 
 // findPclntab returns the address and contents of the pclntab.
-func findPclntab(ef *elf.File, data []byte) (uint64, []byte, error) {
+func findPclntab(ef *elf.File, data []byte, rt map[string]uint64) (uint64, []byte, error) {
 	for _, name := range []string{".gopclntab", ".data.rel.ro.gopclntab"} {
 		if sec := ef.Section(name); sec != nil {
 			tab, err := sectionData(ef, data, name)
@@ -92,7 +96,7 @@ func findPclntab(ef *elf.File, data []byte) (uint64, []byte, error) {
 	if ef.Section(".go.buildinfo") == nil && ef.Section(".note.go.buildid") == nil {
 		return 0, nil, nil // not Go
 	}
-	if start, end := symbolValue(ef, "runtime.pclntab"), symbolValue(ef, "runtime.epclntab"); start != 0 && end > start {
+	if start, end := rt["runtime.pclntab"], rt["runtime.epclntab"]; start != 0 && end > start {
 		if tab := readVaddr(ef, data, start, end-start); tab != nil {
 			return start, tab, nil
 		}
@@ -182,7 +186,7 @@ func parsePclntab(tab []byte, bo binary.ByteOrder) (*goTable, error) {
 // gofunc fields (layout of Go 1.20 to 1.26, runtime/symtab.go). In position-
 // independent binaries linked externally the pointers are only in the
 // dynamic relocations (R_*_RELATIVE addends), so those are read instead.
-func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int) (text, gofunc uint64) {
+func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int, rt map[string]uint64) (text, gofunc uint64) {
 	size := uint64((moduledataGofuncOff + 1) * ptrSize)
 	word := func(b []byte, i int) uint64 {
 		if ptrSize == 4 {
@@ -206,7 +210,7 @@ func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int) (tex
 		}
 		return valid(func(i int) uint64 { return word(b, i) })
 	}
-	if addr := symbolValue(ef, "runtime.firstmoduledata"); addr != 0 {
+	if addr := rt["runtime.firstmoduledata"]; addr != 0 {
 		if t, g, ok := check(readVaddr(ef, data, addr, size)); ok {
 			return t, g
 		}

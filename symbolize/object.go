@@ -165,11 +165,12 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 	}
 	o.buildID, o.goBuildID = readBuildIDs(ef, data)
 	var errs []error
-	o.syms, err = newSymtab(ef)
+	var rt map[string]uint64
+	o.syms, rt, err = newSymtab(ef)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	o.gotab, err = newGoTable(ef, data)
+	o.gotab, err = newGoTable(ef, data, rt)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("go pclntab: %w", err))
 	}
