@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // benchAddresses is how many shuffled addresses each tool symbolizes.
@@ -182,4 +184,61 @@ func BenchmarkObjectFrames(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		o.Frames(addrs[i%len(addrs)])
 	}
+}
+
+// BenchmarkObjectFramesGo measures warm pclntab lookups (with inline tree)
+// on shuffled addresses of the stripped Go test binary.
+func BenchmarkObjectFramesGo(b *testing.B) {
+	path, full := goBuild(true)(b)
+	o, err := OpenObject(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	addrs := textAddresses(b, full, 4096)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o.Frames(addrs[i%len(addrs)])
+	}
+}
+
+// BenchmarkSymbolizeProfile symbolizes a profile of 10,000 locations in one
+// mapping of the largest DWARF binary, cold (a new Symbolizer each time):
+// the path the agent takes, sorted addresses in one pass.
+func BenchmarkSymbolizeProfile(b *testing.B) {
+	bin, _ := largestDWARF(b)
+	addrs := textAddresses(b, bin, benchAddresses)
+	ef, err := elf.Open(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var text *elf.Prog
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
+			text = p
+		}
+	}
+	ef.Close()
+	const base = 0x7f0000000000
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		m := &profile.Mapping{ID: 1, Start: base + text.Vaddr&^0xfff, Limit: base + text.Vaddr + text.Memsz, Offset: text.Off &^ 0xfff, File: bin}
+		p := &profile.Profile{Mapping: []*profile.Mapping{m}}
+		for j, a := range addrs {
+			p.Location = append(p.Location, &profile.Location{ID: uint64(j + 1), Address: base + a, Mapping: m})
+		}
+		s := New(Options{})
+		b.StartTimer()
+		if err := s.Symbolize(p); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if len(p.Location[0].Line) == 0 {
+			b.Fatal("not symbolized")
+		}
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(addrs)), "ns/location")
 }
