@@ -2,6 +2,7 @@ package symbolize
 
 import (
 	"debug/elf"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,5 +290,16 @@ func TestBadDWARFCostsOnlyItsFrames(t *testing.T) {
 	}
 	if named != 200 || (errs == 0 && o.Err() == nil) {
 		t.Errorf("%d of 200 addresses named, %d errors, open error %v", named, errs, o.Err())
+	}
+}
+
+func TestBuildIDMismatchRefused(t *testing.T) {
+	path, _ := cBuild("gcc", "-O2", "-gdwarf-4")(t)
+	m := &profile.Mapping{ID: 1, Start: 0x1000000, Limit: 0x2000000, File: path, BuildID: "0123456789abcdef0123456789abcdef01234567"}
+	p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: m.Start + 0x1100, Mapping: m}}}
+	s := New(Options{})
+	defer s.Close()
+	if err := s.Symbolize(p); !errors.Is(err, ErrBuildIDMismatch) || len(p.Location[0].Line) != 0 {
+		t.Errorf("err %v, lines %v: want ErrBuildIDMismatch and no lines", err, p.Location[0].Line)
 	}
 }

@@ -30,6 +30,8 @@ var (
 	ErrFormat = errors.New("malformed input")
 	// ErrTooLarge reports input beyond one of the package's size caps.
 	ErrTooLarge = errors.New("input too large")
+	// ErrBuildIDMismatch reports a file whose build ID is not the mapping's.
+	ErrBuildIDMismatch = errors.New("build ID mismatch")
 	// ErrNoMapping reports an address outside every loadable segment.
 	ErrNoMapping = errors.New("address outside the object's segments")
 )

@@ -124,6 +124,11 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 	}
 	defer s.cache.release(e)
 	o := e.obj
+	if m.BuildID != "" && o.buildID != "" && m.BuildID != o.buildID && m.BuildID != o.goBuildID {
+		// The file on disk is not the one the process mapped (upgraded
+		// since): its frames would be wrong.
+		return fmt.Errorf("symbolize %s: build ID %s, mapping has %s: %w", m.File, o.buildID, m.BuildID, ErrBuildIDMismatch)
+	}
 	if m.BuildID == "" {
 		m.BuildID = o.buildID
 		if m.BuildID == "" {
@@ -134,17 +139,18 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 	for _, l := range locs {
 		va, err := o.Vaddr(m, l.Address)
 		if err != nil {
-			firstErr = cmp(firstErr, err)
+			firstErr = keepFirst(firstErr, err)
 			continue
 		}
 		frames, err := o.RawFrames(va)
-		firstErr = cmp(firstErr, err)
+		firstErr = keepFirst(firstErr, err)
 		fs.fillNamed(m, l, frames, o.Demangle)
 	}
 	return firstErr
 }
 
-func cmp(first, err error) error {
+// keepFirst returns the first non-nil of first and err.
+func keepFirst(first, err error) error {
 	if first != nil {
 		return first
 	}
