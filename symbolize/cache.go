@@ -21,7 +21,7 @@ type objectCache struct {
 }
 
 type cacheEntry struct {
-	key  string
+	keys []string // the build ID key and/or file identity keys
 	obj  *Object
 	cost int64
 	refs int
@@ -67,11 +67,31 @@ func (c *objectCache) add(key string, obj *Object) *cacheEntry {
 		c.lru.MoveToFront(el)
 		return e
 	}
-	e := &cacheEntry{key: key, obj: obj, cost: obj.Cost(), refs: 1}
+	e := &cacheEntry{keys: []string{key}, obj: obj, cost: obj.Cost(), refs: 1}
 	c.byKey[key] = c.lru.PushFront(e)
 	c.used += e.cost
 	c.evict()
 	return e
+}
+
+// alias makes key another name of the entry (a file identity for an object
+// cached by build ID), so that either finds it.
+func (c *objectCache) alias(e *cacheEntry, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.gone {
+		return
+	}
+	if _, ok := c.byKey[key]; ok {
+		return
+	}
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		if el.Value.(*cacheEntry) == e {
+			c.byKey[key] = el
+			e.keys = append(e.keys, key)
+			return
+		}
+	}
 }
 
 // release drops a reference, accounts for memory the object grew by while in
@@ -100,7 +120,9 @@ func (c *objectCache) evict() {
 		el := c.lru.Back()
 		e := el.Value.(*cacheEntry)
 		c.lru.Remove(el)
-		delete(c.byKey, e.key)
+		for _, k := range e.keys {
+			delete(c.byKey, k)
+		}
 		c.used -= e.cost
 		e.gone = true
 		if e.refs == 0 {
@@ -117,7 +139,9 @@ func (c *objectCache) close() {
 		el := c.lru.Back()
 		e := el.Value.(*cacheEntry)
 		c.lru.Remove(el)
-		delete(c.byKey, e.key)
+		for _, k := range e.keys {
+			delete(c.byKey, k)
+		}
 		e.gone = true
 		if e.refs == 0 {
 			e.obj.Close()

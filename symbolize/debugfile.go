@@ -118,11 +118,14 @@ func miniDebugInfo(ef *elf.File, name string) (t *symtab, err error) {
 	if len(img) > maxDebugdata {
 		return nil, fmt.Errorf("%s: .gnu_debugdata: %w", name, ErrTooLarge)
 	}
+	if err := checkELFExtents(img); err != nil {
+		return nil, fmt.Errorf("%s: .gnu_debugdata: %w", name, err)
+	}
 	mf, err := elf.NewFile(bytes.NewReader(img))
 	if err != nil {
 		return nil, fmt.Errorf("%s: .gnu_debugdata: %w: %w", name, ErrFormat, err)
 	}
-	t, err = newSymtab(mf)
+	t, _, err = newSymtab(mf)
 	if err != nil {
 		return nil, fmt.Errorf("%s: .gnu_debugdata: %w", name, err)
 	}

@@ -2,26 +2,47 @@
 // column, with inlined calls expanded innermost first.
 //
 // A profile taken by the tracer holds only addresses and the mappings they fall
-// in. Symbolizing is a separate pass over that profile, done on the host where
-// the binaries and their debug files are, so that it can be cached by build ID
-// and kept out of the sampling path.
+// in. Symbolizing is a separate pass over that profile (Symbolizer.Symbolize),
+// done on the host where the binaries and their debug files are, so that it
+// can be cached by build ID and kept out of the sampling path. Object is the
+// lower level: one ELF file, asked for the frames of ELF virtual addresses;
+// `ember symbolize --exe` prints them in llvm-symbolizer's output form.
 //
 // The sources of names, tried in this order for an address:
 //
-//   - Go's pclntab, with its inline tree; it survives stripping (-ldflags=-s -w).
-//   - DWARF 4 and 5 line tables and inlined subroutines, from the binary itself
+//   - Go's pclntab (Go 1.20 and later), with its inline tree; it survives
+//     stripping (-ldflags=-s -w).
+//   - DWARF 2 to 5 line tables and inlined subroutines, from the binary itself
 //     or a separate debug file found by build ID (/usr/lib/debug/.build-id) or
-//     .gnu_debuglink (CRC checked); compressed sections (zlib, zstd) included.
+//     .gnu_debuglink (CRC checked); compressed sections (zlib, zstd, .zdebug).
 //   - ELF .symtab and .dynsym, and the MiniDebugInfo symbol table in
-//     .gnu_debugdata (xz).
-//   - /proc/kallsyms for kernel addresses, with module symbols.
-//   - /tmp/perf-PID.map for JIT code (Python -X perf, node --perf-basic-prof).
+//     .gnu_debugdata (xz). As llvm-symbolizer does, the outermost frame takes
+//     the symbol table's name when there is one (it names clones such as
+//     foo.cold and foo.isra.0).
+//   - /proc/kallsyms for kernel addresses: Frame.File is KernelFile for the
+//     core kernel and "[module]" for a module's symbols; no line numbers.
+//   - /tmp/perf-PID.map for JIT code (Python -X perf, node --perf-basic-prof):
+//     the map's name, no file.
 //
-// Every parser treats its input as hostile: sizes are capped, panics are
-// recovered at the boundary and turned into errors that name the file, and one
-// bad file costs only its own frames.
+// The DWARF reader is this package's own, not debug/dwarf: it reads only the
+// attributes symbolizing needs, keeps strings as offsets until a frame asks
+// for a name, and reads a unit (line table, top-level functions) when an
+// address first falls in it and a function's inline tree when an address
+// first falls in that function. It is faster than llvm-symbolizer on large
+// binaries and holds half the memory (see BenchmarkVsLLVM).
+//
+// Every parser treats its input as hostile: sizes are capped, an ELF file
+// whose headers point beyond its end is refused before it is read, panics
+// (and faults on a memory-mapped file that shrinks) are recovered at the
+// boundary and turned into errors that name the file, and one bad file costs
+// only its own frames. Each parser has a fuzz target.
+//
+// Binaries of processes in other mount namespaces are opened with
+// OpenInProcess: /proc/PID/map_files (which also reaches deleted and memfd
+// files while the process lives), else openat2 in /proc/PID/root with
+// RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so a container's symlinks never
+// lead onto the host.
 //
 // Names are demangled (C++ Itanium, Rust legacy and v0) with
-// github.com/ianlancetaylor/demangle in LLVM style, bounded in length, so that
-// the output can be compared with llvm-symbolizer line by line.
+// github.com/ianlancetaylor/demangle in LLVM style, bounded in length.
 package symbolize

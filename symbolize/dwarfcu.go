@@ -1,16 +1,14 @@
 package symbolize
 
 import (
-	"debug/dwarf"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 )
 
 // compUnit is one DWARF compilation unit, parsed on first use.
 type compUnit struct {
-	off    dwarf.Offset // of the unit's DIE
+	info   *unitInfo
 	parsed bool
 	err    error
 	files  []string
@@ -27,7 +25,7 @@ type lineSeq struct {
 }
 
 type lineRow struct {
-	addr   uint64
+	off    uint32 // address - lineSeq.low
 	file   uint32
 	line   uint32
 	column uint32
@@ -36,11 +34,15 @@ type lineRow struct {
 // scope is a subprogram or an inlined subroutine with code.
 type scope struct {
 	ranges   [][2]uint64
+	die      uint64 // offset of the DIE, to resolve the name when first asked
+	named    bool
 	name     string // linkage name if any, else name; mangled
 	callFile uint32 // for inlined subroutines: the call site in the parent
 	callLine uint32
 	callCol  uint32
 	children []*scope
+	kids     []funcRange // ranges of children, sorted, when there are many
+	subtree  [2]uint64   // DIEs below a top-level subprogram, not yet read
 }
 
 type funcRange struct {
@@ -48,16 +50,10 @@ type funcRange struct {
 	s         *scope
 }
 
-// dieName is what a DIE says about its name, directly or by reference.
-type dieName struct {
-	name, linkage string
-	ref           dwarf.Offset // DW_AT_abstract_origin or DW_AT_specification
-}
-
 func (u *compUnit) cost() int64 {
 	c := int64(len(u.files)) * 64
 	for _, s := range u.seqs {
-		c += 40 + int64(len(s.rows))*24
+		c += 40 + int64(len(s.rows))*16
 	}
 	return c + int64(len(u.funcs))*24 + int64(u.nscope)*112
 }
@@ -65,94 +61,112 @@ func (u *compUnit) cost() int64 {
 // parseUnit reads the line table of u and the tree of subprograms and inlined
 // subroutines in it.
 func (ix *dwarfIndex) parseUnit(u *compUnit) error {
-	r := ix.d.Reader()
-	r.Seek(u.off)
-	cu, err := r.Next()
-	if err != nil || cu == nil {
-		return fmt.Errorf("unit at %#x: %w: %v", u.off, ErrFormat, err)
+	if err := ix.loadAbbrevs(u.info); err != nil {
+		return err
 	}
-	lerr := u.readLines(ix.d, cu)
-	serr := ix.readScopes(u, r)
+	a, _, err := ix.readDIE(u.info, u.info.first)
+	if err != nil {
+		return err
+	}
+	var lerr error
+	if a.hasStmtList {
+		lerr = ix.readLineTable(u, a.stmtList, ix.str(u.info, a.compDir))
+	}
+	serr := ix.readScopes(u)
 	return errors.Join(lerr, serr)
 }
 
-func (u *compUnit) readLines(d *dwarf.Data, cu *dwarf.Entry) error {
-	lr, err := d.LineReader(cu)
-	if err != nil {
-		return fmt.Errorf("line table of unit at %#x: %w: %w", u.off, ErrFormat, err)
+// readScopes walks the top level of the unit's DIEs with the scanner and
+// records the subprograms that have code. The subtree of each (its inlined
+// subroutines) is only read when an address first falls in it, and the
+// children of types are skipped, by DW_AT_sibling where the compiler gives
+// one and by a fast skip otherwise.
+func (ix *dwarfIndex) readScopes(cu *compUnit) error {
+	u := cu.info
+	a, off, err := ix.readDIE(u, u.first)
+	if err != nil || !a.children {
+		return err
 	}
-	if lr == nil {
-		return nil
-	}
-	index := make(map[*dwarf.LineFile]uint32)
-	fileIndex := func(f *dwarf.LineFile) uint32 {
-		if f == nil {
-			return 0
+	depth := 1
+	for off < u.end && depth > 0 {
+		die := off
+		a, next, err := ix.readDIE(u, off)
+		if err != nil {
+			return err
 		}
-		if i, ok := index[f]; ok {
-			return i
+		if next <= off {
+			return fmt.Errorf("DIE at %#x: no progress: %w", off, ErrFormat)
 		}
-		return uint32(len(u.files)) // appended below, by define_file
-	}
-	addFiles := func() {
-		for i, f := range lr.Files() {
-			if i < len(u.files) {
+		off = next
+		switch a.tag {
+		case 0:
+			depth--
+			continue
+		case tagSubprogram:
+			if rs, err := ix.dieRanges(u, &a); err == nil && len(rs) > 0 {
+				sc := &scope{ranges: rs, die: die}
+				for _, rg := range rs {
+					cu.funcs = append(cu.funcs, funcRange{rg[0], rg[1], sc})
+				}
+				cu.nscope++
+				if a.children {
+					end, err := ix.subtreeEnd(u, next, a.sibling)
+					if err != nil {
+						return err
+					}
+					sc.subtree = [2]uint64{next, end}
+					off = end
+				}
 				continue
 			}
-			name := ""
-			if f != nil {
-				name = f.Name
-				index[f] = uint32(i)
+			fallthrough
+		case tagStructureType, tagClassType, tagUnionType, tagEnumerationType, tagArrayType, tagSubroutineType:
+			if a.children {
+				end, err := ix.subtreeEnd(u, next, a.sibling)
+				if err != nil {
+					return err
+				}
+				off = end
 			}
-			u.files = append(u.files, name)
-		}
-	}
-	addFiles()
-	var (
-		le   dwarf.LineEntry
-		rows []lineRow
-	)
-	for {
-		if err := lr.Next(&le); err != nil {
-			if err == io.EOF {
-				break
-			}
-			return fmt.Errorf("line table of unit at %#x: %w: %w", u.off, ErrFormat, err)
-		}
-		if le.File != nil {
-			if _, ok := index[le.File]; !ok {
-				addFiles()
-			}
-		}
-		row := lineRow{addr: le.Address, file: fileIndex(le.File), line: uint32(le.Line), column: uint32(le.Column)}
-		if le.EndSequence {
-			if len(rows) > 0 && le.Address > rows[0].addr {
-				u.seqs = append(u.seqs, lineSeq{low: rows[0].addr, high: le.Address, rows: slices.Clip(rows)})
-			}
-			rows = nil
 			continue
 		}
-		if len(rows) > 0 && le.Address < rows[len(rows)-1].addr {
-			continue // not increasing: malformed, drop the row
+		if a.children {
+			depth++
 		}
-		rows = append(rows, row)
 	}
-	slices.SortStableFunc(u.seqs, func(a, b lineSeq) int { return cmpU64(a.low, b.low) })
+	slices.SortStableFunc(cu.funcs, func(a, b funcRange) int { return cmpU64(a.low, b.low) })
 	return nil
 }
 
-// readScopes walks the unit's DIEs once, building the tree of subprograms and
-// inlined subroutines that have code, and resolving their names.
-func (ix *dwarfIndex) readScopes(u *compUnit, r *dwarf.Reader) error {
-	names := make(map[dwarf.Offset]dieName)
-	type pending struct {
-		s   *scope
-		own dieName
+// subtreeEnd returns the offset after the children that start at off: the
+// sibling if the DIE named one, else found by skipping DIEs.
+func (ix *dwarfIndex) subtreeEnd(u *unitInfo, off, sibling uint64) (uint64, error) {
+	if sibling > off && sibling <= u.end {
+		return sibling, nil
 	}
-	var (
-		all   []pending
-		stack = []*scope{nil} // enclosing scope per depth, from the unit's DIE; nil for other DIEs
-	)
+	for depth := 1; depth > 0; {
+		next, children, null, err := ix.skipDIE(u, off)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case null:
+			depth--
+		case children:
+			depth++
+		}
+		off = next
+	}
+	return off, nil
+}
+
+// readSubtree reads the inlined subroutines (and nested functions) below the
+// top-level subprogram s, once.
+func (ix *dwarfIndex) readSubtree(cu *compUnit, s *scope) error {
+	u := cu.info
+	off, end := s.subtree[0], s.subtree[1]
+	s.subtree = [2]uint64{}
+	stack := []*scope{s} // enclosing scope per depth; nil for other DIEs
 	enclosing := func() *scope {
 		for i := len(stack) - 1; i >= 0; i-- {
 			if stack[i] != nil {
@@ -161,124 +175,113 @@ func (ix *dwarfIndex) readScopes(u *compUnit, r *dwarf.Reader) error {
 		}
 		return nil
 	}
-	for {
-		e, err := r.Next()
+	for off < end && len(stack) > 0 {
+		die := off
+		a, next, err := ix.readDIE(u, off)
 		if err != nil {
-			return fmt.Errorf("DIEs of unit at %#x: %w: %w", u.off, ErrFormat, err)
+			return err
 		}
-		if e == nil {
-			break
+		if next <= off {
+			return fmt.Errorf("DIE at %#x: no progress: %w", off, ErrFormat)
 		}
-		if e.Tag == 0 {
-			if len(stack) == 0 {
-				break
-			}
+		off = next
+		if a.tag == 0 {
 			stack = stack[:len(stack)-1]
-			if len(stack) == 0 {
-				break
-			}
 			continue
 		}
-		if e.Tag == dwarf.TagCompileUnit || e.Tag == dwarf.TagPartialUnit || e.Tag == dwarf.TagTypeUnit {
-			break // the next unit
-		}
 		var sc *scope
-		switch e.Tag {
-		case dwarf.TagSubprogram, dwarf.TagInlinedSubroutine:
-			dn := entryName(e)
-			if e.Tag == dwarf.TagSubprogram {
-				names[e.Offset] = dn
-			}
-			if e.Val(dwarf.AttrLowpc) == nil && e.Val(dwarf.AttrRanges) == nil {
+		switch a.tag {
+		case tagSubprogram, tagInlinedSubroutine:
+			if a.low.form == 0 && a.ranges.form == 0 {
 				break
 			}
-			rs, err := ix.d.Ranges(e)
+			rs, err := ix.dieRanges(u, &a)
 			if err != nil || len(rs) == 0 {
 				break
 			}
-			sc = &scope{ranges: rs}
-			if e.Tag == dwarf.TagInlinedSubroutine {
-				parent := enclosing()
-				if parent == nil {
-					break
-				}
-				sc.callFile = uint32(asInt(e.Val(dwarf.AttrCallFile)))
-				sc.callLine = uint32(asInt(e.Val(dwarf.AttrCallLine)))
-				sc.callCol = uint32(asInt(e.Val(dwarf.AttrCallColumn)))
-				if len(stack) <= maxInlineDepth*2 {
-					parent.children = append(parent.children, sc)
-				}
-			} else {
-				if p := enclosing(); p != nil {
-					p.children = append(p.children, sc) // a nested function
-				} else {
-					for _, rg := range rs {
-						if rg[1] > rg[0] {
-							u.funcs = append(u.funcs, funcRange{rg[0], rg[1], sc})
-						}
-					}
-				}
+			sc = &scope{ranges: rs, die: die}
+			if a.tag == tagInlinedSubroutine {
+				sc.callFile, sc.callLine, sc.callCol = uint32(a.callFile), uint32(a.callLine), uint32(a.callCol)
 			}
-			all = append(all, pending{sc, dn})
-			u.nscope++
-		case dwarf.TagEnumerationType, dwarf.TagSubroutineType, dwarf.TagArrayType:
-			if e.Children {
-				r.SkipChildren()
+			if parent := enclosing(); parent != nil && len(stack) <= maxInlineDepth*2 {
+				parent.children = append(parent.children, sc)
+			}
+			cu.nscope++
+		case tagStructureType, tagClassType, tagUnionType, tagEnumerationType, tagArrayType, tagSubroutineType:
+			if a.children {
+				if off, err = ix.subtreeEnd(u, next, a.sibling); err != nil {
+					return err
+				}
 			}
 			continue
 		}
-		if e.Children {
+		if a.children {
 			stack = append(stack, sc)
 		}
 	}
-	for _, p := range all {
-		p.s.name = ix.resolveName(p.own, names, 0)
-	}
-	slices.SortStableFunc(u.funcs, func(a, b funcRange) int { return cmpU64(a.low, b.low) })
+	indexChildren(s, 0)
 	return nil
 }
 
-func asInt(v any) int64 {
-	switch v := v.(type) {
-	case int64:
-		return v
-	case uint64:
-		return int64(v)
+// indexChildren sorts the ranges of the children of scopes with many, so
+// that finding the one holding a pc is a binary search.
+func indexChildren(s *scope, depth int) {
+	if len(s.children) == 0 || s.kids != nil || depth > maxInlineDepth {
+		return
 	}
-	return 0
-}
-
-func entryName(e *dwarf.Entry) dieName {
-	var dn dieName
-	dn.name, _ = e.Val(dwarf.AttrName).(string)
-	if s, ok := e.Val(dwarf.AttrLinkageName).(string); ok {
-		dn.linkage = s
-	} else if s, ok := e.Val(attrMIPSLinkageName).(string); ok {
-		dn.linkage = s
-	}
-	if o, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok {
-		dn.ref = o
-	} else if o, ok := e.Val(dwarf.AttrSpecification).(dwarf.Offset); ok {
-		dn.ref = o
-	}
-	return dn
-}
-
-// resolveName returns the linkage name of a DIE, following abstract origins
-// and specifications, or failing that its plain name (as llvm-symbolizer does
-// for its default, linkage-name, function names).
-func (ix *dwarfIndex) resolveName(dn dieName, local map[dwarf.Offset]dieName, depth int) string {
-	link, name := dn.linkage, dn.name
-	for ref := dn.ref; ref != 0 && link == "" && depth < 16; depth++ {
-		next, ok := local[ref]
-		if !ok {
-			next = ix.remoteName(ref)
+	if len(s.children) > 8 {
+		for _, c := range s.children {
+			for _, r := range c.ranges {
+				s.kids = append(s.kids, funcRange{r[0], r[1], c})
+			}
 		}
+		slices.SortStableFunc(s.kids, func(a, b funcRange) int { return cmpU64(a.low, b.low) })
+	}
+	for _, c := range s.children {
+		indexChildren(c, depth+1)
+	}
+}
+
+// child returns the child of s whose ranges hold pc.
+func (s *scope) child(pc uint64) *scope {
+	if s.kids == nil {
+		for _, c := range s.children {
+			if c.contains(pc) {
+				return c
+			}
+		}
+		return nil
+	}
+	i, _ := slices.BinarySearchFunc(s.kids, pc+1, func(f funcRange, pc uint64) int { return cmpU64(f.low, pc) })
+	for j := i - 1; j >= 0 && j >= i-16; j-- {
+		if f := s.kids[j]; pc >= f.low && pc < f.high {
+			return f.s
+		}
+	}
+	return nil
+}
+
+// scopeName returns the (mangled) name of a scope, resolving it on first use.
+func (ix *dwarfIndex) scopeName(s *scope) string {
+	if !s.named {
+		s.named = true
+		s.name = ix.resolveName(s.die)
+	}
+	return s.name
+}
+
+// resolveName returns the linkage name of the DIE at off, following abstract
+// origins and specifications, or failing that its plain name (as
+// llvm-symbolizer does for its default, linkage-name, function names).
+func (ix *dwarfIndex) resolveName(off uint64) string {
+	var link, name string
+	for depth := 0; off != 0 && link == "" && depth < 16; depth++ {
+		dn := ix.nameAt(off)
 		if name == "" {
-			name = next.name
+			name = dn.name
 		}
-		link = next.linkage
-		ref = next.ref
+		link = dn.linkage
+		off = dn.ref
 	}
 	if link != "" {
 		return link
@@ -286,20 +289,21 @@ func (ix *dwarfIndex) resolveName(dn dieName, local map[dwarf.Offset]dieName, de
 	return name
 }
 
-// remoteName reads the name of a DIE in another unit (DW_FORM_ref_addr).
-func (ix *dwarfIndex) remoteName(off dwarf.Offset) dieName {
+// nameAt reads the name attributes of the DIE at off, in any unit.
+func (ix *dwarfIndex) nameAt(off uint64) dieName {
 	if dn, ok := ix.origins[off]; ok {
 		return dn
 	}
-	r := ix.d.Reader()
-	r.Seek(off)
 	var dn dieName
-	if e, err := r.Next(); err == nil && e != nil && e.Offset == off {
-		dn = entryName(e)
+	if u := ix.unitAt(off); u != nil {
+		if a, _, err := ix.readDIE(u, off); err == nil {
+			dn = dieName{name: ix.str(u, a.name), linkage: ix.str(u, a.linkage), ref: a.origin}
+		}
 	}
-	if len(ix.origins) < 1<<16 {
-		ix.origins[off] = dn
+	if len(ix.origins) > 1<<18 {
+		clear(ix.origins)
 	}
+	ix.origins[off] = dn
 	return dn
 }
 
@@ -313,7 +317,7 @@ func (s *scope) contains(pc uint64) bool {
 }
 
 // frames returns pc's frames in u, innermost first.
-func (u *compUnit) frames(pc uint64) []Frame {
+func (ix *dwarfIndex) unitFrames(u *compUnit, pc uint64) []Frame {
 	var chain []*scope
 	i, _ := slices.BinarySearchFunc(u.funcs, pc+1, func(f funcRange, pc uint64) int { return cmpU64(f.low, pc) })
 	for j := i - 1; j >= 0 && j >= i-4; j-- {
@@ -322,14 +326,15 @@ func (u *compUnit) frames(pc uint64) []Frame {
 			break
 		}
 	}
-	for len(chain) > 0 && len(chain) < maxFramesPerPC {
-		var next *scope
-		for _, c := range chain[len(chain)-1].children {
-			if c.contains(pc) {
-				next = c
-				break
-			}
+	if len(chain) > 0 && chain[0].subtree[1] != 0 {
+		before := u.nscope
+		if err := ix.readSubtree(u, chain[0]); err != nil && u.err == nil {
+			u.err = err
 		}
+		ix.pending += int64(u.nscope-before) * 112
+	}
+	for len(chain) > 0 && len(chain) < maxFramesPerPC {
+		next := chain[len(chain)-1].child(pc)
 		if next == nil {
 			break
 		}
@@ -348,7 +353,7 @@ func (u *compUnit) frames(pc uint64) []Frame {
 		return append(frames, f)
 	}
 	for k := len(chain) - 1; k >= 0; k-- {
-		f.Function = chain[k].name
+		f.Function = ix.scopeName(chain[k])
 		frames = append(frames, f)
 		c := chain[k]
 		f = Frame{File: u.file(c.callFile), Line: int(c.callLine), Column: int(c.callCol)}
@@ -372,13 +377,11 @@ func (u *compUnit) row(pc uint64) (lineRow, bool) {
 		if pc < s.low || pc >= s.high {
 			continue
 		}
-		k, _ := slices.BinarySearchFunc(s.rows, pc+1, func(r lineRow, pc uint64) int { return cmpU64(r.addr, pc) })
+		off := uint32(pc - s.low) // < 4 GiB: sequences are no longer
+		k, _ := slices.BinarySearchFunc(s.rows, off+1, func(r lineRow, off uint32) int { return cmpU64(uint64(r.off), uint64(off)) })
 		if k > 0 {
 			return s.rows[k-1], true
 		}
 	}
 	return lineRow{}, false
 }
-
-// attrMIPSLinkageName is DW_AT_MIPS_linkage_name, used by older compilers.
-const attrMIPSLinkageName dwarf.Attr = 0x2007

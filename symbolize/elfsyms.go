@@ -22,6 +22,7 @@ type symbol struct {
 	addr, size uint64
 	name       string
 	file       string // of the STT_FILE symbol before a local symbol
+	seq        int32  // position in the table, for sorting
 }
 
 func (t *symtab) empty() bool { return t == nil || len(t.syms) == 0 }
@@ -38,46 +39,56 @@ func (t *symtab) cost() int64 {
 }
 
 // newSymtab reads the function symbols of .symtab, or .dynsym if there is no
-// .symtab. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
+// .symtab, and returns the values of the Go runtime symbols the pclntab
+// reader may need. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
 // next symbol.
-func newSymtab(ef *elf.File) (*symtab, error) {
+func newSymtab(ef *elf.File) (*symtab, map[string]uint64, error) {
 	t := &symtab{}
+	var rt map[string]uint64
 	syms, err := ef.Symbols()
 	if err == nil {
+		rt = runtimeSymbols(syms)
 		t.full = true
 	} else if errors.Is(err, elf.ErrNoSymbols) {
 		syms, err = ef.DynamicSymbols()
 		if errors.Is(err, elf.ErrNoSymbols) {
-			return t, nil
+			return t, rt, nil
 		}
 	}
 	if err != nil {
-		return t, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
+		return t, rt, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
 	}
-	t.add(syms)
+	t.add(syms, ef.Sections)
 	t.sort()
-	return t, nil
+	return t, rt, nil
 }
 
-func (t *symtab) add(syms []elf.Symbol) {
+func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 	file := ""
 	for _, s := range syms {
 		typ := elf.ST_TYPE(s.Info)
 		if typ == elf.STT_FILE {
-			file = strings.Clone(s.Name)
+			file = s.Name
 			continue
 		}
-		if typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC {
+		// The symbols llvm-symbolizer uses: functions, data, and untyped
+		// symbols (common in assembly), in allocated sections.
+		switch typ {
+		case elf.STT_FUNC, elf.STT_GNU_IFUNC, elf.STT_OBJECT, elf.STT_NOTYPE:
+		default:
 			continue
 		}
-		if s.Section == elf.SHN_UNDEF || s.Value == 0 || s.Name == "" {
+		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || s.Name == "" || s.Name[0] == '$' {
+			continue
+		}
+		if int(s.Section) < len(sections) && sections[s.Section].Flags&elf.SHF_ALLOC == 0 {
 			continue
 		}
 		name := s.Name
 		if len(name) > maxNameLen {
 			name = name[:maxNameLen]
 		}
-		sym := symbol{addr: s.Value, size: s.Size, name: strings.Clone(name)}
+		sym := symbol{addr: s.Value, size: s.Size, name: name} // debug/elf's strings are copies already
 		if elf.ST_BIND(s.Info) == elf.STB_LOCAL {
 			sym.file = file
 		}
@@ -85,30 +96,35 @@ func (t *symtab) add(syms []elf.Symbol) {
 	}
 }
 
-// sort orders symbols by address; of several at one address the largest is
-// kept, then the first in file order (global before local aliases usually).
+// sort orders symbols by address and keeps one per address, chosen as
+// llvm-symbolizer does: the largest, and of equal sizes the last in the
+// table (a global after its local aliases).
 func (t *symtab) sort() {
-	slices.SortStableFunc(t.syms, func(a, b symbol) int {
-		if a.addr != b.addr {
-			if a.addr < b.addr {
-				return -1
-			}
-			return 1
+	for i := range t.syms {
+		t.syms[i].seq = int32(i)
+	}
+	slices.SortFunc(t.syms, func(a, b symbol) int {
+		if c := cmpU64(a.addr, b.addr); c != 0 {
+			return c
 		}
-		if a.size != b.size {
-			if a.size > b.size {
-				return -1
-			}
-			return 1
+		if c := cmpU64(a.size, b.size); c != 0 {
+			return c
 		}
-		return 0
+		return int(a.seq - b.seq)
 	})
-	t.syms = slices.CompactFunc(t.syms, func(a, b symbol) bool { return a.addr == b.addr })
+	out := t.syms[:0]
+	for i, s := range t.syms {
+		if i+1 < len(t.syms) && t.syms[i+1].addr == s.addr {
+			continue
+		}
+		out = append(out, s)
+	}
+	t.syms = slices.Clip(out)
 }
 
 func mergeSymtabs(a, b *symtab) *symtab {
 	t := &symtab{full: a.full || b.full}
-	t.syms = append(append(t.syms, a.syms...), b.syms...)
+	t.syms = append(append(t.syms, a.syms...), b.syms...) // b's after a's: b wins ties
 	t.sort()
 	return t
 }
@@ -244,8 +260,8 @@ func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
 		}
 		return data[s.Offset:end:end], nil
 	}
-	if s.Size > maxSectionSize {
-		return nil, fmt.Errorf("section %s of %d bytes: %w", name, s.Size, ErrTooLarge)
+	if s.Size > maxSectionSize || s.Size/maxCompressionRatio > s.FileSize {
+		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", name, s.Size, s.FileSize, ErrTooLarge)
 	}
 	b, err := io.ReadAll(io.LimitReader(s.Open(), int64(s.Size)+1))
 	if err != nil {
@@ -255,4 +271,14 @@ func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
 		return nil, fmt.Errorf("section %s: decompressed to %d bytes, header says %d: %w", name, len(b), s.Size, ErrFormat)
 	}
 	return b, nil
+}
+
+// hasDWARF reports whether ef has DWARF debug info (possibly compressed).
+func hasDWARF(ef *elf.File) bool {
+	for _, n := range []string{".debug_info", ".zdebug_info"} {
+		if s := ef.Section(n); s != nil && s.Type != elf.SHT_NOBITS && s.Size > 0 {
+			return true
+		}
+	}
+	return false
 }

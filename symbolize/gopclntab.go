@@ -40,17 +40,12 @@ const (
 )
 
 // newGoTable finds and checks the pclntab of a Go binary; (nil, nil) if ef
-// is not one.
-func newGoTable(ef *elf.File, data []byte) (*goTable, error) {
-	sec := ef.Section(".gopclntab")
-	if sec == nil {
-		sec = ef.Section(".data.rel.ro.gopclntab")
-	}
-	if sec == nil {
-		return nil, nil
-	}
-	tab, err := sectionData(ef, data, sec.Name)
-	if err != nil {
+// is not one. The table is the .gopclntab section of internally linked
+// binaries; externally linked ones (cgo) keep it inside .data.rel.ro or
+// .rodata, found by the runtime.pclntab symbol or, stripped, by its header.
+func newGoTable(ef *elf.File, data []byte, rt map[string]uint64) (*goTable, error) {
+	addr, tab, err := findPclntab(ef, data, rt)
+	if err != nil || tab == nil {
 		return nil, err
 	}
 	t, err := parsePclntab(tab, ef.ByteOrder)
@@ -58,22 +53,82 @@ func newGoTable(ef *elf.File, data []byte) (*goTable, error) {
 		return t, err
 	}
 	t.read = func(addr, n uint64) []byte { return readVaddr(ef, data, addr, n) }
-	t.textStart, t.gofunc = findModuledata(ef, data, sec.Addr, t.ptrSize)
+	t.textStart, t.gofunc = findModuledata(ef, data, addr, t.ptrSize, rt)
+	if t.textStart == 0 {
+		t.textStart = rt["runtime.text"]
+	}
 	if t.textStart == 0 {
 		if s := ef.Section(".text"); s != nil {
 			t.textStart = s.Addr
 		}
 	}
 	if t.gofunc == 0 {
-		if syms, err := ef.Symbols(); err == nil {
-			for _, s := range syms {
-				if s.Name == "go:func.*" {
-					t.gofunc = s.Value
-				}
-			}
-		}
+		t.gofunc = rt["go:func.*"]
 	}
 	return t, nil
+}
+
+// goSymbols are the runtime symbols the pclntab reader uses when present.
+var goSymbols = map[string]bool{
+	"runtime.pclntab": true, "runtime.epclntab": true, "runtime.text": true,
+	"runtime.firstmoduledata": true, "go:func.*": true,
+}
+
+// runtimeSymbols picks goSymbols out of a symbol table.
+func runtimeSymbols(syms []elf.Symbol) map[string]uint64 {
+	vals := make(map[string]uint64)
+	for _, s := range syms {
+		if goSymbols[s.Name] {
+			vals[s.Name] = s.Value
+		}
+	}
+	return vals
+}
+
+// findPclntab returns the address and contents of the pclntab.
+func findPclntab(ef *elf.File, data []byte, rt map[string]uint64) (uint64, []byte, error) {
+	for _, name := range []string{".gopclntab", ".data.rel.ro.gopclntab"} {
+		if sec := ef.Section(name); sec != nil {
+			tab, err := sectionData(ef, data, name)
+			return sec.Addr, tab, err
+		}
+	}
+	if ef.Section(".go.buildinfo") == nil && ef.Section(".note.go.buildid") == nil {
+		return 0, nil, nil // not Go
+	}
+	if start, end := rt["runtime.pclntab"], rt["runtime.epclntab"]; start != 0 && end > start {
+		if tab := readVaddr(ef, data, start, end-start); tab != nil {
+			return start, tab, nil
+		}
+	}
+	// Stripped: look for the header (magic, two zero pads, quantum, pointer
+	// size) at aligned offsets of the sections the linker puts it in.
+	magic := make([]byte, 6)
+	ef.ByteOrder.PutUint32(magic, go120Magic)
+	for _, name := range []string{".data.rel.ro", ".rodata", ".noptrdata"} {
+		sec := ef.Section(name)
+		if sec == nil || sec.Type == elf.SHT_NOBITS {
+			continue
+		}
+		b, err := sectionData(ef, data, name)
+		if err != nil {
+			continue
+		}
+		for off := 0; off+16 <= len(b); {
+			i := bytes.Index(b[off:], magic)
+			if i < 0 {
+				break
+			}
+			off += i
+			if off%8 == 0 && (b[off+6] == 1 || b[off+6] == 2 || b[off+6] == 4) && (b[off+7] == 4 || b[off+7] == 8) {
+				if t, err := parsePclntab(b[off:], ef.ByteOrder); err == nil && t.nfunc > 0 {
+					return sec.Addr + uint64(off), b[off:], nil
+				}
+			}
+			off++
+		}
+	}
+	return 0, nil, nil
 }
 
 // parsePclntab checks the header and slices out the tables; textStart and
@@ -128,19 +183,18 @@ func parsePclntab(tab []byte, bo binary.ByteOrder) (*goTable, error) {
 // findModuledata locates runtime.firstmoduledata, by symbol or, in stripped
 // binaries, by scanning the data sections for a pointer to the pclntab
 // followed by a pointer to its function name table, and returns its text and
-// gofunc fields (layout of Go 1.20 to 1.26, runtime/symtab.go).
-func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int) (text, gofunc uint64) {
+// gofunc fields (layout of Go 1.20 to 1.26, runtime/symtab.go). In position-
+// independent binaries linked externally the pointers are only in the
+// dynamic relocations (R_*_RELATIVE addends), so those are read instead.
+func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int, rt map[string]uint64) (text, gofunc uint64) {
 	size := uint64((moduledataGofuncOff + 1) * ptrSize)
-	check := func(b []byte) (uint64, uint64, bool) {
-		if uint64(len(b)) < size {
-			return 0, 0, false
+	word := func(b []byte, i int) uint64 {
+		if ptrSize == 4 {
+			return uint64(ef.ByteOrder.Uint32(b[i*4:]))
 		}
-		p := func(i int) uint64 {
-			if ptrSize == 4 {
-				return uint64(ef.ByteOrder.Uint32(b[i*4:]))
-			}
-			return ef.ByteOrder.Uint64(b[i*8:])
-		}
+		return ef.ByteOrder.Uint64(b[i*8:])
+	}
+	valid := func(p func(int) uint64) (uint64, uint64, bool) {
 		if p(0) != pclntab || p(1) <= pclntab || p(1)-pclntab > 1<<32 {
 			return 0, 0, false
 		}
@@ -150,14 +204,19 @@ func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int) (tex
 		}
 		return text, gofunc, true
 	}
-	if syms, err := ef.Symbols(); err == nil {
-		for _, s := range syms {
-			if s.Name == "runtime.firstmoduledata" {
-				if t, g, ok := check(readVaddr(ef, data, s.Value, size)); ok {
-					return t, g
-				}
-			}
+	check := func(b []byte) (uint64, uint64, bool) {
+		if uint64(len(b)) < size {
+			return 0, 0, false
 		}
+		return valid(func(i int) uint64 { return word(b, i) })
+	}
+	if addr := rt["runtime.firstmoduledata"]; addr != 0 {
+		if t, g, ok := check(readVaddr(ef, data, addr, size)); ok {
+			return t, g
+		}
+	}
+	if t, g, ok := moduledataFromRelocs(ef, data, pclntab, ptrSize, valid); ok {
+		return t, g
 	}
 	var needle [8]byte
 	if ptrSize == 4 {
@@ -189,6 +248,43 @@ func findModuledata(ef *elf.File, data []byte, pclntab uint64, ptrSize int) (tex
 		}
 	}
 	return 0, 0
+}
+
+// moduledataFromRelocs finds the moduledata through the RELATIVE relocations
+// of .rela.dyn: the one whose addend is the pclntab's address is at the
+// moduledata's first field, and the others give the fields after it.
+func moduledataFromRelocs(ef *elf.File, data []byte, pclntab uint64, ptrSize int,
+	valid func(func(int) uint64) (uint64, uint64, bool)) (uint64, uint64, bool) {
+	if ptrSize != 8 || ef.Class != elf.ELFCLASS64 {
+		return 0, 0, false
+	}
+	rela, err := sectionData(ef, data, ".rela.dyn")
+	if err != nil || len(rela) < 24 {
+		return 0, 0, false
+	}
+	relative := func(info uint64) bool {
+		typ := elf.R_TYPE64(info)
+		return ef.Machine == elf.EM_X86_64 && elf.R_X86_64(typ) == elf.R_X86_64_RELATIVE ||
+			ef.Machine == elf.EM_AARCH64 && elf.R_AARCH64(typ) == elf.R_AARCH64_RELATIVE
+	}
+	bo := ef.ByteOrder
+	for i := 0; i+24 <= len(rela); i += 24 {
+		if !relative(bo.Uint64(rela[i+8:])) || bo.Uint64(rela[i+16:]) != pclntab {
+			continue
+		}
+		md := bo.Uint64(rela[i:])
+		fields := make(map[uint64]uint64, moduledataGofuncOff+1)
+		for j := 0; j+24 <= len(rela); j += 24 {
+			off := bo.Uint64(rela[j:])
+			if off >= md && off < md+uint64((moduledataGofuncOff+1)*8) && relative(bo.Uint64(rela[j+8:])) {
+				fields[(off-md)/8] = bo.Uint64(rela[j+16:])
+			}
+		}
+		if t, g, ok := valid(func(k int) uint64 { return fields[uint64(k)] }); ok {
+			return t, g, true
+		}
+	}
+	return 0, 0, false
 }
 
 // readVaddr returns n bytes of the file's image at virtual address addr, from

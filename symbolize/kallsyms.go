@@ -32,10 +32,11 @@ type ksym struct {
 // parseKallsyms reads /proc/kallsyms lines: "address type name [module]".
 // Only text symbols (t, T, w, W) are kept. All-zero addresses (kptr_restrict)
 // give an empty table and an error saying so.
-func parseKallsyms(r io.Reader, name string) (*kallsyms, error) {
+func parseKallsyms(r io.Reader, name string) (k *kallsyms, err error) {
+	defer guard(name, &err)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLen)
-	k := &kallsyms{}
+	k = &kallsyms{}
 	modules := make(map[string]string)
 	zero := 0
 	for n := 0; sc.Scan(); n++ {

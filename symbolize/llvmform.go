@@ -50,8 +50,9 @@ func ParseAddress(s string) (uint64, error) {
 // line, whitespace separated) from r and writes each one's frames to w in
 // llvm-symbolizer's form. A token that is not an address is echoed on its own
 // line, as llvm-symbolizer does. Errors of the object are returned joined
-// once at the end, never stopping the stream.
-func SymbolizeStream(r io.Reader, w io.Writer, o *Object) error {
+// once at the end, never stopping the stream. demangle=false prints names as
+// the object gives them, like llvm-symbolizer --no-demangle.
+func SymbolizeStream(r io.Reader, w io.Writer, o *Object, demangle bool) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -63,7 +64,7 @@ func SymbolizeStream(r io.Reader, w io.Writer, o *Object) error {
 				fmt.Fprintf(bw, "%s\n\n", tok)
 				continue
 			}
-			frames, err := o.Frames(addr)
+			frames, err := o.frames(addr, demangle)
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}

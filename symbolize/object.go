@@ -30,18 +30,23 @@ var (
 	ErrFormat = errors.New("malformed input")
 	// ErrTooLarge reports input beyond one of the package's size caps.
 	ErrTooLarge = errors.New("input too large")
+	// ErrBuildIDMismatch reports a file whose build ID is not the mapping's.
+	ErrBuildIDMismatch = errors.New("build ID mismatch")
 	// ErrNoMapping reports an address outside every loadable segment.
 	ErrNoMapping = errors.New("address outside the object's segments")
 )
 
 // Size caps on hostile input.
 const (
-	maxSectionSize  = 1 << 30 // decompressed debug section
-	maxDebugdata    = 64 << 20
-	maxInlineDepth  = 64
-	maxNameLen      = 1 << 16
-	maxFramesPerPC  = 128
-	maxMappedObject = 1 << 36
+	maxSectionSize = 1 << 30 // decompressed debug section
+	// maxCompressionRatio bounds decompressed/compressed size: real debug
+	// sections compress 3 to 20 times; a bomb claims far more.
+	maxCompressionRatio = 256
+	maxDebugdata        = 64 << 20
+	maxInlineDepth      = 64
+	maxNameLen          = 1 << 16
+	maxFramesPerPC      = 128
+	maxMappedObject     = 1 << 36
 )
 
 // Object is one ELF file (executable, shared library or debug file) with the
@@ -53,11 +58,14 @@ type Object struct {
 	buildID   string // GNU build ID, hex
 	goBuildID string
 	debugPath string // separate debug file, if one was used
+	openErr   error  // tables that could not be read
 	loads     []elf.ProgHeader
 
-	mu        sync.Mutex // guards the lazily built parts of dw and demangled
+	mu        sync.Mutex // guards dw, its lazily built parts, and demangled
 	syms      *symtab
+	loadDW    func() (*dwarfIndex, error) // set until DWARF is first needed
 	dw        *dwarfIndex
+	dwErr     error
 	gotab     *goTable
 	demangled map[string]string
 
@@ -130,13 +138,23 @@ func unmap(b []byte) {
 // into an error naming the file. Call it deferred with the function's error.
 func guard(name string, errp *error) {
 	if r := recover(); r != nil {
+		if panicOnBug {
+			panic(r)
+		}
 		*errp = fmt.Errorf("%s: %w: %v", name, ErrFormat, r)
 	}
 }
 
+// panicOnBug makes guard re-panic, so that fuzzing finds the bugs it would
+// otherwise turn into errors. Only the fuzz tests set it.
+var panicOnBug = false
+
 func parseObject(data []byte, name string, debugDirs []string, separate bool) (o *Object, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(name, &err)
+	if err := checkELFExtents(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	ef, err := elf.NewFile(bytesReaderAt(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
@@ -149,27 +167,29 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 	}
 	o.buildID, o.goBuildID = readBuildIDs(ef, data)
 	var errs []error
-	o.syms, err = newSymtab(ef)
+	var rt map[string]uint64
+	o.syms, rt, err = newSymtab(ef)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	o.gotab, err = newGoTable(ef, data)
+	o.gotab, err = newGoTable(ef, data, rt)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("go pclntab: %w", err))
 	}
-	o.dw, err = newDWARFIndex(ef, data)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("dwarf: %w", err))
+	// DWARF is indexed when an address first needs it: a Go binary may
+	// never need it, and decompressing it is most of the cost of opening.
+	if hasDWARF(ef) {
+		o.loadDW = func() (*dwarfIndex, error) { return newDWARFIndex(ef, data) }
 	}
 	// A binary without DWARF or without a symbol table may have them in a
 	// separate debug file.
-	if separate && (o.dw == nil || !o.syms.full) {
+	if separate && (o.loadDW == nil || !o.syms.full) {
 		if dbg, path := findDebugFile(ef, data, name, o.buildID, debugDirs); dbg != nil {
 			o.debugPath = path
 			o.mapped = append(o.mapped, dbg.mapped...)
 			dbg.mapped = nil
-			if o.dw == nil {
-				o.dw = dbg.dw
+			if o.loadDW == nil {
+				o.loadDW = dbg.loadDW
 			}
 			if !o.syms.full && dbg.syms.full {
 				o.syms = dbg.syms
@@ -184,18 +204,23 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 		}
 	}
 	o.cost.Store(o.baseCost(data))
-	if o.gotab == nil && o.dw == nil && o.syms.empty() && len(errs) > 0 {
-		return nil, fmt.Errorf("%s: %w", name, errors.Join(errs...))
+	if len(errs) > 0 {
+		o.openErr = fmt.Errorf("%s: %w", name, errors.Join(errs...))
+		if o.gotab == nil && o.loadDW == nil && o.syms.empty() {
+			return nil, o.openErr
+		}
 	}
 	return o, nil
 }
 
+// Err reports what could not be read when the Object was opened (a bad
+// symbol table, say), though other tables could; nil if everything was.
+// Errors in DWARF, which is read when first needed, come with Frames.
+func (o *Object) Err() error { return o.openErr }
+
 func (o *Object) baseCost(data []byte) int64 {
 	c := int64(len(data)) / 16 // mapped, paged in on demand
 	c += o.syms.cost()
-	if o.dw != nil {
-		c += o.dw.cost
-	}
 	if o.gotab != nil {
 		c += 256
 	}
@@ -262,6 +287,16 @@ func (o *Object) Vaddr(m *profile.Mapping, addr uint64) (uint64, error) {
 // names the file and the table that could not be read; frames found by other
 // means are still returned with it.
 func (o *Object) Frames(addr uint64) (frames []Frame, err error) {
+	return o.frames(addr, true)
+}
+
+// RawFrames is Frames without demangling: function names as the symbol table
+// and DWARF give them (llvm-symbolizer --no-demangle).
+func (o *Object) RawFrames(addr uint64) (frames []Frame, err error) {
+	return o.frames(addr, false)
+}
+
+func (o *Object) frames(addr uint64, demangle bool) (frames []Frame, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -277,6 +312,19 @@ func (o *Object) Frames(addr uint64) (frames []Frame, err error) {
 		if len(frames) > 0 {
 			return frames, err
 		}
+	}
+	if o.loadDW != nil {
+		o.dw, o.dwErr = o.loadDW()
+		o.loadDW = nil
+		if o.dwErr != nil {
+			o.dwErr = fmt.Errorf("%s: dwarf: %w", o.path, o.dwErr)
+		}
+		if o.dw != nil {
+			o.cost.Add(o.dw.cost)
+		}
+	}
+	if o.dwErr != nil && err == nil {
+		err = o.dwErr
 	}
 	if o.dw != nil {
 		var derr error
@@ -302,10 +350,20 @@ func (o *Object) Frames(addr uint64) (frames []Frame, err error) {
 			last.File = file
 		}
 	}
-	for i := range frames {
-		frames[i].Function = o.demangle(frames[i].Function)
+	if demangle {
+		for i := range frames {
+			frames[i].Function = o.demangle(frames[i].Function)
+		}
 	}
 	return frames, err
+}
+
+// Demangle returns name demangled (C++, Rust), or unchanged; results are
+// memoized per object.
+func (o *Object) Demangle(name string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.demangle(name)
 }
 
 func (o *Object) demangle(name string) string {

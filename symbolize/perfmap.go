@@ -22,10 +22,11 @@ type perfSym struct {
 	name        string
 }
 
-func parsePerfMap(r io.Reader, name string) (*perfMap, error) {
+func parsePerfMap(r io.Reader, name string) (m *perfMap, err error) {
+	defer guard(name, &err)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLen)
-	m := &perfMap{}
+	m = &perfMap{}
 	for n := 0; sc.Scan(); n++ {
 		if n >= maxPerfMapLines {
 			return nil, fmt.Errorf("%s: more than %d lines: %w", name, maxPerfMapLines, ErrTooLarge)

@@ -19,10 +19,10 @@ const maxMapsLines = 1 << 20
 // ParseMaps reads /proc/PID/maps and returns the file-backed executable
 // mappings as profile Mappings (Start, Limit, Offset, File), numbered from 1.
 // A " (deleted)" suffix is kept in File, as the kernel writes it.
-func ParseMaps(r io.Reader) ([]*profile.Mapping, error) {
+func ParseMaps(r io.Reader) (out []*profile.Mapping, err error) {
+	defer guard("maps", &err)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLen)
-	var out []*profile.Mapping
 	for n := 0; sc.Scan(); n++ {
 		if n >= maxMapsLines {
 			return nil, fmt.Errorf("maps: more than %d lines: %w", maxMapsLines, ErrTooLarge)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -34,6 +35,8 @@ const kallsymsTTL = time.Minute
 type Symbolizer struct {
 	opts  Options
 	cache *objectCache
+
+	parsed atomic.Int64 // objects indexed, for tests of the cache
 
 	mu       sync.Mutex
 	kernel   *kallsyms
@@ -121,27 +124,33 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 	}
 	defer s.cache.release(e)
 	o := e.obj
+	if m.BuildID != "" && o.buildID != "" && m.BuildID != o.buildID && m.BuildID != o.goBuildID {
+		// The file on disk is not the one the process mapped (upgraded
+		// since): its frames would be wrong.
+		return fmt.Errorf("symbolize %s: build ID %s, mapping has %s: %w", m.File, o.buildID, m.BuildID, ErrBuildIDMismatch)
+	}
 	if m.BuildID == "" {
 		m.BuildID = o.buildID
 		if m.BuildID == "" {
 			m.BuildID = o.goBuildID
 		}
 	}
-	var firstErr error
+	firstErr := o.Err()
 	for _, l := range locs {
 		va, err := o.Vaddr(m, l.Address)
 		if err != nil {
-			firstErr = cmp(firstErr, err)
+			firstErr = keepFirst(firstErr, err)
 			continue
 		}
-		frames, err := o.Frames(va)
-		firstErr = cmp(firstErr, err)
-		fs.fill(m, l, frames)
+		frames, err := o.RawFrames(va)
+		firstErr = keepFirst(firstErr, err)
+		fs.fillNamed(m, l, frames, o.Demangle)
 	}
 	return firstErr
 }
 
-func cmp(first, err error) error {
+// keepFirst returns the first non-nil of first and err.
+func keepFirst(first, err error) error {
 	if first != nil {
 		return first
 	}
@@ -157,11 +166,7 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 			return e, nil
 		}
 	}
-	open := s.opts.Open
-	if open == nil {
-		open = func(m *profile.Mapping) (*os.File, error) { return os.Open(m.File) }
-	}
-	f, err := open(m)
+	f, err := s.open(m)
 	if err != nil {
 		return nil, err
 	}
@@ -178,11 +183,20 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := fk
-	if o.buildID != "" {
-		key = "build:" + o.buildID
+	s.parsed.Add(1)
+	if o.buildID == "" {
+		return s.cache.add(fk, o), nil
 	}
-	return s.cache.add(key, o), nil
+	e := s.cache.add("build:"+o.buildID, o)
+	s.cache.alias(e, fk)
+	return e, nil
+}
+
+func (s *Symbolizer) open(m *profile.Mapping) (*os.File, error) {
+	if s.opts.Open != nil {
+		return s.opts.Open(m)
+	}
+	return os.Open(m.File)
 }
 
 func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
@@ -212,7 +226,7 @@ func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Locatio
 }
 
 func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
-	f, err := os.Open(m.File)
+	f, err := s.open(m) // in a container, Options.Open finds its /tmp
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
 	}
@@ -261,13 +275,13 @@ func newFuncSet(p *profile.Profile) *funcSet {
 	return fs
 }
 
-func (fs *funcSet) function(name, file string) *profile.Function {
+func (fs *funcSet) function(name, system, file string) *profile.Function {
 	k := [2]string{name, file}
 	if f, ok := fs.byKey[k]; ok {
 		return f
 	}
 	fs.nextID++
-	f := &profile.Function{ID: fs.nextID, Name: name, SystemName: name, Filename: file}
+	f := &profile.Function{ID: fs.nextID, Name: name, SystemName: system, Filename: file}
 	fs.p.Function = append(fs.p.Function, f)
 	fs.byKey[k] = f
 	return f
@@ -276,6 +290,12 @@ func (fs *funcSet) function(name, file string) *profile.Function {
 // fill sets l's Lines from frames (innermost first, the pprof order) and
 // the mapping's Has* flags.
 func (fs *funcSet) fill(m *profile.Mapping, l *profile.Location, frames []Frame) {
+	fs.fillNamed(m, l, frames, nil)
+}
+
+// fillNamed is fill for frames with raw (mangled) names: Function.Name gets
+// the demangled name and SystemName the raw one.
+func (fs *funcSet) fillNamed(m *profile.Mapping, l *profile.Location, frames []Frame, demangle func(string) string) {
 	if len(frames) == 0 {
 		return
 	}
@@ -284,11 +304,14 @@ func (fs *funcSet) fill(m *profile.Mapping, l *profile.Location, frames []Frame)
 		if f.Function == "" && f.File == "" {
 			continue
 		}
-		name := f.Function
-		if name == "" {
-			name = "??"
+		name, system := f.Function, f.Function
+		if demangle != nil {
+			name = demangle(system)
 		}
-		l.Line = append(l.Line, profile.Line{Function: fs.function(name, f.File), Line: int64(f.Line), Column: int64(f.Column)})
+		if name == "" {
+			name, system = "??", "??"
+		}
+		l.Line = append(l.Line, profile.Line{Function: fs.function(name, system, f.File), Line: int64(f.Line), Column: int64(f.Column)})
 		m.HasFunctions = m.HasFunctions || f.Function != ""
 		m.HasFilenames = m.HasFilenames || f.File != ""
 		m.HasLineNumbers = m.HasLineNumbers || f.Line != 0

@@ -11,7 +11,10 @@ import (
 )
 
 func init() {
-	var exe string
+	var (
+		exe        string
+		noDemangle bool
+	)
 	cmd := &cobra.Command{
 		Use:   "symbolize --exe FILE < addresses",
 		Short: "Print the frames of addresses in an ELF file, as llvm-symbolizer does",
@@ -29,12 +32,16 @@ Unknown parts print as ?? and ??:0:0.`,
 				return err
 			}
 			defer o.Close()
-			if err := symbolize.SymbolizeStream(os.Stdin, os.Stdout, o); err != nil {
+			if err := o.Err(); err != nil {
+				fmt.Fprintln(os.Stderr, "ember symbolize: warning:", err)
+			}
+			if err := symbolize.SymbolizeStream(os.Stdin, os.Stdout, o, !noDemangle); err != nil {
 				fmt.Fprintln(os.Stderr, "ember symbolize:", err)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&exe, "exe", "", "ELF executable or shared library")
+	cmd.Flags().BoolVar(&noDemangle, "no-demangle", false, "print function names as the binary gives them")
 	rootCmd.AddCommand(cmd)
 }

@@ -41,6 +41,7 @@ __attribute__((noinline)) double sorted_median(double *v, int n) {
 }
 
 extern int lib_entry(int n); /* in lib.c when linked with the shared library */
+extern int lib_loop(int n);
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 1000;
@@ -59,6 +60,9 @@ int main(int argc, char **argv) {
 	if (argc > 2) {
 		/* Wait for the test: print our own addresses and sleep. */
 		printf("nearest=%p\n", (void *)nearest);
+#ifdef WITH_LIB
+		printf("lib_loop=%p\n", (void *)lib_loop);
+#endif
 		fflush(stdout);
 		sleep(60);
 	}

@@ -1,0 +1,254 @@
+package symbolize
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Fuzz targets, one per parser. In a plain `go test` run each executes only
+// its seed corpus; fuzz one with, for example,
+//
+//	go test ./symbolize -run '^$' -fuzz '^FuzzELF$' -fuzztime 1m -fuzzminimizetime 2s
+//
+// (With the default minimization time of a minute, minimizing the first
+// interesting ELF or pclntab input can take the whole run while the progress
+// line shows few execs.)
+//
+// Seeds are real files built or read at test time: small ELF images from
+// testdata/tiny.c (gcc DWARF 4 and 5, zlib, no DWARF; clang DWARF 5), a Go pclntab, this machine's
+// /proc/self/maps and the head of /proc/kallsyms.
+
+// tinyELFs builds the seed ELF images, if gcc is installed.
+func tinyELFs(f *testing.F) [][]byte {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if strict() {
+			f.Fatal("gcc is not installed")
+		}
+		return nil
+	}
+	var out [][]byte
+	type variant struct {
+		cc    string
+		flags []string
+	}
+	variants := []variant{{gcc, []string{"-gdwarf-4"}}, {gcc, []string{"-gdwarf-5"}}, {gcc, []string{"-g", "-gz=zlib"}}, {gcc, []string{"-g0"}}}
+	if clang, err := exec.LookPath("clang-19"); err == nil {
+		// clang's DWARF 5 uses the indexed forms (strx, addrx, rnglistx).
+		variants = append(variants, variant{clang, []string{"-gdwarf-5"}})
+	}
+	for _, v := range variants {
+		key := "tiny-" + filepath.Base(v.cc) + strings.Join(v.flags, "")
+		p := built(f, key, func(dir, o string) {
+			args := append([]string{"-O2", "-nostdlib", "-static", "-Wl,-n", "-Wl,--build-id", "-o", o}, v.flags...)
+			run(f, dir, v.cc, append(args, srcPath(f, "tiny.c"))...)
+		})
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func fuzzing() func() {
+	old := panicOnBug
+	panicOnBug = true
+	return func() { panicOnBug = old }
+}
+
+func FuzzELF(f *testing.F) {
+	for _, b := range tinyELFs(f) {
+		f.Add(b)
+	}
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	defer fuzzing()()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o, err := newObjectBytes(data, "fuzz")
+		if err != nil {
+			return
+		}
+		// Addresses at and around every loadable segment and symbol.
+		for _, p := range o.loads {
+			for _, a := range []uint64{p.Vaddr, p.Vaddr + p.Memsz/2, p.Vaddr + p.Memsz - 1} {
+				o.Frames(a)
+			}
+		}
+		if o.syms != nil {
+			for i, s := range o.syms.syms {
+				if i > 64 {
+					break
+				}
+				o.Frames(s.addr + s.size/2)
+			}
+		}
+	})
+}
+
+// FuzzDWARF feeds the DWARF sections of the seeds, mutated, to the index:
+// unit headers, abbreviations, DIEs and their forms, range lists, line
+// programs (DWARF 2 to 5 headers and file tables) and name resolution.
+func FuzzDWARF(f *testing.F) {
+	for _, b := range tinyELFs(f) {
+		ef, err := elf.NewFile(bytesReaderAt(b))
+		if err != nil {
+			f.Fatal(err)
+		}
+		secs := make([][]byte, 9) // in the order of dwarfSections
+		for i, n := range dwarfSections {
+			secs[i], _ = sectionData(ef, b, ".debug_"+n)
+		}
+		if len(secs[1]) > 0 {
+			f.Add(secs[0], secs[1], secs[2], secs[3], secs[4], secs[5], secs[6], secs[7], secs[8], uint64(0x100))
+		}
+	}
+	defer fuzzing()()
+	f.Fuzz(func(t *testing.T, abbrev, info, line, str, ranges, addr, lineStr, strOffsets, rnglists []byte, pc uint64) {
+		secs := make(map[string][]byte)
+		for i, b := range [][]byte{abbrev, info, line, str, ranges, addr, lineStr, strOffsets, rnglists} {
+			secs[dwarfSections[i]] = b
+		}
+		ix, err := newDWARFIndexSections(secs, binary.LittleEndian)
+		if err != nil || ix == nil {
+			return
+		}
+		ix.frames(pc)
+		for i, r := range ix.ranges {
+			if i > 32 {
+				break
+			}
+			ix.frames(r.low)
+			ix.frames(r.low + (r.high-r.low)/2)
+		}
+	})
+}
+
+func FuzzPclntab(f *testing.F) {
+	if stripped, _ := goBuildSeed(f); stripped != nil {
+		f.Add(stripped.tab, stripped.gofunc, stripped.text, uint64(0x1000))
+	}
+	f.Add([]byte{0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8}, []byte{}, uint64(0x401000), uint64(0))
+	defer fuzzing()()
+	f.Fuzz(func(t *testing.T, tab, gofunc []byte, text, off uint64) {
+		gt, err := parsePclntab(tab, binary.LittleEndian)
+		if err != nil {
+			return
+		}
+		const base = 0x10000000
+		gt.textStart, gt.gofunc = text, base
+		gt.read = func(addr, n uint64) []byte {
+			if addr < base || addr-base > uint64(len(gofunc)) || n > uint64(len(gofunc))-(addr-base) {
+				return nil
+			}
+			return gofunc[addr-base : addr-base+n]
+		}
+		gt.frames(text + off)
+		for i := 0; i < gt.nfunc && i < 16; i++ {
+			gt.frames(text + uint64(gt.bo.Uint32(gt.pcln[i*8:])) + 1)
+		}
+	})
+}
+
+type pclnSeed struct {
+	tab, gofunc []byte
+	text        uint64
+}
+
+// goBuildSeed reads the pclntab and the start of go:func.* of the Go test
+// workload.
+func goBuildSeed(f *testing.F) (*pclnSeed, error) {
+	if _, err := exec.LookPath("go"); err != nil {
+		if _, err := os.Stat(os.Getenv("GOROOT") + "/bin/go"); err != nil {
+			return nil, err
+		}
+	}
+	_, full := goBuild(false)(f)
+	b, err := os.ReadFile(full)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ef, err := elf.NewFile(bytesReaderAt(b))
+	if err != nil {
+		f.Fatal(err)
+	}
+	sec := ef.Section(".gopclntab")
+	tab, err := sectionData(ef, b, ".gopclntab")
+	if err != nil || sec == nil {
+		f.Fatalf("no pclntab: %v", err)
+	}
+	_, rt, _ := newSymtab(ef)
+	text, gofunc := findModuledata(ef, b, sec.Addr, 8, rt)
+	return &pclnSeed{tab: tab, gofunc: readVaddr(ef, b, gofunc, 1<<16), text: text}, nil
+}
+
+func FuzzMaps(f *testing.F) {
+	if b, err := os.ReadFile("/proc/self/maps"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("55d0c0000000-55d0c0001000 r-xp 00001000 fd:01 1234 /usr/bin/my prog (deleted)\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := ParseMaps(strings.NewReader(string(data)))
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if m.Limit < m.Start {
+				t.Fatalf("mapping %+v ends before it starts", m)
+			}
+		}
+	})
+}
+
+func FuzzPerfMap(f *testing.F) {
+	f.Add([]byte("7f0000001000 100 py::main:/app/x.py\n0x7f0000002000 0x40 jitted\n7f0000001000 100 py::again\n"), uint64(0x7f0000001010))
+	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
+		m, err := parsePerfMap(strings.NewReader(string(data)), "fuzz")
+		if err != nil {
+			return
+		}
+		m.lookup(addr)
+		for _, s := range m.syms {
+			if fr, ok := m.lookup(s.start); !ok || fr.Function == "" && s.name != "" {
+				t.Fatalf("entry %+v does not resolve: %+v", s, fr)
+			}
+		}
+	})
+}
+
+func FuzzKallsyms(f *testing.F) {
+	if b, err := os.ReadFile("/proc/kallsyms"); err == nil {
+		lines := strings.SplitAfterN(string(b), "\n", 200)
+		f.Add([]byte(strings.Join(lines[:len(lines)-1], "")), uint64(0xffffffff81000010))
+	}
+	f.Add([]byte("ffffffff81000000 T _text\nffffffffc0000000 t helper\t[mod]\n"), uint64(0xffffffffc0000004))
+	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
+		k, err := parseKallsyms(strings.NewReader(string(data)), "fuzz")
+		if err != nil {
+			return
+		}
+		k.lookup(addr)
+	})
+}
+
+func FuzzDemangle(f *testing.F) {
+	for _, s := range []string{
+		"_ZSt9__fill_a1IPiiEN9__gnu_cxx11__enable_ifIXsrSt11__is_scalarIT0_E7__valueEvE6__typeET_S8_RKS4_",
+		"_ZN4core3fmt5write17h0123456789abcdefE",
+		"_RINvCs32gj3y4fnmh_4main11sum_squaresdEB2_",
+		"main.main",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		out := demangleName(name)
+		if len(out) > 1<<17 && len(out) > 4*len(name) {
+			t.Fatalf("demangled %d bytes into %d", len(name), len(out))
+		}
+	})
+}

@@ -1,0 +1,113 @@
+package symbolize
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestOpenInProcessStaysInRoot runs a static workload chrooted into a
+// directory that holds an absolute symlink to a host file, and checks that
+// OpenInProcess opens the workload's own binary through /proc/PID/root but
+// resolves the symlink inside the process's root, not on the host.
+func TestOpenInProcessStaysInRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if strict() {
+			t.Fatal("needs root to chroot")
+		}
+		t.Skip("needs root to chroot")
+	}
+	gcc := requireTool(t, "gcc")
+	exe := built(t, "work-static", func(dir, out string) {
+		run(t, dir, gcc, "-O2", "-g", "-static", "-o", out, srcPath(t, "work.c"))
+	})
+	root := t.TempDir()
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "work"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostFile := filepath.Join(t.TempDir(), "host-secret")
+	os.WriteFile(hostFile, []byte("host"), 0o644)
+	if err := os.Symlink(hostFile, filepath.Join(root, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/work", "100", "wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	cmd.Dir = "/"
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	buf := make([]byte, 256)
+	out.Read(buf) // wait until it runs
+
+	// By path inside the root (start/limit that match no mapping, so the
+	// map_files route fails and openat2 is used).
+	f, err := OpenInProcess(cmd.Process.Pid, "/work", 1, 2)
+	if err != nil {
+		t.Fatalf("open /work in the process's root: %v", err)
+	}
+	st, _ := f.Stat()
+	f.Close()
+	if st.Size() != int64(len(b)) {
+		t.Errorf("opened a file of %d bytes, want %d", st.Size(), len(b))
+	}
+	// The absolute symlink resolves inside the root, where hostFile does not exist.
+	if f, err := OpenInProcess(cmd.Process.Pid, "/escape", 1, 2); err == nil {
+		f.Close()
+		t.Fatal("a symlink in the process's root opened a host file")
+	} else if !errors.Is(err, unix.ENOENT) {
+		t.Logf("escape refused with: %v", err)
+	}
+	// Magic links (/proc/self/...) are refused.
+	if f, err := OpenInProcess(os.Getpid(), "/proc/self/exe", 1, 2); err == nil {
+		f.Close()
+		t.Error("opened /proc/self/exe, a magic link, through openat2")
+	}
+}
+
+// TestSymbolizeMemfdExecutable runs a binary from a memfd (as some
+// container runtimes and packers do) and symbolizes it through map_files.
+func TestSymbolizeMemfdExecutable(t *testing.T) {
+	gcc := requireTool(t, "gcc")
+	exe := built(t, "work-pie", func(dir, out string) {
+		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
+	})
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.MemfdCreate("ember-test", 0)
+	if err != nil {
+		t.Skipf("memfd_create: %v", err)
+	}
+	mf := os.NewFile(uintptr(fd), "memfd")
+	defer mf.Close()
+	if _, err := mf.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	cmd, addrs := startWaitingFiles(t, "/proc/self/fd/3", []*os.File{mf})
+	p := processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)
+	if m := p.Location[0].Mapping; !strings.HasPrefix(m.File, "/memfd:ember-test") {
+		t.Fatalf("mapping file %q, want a memfd", m.File)
+	}
+	s := New(Options{Open: ProcessOpener(cmd.Process.Pid)})
+	defer s.Close()
+	if err := s.Symbolize(p); err != nil {
+		t.Fatal(err)
+	}
+	wantOuter(t, p.Location[0], "nearest", "work.c")
+}
