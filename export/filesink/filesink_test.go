@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/pprof/profile"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 
 	"github.com/emberprof/ember/export/sink"
 )
@@ -270,5 +271,17 @@ func TestMulti(t *testing.T) {
 	}
 	if err := m.Enqueue(sink.Profile{Service: "s", Name: sink.NameCPU, Profile: testProfile(3)}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Enqueue after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var f Flags
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	f.Register(fs)
+	if err := fs.Parse([]string{"--output-dir=/d", "--output-max-age=24h"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.Config(); c.Dir != "/d" || c.MaxAge != 24*time.Hour || c.MaxBytes != DefaultMaxBytes {
+		t.Errorf("config %+v", c)
 	}
 }
