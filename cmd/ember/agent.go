@@ -33,8 +33,7 @@ func init() {
 
 		pyro        pyroscope.Flags
 		selfProfile bool
-		files       filesink.Config
-		fileFormat  string
+		fileFlags   filesink.Flags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -42,7 +41,7 @@ func init() {
 		Long: `agent runs until SIGTERM or SIGINT. Every --interval it emits one CPU profile
 (and, with --mode offcpu|wall, one off-CPU profile) per service to every sink:
 --pyroscope-url (Grafana Pyroscope's push API) and/or --output-dir (rotating
-files). On exit it delivers the last partial interval within --flush-timeout.
+files). On exit it delivers the last partial interval within --shutdown-timeout.
 
 Credentials come from flags, files (--*-file) or the environment
 (EMBER_PYROSCOPE_PASSWORD, EMBER_PYROSCOPE_TOKEN) and are never logged.`,
@@ -86,9 +85,9 @@ Credentials come from flags, files (--*-file) or the environment
 				}
 				sinks = append(sinks, s)
 			}
-			if files.Dir != "" {
+			if fileFlags.Dir != "" {
+				files := fileFlags.Config()
 				files.Labels, files.Registerer, files.Logger = static, reg, log
-				files.Ext = fileFormat
 				s, err := filesink.New(files)
 				if err != nil {
 					return err
@@ -137,16 +136,13 @@ Credentials come from flags, files (--*-file) or the environment
 	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid")
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")
 	f.StringSliceVar(&labels, "label", nil, "k=v: a static label on every profile (repeatable)")
-	f.DurationVar(&cfg.FlushTimeout, "flush-timeout", 10*time.Second, "deadline to deliver the last interval at exit")
+	f.DurationVar(&cfg.FlushTimeout, "shutdown-timeout", 10*time.Second, "deadline to deliver the last interval at exit")
 	f.Int64Var(&cfg.SymbolCacheBytes, "symbol-cache-bytes", 256<<20, "byte budget of the symbolizer's cache")
 	f.StringVar(&metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. localhost:9464)")
 
 	pyro.Register(f)
 	f.BoolVar(&selfProfile, "self-profile", false, "send Ember's own Go profiles to the same Pyroscope")
-	f.StringVar(&files.Dir, "output-dir", "", "write each profile as a file in this directory, named by time and service")
-	f.StringVar(&fileFormat, "output-format", ".pb.gz", "form of the files: .pb.gz, .html, .svg or .folded")
-	f.Int64Var(&files.MaxBytes, "output-dir-bytes", filesink.DefaultMaxBytes, "rotate: keep at most this many bytes of files")
-	f.DurationVar(&files.MaxAge, "output-dir-age", filesink.DefaultMaxAge, "rotate: delete files older than this")
+	fileFlags.Register(f)
 	rootCmd.AddCommand(cmd)
 }
 

@@ -21,6 +21,10 @@
 //   - Close delivers what is queued until its context is done, then drops and
 //     counts the rest.
 //
+// Pyroscope makes a series of every distinct set of sample labels, so
+// Config.DropSampleLabels can strip per-thread labels (tid, thread) and merge
+// the samples they told apart.
+//
 // Credentials (basic auth, bearer token, tenant, extra headers) are Secrets:
 // they print as [REDACTED] and are never logged. Every counter is exported
 // to a prometheus.Registerer given in the Config.
