@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,12 @@ func main() {
 	var ts unix.Timespec
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
 		agent.ProcessStart = time.Duration(ts.Nano())
+	}
+	// Ember's heap is mostly short-lived symbolization work: collecting at
+	// 50% growth instead of 100% keeps its RSS about a third lower for a
+	// little more GC time. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
 	}
 	if len(os.Args) > 1 && os.Args[1] == agent.ExecHelperArg {
 		agent.RunExecHelper(os.Args[2:])
