@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,20 +37,31 @@ func startAgent(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	return cmd, &stderr
 }
 
+// rssKiB returns a process's resident set in KiB, and logs its parts
+// (anonymous memory, mapped files).
 func rssKiB(t *testing.T, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var rss int64 = -1
+	var parts []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(k, "Rss") && k != "VmRSS" {
+			continue
+		}
+		parts = append(parts, k+"="+strings.TrimSpace(v))
+		if k == "VmRSS" {
+			rss, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	t.Fatal("no VmRSS")
-	return 0
+	if rss < 0 {
+		t.Fatal("no VmRSS")
+	}
+	t.Logf("agent memory: %s", strings.Join(parts, " "))
+	return rss
 }
 
 // SIGTERM in the middle of an interval delivers the last partial interval
@@ -63,8 +77,10 @@ func TestAgentSIGTERMFlushes(t *testing.T) {
 	defer func() { w.Process.Kill(); w.Wait() }()
 	srv := pyroscopetest.New(t, pyroscopetest.Options{})
 	defer srv.Close()
-	agent, _ := startAgent(t, "--pyroscope-url", srv.URL, "--interval", "60s", "-F", "99", "--pid", strconv.Itoa(w.Process.Pid))
+	agent, stderr := startAgent(t, "--pyroscope-url", srv.URL, "--interval", "60s", "-F", "99", "--pid", strconv.Itoa(w.Process.Pid),
+		"--metrics-addr", "127.0.0.1:0")
 	time.Sleep(4 * time.Second)
+	checkMetrics(t, stderr.String())
 	sent := time.Now()
 	agent.Process.Signal(syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -95,7 +111,11 @@ func TestAgentChurn(t *testing.T) {
 	bin := buildCPUSplit(t, dir)
 	srv := pyroscopetest.New(t, pyroscopetest.Options{})
 	defer srv.Close()
-	agent, stderr := startAgent(t, "--pyroscope-url", srv.URL, "--interval", "5s", "-F", "99", "--mode", "wall")
+	// The symbolizer's cache is bounded by its budget; a small one is reached
+	// during the warm-up even on a quiet machine, so what is measured after
+	// it is whether anything else grows with process churn.
+	agent, stderr := startAgent(t, "--pyroscope-url", srv.URL, "--interval", "5s", "-F", "99", "--mode", "wall",
+		"--symbol-cache-bytes", strconv.Itoa(32<<20), "--metrics-addr", "127.0.0.1:0")
 	churn := func(d time.Duration) int {
 		n := 0
 		for end := time.Now().Add(d); time.Now().Before(end); n++ {
@@ -143,4 +163,41 @@ func envSeconds(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// checkMetrics scrapes the agent's /metrics and /healthz at the address it
+// logged.
+func checkMetrics(t *testing.T, log string) {
+	t.Helper()
+	m := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("agent did not log its metrics address:\n%s", log)
+	}
+	get := func(path string) string {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return string(b)
+	}
+	if h := get("/healthz"); !strings.Contains(h, "ok") {
+		t.Errorf("/healthz: %q", h)
+	}
+	metrics := get("/metrics")
+	for _, want := range []string{
+		`ember_kernel_events_total{counter="samples"}`,
+		`ember_kernel_events_total{counter="user_stack_collision"}`,
+		"ember_pyroscope_profiles_sent_total", "ember_pyroscope_queue_bytes",
+		`ember_pyroscope_profiles_dropped_total{reason="queue_full"}`,
+		"ember_symbolizer_cache_bytes", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }

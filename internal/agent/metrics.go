@@ -78,6 +78,7 @@ func (a *Agent) ServeMetrics(ctx context.Context, addr string, reg *prometheus.R
 	if err != nil {
 		return fmt.Errorf("metrics address %s: %w", addr, err)
 	}
+	a.log.Info("serving metrics", "addr", ln.Addr().String())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
