@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -17,6 +18,15 @@ import (
 
 	"github.com/emberprof/ember/internal/agent"
 )
+
+func init() {
+	// The exec helper must exec from the main thread: an exec from another
+	// thread makes the kernel retire the old thread-group leader, which
+	// looks like the process exiting.
+	if len(os.Args) > 1 && os.Args[1] == agent.ExecHelperArg {
+		runtime.LockOSThread()
+	}
+}
 
 var rootCmd = &cobra.Command{
 	Use:           "ember",
