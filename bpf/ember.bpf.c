@@ -30,6 +30,7 @@ const volatile bool include_idle = false;  /* count the idle task (pid 0) */
 const volatile __u64 offcpu_threshold_ns = 1000000; /* T of the weighted sampling */
 const volatile __u64 offcpu_min_ns = 0;    /* blocks shorter are never kept */
 const volatile __u32 offcpu_kinds = 0xff;  /* bit (1 << kind) of kinds to keep */
+const volatile bool unwind_with_tables = false; /* walk user stacks with unwind tables */
 
 #define MAX_KSTACK_DEPTH 64
 
@@ -233,6 +234,25 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 	stat_inc(STAT_COUNTS_FULL);
 }
 
+#include "offcpu.bpf.h"
+#include "unwind.bpf.h"
+
+/* user_stack takes current's user stack: with unwind tables when the
+ * process has them loaded, else with frame pointers (bpf_get_stackid). */
+static __always_inline void user_stack(void *ctx, __u32 set, __u32 tgid, struct sample_key *key)
+{
+	if (unwind_with_tables) {
+		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
+		if (proc) {
+			__u32 reason;
+			key->user_stack = unwind_user(set, tgid, proc, &reason);
+			key->user_flags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
+			return;
+		}
+	}
+	key->user_stack = stackid(ctx, set, BPF_F_USER_STACK);
+}
+
 SEC("perf_event")
 int on_cpu_sample(void *ctx)
 {
@@ -258,7 +278,7 @@ int on_cpu_sample(void *ctx)
 	if (is_kthread((struct task_struct *)bpf_get_current_task()))
 		key.user_stack = -2 /* ENOENT */;
 	else
-		key.user_stack = stackid(ctx, set, BPF_F_USER_STACK);
+		user_stack(ctx, set, tgid, &key);
 	add(set, &key, 1, 0);
 	return 0;
 }
@@ -303,11 +323,10 @@ int BPF_PROG(process_exit, struct task_struct *p)
 	return 0;
 }
 
-#include "offcpu.bpf.h"
-
 /* Referenced so that their BTF reaches bpf2go, which generates Go types. */
 const struct event *unused_event __attribute__((unused));
 const struct ustack *unused_ustack __attribute__((unused));
 const enum stat *unused_stat __attribute__((unused));
 const enum sample_kind *unused_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
+const enum unwind_reason *unused_unwind_reason __attribute__((unused));

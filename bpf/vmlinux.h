@@ -80,7 +80,22 @@ struct task_struct {
 	char comm[16];
 };
 
+/* The user registers an unwind starts from (CO-RE: only the fields read). */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long bp;
+	unsigned long ip;
+	unsigned long sp;
+};
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs { /* arm64: regs[] and sp, pc sit in an anonymous union member */
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+};
+#else
 struct pt_regs;
+#endif
 
 #pragma clang attribute pop
 

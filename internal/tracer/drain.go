@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/unwind"
 )
 
 // Sample is one counts-map row with its stacks resolved to addresses.
@@ -21,6 +22,12 @@ type Sample struct {
 	Kernel   []uint64
 	UserErr  int64 // negative errno when the user stack is missing
 	KernErr  int64 // negative errno when the kernel stack is missing
+
+	// UserTables says the user stack was walked with unwind tables, and
+	// UserReason why that walk stopped: anything but unwind.ReasonComplete
+	// means the stack is truncated at its root end.
+	UserTables bool
+	UserReason unwind.Reason
 }
 
 // flipGrace is how long Drain waits after flipping the live set before it
@@ -92,7 +99,12 @@ func (t *Tracer) Drain() ([]Sample, error) {
 			Count: vals[i].Count, NS: vals[i].Ns,
 			Comm: commString(k.Comm[:]),
 		}
-		if k.Kind == bpf.KindOnCPU {
+		if k.Kind == bpf.KindOnCPU && k.UserFlags&bpf.UserStackHashed != 0 {
+			s.User, s.UserErr = lookup(ustacks, k.UserStack)
+			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
+			s.UserTables = true
+			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
+		} else if k.Kind == bpf.KindOnCPU {
 			s.User, s.UserErr = lookup(stacks, k.UserStack)
 			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
 		} else {
