@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -75,6 +76,11 @@ type unwinder struct {
 	pids               map[uint32][]*loadedTable
 	written            map[uint32]string // pid -> mapsKey of its entry
 	stats              UnwindStats
+
+	vdsoOnce sync.Once
+	vdsoELF  *elf.File
+	vdsoSize uint64
+	vdsoErr  error
 }
 
 type unwindJob struct {
@@ -177,8 +183,8 @@ func (u *unwinder) load(pid uint32) error {
 		default:
 		}
 		m := &p.Mappings[i]
-		if m.Inode == 0 {
-			continue // anonymous, [vdso], JIT: the walk stops there
+		if m.Inode == 0 && m.Path != "[vdso]" {
+			continue // anonymous, JIT: the walk stops there
 		}
 		um, lt, err := u.mapping(m)
 		if err != nil {
@@ -213,6 +219,48 @@ func (u *unwinder) load(pid uint32) error {
 	return nil
 }
 
+// vdso returns the vDSO image, read once from Ember's own memory: the
+// kernel maps the same image into every process of its architecture. A
+// mapping of another size (a 32-bit process's vDSO) is not that image.
+func (u *unwinder) vdso(size uint64) (*elf.File, error) {
+	u.vdsoOnce.Do(func() {
+		u.vdsoELF, u.vdsoSize, u.vdsoErr = readOwnVDSO()
+	})
+	if u.vdsoErr != nil {
+		return nil, u.vdsoErr
+	}
+	if size != u.vdsoSize {
+		return nil, fmt.Errorf("vDSO of %d bytes, Ember's has %d", size, u.vdsoSize)
+	}
+	return u.vdsoELF, nil
+}
+
+func readOwnVDSO() (*elf.File, uint64, error) {
+	maps, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return nil, 0, err
+	}
+	ms, _ := proc.ParseMaps(maps)
+	maps.Close()
+	for _, m := range ms {
+		if m.Path != "[vdso]" || m.Limit-m.Start > 1<<20 {
+			continue
+		}
+		mem, err := os.Open("/proc/self/mem")
+		if err != nil {
+			return nil, 0, err
+		}
+		defer mem.Close()
+		b := make([]byte, m.Limit-m.Start)
+		if _, err := mem.ReadAt(b, int64(m.Start)); err != nil {
+			return nil, 0, fmt.Errorf("read own vDSO: %w", err)
+		}
+		ef, err := elf.NewFile(bytes.NewReader(b))
+		return ef, uint64(len(b)), err
+	}
+	return nil, 0, errors.New("no vDSO mapped")
+}
+
 // mapsKey identifies the executable mappings of p.
 func mapsKey(p *proc.Process) string {
 	var b []byte
@@ -226,14 +274,21 @@ func mapsKey(p *proc.Process) string {
 // table it uses (nil for a frame-pointer mapping), with a reference taken.
 func (u *unwinder) mapping(m *proc.Mapping) (unwind.Mapping, *loadedTable, error) {
 	fp := unwind.Mapping{Start: m.Start, End: m.Limit, Flags: unwind.MappingFramePointers}
-	f, err := u.procs.OpenMapping(m)
-	if err != nil {
-		return fp, nil, err
-	}
-	defer f.Close()
-	ef, err := elf.NewFile(f)
-	if err != nil {
-		return fp, nil, err
+	var ef *elf.File
+	if m.Path == "[vdso]" {
+		var err error
+		if ef, err = u.vdso(m.Limit - m.Start); err != nil {
+			return fp, nil, err
+		}
+	} else {
+		f, err := u.procs.OpenMapping(m)
+		if err != nil {
+			return fp, nil, err
+		}
+		defer f.Close()
+		if ef, err = elf.NewFile(f); err != nil {
+			return fp, nil, err
+		}
 	}
 	bias, err := unwind.Bias(ef, m.Start, m.Offset)
 	if err != nil {
