@@ -308,13 +308,17 @@ int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, void *bprm)
 }
 
 /* The last thread of a process exits: user space may forget it after the
- * next drain, and a followed pid leaves the filter before it can be reused. */
+ * next drain, and a followed pid leaves the filter before it can be reused.
+ * The leader's exit is not the process's: when another thread execs, the
+ * leader exits in de_thread() and the process goes on under its pid. So
+ * look at signal->live, which do_exit() decrements before this tracepoint
+ * (kernel/exit.c). */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 
-	if (p->pid != tgid)
+	if (BPF_CORE_READ(p, signal, live.counter) > 0)
 		return 0;
 	if (follow_forks)
 		bpf_map_delete_elem(&pids, &tgid);

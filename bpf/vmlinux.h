@@ -70,7 +70,16 @@ enum {
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads not yet exiting */
+};
+
 struct task_struct {
+	struct signal_struct *signal;
 	unsigned int __state;
 	unsigned int flags;
 	int on_cpu;

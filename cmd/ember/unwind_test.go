@@ -273,38 +273,50 @@ func parsePerfScript(out string) (stacks [][]string, weights []int64) {
 	return stacks, weights
 }
 
-var bpfRunRe = regexp.MustCompile(`ember: bpf on_cpu_sample: (\d+) runs, \S+ run time, (\S+) per run`)
+var (
+	bpfRunRe  = regexp.MustCompile(`ember: bpf on_cpu_sample: \d+ runs, (\S+) run time`)
+	samplesRe = regexp.MustCompile(`ember: (\d+) samples from`)
+)
 
 // BenchmarkUnwindCostPerSample reports the BPF run time per on-CPU sample
-// (kernel program stats, --bpf-stats) with table unwinding and with frame
-// pointers, on the same workload, and their ratio:
+// (kernel program stats, --bpf-stats: on_cpu_sample's total run time over
+// the samples it kept) with table unwinding and with frame pointers, on the
+// same workloads, and their ratio:
 //
 //	go test -run '^$' -bench UnwindCost -benchtime 1x ./cmd/ember/
 func BenchmarkUnwindCostPerSample(b *testing.B) {
 	testutil.RequireRoot(b)
 	dir := b.TempDir()
-	for _, w := range []chainWorkload{chainWorkloads[0], chainWorkloads[3]} {
+	for _, w := range chainWorkloads {
 		b.Run(w.name, func(b *testing.B) {
 			bin := w.build(b, dir)
-			per := map[string]time.Duration{}
+			var runTime [2]time.Duration
+			var samples [2]int
 			for range b.N {
-				for _, mode := range []string{"fp", "tables"} {
+				for i, mode := range []string{"fp", "tables"} {
 					stderr := runEmber(b, dir, "record", "-F", "499", "--bpf-stats", "--unwind", mode,
 						"-o", filepath.Join(dir, mode+".pb.gz"), "--", bin, "3")
-					m := bpfRunRe.FindStringSubmatch(stderr)
-					if m == nil {
-						b.Fatalf("no on_cpu_sample run time in:\n%s", stderr)
+					m, n := bpfRunRe.FindStringSubmatch(stderr), samplesRe.FindStringSubmatch(stderr)
+					if m == nil || n == nil {
+						b.Fatalf("no on_cpu_sample run time or samples in:\n%s", stderr)
 					}
-					d, err := time.ParseDuration(m[2])
+					d, err := time.ParseDuration(m[1])
 					if err != nil {
 						b.Fatal(err)
 					}
-					per[mode] += d / time.Duration(b.N)
+					k, _ := strconv.Atoi(n[1])
+					runTime[i] += d
+					samples[i] += k
 				}
 			}
-			b.ReportMetric(float64(per["fp"].Nanoseconds()), "fp-ns/sample")
-			b.ReportMetric(float64(per["tables"].Nanoseconds()), "tables-ns/sample")
-			b.ReportMetric(float64(per["tables"])/float64(per["fp"]), "tables/fp")
+			if samples[0] == 0 || samples[1] == 0 {
+				b.Fatalf("no samples: %v", samples)
+			}
+			fp := float64(runTime[0].Nanoseconds()) / float64(samples[0])
+			tables := float64(runTime[1].Nanoseconds()) / float64(samples[1])
+			b.ReportMetric(fp, "fp-ns/sample")
+			b.ReportMetric(tables, "tables-ns/sample")
+			b.ReportMetric(tables/fp, "tables/fp")
 		})
 	}
 }
