@@ -104,6 +104,18 @@ struct {
 	__type(value, struct ustack);
 } ustack_scratch SEC(".maps");
 
+/* hash_frames hashes a whole, zero-padded stack buffer (FNV-1a). The loop
+ * has no branch, so the verifier walks it once, in n steps. */
+#define HASH_FRAMES(ips, n) ({                                  \
+	__u64 __h = 14695981039346656037ULL;                    \
+	for (int __i = 0; __i < (n); __i++) {                   \
+		__h ^= (ips)[__i];                              \
+		__h *= 1099511628211ULL;                        \
+	}                                                       \
+	__h & 0x7fffffffffffffffULL;                            \
+})
+
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_MAX);
@@ -234,8 +246,8 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 	stat_inc(STAT_COUNTS_FULL);
 }
 
-#include "offcpu.bpf.h"
 #include "unwind.bpf.h"
+#include "offcpu.bpf.h"
 
 /* user_stack takes current's user stack: with unwind tables when the
  * process has them loaded, else with frame pointers (bpf_get_stackid). */
@@ -245,7 +257,7 @@ static __always_inline void user_stack(void *ctx, __u32 set, __u32 tgid, struct 
 		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
 		if (proc) {
 			__u32 reason;
-			key->user_stack = unwind_user(set, tgid, proc, &reason);
+			key->user_stack = unwind_user(UNWIND_SCRATCH_ONCPU, set, tgid, proc, &reason);
 			key->user_flags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
 			return;
 		}

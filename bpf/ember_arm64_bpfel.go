@@ -40,7 +40,7 @@ type emberOffcpuTask struct {
 	Kind    uint32
 	Set     uint32
 	Pending uint32
-	_       [4]byte
+	Uflags  uint32
 	Weight  uint64
 	Pkind   uint32
 	NrKips  uint32

@@ -103,8 +103,11 @@ struct {
 	__type(value, struct unwind_proc);
 } unwind_procs SEC(".maps");
 
-/* The walk in progress; per CPU, since it is too big for the BPF stack. A
- * perf event program does not nest with itself, and nothing else uses it. */
+/* The walk in progress; per CPU, since it is too big for the BPF stack. One
+ * slot for on-CPU samples (perf event, in interrupt context) and one for
+ * off-CPU stacks (sched_switch, sys_exit), which a sample can interrupt. */
+#define UNWIND_SCRATCH_ONCPU 0
+#define UNWIND_SCRATCH_OFFCPU 1
 struct unwind_state {
 	__u64 pc, sp, fp, lr;
 	__u32 n, reason;
@@ -113,7 +116,7 @@ struct unwind_state {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct unwind_state);
 } unwind_scratch SEC(".maps");
@@ -297,13 +300,14 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 	return 0;
 }
 
-/* unwind_user walks current's user stack with the tables of proc, stores it
+/* unwind_user walks current's user stack (from its pt_regs: the state of
+ * user mode when it entered the kernel) with the tables of proc, stores it
  * in the set's ustacks map and returns its key (or a negative errno), with
  * the reason the walk stopped in *reason. */
-static __always_inline __s64 unwind_user(__u32 set, __u32 tgid, struct unwind_proc *proc, __u32 *reason)
+static __always_inline __s64 unwind_user(__u32 slot, __u32 set, __u32 tgid, struct unwind_proc *proc,
+					 __u32 *reason)
 {
-	__u32 zero = 0;
-	struct unwind_state *s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	struct unwind_state *s = bpf_map_lookup_elem(&unwind_scratch, &slot);
 
 	*reason = REASON_COMPLETE;
 	if (!s)

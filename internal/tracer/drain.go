@@ -99,17 +99,22 @@ func (t *Tracer) Drain() ([]Sample, error) {
 			Count: vals[i].Count, NS: vals[i].Ns,
 			Comm: commString(k.Comm[:]),
 		}
-		if k.Kind == bpf.KindOnCPU && k.UserFlags&bpf.UserStackHashed != 0 {
-			s.User, s.UserErr = lookup(ustacks, k.UserStack)
-			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
-			s.UserTables = true
-			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
-		} else if k.Kind == bpf.KindOnCPU {
-			s.User, s.UserErr = lookup(stacks, k.UserStack)
+		// On-CPU stacks walked with frame pointers are in the stack-trace
+		// map; off-CPU stacks and every table walk in the ustacks map.
+		hashed := k.UserFlags&bpf.UserStackHashed != 0
+		if k.Kind == bpf.KindOnCPU {
 			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
 		} else {
-			s.User, s.UserErr = lookup(ustacks, k.UserStack)
 			s.Kernel, s.KernErr = lookup(kstacks, k.KernStack)
+		}
+		if k.Kind == bpf.KindOnCPU && !hashed {
+			s.User, s.UserErr = lookup(stacks, k.UserStack)
+		} else {
+			s.User, s.UserErr = lookup(ustacks, k.UserStack)
+		}
+		if hashed {
+			s.UserTables = true
+			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
 		}
 		out[i] = s
 	}
