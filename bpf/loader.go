@@ -114,9 +114,10 @@ type UnwindSizes struct {
 	Rows, Rules, Pages, Tables, Procs uint32
 }
 
-// DefaultUnwindSizes hold libc 70 times over (28k rows) and a 5 MB
-// library's table (1.35M rows) with room to spare: 12 MiB of rows.
-var DefaultUnwindSizes = UnwindSizes{Rows: 3 << 20, Rules: 1 << 16, Pages: 1 << 15, Tables: 4096, Procs: 8192}
+// DefaultUnwindSizes hold the tables of clang-19 (libclang-cpp and libLLVM,
+// 2.6M rows) with room to spare, or libc's (28k rows) 150 times: 16 MiB of
+// rows. Tables no process uses are evicted when space runs out.
+var DefaultUnwindSizes = UnwindSizes{Rows: 4 << 20, Rules: 1 << 16, Pages: 1 << 15, Tables: 4096, Procs: 8192}
 
 // Objects are the loaded maps and programs. Programs not asked for are nil.
 type Objects struct {
