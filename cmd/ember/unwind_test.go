@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -192,6 +194,42 @@ func TestUnwindTablesOffCPU(t *testing.T) {
 	}
 	if fp >= tables {
 		t.Errorf("frame pointers found the chain as often (%.2f%%) as tables (%.2f%%)", 100*fp, 100*tables)
+	}
+}
+
+// A walk that meets code no table covers (JIT code in an anonymous mapping)
+// keeps the frames it found and ends the stack with a pseudo-frame that says
+// why; the summary counts it.
+func TestUnwindTablesMarksTruncated(t *testing.T) {
+	testutil.RequireRoot(t)
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the workload writes x86-64 machine code")
+	}
+	dir := t.TempDir()
+	bin := testutil.BuildC(t, filepath.Join(dir, "jit"), []string{"-O2", "-g"}, "unwind/jit.c")
+	p, stderr := recordChain(t, dir, bin, "tables", 2)
+	m := regexp.MustCompile(`unwind_truncated_no_mapping=(\d+)`).FindStringSubmatch(stderr)
+	if m == nil || m[1] == "0" {
+		t.Errorf("summary counts no walk truncated at unknown code:\n%s", stderr)
+	}
+	const pseudo = "[user stack truncated: code outside known mappings]"
+	var hot, marked int64
+	for _, s := range p.Sample {
+		frames := testutil.Frames(s)
+		if len(frames) == 0 || !slices.Contains(frames, "hot") {
+			continue
+		}
+		hot += s.Value[0]
+		if frames[len(frames)-1] == pseudo {
+			marked += s.Value[0]
+		}
+	}
+	t.Logf("%d of %d samples in hot end with %s", marked, hot, pseudo)
+	if hot < 200 {
+		t.Fatalf("only %d samples in hot", hot)
+	}
+	if float64(marked) < 0.95*float64(hot) {
+		t.Errorf("%d of %d samples in hot marked truncated, want >= 95%%", marked, hot)
 	}
 }
 
