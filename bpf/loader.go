@@ -115,9 +115,10 @@ type UnwindSizes struct {
 }
 
 // DefaultUnwindSizes hold the tables of clang-19 (libclang-cpp and libLLVM,
-// 2.6M rows) with room to spare, or libc's (28k rows) 150 times: 16 MiB of
-// rows. Tables no process uses are evicted when space runs out.
-var DefaultUnwindSizes = UnwindSizes{Rows: 4 << 20, Rules: 1 << 16, Pages: 1 << 15, Tables: 4096, Procs: 8192}
+// 2.6M rows) with room to spare, or libc's (28k rows) 100 times. Array
+// values are 8-byte aligned in the kernel, so a 4-byte row takes 8 bytes:
+// 24 MiB of rows. Tables no process uses are evicted when space runs out.
+var DefaultUnwindSizes = UnwindSizes{Rows: 3 << 20, Rules: 1 << 16, Pages: 1 << 15, Tables: 4096, Procs: 8192}
 
 // Objects are the loaded maps and programs. Programs not asked for are nil.
 type Objects struct {

@@ -447,9 +447,23 @@ func (u *unwinder) Stats() UnwindStats {
 }
 
 // writeArray writes data, entries of size bytes, into an array map from
-// index first, in batches where the kernel has them.
+// index first: through its memory mapping where it has one, else in batches
+// of updates, else one by one.
 func writeArray(m *ebpf.Map, first uint32, data []byte, size int) error {
 	n := len(data) / size
+	if mem, err := m.Memory(); err == nil {
+		// The kernel lays array values out 8-byte aligned
+		// (kernel/bpf/arraymap.c: elem_size = round_up(value_size, 8)).
+		stride := (size + 7) &^ 7
+		buf := make([]byte, n*stride)
+		for i := range n {
+			copy(buf[i*stride:], data[i*size:(i+1)*size])
+		}
+		if _, err := mem.WriteAt(buf, int64(first)*int64(stride)); err != nil {
+			return err
+		}
+		return nil
+	}
 	const chunk = 1 << 16
 	for lo := 0; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)

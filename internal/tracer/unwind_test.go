@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emberprof/ember/bpf"
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/testutil"
 	"github.com/emberprof/ember/unwind"
@@ -156,5 +157,58 @@ func TestUnwinderLoadsProcess(t *testing.T) {
 	t.Logf("%d mappings, %d tables checked byte for byte", n, checked)
 	if checked < 2 {
 		t.Errorf("checked %d tables, want the binary's and libc's", checked)
+	}
+}
+
+// BenchmarkPlaceTable measures writing a built table into the BPF maps
+// (rows, rules, pages, then its table entry), for libc and for the largest
+// .eh_frame among the given libraries, against building the same table:
+//
+//	go test -run '^$' -bench PlaceTable -benchtime 3x ./internal/tracer/
+func BenchmarkPlaceTable(b *testing.B) {
+	testutil.RequireRoot(b)
+	if err := Preflight(); err != nil {
+		testutil.SkipOrFail(b, "%v", err)
+	}
+	objs, err := bpf.Load(bpf.Config{OnCPU: true, UnwindTables: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	u := newUnwinder(objs, proc.NewTable(), bpf.DefaultUnwindSizes)
+	defer u.close()
+	for _, path := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libclang-cpp.so.19.1", "/usr/lib/aarch64-linux-gnu/libc.so.6"} {
+		ef, err := elf.Open(path)
+		if err != nil {
+			continue
+		}
+		b.Run(filepath.Base(path), func(b *testing.B) {
+			var build, place time.Duration
+			var size int64
+			for range b.N {
+				start := time.Now()
+				t, err := unwind.NewTable(ef)
+				if err != nil {
+					b.Fatal(err)
+				}
+				build += time.Since(start)
+				start = time.Now()
+				lt, err := u.place(path, t, path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				place += time.Since(start)
+				size = lt.size
+				u.mu.Lock()
+				lt.refs = 0
+				u.evictUnused()
+				u.mu.Unlock()
+			}
+			b.ReportMetric(float64(build.Milliseconds())/float64(b.N), "build-ms")
+			b.ReportMetric(float64(place.Milliseconds())/float64(b.N), "place-ms")
+			b.ReportMetric(float64(place)/float64(build), "place/build")
+			b.ReportMetric(float64(size), "map-bytes")
+		})
+		ef.Close()
 	}
 }
