@@ -41,6 +41,17 @@ const flipGrace = 5 * time.Millisecond
 func (t *Tracer) Drain() ([]Sample, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Processes whose exit was reported before the flip took their last
+	// samples before it: once this drain has read them, they may go.
+	t.exitMu.Lock()
+	exited := t.exits
+	t.exits = nil
+	t.exitMu.Unlock()
+	defer func() {
+		for _, pid := range exited {
+			t.procs.MarkExited(pid)
+		}
+	}()
 	idle := t.set
 	t.set ^= 1
 	if err := t.objs.ActiveSet.Put(uint32(0), t.set); err != nil {

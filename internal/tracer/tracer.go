@@ -58,6 +58,9 @@ type Tracer struct {
 
 	mu  sync.Mutex // serialises Drain
 	set uint32     // the live set
+
+	exitMu sync.Mutex
+	exits  []int // processes that exited since the last drain began
 }
 
 // Start checks privileges, loads and attaches the programs, and starts
@@ -227,7 +230,11 @@ func (t *Tracer) followProcesses() {
 				t.unw.enqueue(uint32(pid), false)
 			}
 		case bpf.EventExit:
-			t.procs.MarkExited(pid)
+			// Its last samples may still be in the live maps: the process
+			// is marked exited once a drain has read them (Drain).
+			t.exitMu.Lock()
+			t.exits = append(t.exits, pid)
+			t.exitMu.Unlock()
 			if t.unw != nil {
 				t.unw.enqueue(uint32(pid), true)
 			}
