@@ -30,6 +30,7 @@ const volatile bool include_idle = false;  /* count the idle task (pid 0) */
 const volatile __u64 offcpu_threshold_ns = 1000000; /* T of the weighted sampling */
 const volatile __u64 offcpu_min_ns = 0;    /* blocks shorter are never kept */
 const volatile __u32 offcpu_kinds = 0xff;  /* bit (1 << kind) of kinds to keep */
+const volatile bool unwind_with_tables = false; /* walk user stacks with unwind tables */
 
 #define MAX_KSTACK_DEPTH 64
 
@@ -102,6 +103,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ustack);
 } ustack_scratch SEC(".maps");
+
+/* hash_frames hashes a whole, zero-padded stack buffer (FNV-1a). The loop
+ * has no branch, so the verifier walks it once, in n steps. */
+#define HASH_FRAMES(ips, n) ({                                  \
+	__u64 __h = 14695981039346656037ULL;                    \
+	for (int __i = 0; __i < (n); __i++) {                   \
+		__h ^= (ips)[__i];                              \
+		__h *= 1099511628211ULL;                        \
+	}                                                       \
+	__h & 0x7fffffffffffffffULL;                            \
+})
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -233,6 +246,25 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 	stat_inc(STAT_COUNTS_FULL);
 }
 
+#include "unwind.bpf.h"
+#include "offcpu.bpf.h"
+
+/* user_stack takes current's user stack: with unwind tables when the
+ * process has them loaded, else with frame pointers (bpf_get_stackid). */
+static __always_inline void user_stack(void *ctx, __u32 set, __u32 tgid, struct sample_key *key)
+{
+	if (unwind_with_tables) {
+		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
+		if (proc) {
+			__u32 reason;
+			key->user_stack = unwind_user(UNWIND_SCRATCH_ONCPU, set, tgid, proc, &reason);
+			key->user_flags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
+			return;
+		}
+	}
+	key->user_stack = stackid(ctx, set, BPF_F_USER_STACK);
+}
+
 SEC("perf_event")
 int on_cpu_sample(void *ctx)
 {
@@ -258,7 +290,7 @@ int on_cpu_sample(void *ctx)
 	if (is_kthread((struct task_struct *)bpf_get_current_task()))
 		key.user_stack = -2 /* ENOENT */;
 	else
-		key.user_stack = stackid(ctx, set, BPF_F_USER_STACK);
+		user_stack(ctx, set, tgid, &key);
 	add(set, &key, 1, 0);
 	return 0;
 }
@@ -288,13 +320,17 @@ int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, void *bprm)
 }
 
 /* The last thread of a process exits: user space may forget it after the
- * next drain, and a followed pid leaves the filter before it can be reused. */
+ * next drain, and a followed pid leaves the filter before it can be reused.
+ * The leader's exit is not the process's: when another thread execs, the
+ * leader exits in de_thread() and the process goes on under its pid. So
+ * look at signal->live, which do_exit() decrements before this tracepoint
+ * (kernel/exit.c). */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 
-	if (p->pid != tgid)
+	if (BPF_CORE_READ(p, signal, live.counter) > 0)
 		return 0;
 	if (follow_forks)
 		bpf_map_delete_elem(&pids, &tgid);
@@ -303,11 +339,10 @@ int BPF_PROG(process_exit, struct task_struct *p)
 	return 0;
 }
 
-#include "offcpu.bpf.h"
-
 /* Referenced so that their BTF reaches bpf2go, which generates Go types. */
 const struct event *unused_event __attribute__((unused));
 const struct ustack *unused_ustack __attribute__((unused));
 const enum stat *unused_stat __attribute__((unused));
 const enum sample_kind *unused_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
+const enum unwind_reason *unused_unwind_reason __attribute__((unused));

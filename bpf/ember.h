@@ -23,12 +23,31 @@ struct sample_key {
 	__u32 pid;          /* tgid, the process */
 	__u32 tid;          /* the thread */
 	__u32 kind;         /* enum sample_kind */
-	__u32 _pad;
-	__s64 user_stack;   /* on-CPU: id in the stacks map; off-CPU: key in the
-	                     * offcpu_ustacks map; negative: an errno */
+	__u32 user_flags;   /* USER_STACK_HASHED | enum unwind_reason of the walk */
+	__s64 user_stack;   /* on-CPU: id in the stacks map, or with
+	                     * USER_STACK_HASHED key in the ustacks map;
+	                     * off-CPU: key in the ustacks map; negative: an errno */
 	__s64 kern_stack;   /* on-CPU: id in the stacks map; off-CPU: key in the
 	                     * offcpu_kstacks map; negative: an errno */
 	char comm[TASK_COMM_LEN]; /* the thread's name at sample time */
+};
+
+/* sample_key.user_flags: bits 0-7 the enum unwind_reason of a table walk
+ * (0: complete), bit 8 the stack is in the ustacks map (a table walk). */
+#define USER_STACK_REASON_MASK 0xff
+#define USER_STACK_HASHED (1 << 8)
+
+/* Why a table walk of a user stack stopped (unwind.Reason, unwind/doc.go). */
+enum unwind_reason {
+	REASON_COMPLETE = 0,
+	REASON_NO_MAPPING,
+	REASON_NO_ROW,
+	REASON_UNSUPPORTED,
+	REASON_READ_FAILED,
+	REASON_BAD_FRAME,
+	REASON_MAX_FRAMES,
+	REASON_BAD_TABLE,
+	REASON_MAX,
 };
 
 struct sample_value {
@@ -57,6 +76,17 @@ enum stat {
 	STAT_OFFCPU_KSTACK_EFAULT,  /* blocked thread's kernel stack unreadable */
 	STAT_OFFCPU_USTACK_FULL,    /* off-CPU user stack map full */
 	STAT_OFFCPU_USTACK_EFAULT,  /* off-CPU user stack unreadable */
+	STAT_UNWIND_WALKS,          /* user stacks walked with unwind tables */
+	/* Table walks that stopped early, in enum unwind_reason order:
+	 * STAT_UNWIND_NO_MAPPING + reason - 1. */
+	STAT_UNWIND_NO_MAPPING,     /* PC in no mapping the process entry knows */
+	STAT_UNWIND_NO_ROW,         /* no CFI covers the PC */
+	STAT_UNWIND_UNSUPPORTED,    /* a CFA rule the tables cannot express */
+	STAT_UNWIND_READ_FAILED,    /* reading the user stack faulted */
+	STAT_UNWIND_BAD_FRAME,      /* the stack did not move up */
+	STAT_UNWIND_MAX_FRAMES,     /* deeper than 127 frames */
+	STAT_UNWIND_BAD_TABLE,      /* a table entry out of range */
+	STAT_UNWIND_USTACK_FULL,    /* walked stack not stored: ustacks map full */
 	STAT_MAX,
 };
 
@@ -64,6 +94,8 @@ enum event_type {
 	EVENT_NEW_PROCESS = 1, /* first sample of a process: read its mappings now */
 	EVENT_EXEC = 2,        /* the process exec'd: its mappings changed */
 	EVENT_EXIT = 3,        /* the process exited */
+	EVENT_MAPS_CHANGED = 4, /* a table walk met code outside the mappings
+	                         * user space loaded: read them again */
 };
 
 struct event {

@@ -22,9 +22,10 @@ type emberEvent struct {
 type emberEventType uint32
 
 const (
-	emberEventTypeEVENT_NEW_PROCESS emberEventType = 1
-	emberEventTypeEVENT_EXEC        emberEventType = 2
-	emberEventTypeEVENT_EXIT        emberEventType = 3
+	emberEventTypeEVENT_NEW_PROCESS  emberEventType = 1
+	emberEventTypeEVENT_EXEC         emberEventType = 2
+	emberEventTypeEVENT_EXIT         emberEventType = 3
+	emberEventTypeEVENT_MAPS_CHANGED emberEventType = 4
 )
 
 type emberKstack struct {
@@ -39,7 +40,7 @@ type emberOffcpuTask struct {
 	Kind    uint32
 	Set     uint32
 	Pending uint32
-	_       [4]byte
+	Uflags  uint32
 	Weight  uint64
 	Pkind   uint32
 	NrKips  uint32
@@ -51,7 +52,7 @@ type emberSampleKey struct {
 	Pid       uint32
 	Tid       uint32
 	Kind      uint32
-	Pad       uint32
+	UserFlags uint32
 	UserStack int64
 	KernStack int64
 	Comm      [16]int8
@@ -95,8 +96,88 @@ const (
 	emberStatSTAT_OFFCPU_KSTACK_EFAULT emberStat = 16
 	emberStatSTAT_OFFCPU_USTACK_FULL   emberStat = 17
 	emberStatSTAT_OFFCPU_USTACK_EFAULT emberStat = 18
-	emberStatSTAT_MAX                  emberStat = 19
+	emberStatSTAT_UNWIND_WALKS         emberStat = 19
+	emberStatSTAT_UNWIND_NO_MAPPING    emberStat = 20
+	emberStatSTAT_UNWIND_NO_ROW        emberStat = 21
+	emberStatSTAT_UNWIND_UNSUPPORTED   emberStat = 22
+	emberStatSTAT_UNWIND_READ_FAILED   emberStat = 23
+	emberStatSTAT_UNWIND_BAD_FRAME     emberStat = 24
+	emberStatSTAT_UNWIND_MAX_FRAMES    emberStat = 25
+	emberStatSTAT_UNWIND_BAD_TABLE     emberStat = 26
+	emberStatSTAT_UNWIND_USTACK_FULL   emberStat = 27
+	emberStatSTAT_MAX                  emberStat = 28
 )
+
+type emberUnwindPage struct {
+	_        structs.HostLayout
+	FirstRow uint32
+	Nrows    uint32
+}
+
+type emberUnwindProc struct {
+	_         structs.HostLayout
+	Nmappings uint32
+	Stale     uint32
+	M         [256]struct {
+		_       structs.HostLayout
+		Start   uint64
+		End     uint64
+		Bias    uint64
+		TableId uint32
+		Flags   uint32
+	}
+}
+
+type emberUnwindReason uint32
+
+const (
+	emberUnwindReasonREASON_COMPLETE    emberUnwindReason = 0
+	emberUnwindReasonREASON_NO_MAPPING  emberUnwindReason = 1
+	emberUnwindReasonREASON_NO_ROW      emberUnwindReason = 2
+	emberUnwindReasonREASON_UNSUPPORTED emberUnwindReason = 3
+	emberUnwindReasonREASON_READ_FAILED emberUnwindReason = 4
+	emberUnwindReasonREASON_BAD_FRAME   emberUnwindReason = 5
+	emberUnwindReasonREASON_MAX_FRAMES  emberUnwindReason = 6
+	emberUnwindReasonREASON_BAD_TABLE   emberUnwindReason = 7
+	emberUnwindReasonREASON_MAX         emberUnwindReason = 8
+)
+
+type emberUnwindRow struct {
+	_    structs.HostLayout
+	PcLo uint16
+	Rule uint16
+}
+
+type emberUnwindRule struct {
+	_        structs.HostLayout
+	CfaRules int32
+	FpOff    int16
+	RaOff    int16
+}
+
+type emberUnwindState struct {
+	_      structs.HostLayout
+	Pc     uint64
+	Sp     uint64
+	Fp     uint64
+	Lr     uint64
+	N      uint32
+	Reason uint32
+	St     emberUstack
+}
+
+type emberUnwindTable struct {
+	_         structs.HostLayout
+	Base      uint64
+	FirstRow  uint32
+	Nrows     uint32
+	FirstPage uint32
+	Npages    uint32
+	FirstRule uint32
+	Nrules    uint32
+	Arch      uint32
+	Pad       uint32
+}
 
 type emberUstack struct {
 	_   structs.HostLayout
@@ -107,41 +188,49 @@ type emberUstack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	emberMapActiveSet         = "active_set"
-	emberMapCounts0           = "counts0"
-	emberMapCounts1           = "counts1"
-	emberMapEvents            = "events"
-	emberMapKnownPids         = "known_pids"
-	emberMapOffcpuKstacks0    = "offcpu_kstacks0"
-	emberMapOffcpuKstacks1    = "offcpu_kstacks1"
-	emberMapOffcpuTasks       = "offcpu_tasks"
-	emberMapOffcpuUstacks0    = "offcpu_ustacks0"
-	emberMapOffcpuUstacks1    = "offcpu_ustacks1"
-	emberMapPids              = "pids"
-	emberMapStacks0           = "stacks0"
-	emberMapStacks1           = "stacks1"
-	emberMapStats             = "stats"
-	emberMapUstackScratch     = "ustack_scratch"
-	emberProgFollowFork       = "follow_fork"
-	emberProgOffcpuSwitch     = "offcpu_switch"
-	emberProgOffcpuSysExit    = "offcpu_sys_exit"
-	emberProgOnCpuSample      = "on_cpu_sample"
-	emberProgProcessExec      = "process_exec"
-	emberProgProcessExit      = "process_exit"
-	emberVarFilterCgroup      = "filter_cgroup"
-	emberVarFilterPids        = "filter_pids"
-	emberVarFirstSampleNs     = "first_sample_ns"
-	emberVarFollowForks       = "follow_forks"
-	emberVarIncludeIdle       = "include_idle"
-	emberVarOffcpuKinds       = "offcpu_kinds"
-	emberVarOffcpuMinNs       = "offcpu_min_ns"
-	emberVarOffcpuThresholdNs = "offcpu_threshold_ns"
-	emberVarSelfTgid          = "self_tgid"
-	emberVarUnusedEvent       = "unused_event"
-	emberVarUnusedEventType   = "unused_event_type"
-	emberVarUnusedKind        = "unused_kind"
-	emberVarUnusedStat        = "unused_stat"
-	emberVarUnusedUstack      = "unused_ustack"
+	emberMapActiveSet          = "active_set"
+	emberMapCounts0            = "counts0"
+	emberMapCounts1            = "counts1"
+	emberMapEvents             = "events"
+	emberMapKnownPids          = "known_pids"
+	emberMapOffcpuKstacks0     = "offcpu_kstacks0"
+	emberMapOffcpuKstacks1     = "offcpu_kstacks1"
+	emberMapOffcpuTasks        = "offcpu_tasks"
+	emberMapOffcpuUstacks0     = "offcpu_ustacks0"
+	emberMapOffcpuUstacks1     = "offcpu_ustacks1"
+	emberMapPids               = "pids"
+	emberMapStacks0            = "stacks0"
+	emberMapStacks1            = "stacks1"
+	emberMapStats              = "stats"
+	emberMapUnwindPages        = "unwind_pages"
+	emberMapUnwindProcs        = "unwind_procs"
+	emberMapUnwindRows         = "unwind_rows"
+	emberMapUnwindRules        = "unwind_rules"
+	emberMapUnwindScratch      = "unwind_scratch"
+	emberMapUnwindTables       = "unwind_tables"
+	emberMapUstackScratch      = "ustack_scratch"
+	emberProgFollowFork        = "follow_fork"
+	emberProgOffcpuSwitch      = "offcpu_switch"
+	emberProgOffcpuSysExit     = "offcpu_sys_exit"
+	emberProgOnCpuSample       = "on_cpu_sample"
+	emberProgProcessExec       = "process_exec"
+	emberProgProcessExit       = "process_exit"
+	emberVarFilterCgroup       = "filter_cgroup"
+	emberVarFilterPids         = "filter_pids"
+	emberVarFirstSampleNs      = "first_sample_ns"
+	emberVarFollowForks        = "follow_forks"
+	emberVarIncludeIdle        = "include_idle"
+	emberVarOffcpuKinds        = "offcpu_kinds"
+	emberVarOffcpuMinNs        = "offcpu_min_ns"
+	emberVarOffcpuThresholdNs  = "offcpu_threshold_ns"
+	emberVarSelfTgid           = "self_tgid"
+	emberVarUnusedEvent        = "unused_event"
+	emberVarUnusedEventType    = "unused_event_type"
+	emberVarUnusedKind         = "unused_kind"
+	emberVarUnusedStat         = "unused_stat"
+	emberVarUnusedUnwindReason = "unused_unwind_reason"
+	emberVarUnusedUstack       = "unused_ustack"
+	emberVarUnwindWithTables   = "unwind_with_tables"
 )
 
 // loadEmber returns the embedded CollectionSpec for ember.
@@ -212,6 +301,12 @@ type emberMapSpecs struct {
 	Stacks0        *ebpf.MapSpec `ebpf:"stacks0"`
 	Stacks1        *ebpf.MapSpec `ebpf:"stacks1"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	UnwindPages    *ebpf.MapSpec `ebpf:"unwind_pages"`
+	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
+	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
+	UnwindRules    *ebpf.MapSpec `ebpf:"unwind_rules"`
+	UnwindScratch  *ebpf.MapSpec `ebpf:"unwind_scratch"`
+	UnwindTables   *ebpf.MapSpec `ebpf:"unwind_tables"`
 	UstackScratch  *ebpf.MapSpec `ebpf:"ustack_scratch"`
 }
 
@@ -219,20 +314,22 @@ type emberMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberVariableSpecs struct {
-	FilterCgroup      *ebpf.VariableSpec `ebpf:"filter_cgroup"`
-	FilterPids        *ebpf.VariableSpec `ebpf:"filter_pids"`
-	FirstSampleNs     *ebpf.VariableSpec `ebpf:"first_sample_ns"`
-	FollowForks       *ebpf.VariableSpec `ebpf:"follow_forks"`
-	IncludeIdle       *ebpf.VariableSpec `ebpf:"include_idle"`
-	OffcpuKinds       *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
-	OffcpuMinNs       *ebpf.VariableSpec `ebpf:"offcpu_min_ns"`
-	OffcpuThresholdNs *ebpf.VariableSpec `ebpf:"offcpu_threshold_ns"`
-	SelfTgid          *ebpf.VariableSpec `ebpf:"self_tgid"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedKind        *ebpf.VariableSpec `ebpf:"unused_kind"`
-	UnusedStat        *ebpf.VariableSpec `ebpf:"unused_stat"`
-	UnusedUstack      *ebpf.VariableSpec `ebpf:"unused_ustack"`
+	FilterCgroup       *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterPids         *ebpf.VariableSpec `ebpf:"filter_pids"`
+	FirstSampleNs      *ebpf.VariableSpec `ebpf:"first_sample_ns"`
+	FollowForks        *ebpf.VariableSpec `ebpf:"follow_forks"`
+	IncludeIdle        *ebpf.VariableSpec `ebpf:"include_idle"`
+	OffcpuKinds        *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
+	OffcpuMinNs        *ebpf.VariableSpec `ebpf:"offcpu_min_ns"`
+	OffcpuThresholdNs  *ebpf.VariableSpec `ebpf:"offcpu_threshold_ns"`
+	SelfTgid           *ebpf.VariableSpec `ebpf:"self_tgid"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedKind         *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedStat         *ebpf.VariableSpec `ebpf:"unused_stat"`
+	UnusedUnwindReason *ebpf.VariableSpec `ebpf:"unused_unwind_reason"`
+	UnusedUstack       *ebpf.VariableSpec `ebpf:"unused_ustack"`
+	UnwindWithTables   *ebpf.VariableSpec `ebpf:"unwind_with_tables"`
 }
 
 // emberObjects contains all objects after they have been loaded into the kernel.
@@ -269,6 +366,12 @@ type emberMaps struct {
 	Stacks0        *ebpf.Map `ebpf:"stacks0"`
 	Stacks1        *ebpf.Map `ebpf:"stacks1"`
 	Stats          *ebpf.Map `ebpf:"stats"`
+	UnwindPages    *ebpf.Map `ebpf:"unwind_pages"`
+	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
+	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
+	UnwindRules    *ebpf.Map `ebpf:"unwind_rules"`
+	UnwindScratch  *ebpf.Map `ebpf:"unwind_scratch"`
+	UnwindTables   *ebpf.Map `ebpf:"unwind_tables"`
 	UstackScratch  *ebpf.Map `ebpf:"ustack_scratch"`
 }
 
@@ -288,6 +391,12 @@ func (m *emberMaps) Close() error {
 		m.Stacks0,
 		m.Stacks1,
 		m.Stats,
+		m.UnwindPages,
+		m.UnwindProcs,
+		m.UnwindRows,
+		m.UnwindRules,
+		m.UnwindScratch,
+		m.UnwindTables,
 		m.UstackScratch,
 	)
 }
@@ -296,20 +405,22 @@ func (m *emberMaps) Close() error {
 //
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberVariables struct {
-	FilterCgroup      *ebpf.Variable `ebpf:"filter_cgroup"`
-	FilterPids        *ebpf.Variable `ebpf:"filter_pids"`
-	FirstSampleNs     *ebpf.Variable `ebpf:"first_sample_ns"`
-	FollowForks       *ebpf.Variable `ebpf:"follow_forks"`
-	IncludeIdle       *ebpf.Variable `ebpf:"include_idle"`
-	OffcpuKinds       *ebpf.Variable `ebpf:"offcpu_kinds"`
-	OffcpuMinNs       *ebpf.Variable `ebpf:"offcpu_min_ns"`
-	OffcpuThresholdNs *ebpf.Variable `ebpf:"offcpu_threshold_ns"`
-	SelfTgid          *ebpf.Variable `ebpf:"self_tgid"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedKind        *ebpf.Variable `ebpf:"unused_kind"`
-	UnusedStat        *ebpf.Variable `ebpf:"unused_stat"`
-	UnusedUstack      *ebpf.Variable `ebpf:"unused_ustack"`
+	FilterCgroup       *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterPids         *ebpf.Variable `ebpf:"filter_pids"`
+	FirstSampleNs      *ebpf.Variable `ebpf:"first_sample_ns"`
+	FollowForks        *ebpf.Variable `ebpf:"follow_forks"`
+	IncludeIdle        *ebpf.Variable `ebpf:"include_idle"`
+	OffcpuKinds        *ebpf.Variable `ebpf:"offcpu_kinds"`
+	OffcpuMinNs        *ebpf.Variable `ebpf:"offcpu_min_ns"`
+	OffcpuThresholdNs  *ebpf.Variable `ebpf:"offcpu_threshold_ns"`
+	SelfTgid           *ebpf.Variable `ebpf:"self_tgid"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedKind         *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedStat         *ebpf.Variable `ebpf:"unused_stat"`
+	UnusedUnwindReason *ebpf.Variable `ebpf:"unused_unwind_reason"`
+	UnusedUstack       *ebpf.Variable `ebpf:"unused_ustack"`
+	UnwindWithTables   *ebpf.Variable `ebpf:"unwind_with_tables"`
 }
 
 // emberPrograms contains all programs after they have been loaded into the kernel.

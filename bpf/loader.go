@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -31,6 +32,9 @@ const (
 	EventNewProcess = uint32(emberEventTypeEVENT_NEW_PROCESS)
 	EventExec       = uint32(emberEventTypeEVENT_EXEC)
 	EventExit       = uint32(emberEventTypeEVENT_EXIT)
+	// EventMapsChanged: a table walk met a PC outside the mappings of the
+	// process's unwind_procs entry.
+	EventMapsChanged = uint32(emberEventTypeEVENT_MAPS_CHANGED)
 )
 
 // StatNames names the per-CPU stats counters, indexed as enum stat.
@@ -54,7 +58,26 @@ var StatNames = [...]string{
 	emberStatSTAT_OFFCPU_KSTACK_EFAULT: "offcpu_kernel_stack_fault",
 	emberStatSTAT_OFFCPU_USTACK_FULL:   "offcpu_user_stack_map_full",
 	emberStatSTAT_OFFCPU_USTACK_EFAULT: "offcpu_user_stack_fault",
+	emberStatSTAT_UNWIND_WALKS:         "unwind_walks",
+	emberStatSTAT_UNWIND_NO_MAPPING:    "unwind_truncated_no_mapping",
+	emberStatSTAT_UNWIND_NO_ROW:        "unwind_truncated_no_row",
+	emberStatSTAT_UNWIND_UNSUPPORTED:   "unwind_truncated_unsupported_rule",
+	emberStatSTAT_UNWIND_READ_FAILED:   "unwind_truncated_read_failed",
+	emberStatSTAT_UNWIND_BAD_FRAME:     "unwind_truncated_bad_frame",
+	emberStatSTAT_UNWIND_MAX_FRAMES:    "unwind_truncated_max_frames",
+	emberStatSTAT_UNWIND_BAD_TABLE:     "unwind_truncated_bad_table",
+	emberStatSTAT_UNWIND_USTACK_FULL:   "unwind_user_stack_map_full",
 }
+
+// sample_key.user_flags: the low byte is the unwind.Reason a table walk
+// stopped with; UserStackHashed says the stack is in the ustacks map.
+const (
+	UserStackReasonMask = 0xff
+	UserStackHashed     = 1 << 8
+)
+
+// NumUnwindReasons is the number of enum unwind_reason values (unwind.Reason).
+const NumUnwindReasons = int(emberUnwindReasonREASON_MAX)
 
 // MaxKStackDepth is the depth of the off-CPU kernel stacks (MAX_KSTACK_DEPTH).
 const MaxKStackDepth = len(emberKstack{}.Ips)
@@ -77,8 +100,25 @@ type Config struct {
 	CountsEntries uint32 // per counts map (x2)
 	StackEntries  uint32 // per stack-trace map (x2)
 	KStackEntries uint32 // per off-CPU kernel stack map (x2)
-	UStackEntries uint32 // per off-CPU user stack map (x2)
+	UStackEntries uint32 // per user stack map (x2): off-CPU stacks, table walks
+
+	// UnwindTables walks on-CPU user stacks with the unwind tables user
+	// space loads into the Unwind* maps, for processes that have an
+	// unwind_procs entry; other stacks use frame pointers.
+	UnwindTables bool
+	UnwindSizes  UnwindSizes // 0 fields: defaults
 }
+
+// UnwindSizes are the entries of the unwind table maps.
+type UnwindSizes struct {
+	Rows, Rules, Pages, Tables, Procs uint32
+}
+
+// DefaultUnwindSizes hold the tables of clang-19 (libclang-cpp and libLLVM,
+// 2.6M rows) with room to spare, or libc's (28k rows) 100 times. Array
+// values are 8-byte aligned in the kernel, so a 4-byte row takes 8 bytes:
+// 24 MiB of rows. Tables no process uses are evicted when space runs out.
+var DefaultUnwindSizes = UnwindSizes{Rows: 3 << 20, Rules: 1 << 16, Pages: 1 << 15, Tables: 4096, Procs: 8192}
 
 // Objects are the loaded maps and programs. Programs not asked for are nil.
 type Objects struct {
@@ -91,6 +131,9 @@ type Objects struct {
 	PIDs          *ebpf.Map
 	KnownPIDs     *ebpf.Map
 	Events        *ebpf.Map
+
+	// The unwind tables (unwind/doc.go); nil unless Config.UnwindTables.
+	UnwindRows, UnwindRules, UnwindPages, UnwindTables, UnwindProcs *ebpf.Map
 
 	OnCPUSample   *ebpf.Program
 	OffCPUSwitch  *ebpf.Program
@@ -129,6 +172,7 @@ func Load(cfg Config) (*Objects, error) {
 		"offcpu_threshold_ns": uint64(cfg.OffCPUThreshold.Nanoseconds()),
 		"offcpu_min_ns":       uint64(cfg.OffCPUMin.Nanoseconds()),
 		"offcpu_kinds":        cfg.OffCPUKinds,
+		"unwind_with_tables":  cfg.UnwindTables,
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -147,6 +191,21 @@ func Load(cfg Config) (*Objects, error) {
 	resize(cfg.StackEntries, "stacks0", "stacks1")
 	resize(cfg.KStackEntries, "offcpu_kstacks0", "offcpu_kstacks1")
 	resize(cfg.UStackEntries, "offcpu_ustacks0", "offcpu_ustacks1")
+	us := cfg.UnwindSizes
+	if !cfg.UnwindTables {
+		us = UnwindSizes{1, 1, 1, 1, 1} // unused: as small as they go
+	}
+	def := DefaultUnwindSizes
+	for _, r := range []struct {
+		name    string
+		n, dflt uint32
+	}{
+		{"unwind_rows", us.Rows, def.Rows}, {"unwind_rules", us.Rules, def.Rules},
+		{"unwind_pages", us.Pages, def.Pages}, {"unwind_tables", us.Tables, def.Tables},
+		{"unwind_procs", us.Procs, def.Procs},
+	} {
+		resize(cmp.Or(r.n, r.dflt), r.name)
+	}
 
 	want := map[string]bool{"follow_fork": true, "process_exec": true, "process_exit": true}
 	if cfg.OnCPU {
@@ -186,6 +245,11 @@ func Load(cfg Config) (*Objects, error) {
 		ProcessExec:   coll.Programs["process_exec"],
 		ProcessExit:   coll.Programs["process_exit"],
 		coll:          coll,
+	}
+	if cfg.UnwindTables {
+		o.UnwindRows, o.UnwindRules = coll.Maps["unwind_rows"], coll.Maps["unwind_rules"]
+		o.UnwindPages, o.UnwindTables = coll.Maps["unwind_pages"], coll.Maps["unwind_tables"]
+		o.UnwindProcs = coll.Maps["unwind_procs"]
 	}
 	return o, nil
 }

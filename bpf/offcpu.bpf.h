@@ -31,6 +31,7 @@ struct offcpu_task {
 	__u32 kind;      /* enum sample_kind of the block in progress */
 	__u32 set;       /* live set when ustack was taken */
 	__u32 pending;   /* a kept block waits for its user stack */
+	__u32 uflags;    /* sample_key.user_flags of ustack */
 	__u64 weight;    /* its weighted duration */
 	__u32 pkind;     /* its kind */
 	__u32 nr_kips;   /* its kernel stack depth */
@@ -55,16 +56,6 @@ static __always_inline __u32 block_kind(bool preempt, unsigned int state)
 	return KIND_OFFCPU_OTHER;
 }
 
-/* hash_frames hashes a whole, zero-padded stack buffer (FNV-1a). The loop
- * has no branch, so the verifier walks it once, in n steps. */
-#define HASH_FRAMES(ips, n) ({                                  \
-	__u64 __h = 14695981039346656037ULL;                    \
-	for (int __i = 0; __i < (n); __i++) {                   \
-		__h ^= (ips)[__i];                              \
-		__h *= 1099511628211ULL;                        \
-	}                                                       \
-	__h & 0x7fffffffffffffffULL;                            \
-})
 
 /* kstack_key stores the kernel stack in t->kips (zero-padded) in the live
  * set's map under a hash of its frames and returns the hash (top bit
@@ -86,10 +77,24 @@ static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
 }
 
 /* ustack_key stores current's user stack in the set's offcpu_ustacks map
- * under a hash of its frames and returns the hash, or a negative errno. */
-static __always_inline __s64 ustack_key(void *ctx, __u32 set)
+ * under a hash of its frames and returns the hash, or a negative errno. It
+ * walks with unwind tables when the process has them (*uflags says so),
+ * else with frame pointers. */
+static __always_inline __s64 ustack_key(void *ctx, __u32 set, __u32 *uflags)
 {
 	__u32 zero = 0;
+
+	*uflags = 0;
+	if (unwind_with_tables) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
+		if (proc) {
+			__u32 reason;
+			__s64 k = unwind_user(UNWIND_SCRATCH_OFFCPU, set, tgid, proc, &reason);
+			*uflags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
+			return k;
+		}
+	}
 	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &zero);
 
 	if (!buf)
@@ -114,12 +119,13 @@ static __always_inline __s64 ustack_key(void *ctx, __u32 set)
 }
 
 static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *comm,
-				       __s64 ustack, __s64 kstack, __u32 kind, __u64 weight)
+				       __s64 ustack, __u32 uflags, __s64 kstack, __u32 kind, __u64 weight)
 {
 	struct sample_key key = {
 		.pid = pid,
 		.tid = tid,
 		.user_stack = ustack,
+		.user_flags = uflags,
 		.kind = kind,
 		.kern_stack = kstack,
 	};
@@ -135,12 +141,14 @@ static __always_inline void finish_pending(void *ctx, struct offcpu_task *t, str
 	__u32 set = live_set();
 	__u64 id = bpf_get_current_pid_tgid();
 	char comm[TASK_COMM_LEN];
-	__s64 ustack;
+	__s64 ustack = -2; /* ENOENT */
+	__u32 uflags = 0;
 
 	t->pending = 0;
 	bpf_get_current_comm(comm, sizeof(comm));
-	ustack = is_kthread(task) ? -2 /* ENOENT */ : ustack_key(ctx, set);
-	emit_block(set, id >> 32, (__u32)id, comm, ustack, kstack_key(set, t), t->pkind, t->weight);
+	if (!is_kthread(task))
+		ustack = ustack_key(ctx, set, &uflags);
+	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight);
 }
 
 SEC("tp_btf/sched_switch")
@@ -164,9 +172,12 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 			if (offcpu_kinds & (1 << kind)) {
 				t->kind = kind;
 				t->ustack = -2; /* ENOENT */
+				t->uflags = 0;
 				if (kind == KIND_OFFCPU_RUNQ && !is_kthread(prev)) {
+					__u32 uflags;
 					t->set = live_set();
-					t->ustack = ustack_key(ctx, t->set);
+					t->ustack = ustack_key(ctx, t->set, &uflags);
+					t->uflags = uflags;
 				}
 				t->start_ns = now;
 			}
@@ -214,7 +225,7 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 		}
 		char comm[TASK_COMM_LEN];
 		BPF_CORE_READ_STR_INTO(&comm, next, comm);
-		emit_block(set, next->tgid, next->pid, comm, ustack, kstack_key(set, t), t->kind, weight);
+		emit_block(set, next->tgid, next->pid, comm, ustack, t->uflags, kstack_key(set, t), t->kind, weight);
 		return 0;
 	}
 	t->pending = 1;

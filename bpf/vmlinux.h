@@ -44,6 +44,7 @@ enum bpf_map_type {
 
 enum {
 	BPF_F_NO_PREALLOC = 1,
+	BPF_F_MMAPABLE = 1024,
 };
 
 enum {
@@ -70,7 +71,16 @@ enum {
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads not yet exiting */
+};
+
 struct task_struct {
+	struct signal_struct *signal;
 	unsigned int __state;
 	unsigned int flags;
 	int on_cpu;
@@ -80,7 +90,22 @@ struct task_struct {
 	char comm[16];
 };
 
+/* The user registers an unwind starts from (CO-RE: only the fields read). */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long bp;
+	unsigned long ip;
+	unsigned long sp;
+};
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs { /* arm64: regs[] and sp, pc sit in an anonymous union member */
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+};
+#else
 struct pt_regs;
+#endif
 
 #pragma clang attribute pop
 

@@ -22,7 +22,7 @@ var (
 )
 
 // emberBin builds the ember command once per test binary.
-func emberBin(t *testing.T) string {
+func emberBin(t testing.TB) string {
 	t.Helper()
 	emberOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ember-e2e-")
@@ -45,7 +45,7 @@ func emberBin(t *testing.T) string {
 
 // runEmber runs ember with args and returns its stderr; it fails the test
 // if ember fails.
-func runEmber(t *testing.T, dir string, args ...string) string {
+func runEmber(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(emberBin(t), args...)
 	cmd.Dir = dir

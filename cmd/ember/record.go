@@ -13,6 +13,7 @@ import (
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/agent"
 	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/tracer"
 )
 
 func init() {
@@ -28,6 +29,7 @@ func init() {
 		offT, offMin time.Duration
 		offState     string
 		bpfStats     bool
+		unwindMode   string
 	)
 	cmd := &cobra.Command{
 		Use:   "record [flags] [-- COMMAND [ARGS...]]",
@@ -46,6 +48,10 @@ system.`,
 			if err != nil {
 				return err
 			}
+			um, err := tracer.ParseUnwindMode(unwindMode)
+			if err != nil {
+				return err
+			}
 			cfg := agent.RecordConfig{
 				Mode:     m,
 				Duration: duration,
@@ -61,6 +67,7 @@ system.`,
 			cfg.Tracer.OffCPUThreshold = offT
 			cfg.Tracer.OffCPUMin = offMin
 			cfg.Tracer.OffCPUKinds = kinds
+			cfg.Tracer.Unwind = um
 			if cgroup != "" {
 				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
 					return err
@@ -94,5 +101,6 @@ system.`,
 	f.DurationVar(&offMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep (interruptible), disk (uninterruptible), runnable, or a comma list")
 	f.BoolVar(&bpfStats, "bpf-stats", false, "account and report the BPF programs' run time (costs a clock read per run)")
+	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel supports them)")
 	rootCmd.AddCommand(cmd)
 }

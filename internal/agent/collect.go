@@ -14,6 +14,7 @@ import (
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
 	"github.com/emberprof/ember/symbolize"
+	"github.com/emberprof/ember/unwind"
 )
 
 // collector turns drained samples into one profile, remembering for each
@@ -93,6 +94,8 @@ func (c *collector) add(samples []tracer.Sample) {
 		}
 		if s.UserErr < 0 && s.UserErr != -2 {
 			locs = append(locs, c.b.Pseudo(lostName("user", s.UserErr)))
+		} else if s.UserTables && s.UserReason != unwind.ReasonComplete {
+			locs = append(locs, c.b.Pseudo(truncatedName(s.UserReason)))
 		}
 		if len(locs) == 0 {
 			locs = append(locs, c.b.Pseudo("[no stack]"))
@@ -121,6 +124,24 @@ func lostName(which string, errno int64) string {
 		reason = fmt.Sprintf("errno %d", -errno)
 	}
 	return fmt.Sprintf("[%s stack lost: %s]", which, reason)
+}
+
+// truncatedName is the root-end pseudo-frame of a user stack whose table
+// walk stopped early: the frames above it are missing, and it says why.
+func truncatedName(r unwind.Reason) string {
+	why := map[unwind.Reason]string{
+		unwind.ReasonNoMapping:   "code outside known mappings",
+		unwind.ReasonNoRow:       "no CFI row",
+		unwind.ReasonUnsupported: "unsupported CFI rule",
+		unwind.ReasonReadFailed:  "stack unreadable",
+		unwind.ReasonBadFrame:    "bad frame",
+		unwind.ReasonMaxFrames:   "too deep",
+		unwind.ReasonBadTable:    "bad table",
+	}[r]
+	if why == "" {
+		why = r.String()
+	}
+	return "[user stack truncated: " + why + "]"
 }
 
 func (c *collector) kernelMapping() *profile.Mapping {

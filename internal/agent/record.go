@@ -44,6 +44,9 @@ type Summary struct {
 
 	FirstSample time.Duration         // from ProcessStart to the first sample; 0: none
 	Programs    []tracer.ProgramStats // with RecordConfig.BPFStats
+
+	Unwind      tracer.UnwindMode   // how on-CPU user stacks were walked
+	UnwindStats *tracer.UnwindStats // tables loaded; nil with frame pointers
 }
 
 // Lost returns the total of the counters that count lost stacks or samples.
@@ -59,7 +62,7 @@ func (s *Summary) Lost() uint64 {
 
 func isLossStat(name string) bool {
 	switch name {
-	case "samples", "offcpu_blocks", "offcpu_blocks_kept", "kernel_stack_none":
+	case "samples", "offcpu_blocks", "offcpu_blocks_kept", "kernel_stack_none", "unwind_walks":
 		return false
 	}
 	return true
@@ -169,6 +172,10 @@ loop:
 	if cfg.BPFStats {
 		sum.Programs = tr.ProgramStats()
 	}
+	sum.Unwind = tr.UnwindMode()
+	if us, ok := tr.UnwindStats(); ok {
+		sum.UnwindStats = &us
+	}
 	tr.Close()
 	if cmd != nil && exited != nil {
 		// Stopped before the command ended: leave it running, as perf does.
@@ -227,6 +234,12 @@ func WriteSummary(w io.Writer, s *Summary) {
 	fmt.Fprintf(w, "ember: lost %d: %s\n", s.Lost(), strings.Join(parts, " "))
 	if s.FirstSample > 0 {
 		fmt.Fprintf(w, "ember: first sample %.1fms after start\n", float64(s.FirstSample.Microseconds())/1000)
+	}
+	if us := s.UnwindStats; us != nil {
+		fmt.Fprintf(w, "ember: unwind tables: %d processes, %d tables, %d KiB in maps (largest %s, %d KiB); %d built in %s\n",
+			us.Processes, us.Tables, us.Bytes>>10, us.Largest, us.LargestB>>10, us.Built, us.BuildTime.Round(time.Millisecond))
+	} else if s.Unwind == tracer.UnwindFP {
+		fmt.Fprintln(w, "ember: user stacks walked with frame pointers only")
 	}
 	sort.Slice(s.Programs, func(i, j int) bool { return s.Programs[i].Name < s.Programs[j].Name })
 	for _, p := range s.Programs {

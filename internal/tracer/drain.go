@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/unwind"
 )
 
 // Sample is one counts-map row with its stacks resolved to addresses.
@@ -21,6 +22,12 @@ type Sample struct {
 	Kernel   []uint64
 	UserErr  int64 // negative errno when the user stack is missing
 	KernErr  int64 // negative errno when the kernel stack is missing
+
+	// UserTables says the user stack was walked with unwind tables, and
+	// UserReason why that walk stopped: anything but unwind.ReasonComplete
+	// means the stack is truncated at its root end.
+	UserTables bool
+	UserReason unwind.Reason
 }
 
 // flipGrace is how long Drain waits after flipping the live set before it
@@ -34,6 +41,17 @@ const flipGrace = 5 * time.Millisecond
 func (t *Tracer) Drain() ([]Sample, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Processes whose exit was reported before the flip took their last
+	// samples before it: once this drain has read them, they may go.
+	t.exitMu.Lock()
+	exited := t.exits
+	t.exits = nil
+	t.exitMu.Unlock()
+	defer func() {
+		for _, pid := range exited {
+			t.procs.MarkExited(pid)
+		}
+	}()
 	idle := t.set
 	t.set ^= 1
 	if err := t.objs.ActiveSet.Put(uint32(0), t.set); err != nil {
@@ -92,12 +110,22 @@ func (t *Tracer) Drain() ([]Sample, error) {
 			Count: vals[i].Count, NS: vals[i].Ns,
 			Comm: commString(k.Comm[:]),
 		}
+		// On-CPU stacks walked with frame pointers are in the stack-trace
+		// map; off-CPU stacks and every table walk in the ustacks map.
+		hashed := k.UserFlags&bpf.UserStackHashed != 0
 		if k.Kind == bpf.KindOnCPU {
-			s.User, s.UserErr = lookup(stacks, k.UserStack)
 			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
 		} else {
-			s.User, s.UserErr = lookup(ustacks, k.UserStack)
 			s.Kernel, s.KernErr = lookup(kstacks, k.KernStack)
+		}
+		if k.Kind == bpf.KindOnCPU && !hashed {
+			s.User, s.UserErr = lookup(stacks, k.UserStack)
+		} else {
+			s.User, s.UserErr = lookup(ustacks, k.UserStack)
+		}
+		if hashed {
+			s.UserTables = true
+			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
 		}
 		out[i] = s
 	}

@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/cilium/ebpf"
@@ -78,6 +79,32 @@ func probeFeatures(onCPU, offCPU bool) error {
 		}
 	}
 	return nil
+}
+
+// chooseUnwind resolves UnwindAuto: tables when the kernel has what the
+// table walker needs (bpf_loop, 5.17; bpf_task_pt_regs, 5.15), else frame
+// pointers, said once. Asking for tables on such a kernel is an error.
+func chooseUnwind(m UnwindMode) (UnwindMode, error) {
+	if m == UnwindFP {
+		return m, nil
+	}
+	for _, h := range []struct {
+		fn   asm.BuiltinFunc
+		what string
+	}{
+		{asm.FnLoop, "the bpf_loop helper (Linux 5.17)"},
+		{asm.FnTaskPtRegs, "the bpf_task_pt_regs helper (Linux 5.15)"},
+		{asm.FnGetCurrentTaskBtf, "the bpf_get_current_task_btf helper (Linux 5.11)"},
+	} {
+		if err := features.HaveProgramHelper(ebpf.PerfEvent, h.fn); err != nil {
+			if m == UnwindTables {
+				return "", &missing{"unwinding with tables needs " + h.what + ", which this kernel lacks; use --unwind fp"}
+			}
+			slog.Info("walking user stacks with frame pointers only: this kernel lacks " + h.what)
+			return UnwindFP, nil
+		}
+	}
+	return UnwindTables, nil
 }
 
 // effectiveCaps returns the effective capability set of this process.

@@ -35,6 +35,10 @@ type Config struct {
 	OffCPUMin       time.Duration
 	OffCPUKinds     uint32 // bit (1 << kind); 0 means all
 
+	// Unwind says how on-CPU user stacks are walked; the zero value picks
+	// tables where the kernel supports them.
+	Unwind UnwindMode
+
 	// Map sizes; 0 picks a size from the rate, CPUs and DrainInterval.
 	StackEntries  uint32
 	CountsEntries uint32
@@ -50,9 +54,13 @@ type Tracer struct {
 	links []link.Link
 	rb    *ringbuf.Reader
 	wg    sync.WaitGroup
+	unw   *unwinder // nil without unwind tables
 
 	mu  sync.Mutex // serialises Drain
 	set uint32     // the live set
+
+	exitMu sync.Mutex
+	exits  []int // processes that exited since the last drain began
 }
 
 // Start checks privileges, loads and attaches the programs, and starts
@@ -102,11 +110,21 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	if !cfg.IncludeSelf {
 		bcfg.SelfTGID = uint32(os.Getpid())
 	}
+	if cfg.OnCPU {
+		if cfg.Unwind, err = chooseUnwind(cfg.Unwind); err != nil {
+			return nil, err
+		}
+		bcfg.UnwindTables = cfg.Unwind == UnwindTables
+		bcfg.UnwindSizes = bpf.DefaultUnwindSizes
+	}
 	objs, err := bpf.Load(bcfg)
 	if err != nil {
 		return nil, explainLoad(err)
 	}
 	t := &Tracer{cfg: cfg, objs: objs, procs: procs}
+	if bcfg.UnwindTables {
+		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
+	}
 	for _, pid := range cfg.PIDs {
 		if err := t.AddPID(pid); err != nil {
 			t.Close()
@@ -205,12 +223,21 @@ func (t *Tracer) followProcesses() {
 		typ := binary.NativeEndian.Uint32(rec.RawSample[0:4])
 		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:8]))
 		switch typ {
-		case bpf.EventNewProcess, bpf.EventExec:
+		case bpf.EventNewProcess, bpf.EventExec, bpf.EventMapsChanged:
 			if _, err := t.procs.Add(pid); err != nil {
 				slog.Debug("read process", "pid", pid, "err", err)
+			} else if t.unw != nil {
+				t.unw.enqueue(uint32(pid), false)
 			}
 		case bpf.EventExit:
-			t.procs.MarkExited(pid)
+			// Its last samples may still be in the live maps: the process
+			// is marked exited once a drain has read them (Drain).
+			t.exitMu.Lock()
+			t.exits = append(t.exits, pid)
+			t.exitMu.Unlock()
+			if t.unw != nil {
+				t.unw.enqueue(uint32(pid), true)
+			}
 		}
 	}
 }
@@ -230,11 +257,27 @@ func (t *Tracer) Close() error {
 		t.wg.Wait()
 		t.rb = nil
 	}
+	if t.unw != nil {
+		t.unw.close()
+		t.unw = nil
+	}
 	if t.objs != nil {
 		t.objs.Close()
 		t.objs = nil
 	}
 	return nil
+}
+
+// UnwindMode returns how on-CPU user stacks are walked.
+func (t *Tracer) UnwindMode() UnwindMode { return t.cfg.Unwind }
+
+// UnwindStats describes the unwind tables loaded; ok is false when user
+// stacks are walked with frame pointers only.
+func (t *Tracer) UnwindStats() (s UnwindStats, ok bool) {
+	if t.unw == nil {
+		return s, false
+	}
+	return t.unw.Stats(), true
 }
 
 // FirstSample returns CLOCK_MONOTONIC of the first on-CPU sample taken, or

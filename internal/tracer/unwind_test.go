@@ -1,0 +1,214 @@
+package tracer
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/testutil"
+	"github.com/emberprof/ember/unwind"
+)
+
+func TestParseUnwindMode(t *testing.T) {
+	for in, want := range map[string]UnwindMode{"": UnwindAuto, "tables": UnwindTables, "fp": UnwindFP} {
+		if got, err := ParseUnwindMode(in); err != nil || got != want {
+			t.Errorf("ParseUnwindMode(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseUnwindMode("dwarf"); err == nil {
+		t.Error("ParseUnwindMode(dwarf) succeeded")
+	}
+}
+
+// gnuBuildID agrees with readelf.
+func TestGNUBuildID(t *testing.T) {
+	readelf := testutil.RequireTool(t, "readelf")
+	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-Wl,--build-id=sha1"}, "unwind/chain.c")
+	out := testutil.Run(t, "", readelf, "-n", bin)
+	m := regexp.MustCompile(`Build ID: ([0-9a-f]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("readelf shows no build ID:\n%s", out)
+	}
+	ef, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	if got := gnuBuildID(ef); got != m[1] {
+		t.Errorf("gnuBuildID = %q, readelf %q", got, m[1])
+	}
+}
+
+// A profiled process gets an unwind_procs entry whose mappings are its
+// executable mappings, and whose tables hold, byte for byte, what
+// unwind.Table.Encode makes of its binaries.
+func TestUnwinderLoadsProcess(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := Preflight(); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
+	}
+	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "unwind/chain.c")
+	w := exec.Command(bin, "10")
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { w.Process.Kill(); w.Wait() }()
+	procs := proc.NewTable()
+	defer procs.Close()
+	tr, err := Start(Config{Frequency: 499, PIDs: []int{w.Process.Pid}, OnCPU: true, Unwind: UnwindTables}, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	pid := uint32(w.Process.Pid)
+	var entry []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := tr.objs.UnwindProcs.Lookup(pid, &entry); err == nil {
+			break
+		}
+	}
+	if len(entry) != unwind.ProcSize {
+		t.Fatalf("no unwind_procs entry for pid %d within 10s", pid)
+	}
+	p := procs.Get(int(pid))
+	n := binary.LittleEndian.Uint32(entry)
+	var want int
+	for _, m := range p.Mappings {
+		if m.Inode != 0 || m.Path == "[vdso]" {
+			want++
+		}
+	}
+	if int(n) != want {
+		t.Errorf("entry has %d mappings, the process %d executable file mappings and the vDSO", n, want)
+	}
+	checked := 0
+	for i := range n {
+		e := entry[8+i*unwind.MappingSize:]
+		start, end := binary.LittleEndian.Uint64(e), binary.LittleEndian.Uint64(e[8:])
+		id, flags := binary.LittleEndian.Uint32(e[24:]), binary.LittleEndian.Uint32(e[28:])
+		m := p.Find(start)
+		if m == nil || m.Start != start || m.Limit != end {
+			t.Errorf("mapping %#x-%#x is not one of the process's", start, end)
+			continue
+		}
+		if flags&unwind.MappingFramePointers != 0 || m.Path == "[vdso]" {
+			continue
+		}
+		var raw []byte
+		if err := tr.objs.UnwindTables.Lookup(id, &raw); err != nil {
+			t.Fatalf("unwind_tables[%d]: %v", id, err)
+		}
+		var ti unwind.TableInfo
+		if err := ti.UnmarshalBinary(raw); err != nil {
+			t.Fatal(err)
+		}
+		table, err := unwind.Open(m.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := table.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ti.Base != enc.Base || int(ti.NumRows) != enc.NumRows() || int(ti.NumRules) != enc.NumRules() || int(ti.NumPages) != enc.NumPages() {
+			t.Errorf("%s: table entry %+v does not match the encoded table", m.Path, ti)
+			continue
+		}
+		for _, a := range []struct {
+			name        string
+			first, n    uint32
+			size        int
+			want        []byte
+			lookupBytes func(k uint32) []byte
+		}{
+			{"rows", ti.FirstRow, ti.NumRows, unwind.RowSize, enc.Rows, func(k uint32) []byte {
+				var v uint32
+				tr.objs.UnwindRows.Lookup(k, &v)
+				return binary.LittleEndian.AppendUint32(nil, v)
+			}},
+			{"rules", ti.FirstRule, ti.NumRules, unwind.RuleSize, enc.Rules, func(k uint32) []byte {
+				var v uint64
+				tr.objs.UnwindRules.Lookup(k, &v)
+				return binary.LittleEndian.AppendUint64(nil, v)
+			}},
+			{"pages", ti.FirstPage, ti.NumPages, unwind.PageSize, enc.Pages, func(k uint32) []byte {
+				var v uint64
+				tr.objs.UnwindPages.Lookup(k, &v)
+				return binary.LittleEndian.AppendUint64(nil, v)
+			}},
+		} {
+			var got []byte
+			for k := a.first; k < a.first+a.n; k++ {
+				got = append(got, a.lookupBytes(k)...)
+			}
+			if !bytes.Equal(got, a.want) {
+				t.Errorf("%s: %s in the map differ from the encoded table", m.Path, a.name)
+			}
+		}
+		checked++
+	}
+	t.Logf("%d mappings, %d tables checked byte for byte", n, checked)
+	if checked < 2 {
+		t.Errorf("checked %d tables, want the binary's and libc's", checked)
+	}
+}
+
+// BenchmarkPlaceTable measures writing a built table into the BPF maps
+// (rows, rules, pages, then its table entry), for libc and for the largest
+// .eh_frame among the given libraries, against building the same table:
+//
+//	go test -run '^$' -bench PlaceTable -benchtime 3x ./internal/tracer/
+func BenchmarkPlaceTable(b *testing.B) {
+	testutil.RequireRoot(b)
+	if err := Preflight(); err != nil {
+		testutil.SkipOrFail(b, "%v", err)
+	}
+	objs, err := bpf.Load(bpf.Config{OnCPU: true, UnwindTables: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	u := newUnwinder(objs, proc.NewTable(), bpf.DefaultUnwindSizes)
+	defer u.close()
+	for _, path := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libclang-cpp.so.19.1", "/usr/lib/aarch64-linux-gnu/libc.so.6"} {
+		ef, err := elf.Open(path)
+		if err != nil {
+			continue
+		}
+		b.Run(filepath.Base(path), func(b *testing.B) {
+			var build, place time.Duration
+			var size int64
+			for range b.N {
+				start := time.Now()
+				t, err := unwind.NewTable(ef)
+				if err != nil {
+					b.Fatal(err)
+				}
+				build += time.Since(start)
+				start = time.Now()
+				lt, err := u.place(path, t, path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				place += time.Since(start)
+				size = lt.size
+				u.mu.Lock()
+				lt.refs = 0
+				u.evictUnused()
+				u.mu.Unlock()
+			}
+			b.ReportMetric(float64(build.Milliseconds())/float64(b.N), "build-ms")
+			b.ReportMetric(float64(place.Milliseconds())/float64(b.N), "place-ms")
+			b.ReportMetric(float64(place)/float64(build), "place/build")
+			b.ReportMetric(float64(size), "map-bytes")
+		})
+		ef.Close()
+	}
+}
