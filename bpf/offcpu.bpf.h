@@ -45,6 +45,24 @@ struct {
 	__type(value, struct offcpu_task);
 } offcpu_tasks SEC(".maps");
 
+/* in_syscall reports whether task (current) entered the kernel through a
+ * system call, so that it will leave through sys_exit with its user
+ * registers as they are now (arch/x86/entry: orig_ax holds the call number,
+ * -1 for interrupts; arm64: syscallno, NO_SYSCALL = -1). */
+static __always_inline bool in_syscall(struct task_struct *task)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return false;
+#if defined(__TARGET_ARCH_x86)
+	return (long)BPF_CORE_READ(regs, orig_ax) >= 0;
+#elif defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(regs, syscallno) >= 0;
+#else
+	return false;
+#endif
+}
+
 static __always_inline __u32 block_kind(bool preempt, unsigned int state)
 {
 	if (preempt || state == TASK_RUNNING)
@@ -173,7 +191,12 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 				t->kind = kind;
 				t->ustack = -2; /* ENOENT */
 				t->uflags = 0;
-				if (kind == KIND_OFFCPU_RUNQ && !is_kthread(prev)) {
+				/* A thread preempted in user mode will not pass sys_exit:
+				 * its user stack is taken now, while it is current. One
+				 * preempted inside a system call (a write that woke a
+				 * waiter, say) waits for sys_exit like any other block,
+				 * which keeps the common case cheap. */
+				if (kind == KIND_OFFCPU_RUNQ && !is_kthread(prev) && !in_syscall(prev)) {
 					__u32 uflags;
 					t->set = live_set();
 					t->ustack = ustack_key(ctx, t->set, &uflags);
@@ -215,7 +238,7 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	t->weight = weight;
 	t->pkind = t->kind;
 
-	if (t->kind == KIND_OFFCPU_RUNQ || is_kthread(next)) {
+	if (t->ustack != -2 /* taken at switch-out */ || is_kthread(next)) {
 		/* The user stack is known (or there is none): attribute now. */
 		__u32 set = live_set();
 		__s64 ustack = t->ustack;

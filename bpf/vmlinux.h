@@ -94,6 +94,7 @@ struct task_struct {
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long bp;
+	unsigned long orig_ax; /* the system call number inside one, else -1 */
 	unsigned long ip;
 	unsigned long sp;
 };
@@ -102,6 +103,7 @@ struct pt_regs { /* arm64: regs[] and sp, pc sit in an anonymous union member */
 	__u64 regs[31];
 	__u64 sp;
 	__u64 pc;
+	__s32 syscallno; /* the system call number inside one, else -1 */
 };
 #else
 struct pt_regs;
