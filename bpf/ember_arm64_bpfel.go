@@ -215,6 +215,7 @@ const (
 	emberProgOnCpuSample       = "on_cpu_sample"
 	emberProgProcessExec       = "process_exec"
 	emberProgProcessExit       = "process_exit"
+	emberVarCpuPending         = "cpu_pending"
 	emberVarFilterCgroup       = "filter_cgroup"
 	emberVarFilterPids         = "filter_pids"
 	emberVarFirstSampleNs      = "first_sample_ns"
@@ -314,6 +315,7 @@ type emberMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberVariableSpecs struct {
+	CpuPending         *ebpf.VariableSpec `ebpf:"cpu_pending"`
 	FilterCgroup       *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterPids         *ebpf.VariableSpec `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.VariableSpec `ebpf:"first_sample_ns"`
@@ -405,6 +407,7 @@ func (m *emberMaps) Close() error {
 //
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberVariables struct {
+	CpuPending         *ebpf.Variable `ebpf:"cpu_pending"`
 	FilterCgroup       *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterPids         *ebpf.Variable `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.Variable `ebpf:"first_sample_ns"`

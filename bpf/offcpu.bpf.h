@@ -38,6 +38,16 @@ struct offcpu_task {
 	__u64 kips[MAX_KSTACK_DEPTH];
 };
 
+/*
+ * cpu_pending[cpu] is set while the task running on cpu has a kept block
+ * waiting for its user stack. At most one can: the task switched in last,
+ * which runs until the next sched_switch on that CPU. sys_exit runs on every
+ * system call of every task; the flag lets it return without a
+ * task-storage lookup in the common case.
+ */
+#define MAX_CPUS 4096
+__u8 cpu_pending[MAX_CPUS];
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -208,6 +218,9 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	}
 
 	/* next comes back: the block ends. */
+	__u32 cpu = bpf_get_smp_processor_id();
+	if (cpu < MAX_CPUS)
+		cpu_pending[cpu] = 0;
 	if (next->pid == 0)
 		return 0;
 	t = bpf_task_storage_get(&offcpu_tasks, next, 0, 0);
@@ -252,16 +265,24 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 		return 0;
 	}
 	t->pending = 1;
+	if (cpu < MAX_CPUS)
+		cpu_pending[cpu] = 1;
 	return 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(offcpu_sys_exit, struct pt_regs *regs, long ret)
 {
+	__u32 cpu = bpf_get_smp_processor_id();
+	if (cpu < MAX_CPUS && !cpu_pending[cpu])
+		return 0;
+
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct offcpu_task *t = bpf_task_storage_get(&offcpu_tasks, task, 0, 0);
-
-	if (t && t->pending)
+	if (t && t->pending) {
 		finish_pending(ctx, t, task);
+		if (cpu < MAX_CPUS)
+			cpu_pending[cpu] = 0;
+	}
 	return 0;
 }
