@@ -25,8 +25,8 @@ func (b *bench) memory() error {
 			b.warnf("memory run %d: %v", i+1, err)
 			continue
 		}
-		b.logf("  run %d: peak RSS %.1f MiB, BPF maps %.1f MiB in %d maps, %d samples, first sample %v",
-			i+1, float64(r.MaxRSSKB)/1024, float64(r.BPF.MapBytes)/(1<<20), r.BPF.Maps, s.Samples, s.FirstSample)
+		b.logf("  run %d: peak RSS %.1f MiB, BPF maps %.1f MiB in %d maps, %d samples from %d processes, first sample %v",
+			i+1, float64(r.MaxRSSKB)/1024, float64(r.BPF.MapBytes)/(1<<20), r.BPF.Maps, s.Samples, s.Processes, s.FirstSample)
 		rss = append(rss, float64(r.MaxRSSKB)/1024)
 		maps = append(maps, float64(r.BPF.MapBytes)/(1<<20))
 		if s.FirstSample > 0 {

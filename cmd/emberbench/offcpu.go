@@ -70,8 +70,12 @@ func (b *bench) offCPU() error {
 				b.warnf("off-CPU round %d, %s: %v", r+1, c, err)
 				continue
 			}
-			b.logf("  round %d %-12s %.0f round trips/s, profiler cpu %v + bpf %v", r+1, c, w.Rate,
-				prof.Round(time.Millisecond), bpf.Round(time.Millisecond))
+			if c == cfgNone {
+				b.logf("  round %d %-12s %.0f round trips/s", r+1, c, w.Rate)
+			} else {
+				b.logf("  round %d %-12s %.0f round trips/s, profiler cpu %v + bpf %v", r+1, c, w.Rate,
+					prof.Round(time.Millisecond), bpf.Round(time.Millisecond))
+			}
 			rate.add(c, r, w.Rate)
 			if c != cfgNone {
 				cost.add(c, r, (prof + bpf).Seconds())

@@ -25,6 +25,9 @@ const (
 
 var onCPUConfigs = []string{cfgNone, cfgEmber, cfgPerf, cfgBpftrace}
 
+// shortRun: each round also runs the profilers around 1/shortRun of the work.
+const shortRun = 10
+
 // onCPUOneLiner is the stack-counting one-liner bpftrace users would run.
 const onCPUOneLiner = `profile:hz:99 /pid == cpid/ { @[ustack, kstack] = count(); }`
 
@@ -63,8 +66,8 @@ func (b *bench) onCPU() error {
 		samples  = series{}
 		per1k    = series{} // profiler CPU + BPF per 1,000 samples, ms
 		bpfPer1k = series{}
-		fixed    = series{} // profiler CPU + BPF of an empty run, s
-		marginal = series{} // per 1,000 samples beyond the empty run's, ms
+		fixed    = series{} // profiler CPU + BPF of a short run, s
+		marginal = series{} // per 1,000 samples more than the short run's, ms
 		e2eCPU   = series{}
 		e2eWall  = series{}
 		latency  = series{}
@@ -80,9 +83,13 @@ func (b *bench) onCPU() error {
 				b.warnf("on-CPU round %d, %s: %v", r+1, c, err)
 				continue
 			}
-			b.logf("  round %d %-8s work %.3fs, profiler cpu %v + bpf %v + after %v, %d samples, first sample %v",
-				r+1, c, res.work.Elapsed.Seconds(), res.cpu.Round(time.Millisecond), res.bpf.Round(time.Microsecond),
-				res.postCPU.Round(time.Millisecond), res.samples, res.first.Round(100*time.Microsecond))
+			if c == cfgNone {
+				b.logf("  round %d %-8s work %.3fs", r+1, c, res.work.Elapsed.Seconds())
+			} else {
+				b.logf("  round %d %-8s work %.3fs, profiler cpu %v + bpf %v + after %v, %d samples, first sample %v",
+					r+1, c, res.work.Elapsed.Seconds(), res.cpu.Round(time.Millisecond), res.bpf.Round(time.Microsecond),
+					res.postCPU.Round(time.Millisecond), res.samples, res.first.Round(100*time.Microsecond))
+			}
 			full[c] = res
 			if c != cfgNone && res.samples == 0 {
 				b.warnf("on-CPU round %d, %s: no samples", r+1, c)
@@ -111,27 +118,26 @@ func (b *bench) onCPU() error {
 				latency.add(pipe, r, (res.wall + res.postWall - res.work.Elapsed).Seconds())
 			}
 		}
-		// The same profilers around an almost empty run (one chunk, one
-		// thread): their start-up and exit, to tell from the cost per sample.
+		// The same profilers around a tenth of the work: what is left of
+		// their cost when the samples are fewer is start-up, exit and
+		// per-binary work (symbolization); the difference is per sample.
 		for k := range 3 {
 			c := onCPUConfigs[1+(r+k)%3]
-			res, err := b.onCPURun(c, 1, 1)
+			res, err := b.onCPURun(c, max(chunks/shortRun, 1), b.threads)
 			if err != nil {
-				b.warnf("on-CPU round %d, empty %s: %v", r+1, c, err)
+				b.warnf("on-CPU round %d, short %s: %v", r+1, c, err)
 				continue
 			}
-			b.logf("  round %d %-8s empty run: profiler cpu %v + bpf %v + after %v", r+1, c,
-				res.cpu.Round(time.Millisecond), res.bpf.Round(time.Microsecond), res.postCPU.Round(time.Millisecond))
+			b.logf("  round %d %-8s short run: profiler cpu %v + bpf %v + after %v, %d samples", r+1, c,
+				res.cpu.Round(time.Millisecond), res.bpf.Round(time.Microsecond), res.postCPU.Round(time.Millisecond), res.samples)
+			cfull := full[c]
 			if c == cfgPerf {
 				c = pipe
 			}
 			fixed.add(c, r, res.total().Seconds())
-			cfull := full[c]
-			if c == pipe {
-				cfull = full[cfgPerf]
-			}
-			if cfull != nil {
-				marginal.add(c, r, cfull.per1k(cfull.total()-res.total()))
+			if cfull != nil && cfull.samples > res.samples {
+				d := (cfull.total() - res.total()).Seconds() * 1e3
+				marginal.add(c, r, d/(float64(cfull.samples-res.samples)/1000))
 			}
 		}
 	}
@@ -164,11 +170,11 @@ func (b *bench) onCPU() error {
 	add(cost, cfgPerf, "ms", per1k, pipe, nil)
 	add(cost, pipe, "ms", per1k, "", nil)
 	add(cost, cfgBpftrace, "ms", per1k, pipe, nil)
-	const fixedName = "on-CPU: profiler CPU of an empty run (start-up, exit, result)"
+	const fixedName = "on-CPU: profiler CPU of a run with 1/10 of the work"
 	add(fixedName, cfgEmber, "s", fixed, pipe, nil)
 	add(fixedName, pipe, "s", fixed, "", nil)
 	add(fixedName, cfgBpftrace, "s", fixed, pipe, nil)
-	const margName = "on-CPU: profiler CPU per 1,000 samples beyond the empty run"
+	const margName = "on-CPU: marginal profiler CPU per 1,000 samples (full − 1/10 run)"
 	add(margName, cfgEmber, "ms", marginal, pipe, half())
 	add(margName, pipe, "ms", marginal, "", nil)
 	add(margName, cfgBpftrace, "ms", marginal, pipe, nil)

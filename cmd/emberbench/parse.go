@@ -64,12 +64,13 @@ func parsePingPong(out string) (workload, error) {
 // emberSummary is what `ember record` prints at the end.
 type emberSummary struct {
 	Samples     int64
+	Processes   int64
 	Lost        int64
 	FirstSample time.Duration // from ember's main(); 0 if not printed
 }
 
 var (
-	emberSamplesRE = regexp.MustCompile(`(?m)^ember: (\d+) samples from \d+ processes`)
+	emberSamplesRE = regexp.MustCompile(`(?m)^ember: (\d+) samples from (\d+) processes`)
 	emberLostRE    = regexp.MustCompile(`(?m)^ember: lost (\d+):`)
 	emberFirstRE   = regexp.MustCompile(`(?m)^ember: first sample ([0-9.]+)ms after start$`)
 )
@@ -81,6 +82,7 @@ func parseEmber(stderr string) (emberSummary, error) {
 		return s, fmt.Errorf("ember summary: %w in %q", errNoMatch, clip(stderr))
 	}
 	s.Samples, _ = strconv.ParseInt(m[1], 10, 64)
+	s.Processes, _ = strconv.ParseInt(m[2], 10, 64)
 	if m := emberLostRE.FindStringSubmatch(stderr); m != nil {
 		s.Lost, _ = strconv.ParseInt(m[1], 10, 64)
 	}
