@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,13 +105,9 @@ func benchMain() error {
 	var cancel context.CancelFunc
 	b.ctx, cancel = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	// Kernel BPF run-time accounting, for every configuration alike; the
-	// kernel turns it off again when this descriptor closes.
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		return fmt.Errorf("enable BPF run-time statistics: %w", err)
+	if v, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); err == nil && strings.TrimSpace(string(v)) != "0" {
+		b.warnf("kernel.bpf_stats_enabled is on for the whole run: every BPF program pays for its accounting")
 	}
-	defer stats.Close()
 
 	m := describeMachine(b)
 	for _, s := range sections {
@@ -299,6 +294,11 @@ const method = `
   found through /proc/PID/fdinfo and read by ID after the process exits). Perf takes its samples in the kernel
   without BPF; that kernel time is not attributed to perf, so perf's figures are a lower bound.
 - Samples: ember's summary, perf record's sample count, the sum of bpftrace's printed counts.
+- A profiler run that took no samples of its workload (or, off-CPU, saw no blocks) did not profile it; it is
+  run again (up to 3 times) rather than counted, and each such run is listed under Warnings.
+- Each round also runs the three profilers around a tenth of the work. What such a short run costs is mostly
+  start-up, exit and per-binary work (loading BPF programs, reading kallsyms, symbolizing); the marginal CPU per
+  1,000 samples is (full run − short run) / (full samples − short samples), the cost that grows with samples.
 - "perf pipeline" is perf record, then ` + "`perf script`" + ` into a file, then folding it into stacks
   (` + "`emberbench fold`" + `, stackcollapse-perf's job) in a process of its own: the cost of a symbolized result with
   perf. Ember's symbolized result is its pprof (functions, files, lines, inlined frames), written on exit.

@@ -70,7 +70,7 @@ func (b *bench) systemRecord(secs string) (*run, emberSummary, error) {
 	defer os.Remove(out)
 	timeout := time.Duration(b.rssSeconds*float64(time.Second)) + 5*time.Minute
 	r, err := runCmd(b.ctx, []string{b.ember, "record", "-F", "99", "-d", secs + "s", "-o", out},
-		runOpts{Timeout: timeout, WatchBPF: true})
+		runOpts{Timeout: timeout, WatchBPF: true, BPFStats: true})
 	if err != nil {
 		return nil, emberSummary{}, err
 	}

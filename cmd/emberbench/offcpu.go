@@ -21,8 +21,6 @@ import (
 
 const cfgEveryswitch = "every-switch"
 
-var offCPUConfigs = []string{cfgNone, cfgEmber, cfgEveryswitch}
-
 const everySwitchProgram = `tracepoint:sched:sched_switch {
 	if (pid == cpid) { @start[tid] = nsecs; @ks[tid] = kstack; @us[tid] = ustack; }
 	$s = @start[args->next_pid];
@@ -48,37 +46,58 @@ func mountTracefs() (func(), error) {
 	return func() { _ = unix.Unmount(tracefs, 0) }, nil
 }
 
+// offCPURuns are the runs of one round: the throughput is measured with the
+// kernel's BPF accounting off (it costs two clock reads per program run, and
+// here programs run at every context switch); the profilers' BPF run time is
+// measured in runs of their own with it on.
+var offCPURuns = []struct {
+	cfg   string
+	stats bool
+}{{cfgNone, false}, {cfgEmber, false}, {cfgEveryswitch, false}, {cfgEmber, true}, {cfgEveryswitch, true}}
+
 func (b *bench) offCPU() error {
 	every := true
 	if unmount, err := mountTracefs(); err != nil {
-		b.warnf("off-CPU: %v; the capture-every-switch row is left out", err)
+		b.warnf("off-CPU: %v; the capture-every-switch rows are left out", err)
 		every = false
 	} else {
 		defer unmount()
 	}
 	secs := strconv.FormatFloat(b.seconds, 'f', -1, 64)
 	b.logf("off-CPU: pingpong %ss, %d rounds", secs, b.rounds)
-	rate, cost := series{}, series{}
+	rate, cost, switches := series{}, series{}, series{}
 	for r := 0; r < b.rounds; r++ {
-		for k := range offCPUConfigs {
-			c := offCPUConfigs[(r+k)%len(offCPUConfigs)]
+		for k := range offCPURuns {
+			run := offCPURuns[(r+k)%len(offCPURuns)]
+			c := run.cfg
 			if c == cfgEveryswitch && !every {
 				continue
 			}
-			w, prof, bpf, err := b.offCPURun(c, secs)
+			res, err := b.offCPURun(c, secs, run.stats)
+			for i := 1; errors.Is(err, errNoSamples) && i < attempts; i++ {
+				b.warnf("off-CPU round %d, %s, attempt %d: %v; running it again", r+1, c, i, err)
+				res, err = b.offCPURun(c, secs, run.stats)
+			}
 			if err != nil {
 				b.warnf("off-CPU round %d, %s: %v", r+1, c, err)
 				continue
 			}
-			if c == cfgNone {
-				b.logf("  round %d %-12s %.0f round trips/s", r+1, c, w.Rate)
-			} else {
-				b.logf("  round %d %-12s %.0f round trips/s, profiler cpu %v + bpf %v", r+1, c, w.Rate,
-					prof.Round(time.Millisecond), bpf.Round(time.Millisecond))
+			switch {
+			case c == cfgNone:
+				b.logf("  round %d %-12s %.0f round trips/s", r+1, c, res.work.Rate)
+			case !run.stats:
+				b.logf("  round %d %-12s %.0f round trips/s, profiler cpu %v", r+1, c, res.work.Rate, res.cpu.Round(time.Millisecond))
+			default:
+				b.logf("  round %d %-12s with BPF stats: %.0f round trips/s, profiler cpu %v + bpf %v in %d runs", r+1, c,
+					res.work.Rate, res.cpu.Round(time.Millisecond), res.bpf.Round(time.Millisecond), res.runs)
 			}
-			rate.add(c, r, w.Rate)
-			if c != cfgNone {
-				cost.add(c, r, (prof + bpf).Seconds())
+			if !run.stats {
+				rate.add(c, r, res.work.Rate)
+				continue
+			}
+			cost.add(c, r, (res.cpu + res.bpf).Seconds())
+			if res.runs > 0 {
+				switches.add(c, r, float64(res.bpf.Nanoseconds())/float64(res.runs))
 			}
 		}
 	}
@@ -87,35 +106,52 @@ func (b *bench) offCPU() error {
 		cfgEmber:       "ember record --mode offcpu (defaults)",
 		cfgEveryswitch: "bpftrace: stacks at every switch (offcputime-style)",
 	}
+	configs := []string{cfgEmber}
+	if every {
+		configs = append(configs, cfgEveryswitch)
+	}
 	const name = "off-CPU ping-pong: round trips per second"
-	b.rows = append(b.rows,
-		&row{Name: name, Config: names[cfgNone], Unit: "/s", Values: present(rate[cfgNone])},
-		&row{Name: name, Config: names[cfgEmber], Unit: "/s", Values: present(rate[cfgEmber]),
-			Ratios: ratios(rate[cfgEmber], rate[cfgNone]), Base: names[cfgNone],
-			Goal: &goal{OnRatio: true, Limit: 0.95, Text: "≥ 0.95× (≤ 5% fewer)"}},
-	)
-	if every {
-		b.rows = append(b.rows, &row{Name: name, Config: names[cfgEveryswitch], Unit: "/s",
-			Values: present(rate[cfgEveryswitch]), Ratios: ratios(rate[cfgEveryswitch], rate[cfgNone]), Base: names[cfgNone]})
+	b.rows = append(b.rows, &row{Name: name, Config: names[cfgNone], Unit: "/s", Values: present(rate[cfgNone])})
+	for _, c := range configs {
+		r := &row{Name: name, Config: names[c], Unit: "/s", Values: present(rate[c]),
+			Ratios: ratios(rate[c], rate[cfgNone]), Base: names[cfgNone]}
+		if c == cfgEmber {
+			r.Goal = &goal{OnRatio: true, Limit: 0.95, Text: "≥ 0.95× (≤ 5% fewer)"}
+		}
+		b.rows = append(b.rows, r)
 	}
-	const costName = "off-CPU ping-pong: profiler CPU (user+sys+BPF)"
-	cr := &row{Name: costName, Config: names[cfgEmber], Unit: "s", Values: present(cost[cfgEmber])}
-	if every {
-		cr.Ratios, cr.Base = ratios(cost[cfgEmber], cost[cfgEveryswitch]), names[cfgEveryswitch]
-	}
-	b.rows = append(b.rows, cr)
-	if every {
-		b.rows = append(b.rows, &row{Name: costName, Config: names[cfgEveryswitch], Unit: "s", Values: present(cost[cfgEveryswitch])})
+	for _, m := range []struct {
+		name, unit string
+		s          series
+	}{
+		{"off-CPU ping-pong: profiler CPU (user+sys+BPF)", "s", cost},
+		{"off-CPU ping-pong: BPF run time per program run", "ns", switches},
+	} {
+		for _, c := range configs {
+			r := &row{Name: m.name, Config: names[c], Unit: m.unit, Values: present(m.s[c])}
+			if c == cfgEmber && every {
+				r.Ratios, r.Base = ratios(m.s[c], m.s[cfgEveryswitch]), names[cfgEveryswitch]
+			}
+			b.rows = append(b.rows, r)
+		}
 	}
 	return nil
 }
 
-// offCPURun runs pingpong under cfg and returns what it reported, the
-// profiler's own CPU time (its rusage without the workload's) and its BPF
-// programs' run time.
-func (b *bench) offCPURun(cfg, secs string) (w workload, prof, bpf time.Duration, err error) {
+// offResult is one ping-pong run.
+type offResult struct {
+	work workload
+	cpu  time.Duration // the profiler's, without the workload's
+	bpf  time.Duration // its BPF programs' run time (with stats)
+	runs uint64        // and their run count
+}
+
+// offCPURun runs pingpong under cfg, with or without the kernel's BPF
+// run-time accounting.
+func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
 	work := []string{b.bins.pingpong, secs}
-	opts := runOpts{Timeout: time.Duration(b.seconds*float64(time.Second))*10 + time.Minute, WatchBPF: cfg != cfgNone}
+	opts := runOpts{Timeout: time.Duration(b.seconds*float64(time.Second))*10 + time.Minute,
+		WatchBPF: cfg != cfgNone, BPFStats: stats}
 	var argv []string
 	switch cfg {
 	case cfgNone:
@@ -127,17 +163,27 @@ func (b *bench) offCPURun(cfg, secs string) (w workload, prof, bpf time.Duration
 	case cfgEveryswitch:
 		argv = []string{"bpftrace", "-e", everySwitchProgram, "-c", strings.Join(work, " ")}
 	default:
-		return w, 0, 0, errors.New("unknown configuration " + cfg)
+		return nil, errors.New("unknown configuration " + cfg)
 	}
 	r, err := runCmd(b.ctx, argv, opts)
 	if err != nil {
-		return w, 0, 0, err
+		return nil, err
 	}
-	if w, err = parsePingPong(r.Stdout); err != nil {
-		return w, 0, 0, err
+	res := &offResult{bpf: r.BPF.RunTime, runs: r.BPF.Runs}
+	if res.work, err = parsePingPong(r.Stdout); err != nil {
+		return nil, err
 	}
 	if cfg != cfgNone {
-		prof = r.CPU - w.CPU
+		res.cpu = r.CPU - res.work.CPU
 	}
-	return w, prof, r.BPF.RunTime, nil
+	if cfg == cfgEmber {
+		s, err := parseEmber(r.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		if s.Blocks == 0 {
+			return nil, fmt.Errorf("no off-CPU blocks: %w", errNoSamples)
+		}
+	}
+	return res, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -78,7 +79,7 @@ func (b *bench) onCPU() error {
 		full := map[string]*cpuResult{}
 		for k := range onCPUConfigs {
 			c := onCPUConfigs[(r+k)%len(onCPUConfigs)]
-			res, err := b.onCPURun(c, chunks, b.threads)
+			res, err := b.onCPURetry(r, c, chunks)
 			if err != nil {
 				b.warnf("on-CPU round %d, %s: %v", r+1, c, err)
 				continue
@@ -91,9 +92,6 @@ func (b *bench) onCPU() error {
 					res.postCPU.Round(time.Millisecond), res.samples, res.first.Round(100*time.Microsecond))
 			}
 			full[c] = res
-			if c != cfgNone && res.samples == 0 {
-				b.warnf("on-CPU round %d, %s: no samples", r+1, c)
-			}
 			elapsed.add(c, r, res.work.Elapsed.Seconds())
 			if c == cfgNone {
 				continue
@@ -123,7 +121,7 @@ func (b *bench) onCPU() error {
 		// per-binary work (symbolization); the difference is per sample.
 		for k := range 3 {
 			c := onCPUConfigs[1+(r+k)%3]
-			res, err := b.onCPURun(c, max(chunks/shortRun, 1), b.threads)
+			res, err := b.onCPURetry(r, c, max(chunks/shortRun, 1))
 			if err != nil {
 				b.warnf("on-CPU round %d, short %s: %v", r+1, c, err)
 				continue
@@ -231,6 +229,26 @@ func (b *bench) calibrate() (int, error) {
 	return max(n, 1), nil
 }
 
+// attempts bounds the runs of one configuration in one round: a profiler run
+// that took no samples of the workload did not profile it, and is run again
+// rather than counted (it would look like a profiler that costs nothing).
+const attempts = 3
+
+var errNoSamples = errors.New("the profiler took no samples of the workload")
+
+func (b *bench) onCPURetry(round int, cfg string, chunks int) (*cpuResult, error) {
+	for i := 1; ; i++ {
+		res, err := b.onCPURun(cfg, chunks, b.threads)
+		if err == nil && cfg != cfgNone && res.samples == 0 {
+			err = errNoSamples
+		}
+		if !errors.Is(err, errNoSamples) || i == attempts {
+			return res, err
+		}
+		b.warnf("on-CPU round %d, %s (%d chunks), attempt %d: %v; running it again", round+1, cfg, chunks, i, err)
+	}
+}
+
 func (b *bench) onCPURun(cfg string, chunks, threads int) (*cpuResult, error) {
 	work := []string{b.bins.cpuwork, strconv.Itoa(chunks), strconv.Itoa(threads)}
 	timeout := time.Duration(b.seconds*float64(time.Second))*10 + time.Minute
@@ -244,12 +262,12 @@ func (b *bench) onCPURun(cfg string, chunks, threads int) (*cpuResult, error) {
 		out := filepath.Join(b.dir, "oncpu.pb.gz")
 		defer os.Remove(out)
 		argv := append([]string{b.ember, "record", "-F", "99", "-o", out, "--"}, work...)
-		r, err = runCmd(b.ctx, argv, runOpts{Timeout: timeout, WatchBPF: true})
+		r, err = runCmd(b.ctx, argv, runOpts{Timeout: timeout, WatchBPF: true, BPFStats: true})
 	case cfgPerf:
 		return b.perfRun(work, timeout)
 	case cfgBpftrace:
 		argv := []string{"bpftrace", "-e", onCPUOneLiner, "-c", strings.Join(work, " ")}
-		r, err = runCmd(b.ctx, argv, runOpts{Timeout: timeout, WatchBPF: true})
+		r, err = runCmd(b.ctx, argv, runOpts{Timeout: timeout, WatchBPF: true, BPFStats: true})
 	}
 	if err != nil {
 		return nil, err

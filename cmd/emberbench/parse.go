@@ -66,12 +66,14 @@ type emberSummary struct {
 	Samples     int64
 	Processes   int64
 	Lost        int64
+	Blocks      int64         // off-CPU blocks seen (before sampling)
 	FirstSample time.Duration // from ember's main(); 0 if not printed
 }
 
 var (
 	emberSamplesRE = regexp.MustCompile(`(?m)^ember: (\d+) samples from (\d+) processes`)
 	emberLostRE    = regexp.MustCompile(`(?m)^ember: lost (\d+):`)
+	emberBlocksRE  = regexp.MustCompile(`(?m)^ember: off-CPU: (\d+) blocks`)
 	emberFirstRE   = regexp.MustCompile(`(?m)^ember: first sample ([0-9.]+)ms after start$`)
 )
 
@@ -85,6 +87,9 @@ func parseEmber(stderr string) (emberSummary, error) {
 	s.Processes, _ = strconv.ParseInt(m[2], 10, 64)
 	if m := emberLostRE.FindStringSubmatch(stderr); m != nil {
 		s.Lost, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := emberBlocksRE.FindStringSubmatch(stderr); m != nil {
+		s.Blocks, _ = strconv.ParseInt(m[1], 10, 64)
 	}
 	if m := emberFirstRE.FindStringSubmatch(stderr); m != nil {
 		ms, _ := strconv.ParseFloat(m[1], 64)

@@ -37,6 +37,7 @@ func TestParsePingPong(t *testing.T) {
 
 func TestParseEmber(t *testing.T) {
 	stderr := "ember: 205 samples from 3 processes written to /tmp/x.pb.gz\n" +
+		"ember: off-CPU: 241741 blocks, 1835 kept by duration-weighted sampling\n" +
 		"ember: lost 3: counts_map_full=0 user_stack_collision=3\n" +
 		"ember: first sample 58.7ms after start\n" +
 		"ember: bpf on_cpu_sample: 5996 runs, 9.83ms run time, 1.64µs per run\n"
@@ -44,7 +45,7 @@ func TestParseEmber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Samples != 205 || s.Processes != 3 || s.Lost != 3 || s.FirstSample != 58700*time.Microsecond {
+	if s.Samples != 205 || s.Processes != 3 || s.Blocks != 241741 || s.Lost != 3 || s.FirstSample != 58700*time.Microsecond {
 		t.Errorf("got %+v", s)
 	}
 	if _, err := parseEmber("ember: need root\n"); !errors.Is(err, errNoMatch) {

@@ -44,6 +44,7 @@ type bpfUsage struct {
 // runOpts says how to run a process.
 type runOpts struct {
 	WatchBPF bool          // find the process's BPF programs and maps while it runs
+	BPFStats bool          // with the kernel's BPF run-time accounting on (it costs each run two clock reads)
 	Stdin    []byte        // nil: /dev/null
 	Timeout  time.Duration // 0: none
 	// During, if set, runs in its own goroutine once the process has
@@ -76,6 +77,15 @@ func runCmd(ctx context.Context, argv []string, o runOpts) (*run, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if o.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(o.Stdin)
+	}
+	if o.BPFStats {
+		// The kernel turns the accounting off again when the last such
+		// descriptor closes; the programs keep what they counted.
+		st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			return nil, fmt.Errorf("enable BPF run-time statistics: %w", err)
+		}
+		defer st.Close()
 	}
 	r := &run{Start: monotonic()}
 	t0 := time.Now()
