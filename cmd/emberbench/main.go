@@ -238,8 +238,14 @@ func describeMachine(b *bench) *machine {
 		}
 	}
 	m.tools = strings.Join(tools, "; ")
-	if out, err := exec.Command("git", "-C", b.root, "describe", "--always", "--dirty").Output(); err == nil {
+	if out, err := exec.Command("git", "-C", b.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.commit = strings.TrimSpace(string(out))
+		// Changes to tracked files other than the results make it dirty.
+		st, err := exec.Command("git", "-C", b.root, "status", "--porcelain", "--untracked-files=no",
+			"--", ".", ":(exclude)bench/results.md").Output()
+		if err == nil && len(strings.TrimSpace(string(st))) > 0 {
+			m.commit += "-dirty"
+		}
 	}
 	m.settings = fmt.Sprintf("%d rounds; on-CPU and ping-pong runs of about %gs; cpuwork on %d threads; %d whole-system recordings of %gs",
 		b.rounds, b.seconds, b.threads, b.rssRuns, b.rssSeconds)

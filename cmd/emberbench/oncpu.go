@@ -62,19 +62,10 @@ func (b *bench) onCPU() error {
 		return err
 	}
 	b.logf("on-CPU: %d chunks of cpuwork on %d threads (about %.0fs each), %d rounds", chunks, b.threads, b.seconds, b.rounds)
-	var (
-		elapsed  = series{}
-		samples  = series{}
-		per1k    = series{} // profiler CPU + BPF per 1,000 samples, ms
-		bpfPer1k = series{}
-		fixed    = series{} // profiler CPU + BPF of a short run, s
-		marginal = series{} // per 1,000 samples more than the short run's, ms
-		e2eCPU   = series{}
-		e2eWall  = series{}
-		latency  = series{}
-		first    = series{}
-	)
-	const pipe = "perf pipeline"
+	var m onCPUMeasures
+	m.init()
+	elapsed, samples, per1k, bpfPer1k := m.elapsed, m.samples, m.per1k, m.bpfPer1k
+	fixed, marginal, e2eCPU, e2eWall, latency, first := m.fixed, m.marginal, m.e2eCPU, m.e2eWall, m.latency, m.first
 	for r := 0; r < b.rounds; r++ {
 		full := map[string]*cpuResult{}
 		for k := range onCPUConfigs {
@@ -139,7 +130,35 @@ func (b *bench) onCPU() error {
 			}
 		}
 	}
+	b.onCPURows(&m)
+	return nil
+}
 
+// pipe names perf's whole pipeline: perf record, perf script, folding.
+const pipe = "perf pipeline"
+
+// onCPUMeasures holds the on-CPU section's series.
+type onCPUMeasures struct {
+	elapsed  series // workload run time, s
+	samples  series
+	per1k    series // profiler CPU + BPF per 1,000 samples, ms
+	bpfPer1k series // BPF run time per 1,000 samples, ms
+	fixed    series // profiler CPU + BPF of a short run, s
+	marginal series // per 1,000 samples more than the short run's, ms
+	e2eCPU   series // CPU of a symbolized result, s
+	e2eWall  series // wall time to a symbolized result, s
+	latency  series // wall time after the workload ends, s
+	first    series // time to first sample, ms
+}
+
+func (m *onCPUMeasures) init() {
+	for _, s := range []*series{&m.elapsed, &m.samples, &m.per1k, &m.bpfPer1k, &m.fixed, &m.marginal,
+		&m.e2eCPU, &m.e2eWall, &m.latency, &m.first} {
+		*s = series{}
+	}
+}
+
+func (b *bench) onCPURows(m *onCPUMeasures) {
 	names := map[string]string{
 		cfgNone:     "no profiler",
 		cfgEmber:    "ember record -F 99",
@@ -155,6 +174,8 @@ func (b *bench) onCPU() error {
 		b.rows = append(b.rows, r)
 	}
 	half := func() *goal { return &goal{OnRatio: true, Max: true, Limit: 0.5, Text: "≤ 0.5× perf pipeline"} }
+	elapsed, samples, per1k, bpfPer1k := m.elapsed, m.samples, m.per1k, m.bpfPer1k
+	fixed, marginal, e2eCPU, e2eWall, latency, first := m.fixed, m.marginal, m.e2eCPU, m.e2eWall, m.latency, m.first
 	const slow = "on-CPU: workload run time"
 	add(slow, cfgNone, "s", elapsed, "", nil)
 	add(slow, cfgEmber, "s", elapsed, cfgNone, &goal{OnRatio: true, Max: true, Limit: 1.01, Text: "≤ 1.01× (≤ 1% slower)"})
@@ -192,7 +213,6 @@ func (b *bench) onCPU() error {
 	add("time to first sample (command)", cfgEmber, "ms", first, cfgPerf,
 		&goal{Max: true, Limit: 300, Text: "≤ 300 ms"})
 	add("time to first sample (command)", cfgPerf, "ms", first, "", nil)
-	return nil
 }
 
 // total is the profiler's whole CPU: its process, its BPF programs, and for
