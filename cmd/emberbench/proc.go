@@ -45,11 +45,7 @@ type bpfUsage struct {
 type runOpts struct {
 	WatchBPF bool          // find the process's BPF programs and maps while it runs
 	BPFStats bool          // with the kernel's BPF run-time accounting on (it costs each run two clock reads)
-	Stdin    []byte        // nil: /dev/null
 	Timeout  time.Duration // 0: none
-	// During, if set, runs in its own goroutine once the process has
-	// started; it must return when stop is closed.
-	During func(pid int, stop <-chan struct{})
 }
 
 // monotonic returns CLOCK_MONOTONIC, the clock perf -k CLOCK_MONOTONIC and
@@ -75,9 +71,6 @@ func runCmd(ctx context.Context, argv []string, o runOpts) (*run, error) {
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if o.Stdin != nil {
-		cmd.Stdin = bytes.NewReader(o.Stdin)
-	}
 	if o.BPFStats {
 		// The kernel turns the accounting off again when the last such
 		// descriptor closes; the programs keep what they counted.
@@ -92,25 +85,19 @@ func runCmd(ctx context.Context, argv []string, o runOpts) (*run, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	stop := make(chan struct{})
 	var watch *bpfWatch
 	if o.WatchBPF {
 		watch = watchBPF(cmd.Process.Pid)
 	}
-	during := make(chan struct{})
-	if o.During != nil {
-		go func() { o.During(cmd.Process.Pid, stop); close(during) }()
-	} else {
-		close(during)
-	}
 	err := cmd.Wait()
 	r.Wall = time.Since(t0)
-	close(stop)
-	<-during
 	if watch != nil {
 		r.BPF = watch.finish()
 	}
 	r.Stdout, r.Stderr = stdout.String(), stderr.String()
+	if cmd.ProcessState == nil {
+		return r, fmt.Errorf("%s: %w", argv[0], err)
+	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		r.MaxRSSKB = ru.Maxrss
