@@ -194,7 +194,7 @@ func (b *bench) onCPURows(m *onCPUMeasures) {
 	add(fixedName, pipe, "s", fixed, "", nil)
 	add(fixedName, cfgBpftrace, "s", fixed, pipe, nil)
 	const margName = "on-CPU: marginal profiler CPU per 1,000 samples (full − 1/10 run)"
-	add(margName, cfgEmber, "ms", marginal, pipe, half())
+	add(margName, cfgEmber, "ms", marginal, pipe, nil)
 	add(margName, pipe, "ms", marginal, "", nil)
 	add(margName, cfgBpftrace, "ms", marginal, pipe, nil)
 	add("on-CPU: of which BPF run time, per 1,000 samples", cfgEmber, "ms", bpfPer1k, "", nil)
