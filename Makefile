@@ -45,8 +45,10 @@ test: deps
 	# off-CPU time, which other packages' compilers and fuzzers would disturb.
 	$(GO) test -p 1 -count=1 -timeout 60m ./...
 
+# Ember beside perf and bpftrace, in alternating rounds (root; ~12 min on 2 CPUs):
+# one table on stdout and in bench/results.md. Go micro-benchmarks: go test -bench.
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+	$(GO) run ./cmd/emberbench -ember $(EMBER) -out bench/results.md
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb].go$$'))" || (gofmt -l . ; exit 1)

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The off-CPU section: testdata/offcpu/pingpong, two threads bouncing a byte
+// over pipes (a context switch every few microseconds), run with no
+// profiler, under `ember record --mode offcpu` at its defaults, and under the
+// capture-every-switch approach of bcc's offcputime written as a bpftrace
+// program: a kernel and user stack taken at every switch-out, the blocked
+// time summed per stack at the switch-in.
+
+const cfgEveryswitch = "every-switch"
+
+const everySwitchProgram = `tracepoint:sched:sched_switch {
+	if (pid == cpid) { @start[tid] = nsecs; @ks[tid] = kstack; @us[tid] = ustack; }
+	$s = @start[args->next_pid];
+	if ($s) {
+		@off[@ks[args->next_pid], @us[args->next_pid]] = sum(nsecs - $s);
+		delete(@start[args->next_pid]);
+	}
+}
+END { clear(@start); clear(@ks); clear(@us); }`
+
+const tracefs = "/sys/kernel/tracing"
+
+// mountTracefs mounts tracefs if it is not there (bpftrace's
+// tracepoint:sched:sched_switch reads its event format from it; Ember needs
+// none). The returned function unmounts what was mounted here.
+func mountTracefs() (func(), error) {
+	if _, err := os.Stat(filepath.Join(tracefs, "events/sched/sched_switch")); err == nil {
+		return func() {}, nil
+	}
+	if err := unix.Mount("nodev", tracefs, "tracefs", 0, ""); err != nil {
+		return nil, fmt.Errorf("mount tracefs on %s: %w", tracefs, err)
+	}
+	return func() { _ = unix.Unmount(tracefs, 0) }, nil
+}
+
+// offCPURuns are the runs of one round: the throughput is measured with the
+// kernel's BPF accounting off (it costs two clock reads per program run, and
+// here programs run at every context switch); the profilers' BPF run time is
+// measured in runs of their own with it on.
+var offCPURuns = []struct {
+	cfg   string
+	stats bool
+}{{cfgNone, false}, {cfgEmber, false}, {cfgEveryswitch, false}, {cfgEmber, true}, {cfgEveryswitch, true}}
+
+func (b *bench) offCPU() error {
+	every := true
+	if unmount, err := mountTracefs(); err != nil {
+		b.warnf("off-CPU: %v; the capture-every-switch rows are left out", err)
+		every = false
+	} else {
+		defer unmount()
+	}
+	secs := strconv.FormatFloat(b.seconds, 'f', -1, 64)
+	b.logf("off-CPU: pingpong %ss, %d rounds", secs, b.rounds)
+	rate, cost, switches := series{}, series{}, series{}
+	for r := 0; r < b.rounds; r++ {
+		for k := range offCPURuns {
+			run := offCPURuns[(r+k)%len(offCPURuns)]
+			c := run.cfg
+			if c == cfgEveryswitch && !every {
+				continue
+			}
+			res, err := b.offCPURun(c, secs, run.stats)
+			for i := 1; errors.Is(err, errNoSamples) && i < attempts; i++ {
+				b.warnf("off-CPU round %d, %s, attempt %d: %v; running it again", r+1, c, i, err)
+				res, err = b.offCPURun(c, secs, run.stats)
+			}
+			if err != nil {
+				b.warnf("off-CPU round %d, %s: %v", r+1, c, err)
+				continue
+			}
+			switch {
+			case c == cfgNone:
+				b.logf("  round %d %-12s %.0f round trips/s", r+1, c, res.work.Rate)
+			case !run.stats:
+				b.logf("  round %d %-12s %.0f round trips/s, profiler cpu %v", r+1, c, res.work.Rate, res.cpu.Round(time.Millisecond))
+			default:
+				b.logf("  round %d %-12s with BPF stats: %.0f round trips/s, profiler cpu %v + bpf %v in %d runs", r+1, c,
+					res.work.Rate, res.cpu.Round(time.Millisecond), res.bpf.Round(time.Millisecond), res.runs)
+			}
+			if !run.stats {
+				rate.add(c, r, res.work.Rate)
+				continue
+			}
+			cost.add(c, r, (res.cpu + res.bpf).Seconds())
+			if res.runs > 0 {
+				switches.add(c, r, float64(res.bpf.Nanoseconds())/float64(res.runs))
+			}
+		}
+	}
+	names := map[string]string{
+		cfgNone:        "no profiler",
+		cfgEmber:       "ember record --mode offcpu (defaults)",
+		cfgEveryswitch: "bpftrace: stacks at every switch (offcputime-style)",
+	}
+	configs := []string{cfgEmber}
+	if every {
+		configs = append(configs, cfgEveryswitch)
+	}
+	const name = "off-CPU ping-pong: round trips per second"
+	b.rows = append(b.rows, &row{Name: name, Config: names[cfgNone], Unit: "/s", Values: present(rate[cfgNone])})
+	for _, c := range configs {
+		r := &row{Name: name, Config: names[c], Unit: "/s", Values: present(rate[c]),
+			Ratios: ratios(rate[c], rate[cfgNone]), Base: names[cfgNone]}
+		if c == cfgEmber {
+			r.Goal = &goal{OnRatio: true, Limit: 0.95, Text: "≥ 0.95× (≤ 5% fewer)"}
+		}
+		b.rows = append(b.rows, r)
+	}
+	for _, m := range []struct {
+		name, unit string
+		s          series
+	}{
+		{"off-CPU ping-pong: profiler CPU (user+sys+BPF)", "s", cost},
+		{"off-CPU ping-pong: BPF run time per program run", "ns", switches},
+	} {
+		for _, c := range configs {
+			r := &row{Name: m.name, Config: names[c], Unit: m.unit, Values: present(m.s[c])}
+			if c == cfgEmber && every {
+				r.Ratios, r.Base = ratios(m.s[c], m.s[cfgEveryswitch]), names[cfgEveryswitch]
+			}
+			b.rows = append(b.rows, r)
+		}
+	}
+	return nil
+}
+
+// offResult is one ping-pong run.
+type offResult struct {
+	work workload
+	cpu  time.Duration // the profiler's, without the workload's
+	bpf  time.Duration // its BPF programs' run time (with stats)
+	runs uint64        // and their run count
+}
+
+// offCPURun runs pingpong under cfg, with or without the kernel's BPF
+// run-time accounting.
+func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
+	work := []string{b.bins.pingpong, secs}
+	opts := runOpts{Timeout: time.Duration(b.seconds*float64(time.Second))*10 + time.Minute,
+		WatchBPF: cfg != cfgNone, BPFStats: stats}
+	var argv []string
+	switch cfg {
+	case cfgNone:
+		argv = work
+	case cfgEmber:
+		out := filepath.Join(b.dir, "offcpu.pb.gz")
+		defer os.Remove(out)
+		argv = append([]string{b.ember, "record", "--mode", "offcpu", "-o", out, "--"}, work...)
+	case cfgEveryswitch:
+		argv = []string{"bpftrace", "-e", everySwitchProgram, "-c", strings.Join(work, " ")}
+	default:
+		return nil, errors.New("unknown configuration " + cfg)
+	}
+	r, err := runCmd(b.ctx, argv, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &offResult{bpf: r.BPF.RunTime, runs: r.BPF.Runs}
+	if res.work, err = parsePingPong(r.Stdout); err != nil {
+		return nil, err
+	}
+	if cfg != cfgNone {
+		res.cpu = r.CPU - res.work.CPU
+	}
+	if cfg == cfgEmber {
+		s, err := parseEmber(r.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		if s.Blocks == 0 {
+			return nil, fmt.Errorf("no off-CPU blocks: %w", errNoSamples)
+		}
+	}
+	return res, nil
+}
