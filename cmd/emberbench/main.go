@@ -310,7 +310,8 @@ const method = `
   perf. Ember's symbolized result is its pprof (functions, files, lines, inlined frames), written on exit.
 - Time to first sample: ember's own report (CLOCK_MONOTONIC, from its main() to the first BPF sample); perf's is
   from just before exec to the first sample's timestamp (` + "`perf record -k CLOCK_MONOTONIC`" + `).
-- Off-CPU: testdata/offcpu/pingpong reports round trips per second. The every-switch program takes a kernel and a
+- Off-CPU: testdata/offcpu/pingpong, pinned to one CPU (taskset -c 0) so that every round trip is two direct
+  context switches, reports round trips per second. The every-switch program takes a kernel and a
   user stack at every switch-out of the workload's threads and sums blocked time per stack at switch-in, as bcc's
   offcputime does; it needs tracefs, which the harness mounts if it is absent and unmounts afterwards.
 - Memory: peak RSS is wait4's ru_maxrss of ` + "`ember record`" + ` of the whole system while testdata/cpusplit and

@@ -149,7 +149,10 @@ type offResult struct {
 // offCPURun runs pingpong under cfg, with or without the kernel's BPF
 // run-time accounting.
 func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
-	work := []string{b.bins.pingpong, secs}
+	// Both threads on one CPU: every round trip is two direct context
+	// switches. Spread over the idle CPUs of a VM, the rate measures how
+	// fast an idle vCPU wakes, not what a profiler costs per switch.
+	work := []string{"taskset", "-c", "0", b.bins.pingpong, secs}
 	opts := runOpts{Timeout: time.Duration(b.seconds*float64(time.Second))*10 + time.Minute,
 		WatchBPF: cfg != cfgNone, BPFStats: stats}
 	var argv []string
