@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -152,7 +153,12 @@ func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
 	// Both threads on one CPU: every round trip is two direct context
 	// switches. Spread over the idle CPUs of a VM, the rate measures how
 	// fast an idle vCPU wakes, not what a profiler costs per switch.
-	work := []string{"taskset", "-c", "0", b.bins.pingpong, secs}
+	// bpftrace -c wants the full path of the binary.
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		return nil, fmt.Errorf("taskset: %w", err)
+	}
+	work := []string{taskset, "-c", "0", b.bins.pingpong, secs}
 	opts := runOpts{Timeout: time.Duration(b.seconds*float64(time.Second))*10 + time.Minute,
 		WatchBPF: cfg != cfgNone, BPFStats: stats}
 	var argv []string
