@@ -187,24 +187,6 @@ func goBuildSeed(f *testing.F) (*pclnSeed, error) {
 	return &pclnSeed{tab: tab, gofunc: readVaddr(ef, b, gofunc, 1<<16), text: text}, nil
 }
 
-func FuzzMaps(f *testing.F) {
-	if b, err := os.ReadFile("/proc/self/maps"); err == nil {
-		f.Add(b)
-	}
-	f.Add([]byte("55d0c0000000-55d0c0001000 r-xp 00001000 fd:01 1234 /usr/bin/my prog (deleted)\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ms, err := ParseMaps(strings.NewReader(string(data)))
-		if err != nil {
-			return
-		}
-		for _, m := range ms {
-			if m.Limit < m.Start {
-				t.Fatalf("mapping %+v ends before it starts", m)
-			}
-		}
-	})
-}
-
 func FuzzPerfMap(f *testing.F) {
 	f.Add([]byte("7f0000001000 100 py::main:/app/x.py\n0x7f0000002000 0x40 jitted\n7f0000001000 100 py::again\n"), uint64(0x7f0000001010))
 	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {

@@ -1,76 +1,36 @@
 package symbolize
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/google/pprof/profile"
 	"golang.org/x/sys/unix"
+
+	"github.com/emberprof/ember/internal/proc"
 )
 
-const maxMapsLines = 1 << 20
-
-// ParseMaps reads /proc/PID/maps and returns the file-backed executable
-// mappings as profile Mappings (Start, Limit, Offset, File), numbered from 1.
-// A " (deleted)" suffix is kept in File, as the kernel writes it.
-func ParseMaps(r io.Reader) (out []*profile.Mapping, err error) {
-	defer guard("maps", &err)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), maxLineLen)
-	for n := 0; sc.Scan(); n++ {
-		if n >= maxMapsLines {
-			return nil, fmt.Errorf("maps: more than %d lines: %w", maxMapsLines, ErrTooLarge)
-		}
-		m, exec, err := parseMapsLine(sc.Text())
-		if err != nil {
-			return nil, fmt.Errorf("maps: line %d: %w", n+1, err)
-		}
-		if m == nil || !exec {
-			continue
-		}
-		m.ID = uint64(len(out) + 1)
-		out = append(out, m)
-	}
-	if err := sc.Err(); err != nil {
+// ParseMaps reads /proc/PID/maps and returns the executable mappings that
+// have a path as profile Mappings (Start, Limit, Offset, File), numbered from
+// 1. A " (deleted)" suffix is kept in File, as the kernel writes it. The
+// parsing is internal/proc's, the one parser of maps files in Ember.
+func ParseMaps(r io.Reader) ([]*profile.Mapping, error) {
+	ms, err := proc.ParseMaps(r)
+	if err != nil {
 		return nil, fmt.Errorf("maps: %w: %w", ErrFormat, err)
 	}
-	return out, nil
-}
-
-// parseMapsLine parses "start-limit perms offset dev inode path".
-func parseMapsLine(line string) (*profile.Mapping, bool, error) {
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return nil, false, nil
-	}
-	if len(f) < 5 {
-		return nil, false, fmt.Errorf("%q: want at least 5 fields: %w", truncate(line, 80), ErrFormat)
-	}
-	lo, hi, ok := strings.Cut(f[0], "-")
-	start, err1 := strconv.ParseUint(lo, 16, 64)
-	limit, err2 := strconv.ParseUint(hi, 16, 64)
-	off, err3 := strconv.ParseUint(f[2], 16, 64)
-	if !ok || err1 != nil || err2 != nil || err3 != nil || limit < start || len(f[1]) != 4 {
-		return nil, false, fmt.Errorf("%q: %w", truncate(line, 80), ErrFormat)
-	}
-	file := ""
-	if len(f) >= 6 {
-		// The path is everything after the inode field, spaces included.
-		idx := 0
-		for i := 0; i < 5; i++ {
-			j := strings.Index(line[idx:], f[i])
-			idx += j + len(f[i])
+	var out []*profile.Mapping
+	for _, m := range ms {
+		if !m.Executable() || m.Path == "" {
+			continue
 		}
-		file = strings.TrimSpace(line[idx:])
+		out = append(out, &profile.Mapping{ID: uint64(len(out) + 1), Start: m.Start, Limit: m.Limit, Offset: m.Offset, File: m.Path})
 	}
-	m := &profile.Mapping{Start: start, Limit: limit, Offset: off, File: file}
-	return m, f[1][2] == 'x', nil
+	return out, nil
 }
 
 // OpenInProcess opens the file mapped at [start, limit) in process pid,
