@@ -123,13 +123,21 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* Processes to profile when filter_pids is set. */
+/* Processes to profile when filter_pids is set: pids[tgid] != 0. An array
+ * of pid_max bytes, not a hash: sched_switch asks on every context switch,
+ * and an array lookup is a bounds check and an add. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 32768); /* resized by user space to pid_max */
 	__type(key, __u32);
 	__type(value, __u8);
 } pids SEC(".maps");
+
+static __always_inline bool pid_wanted(__u32 tgid)
+{
+	__u8 *w = bpf_map_lookup_elem(&pids, &tgid);
+	return w && *w;
+}
 
 /* Processes user space has been told about. */
 struct {
@@ -165,7 +173,7 @@ static __always_inline bool wanted(__u32 tgid, __u32 tid)
 		return include_idle;
 	if (tgid == self_tgid)
 		return false;
-	if (filter_pids && !bpf_map_lookup_elem(&pids, &tgid))
+	if (filter_pids && !pid_wanted(tgid))
 		return false;
 	if (filter_cgroup && bpf_get_current_cgroup_id() != filter_cgroup)
 		return false;
@@ -302,7 +310,7 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 ptgid = parent->tgid, ctgid = child->tgid;
 	__u8 one = 1;
 
-	if (!follow_forks || ptgid == ctgid || !bpf_map_lookup_elem(&pids, &ptgid))
+	if (!follow_forks || ptgid == ctgid || !pid_wanted(ptgid))
 		return 0;
 	bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY);
 	return 0;
@@ -332,8 +340,10 @@ int BPF_PROG(process_exit, struct task_struct *p)
 
 	if (BPF_CORE_READ(p, signal, live.counter) > 0)
 		return 0;
-	if (follow_forks)
-		bpf_map_delete_elem(&pids, &tgid);
+	if (follow_forks) {
+		__u8 zero = 0;
+		bpf_map_update_elem(&pids, &tgid, &zero, BPF_ANY);
+	}
 	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
 		notify(EVENT_EXIT, tgid);
 	return 0;

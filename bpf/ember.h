@@ -87,6 +87,9 @@ enum stat {
 	STAT_UNWIND_MAX_FRAMES,     /* deeper than 127 frames */
 	STAT_UNWIND_BAD_TABLE,      /* a table entry out of range */
 	STAT_UNWIND_USTACK_FULL,    /* walked stack not stored: ustacks map full */
+	STAT_OFFCPU_RESUME_FAILED,  /* no resume work scheduled: a kept block waits
+	                             * for the thread's next switch-out */
+	STAT_OFFCPU_NO_CLOCK,       /* runqueue clock unreadable: switch not measured */
 	STAT_MAX,
 };
 

@@ -44,7 +44,16 @@ type emberOffcpuTask struct {
 	Weight  uint64
 	Pkind   uint32
 	NrKips  uint32
+	Rng     uint64
 	Kips    [64]uint64
+}
+
+type emberResumeWork struct {
+	_  structs.HostLayout
+	Tw struct {
+		_      structs.HostLayout
+		Opaque uint64
+	}
 }
 
 type emberSampleKey struct {
@@ -105,7 +114,9 @@ const (
 	emberStatSTAT_UNWIND_MAX_FRAMES    emberStat = 25
 	emberStatSTAT_UNWIND_BAD_TABLE     emberStat = 26
 	emberStatSTAT_UNWIND_USTACK_FULL   emberStat = 27
-	emberStatSTAT_MAX                  emberStat = 28
+	emberStatSTAT_OFFCPU_RESUME_FAILED emberStat = 28
+	emberStatSTAT_OFFCPU_NO_CLOCK      emberStat = 29
+	emberStatSTAT_MAX                  emberStat = 30
 )
 
 type emberUnwindPage struct {
@@ -195,6 +206,7 @@ const (
 	emberMapKnownPids          = "known_pids"
 	emberMapOffcpuKstacks0     = "offcpu_kstacks0"
 	emberMapOffcpuKstacks1     = "offcpu_kstacks1"
+	emberMapOffcpuResume       = "offcpu_resume"
 	emberMapOffcpuTasks        = "offcpu_tasks"
 	emberMapOffcpuUstacks0     = "offcpu_ustacks0"
 	emberMapOffcpuUstacks1     = "offcpu_ustacks1"
@@ -224,6 +236,8 @@ const (
 	emberVarOffcpuKinds        = "offcpu_kinds"
 	emberVarOffcpuMinNs        = "offcpu_min_ns"
 	emberVarOffcpuThresholdNs  = "offcpu_threshold_ns"
+	emberVarResumeByTaskWork   = "resume_by_task_work"
+	emberVarRqClock            = "rq_clock"
 	emberVarSelfTgid           = "self_tgid"
 	emberVarUnusedEvent        = "unused_event"
 	emberVarUnusedEventType    = "unused_event_type"
@@ -295,6 +309,7 @@ type emberMapSpecs struct {
 	KnownPids      *ebpf.MapSpec `ebpf:"known_pids"`
 	OffcpuKstacks0 *ebpf.MapSpec `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
+	OffcpuResume   *ebpf.MapSpec `ebpf:"offcpu_resume"`
 	OffcpuTasks    *ebpf.MapSpec `ebpf:"offcpu_tasks"`
 	OffcpuUstacks0 *ebpf.MapSpec `ebpf:"offcpu_ustacks0"`
 	OffcpuUstacks1 *ebpf.MapSpec `ebpf:"offcpu_ustacks1"`
@@ -324,6 +339,8 @@ type emberVariableSpecs struct {
 	OffcpuKinds        *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.VariableSpec `ebpf:"offcpu_min_ns"`
 	OffcpuThresholdNs  *ebpf.VariableSpec `ebpf:"offcpu_threshold_ns"`
+	ResumeByTaskWork   *ebpf.VariableSpec `ebpf:"resume_by_task_work"`
+	RqClock            *ebpf.VariableSpec `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -361,6 +378,7 @@ type emberMaps struct {
 	KnownPids      *ebpf.Map `ebpf:"known_pids"`
 	OffcpuKstacks0 *ebpf.Map `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.Map `ebpf:"offcpu_kstacks1"`
+	OffcpuResume   *ebpf.Map `ebpf:"offcpu_resume"`
 	OffcpuTasks    *ebpf.Map `ebpf:"offcpu_tasks"`
 	OffcpuUstacks0 *ebpf.Map `ebpf:"offcpu_ustacks0"`
 	OffcpuUstacks1 *ebpf.Map `ebpf:"offcpu_ustacks1"`
@@ -386,6 +404,7 @@ func (m *emberMaps) Close() error {
 		m.KnownPids,
 		m.OffcpuKstacks0,
 		m.OffcpuKstacks1,
+		m.OffcpuResume,
 		m.OffcpuTasks,
 		m.OffcpuUstacks0,
 		m.OffcpuUstacks1,
@@ -416,6 +435,8 @@ type emberVariables struct {
 	OffcpuKinds        *ebpf.Variable `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.Variable `ebpf:"offcpu_min_ns"`
 	OffcpuThresholdNs  *ebpf.Variable `ebpf:"offcpu_threshold_ns"`
+	ResumeByTaskWork   *ebpf.Variable `ebpf:"resume_by_task_work"`
+	RqClock            *ebpf.Variable `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`

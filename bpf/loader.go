@@ -4,9 +4,14 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 )
 
 // The wire types shared with the kernel, generated from ember.h.
@@ -67,6 +72,8 @@ var StatNames = [...]string{
 	emberStatSTAT_UNWIND_MAX_FRAMES:    "unwind_truncated_max_frames",
 	emberStatSTAT_UNWIND_BAD_TABLE:     "unwind_truncated_bad_table",
 	emberStatSTAT_UNWIND_USTACK_FULL:   "unwind_user_stack_map_full",
+	emberStatSTAT_OFFCPU_RESUME_FAILED: "offcpu_resume_work_failed",
+	emberStatSTAT_OFFCPU_NO_CLOCK:      "offcpu_clock_unreadable",
 }
 
 // sample_key.user_flags: the low byte is the unwind.Reason a table walk
@@ -91,7 +98,15 @@ type Config struct {
 	IncludeIdle bool   // count the idle task
 
 	OnCPU  bool // load the perf_event program
-	OffCPU bool // load the sched_switch and sys_exit programs
+	OffCPU bool // load the sched_switch program (and sys_exit without task_work)
+
+	// KtimeClock times off-CPU blocks with bpf_ktime_get_ns() even where
+	// the runqueue clock would do (SchedClockGlobal).
+	KtimeClock bool
+
+	// NoTaskWork takes off-CPU user stacks at sys_exit even where the kernel
+	// has bpf_task_work (Linux 6.18), as on older kernels.
+	NoTaskWork bool
 
 	OffCPUThreshold time.Duration // T of duration-weighted sampling
 	OffCPUMin       time.Duration // blocks shorter are dropped
@@ -142,6 +157,12 @@ type Objects struct {
 	ProcessExec   *ebpf.Program
 	ProcessExit   *ebpf.Program
 
+	// ResumeByTaskWork says off-CPU user stacks are taken by a task_work
+	// callback, and no sys_exit program is loaded.
+	ResumeByTaskWork bool
+	// RQClock says off-CPU blocks are timed with the runqueue clock.
+	RQClock bool
+
 	coll *ebpf.Collection
 }
 
@@ -163,6 +184,11 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
+	if cfg.OffCPUThreshold >= 1<<32 {
+		return nil, fmt.Errorf("the off-CPU sampling threshold %v is too long: at most %v", cfg.OffCPUThreshold, time.Duration(1<<32-1))
+	}
+	taskWork := cfg.OffCPU && !cfg.NoTaskWork && HaveTaskWork()
+	rqClock := cfg.OffCPU && !cfg.KtimeClock && SchedClockGlobal()
 	vars := map[string]any{
 		"self_tgid":           cfg.SelfTGID,
 		"filter_pids":         cfg.FilterPIDs,
@@ -173,6 +199,8 @@ func Load(cfg Config) (*Objects, error) {
 		"offcpu_min_ns":       uint64(cfg.OffCPUMin.Nanoseconds()),
 		"offcpu_kinds":        cfg.OffCPUKinds,
 		"unwind_with_tables":  cfg.UnwindTables,
+		"resume_by_task_work": taskWork,
+		"rq_clock":            rqClock,
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -186,6 +214,11 @@ func Load(cfg Config) (*Objects, error) {
 		for _, n := range names {
 			spec.Maps[n].MaxEntries = entries
 		}
+	}
+	if cfg.FilterPIDs {
+		resize(pidMax(), "pids")
+	} else {
+		resize(1, "pids") // unused
 	}
 	resize(cfg.CountsEntries, "counts0", "counts1")
 	resize(cfg.StackEntries, "stacks0", "stacks1")
@@ -213,7 +246,9 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	if cfg.OffCPU {
 		want["offcpu_switch"] = true
-		want["offcpu_sys_exit"] = true
+		if !taskWork {
+			want["offcpu_sys_exit"] = true
+		}
 	}
 	for name := range spec.Programs {
 		if !want[name] {
@@ -245,6 +280,9 @@ func Load(cfg Config) (*Objects, error) {
 		ProcessExec:   coll.Programs["process_exec"],
 		ProcessExit:   coll.Programs["process_exit"],
 		coll:          coll,
+
+		ResumeByTaskWork: taskWork,
+		RQClock:          rqClock,
 	}
 	if cfg.UnwindTables {
 		o.UnwindRows, o.UnwindRules = coll.Maps["unwind_rows"], coll.Maps["unwind_rules"]
@@ -252,6 +290,48 @@ func Load(cfg Config) (*Objects, error) {
 		o.UnwindProcs = coll.Maps["unwind_procs"]
 	}
 	return o, nil
+}
+
+// pidMax is the size of the pids filter: one entry per possible process ID
+// (kernel.pid_max), or 0 (the object's default) when it cannot be read.
+func pidMax() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(n)
+}
+
+// SchedClockGlobal reports whether the scheduler's clock reads the same on
+// every CPU, so that a block can start on one CPU's runqueue clock and end on
+// another's: on arm64 it is the architected timer; on x86 it is the TSC,
+// trusted only while the kernel keeps the TSC as its clocksource (it drops
+// it, and marks sched_clock unstable, when the TSC misbehaves).
+func SchedClockGlobal() bool {
+	switch runtime.GOARCH {
+	case "arm64":
+		return true
+	case "amd64":
+		b, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+		return err == nil && strings.TrimSpace(string(b)) == "tsc"
+	}
+	return false
+}
+
+// HaveTaskWork reports whether the kernel can queue a BPF callback to run in
+// a task's own context on its way back to user mode
+// (bpf_task_work_schedule_resume_impl, Linux 6.18).
+func HaveTaskWork() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	return spec.TypeByName("bpf_task_work_schedule_resume_impl", &fn) == nil
 }
 
 // Close releases every map and program.

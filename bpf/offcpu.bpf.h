@@ -9,14 +9,19 @@
  *
  * Blocks are kept with probability min(1, d/T) and weighted max(d, T), an
  * unbiased estimate of blocked time per stack whose cost is bounded by T
- * (DESIGN.md). Stacks are taken only for kept blocks:
+ * (DESIGN.md). Stacks are taken only for kept blocks, when the thread runs
+ * again:
  *   - the kernel stack with bpf_get_task_stack(next) at switch-in, before the
  *     thread has run: it still shows where it blocked;
- *   - the user stack when the thread is back in its own context with its user
- *     registers unchanged: at sys_exit for a block inside a system call. A
- *     thread preempted while runnable has its user stack taken at switch-out
- *     (it is current then). A block that ends neither way (a page fault, a
- *     kernel thread) is attributed at the thread's next switch-out.
+ *   - the user stack when the thread is back in its own context with the user
+ *     registers it blocked with. Where the kernel has bpf_task_work (6.18),
+ *     a callback queued at switch-in runs on the thread's way back to user
+ *     mode, whatever brought it into the kernel (system call, page fault,
+ *     preemption): nothing runs on the common path but sched_switch itself.
+ *     Elsewhere, tp_btf/sys_exit takes it for blocks inside a system call; a
+ *     thread preempted in user mode has it taken at switch-out (it is current
+ *     then). Either way, a block whose user stack is still missing at the
+ *     thread's next switch-out is attributed then.
  * (kernel/sched/core.c: trace_sched_switch(preempt, prev, next, prev_state)
  * fires in __schedule() with current == prev.)
  */
@@ -35,8 +40,56 @@ struct offcpu_task {
 	__u64 weight;    /* its weighted duration */
 	__u32 pkind;     /* its kind */
 	__u32 nr_kips;   /* its kernel stack depth */
+	__u64 rng;       /* xorshift64 state of the thread's sampling draws */
 	__u64 kips[MAX_KSTACK_DEPTH];
 };
+
+/* Set by user space where the scheduler's clock is one clock on every CPU
+ * (a stable TSC, arm64's timer): block times are then read from this CPU's
+ * runqueue clock, which __schedule() has just updated, instead of
+ * bpf_ktime_get_ns(), which costs more than the rest of the program on
+ * some virtual machines. It is also the clock the kernel charges CPU time
+ * with, so on-CPU plus off-CPU time adds up to the thread's wall time. */
+const volatile bool rq_clock = false;
+
+/* The runqueue of the CPU a task is on, reached through its entity's
+ * cfs_rq (CONFIG_FAIR_GROUP_SCHED); set_task_rq() keeps it current for
+ * tasks of every class. */
+struct rq___ember {
+	__u64 clock;
+} __attribute__((preserve_access_index));
+struct cfs_rq___ember {
+	struct rq___ember *rq;
+} __attribute__((preserve_access_index));
+struct sched_entity___ember {
+	struct cfs_rq___ember *cfs_rq;
+} __attribute__((preserve_access_index));
+struct task_struct___sched {
+	struct sched_entity___ember se;
+} __attribute__((preserve_access_index));
+
+/* switch_clock returns the time of this context switch, 0 if unreadable.
+ * Both ends of a block are read from the same clock. */
+static __always_inline __u64 switch_clock(struct task_struct *next)
+{
+	if (rq_clock && bpf_core_field_exists(((struct cfs_rq___ember *)0)->rq)) {
+		struct task_struct___sched *t = (void *)next;
+		return t->se.cfs_rq->rq->clock;
+	}
+	return bpf_ktime_get_ns();
+}
+
+/* draw returns a uniform 32-bit variate from the thread's own xorshift64
+ * generator: a few instructions, where bpf_get_prandom_u32() is a call. */
+static __always_inline __u64 draw(struct offcpu_task *t)
+{
+	__u64 x = t->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	t->rng = x;
+	return x >> 32;
+}
 
 /*
  * cpu_pending[cpu] is set while the task running on cpu has a kept block
@@ -54,6 +107,32 @@ struct {
 	__type(key, int);
 	__type(value, struct offcpu_task);
 } offcpu_tasks SEC(".maps");
+
+/* Set by user space when the kernel has bpf_task_work: user stacks of kept
+ * blocks are then taken by offcpu_resumed, and sys_exit is not attached. */
+const volatile bool resume_by_task_work = false;
+
+#ifndef bpf_ksym_exists /* Debian 12's libbpf headers predate it */
+#define bpf_ksym_exists(sym) (!!(sym))
+#endif
+
+extern int bpf_task_work_schedule_resume_impl(struct task_struct *task, struct bpf_task_work *tw,
+					      void *map__map, bpf_task_work_callback_t callback,
+					      void *aux__prog) __ksym __weak;
+
+/* One task_work slot per thread that has had a kept block (the kernel's
+ * bpf_task_work lives only in hash, LRU hash and array values). LRU: a slot
+ * evicted while its work is queued cancels it, and that block falls back to
+ * the thread's next switch-out. */
+struct resume_work {
+	struct bpf_task_work tw;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct resume_work);
+} offcpu_resume SEC(".maps");
 
 /* in_syscall reports whether task (current) entered the kernel through a
  * system call, so that it will leave through sys_exit with its user
@@ -108,7 +187,7 @@ static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
  * under a hash of its frames and returns the hash, or a negative errno. It
  * walks with unwind tables when the process has them (*uflags says so),
  * else with frame pointers. */
-static __always_inline __s64 ustack_key(void *ctx, __u32 set, __u32 *uflags)
+static __always_inline __s64 ustack_key(__u32 set, __u32 *uflags)
 {
 	__u32 zero = 0;
 
@@ -129,7 +208,10 @@ static __always_inline __s64 ustack_key(void *ctx, __u32 set, __u32 *uflags)
 		return -12;
 	/* The scratch holds an older stack: clear it, so the tail is zero. */
 	__builtin_memset(buf, 0, sizeof(*buf));
-	long n = bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), BPF_F_USER_STACK);
+	/* On current, so that it works in a task_work callback, which has no
+	 * context to pass to bpf_get_stack. */
+	long n = bpf_get_task_stack(bpf_get_current_task_btf(), buf->ips, sizeof(buf->ips),
+				    BPF_F_USER_STACK);
 	if (n <= 0) {
 		stat_inc(STAT_OFFCPU_USTACK_EFAULT);
 		return n < 0 ? n : -14;
@@ -164,7 +246,7 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 
 /* finish_pending attributes a kept block that is still waiting for its user
  * stack, now that its thread (current) is in its own context again. */
-static __always_inline void finish_pending(void *ctx, struct offcpu_task *t, struct task_struct *task)
+static __always_inline void finish_pending(struct offcpu_task *t, struct task_struct *task)
 {
 	__u32 set = live_set();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -175,16 +257,55 @@ static __always_inline void finish_pending(void *ctx, struct offcpu_task *t, str
 	t->pending = 0;
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (!is_kthread(task))
-		ustack = ustack_key(ctx, set, &uflags);
+		ustack = ustack_key(set, &uflags);
 	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight);
+}
+
+/* offcpu_resumed runs as task_work in the thread whose kept block waits for
+ * its user stack, just before it returns to user mode: its user registers
+ * are those it blocked with. */
+static int offcpu_resumed(struct bpf_map *map, void *key, void *value)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct offcpu_task *t = bpf_task_storage_get(&offcpu_tasks, task, 0, 0);
+
+	if (t && t->pending)
+		finish_pending(t, task);
+	return 0;
+}
+
+/* resume_later queues offcpu_resumed for task's return to user mode. Work
+ * already queued for it (-EBUSY: it blocked again on its way out) will do. */
+static __always_inline void resume_later(struct task_struct *task)
+{
+	__u32 tid = task->pid;
+	struct resume_work *w = bpf_map_lookup_elem(&offcpu_resume, &tid);
+
+	if (!w) {
+		struct resume_work empty = {};
+		bpf_map_update_elem(&offcpu_resume, &tid, &empty, BPF_NOEXIST);
+		w = bpf_map_lookup_elem(&offcpu_resume, &tid);
+	}
+	if (!w || !bpf_ksym_exists(bpf_task_work_schedule_resume_impl)) {
+		stat_inc(STAT_OFFCPU_RESUME_FAILED);
+		return;
+	}
+	long err = bpf_task_work_schedule_resume_impl(task, &w->tw, &offcpu_resume, offcpu_resumed, NULL);
+	if (err && err != -16 /* EBUSY */)
+		stat_inc(STAT_OFFCPU_RESUME_FAILED);
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = switch_clock(next);
 	struct offcpu_task *t;
+
+	if (!now) {
+		stat_inc(STAT_OFFCPU_NO_CLOCK);
+		return 0;
+	}
 
 	/* prev leaves the CPU: a block starts. current == prev here. */
 	__u32 ptgid = prev->tgid, ptid = prev->pid;
@@ -194,22 +315,26 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 		if (!t) {
 			stat_inc(STAT_OFFCPU_STORAGE_FULL);
 		} else {
+			if (!t->rng) /* new: seed its generator */
+				t->rng = ((__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32()) | 1;
 			if (t->pending)
-				finish_pending(ctx, t, prev);
+				finish_pending(t, prev);
 			t->start_ns = 0;
 			if (offcpu_kinds & (1 << kind)) {
 				t->kind = kind;
 				t->ustack = -2; /* ENOENT */
 				t->uflags = 0;
-				/* A thread preempted in user mode will not pass sys_exit:
-				 * its user stack is taken now, while it is current. One
-				 * preempted inside a system call (a write that woke a
-				 * waiter, say) waits for sys_exit like any other block,
-				 * which keeps the common case cheap. */
-				if (kind == KIND_OFFCPU_RUNQ && !is_kthread(prev) && !in_syscall(prev)) {
+				/* Without task_work, a thread preempted in user mode
+				 * will not pass sys_exit: its user stack is taken now,
+				 * while it is current. One preempted inside a system
+				 * call (a write that woke a waiter, say) waits for
+				 * sys_exit like any other block, which keeps the common
+				 * case cheap. */
+				if (!resume_by_task_work && kind == KIND_OFFCPU_RUNQ && !is_kthread(prev) &&
+				    !in_syscall(prev)) {
 					__u32 uflags;
 					t->set = live_set();
-					t->ustack = ustack_key(ctx, t->set, &uflags);
+					t->ustack = ustack_key(t->set, &uflags);
 					t->uflags = uflags;
 				}
 				t->start_ns = now;
@@ -219,23 +344,26 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 
 	/* next comes back: the block ends. */
 	__u32 cpu = bpf_get_smp_processor_id();
-	if (cpu < MAX_CPUS)
+	if (!resume_by_task_work && cpu < MAX_CPUS)
 		cpu_pending[cpu] = 0;
 	if (next->pid == 0)
 		return 0;
 	t = bpf_task_storage_get(&offcpu_tasks, next, 0, 0);
 	if (!t || t->start_ns == 0)
 		return 0;
-	__u64 d = now - t->start_ns;
+	__s64 d = now - t->start_ns;
 	t->start_ns = 0;
+	if (d < 0) /* clocks of two CPUs a hair apart */
+		d = 0;
 	stat_inc(STAT_OFFCPU_BLOCKS);
 	if (d < offcpu_min_ns)
 		return 0;
 	__u64 T = offcpu_threshold_ns, weight = d;
 	if (d < T) {
-		/* Keep with probability d/T, weighted T. */
-		__u64 r = bpf_get_prandom_u32();
-		if (r >= (d << 32) / T)
+		/* Keep with probability d/T, weighted T: r/2^32 < d/T, without a
+		 * division (T < 2^32, checked by user space, so r*T fits). */
+		__u64 r = draw(t);
+		if (r * T >= (__u64)d << 32)
 			return 0;
 		weight = T;
 	}
@@ -265,6 +393,10 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 		return 0;
 	}
 	t->pending = 1;
+	if (resume_by_task_work) {
+		resume_later(next);
+		return 0;
+	}
 	if (cpu < MAX_CPUS)
 		cpu_pending[cpu] = 1;
 	return 0;
@@ -280,7 +412,7 @@ int BPF_PROG(offcpu_sys_exit, struct pt_regs *regs, long ret)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct offcpu_task *t = bpf_task_storage_get(&offcpu_tasks, task, 0, 0);
 	if (t && t->pending) {
-		finish_pending(ctx, t, task);
+		finish_pending(t, task);
 		if (cpu < MAX_CPUS)
 			cpu_pending[cpu] = 0;
 	}

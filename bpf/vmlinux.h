@@ -111,4 +111,19 @@ struct pt_regs;
 
 #pragma clang attribute pop
 
+/* Linux 6.18: a map value field through which a BPF callback is queued to
+ * run in a task's own context (task_work) on its way back to user mode. The
+ * verifier finds it by name; its layout is opaque. */
+struct bpf_task_work {
+	__u64 __opaque;
+} __attribute__((aligned(8)));
+
+/* A definition, not a declaration: cilium/ebpf matches kfunc signatures
+ * against the kernel's by kind and name, and a forward declaration is of
+ * another kind than the kernel's struct. Never dereferenced. */
+struct bpf_map {
+	__u64 __unused;
+};
+typedef int (*bpf_task_work_callback_t)(struct bpf_map *map, void *key, void *value);
+
 #endif /* __EMBER_VMLINUX_H__ */
