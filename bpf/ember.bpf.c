@@ -303,27 +303,54 @@ int on_cpu_sample(void *ctx)
 	return 0;
 }
 
+/* The process tracepoints, as tp_btf programs and as raw_tp ones for
+ * kernels without tp_btf (TASK_READ, offcpu.bpf.h). */
+
 /* Follow the children of a launched command (follow_forks). */
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
+static __always_inline void fork_common(bool raw, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u32 ptgid = TASK_READ(raw, parent, tgid), ctgid = TASK_READ(raw, child, tgid);
 	__u8 one = 1;
 
 	if (!follow_forks || ptgid == ctgid || !pid_wanted(ptgid))
-		return 0;
+		return;
 	bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
+{
+	fork_common(false, parent, child);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_fork")
+int follow_fork_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	fork_common(true, (void *)ctx->args[0], (void *)ctx->args[1]);
 	return 0;
 }
 
 /* An exec replaces the mappings user space read: tell it to read them again. */
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, void *bprm)
+static __always_inline void exec_common(bool raw, struct task_struct *p)
 {
-	__u32 tgid = p->tgid;
+	__u32 tgid = TASK_READ(raw, p, tgid);
 
 	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
 		notify(EVENT_EXEC, tgid);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, void *bprm)
+{
+	exec_common(false, p);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exec")
+int process_exec_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	exec_common(true, (void *)ctx->args[0]);
 	return 0;
 }
 
@@ -332,20 +359,36 @@ int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, void *bprm)
  * The leader's exit is not the process's: when another thread execs, the
  * leader exits in de_thread() and the process goes on under its pid. So
  * look at signal->live, which do_exit() decrements before this tracepoint
- * (kernel/exit.c). */
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(process_exit, struct task_struct *p)
+ * (kernel/exit.c). Every thread's exit also frees its raw_tp record. */
+static __always_inline void exit_common(bool raw, struct task_struct *p)
 {
-	__u32 tgid = p->tgid;
+	__u32 tgid = BPF_CORE_READ(p, tgid);
 
+	if (raw) {
+		__u32 tid = BPF_CORE_READ(p, pid);
+		bpf_map_delete_elem(&offcpu_threads, &tid);
+	}
 	if (BPF_CORE_READ(p, signal, live.counter) > 0)
-		return 0;
+		return;
 	if (follow_forks) {
 		__u8 zero = 0;
 		bpf_map_update_elem(&pids, &tgid, &zero, BPF_ANY);
 	}
 	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
 		notify(EVENT_EXIT, tgid);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exit, struct task_struct *p)
+{
+	exit_common(false, p);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int process_exit_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	exit_common(true, (void *)ctx->args[0]);
 	return 0;
 }
 

@@ -208,8 +208,10 @@ const (
 	emberMapOffcpuKstacks1     = "offcpu_kstacks1"
 	emberMapOffcpuResume       = "offcpu_resume"
 	emberMapOffcpuTasks        = "offcpu_tasks"
+	emberMapOffcpuThreads      = "offcpu_threads"
 	emberMapOffcpuUstacks0     = "offcpu_ustacks0"
 	emberMapOffcpuUstacks1     = "offcpu_ustacks1"
+	emberMapOffcpuZero         = "offcpu_zero"
 	emberMapPids               = "pids"
 	emberMapStacks0            = "stacks0"
 	emberMapStacks1            = "stacks1"
@@ -222,11 +224,16 @@ const (
 	emberMapUnwindTables       = "unwind_tables"
 	emberMapUstackScratch      = "ustack_scratch"
 	emberProgFollowFork        = "follow_fork"
+	emberProgFollowForkRaw     = "follow_fork_raw"
 	emberProgOffcpuSwitch      = "offcpu_switch"
+	emberProgOffcpuSwitchRaw   = "offcpu_switch_raw"
 	emberProgOffcpuSysExit     = "offcpu_sys_exit"
+	emberProgOffcpuSysExitRaw  = "offcpu_sys_exit_raw"
 	emberProgOnCpuSample       = "on_cpu_sample"
 	emberProgProcessExec       = "process_exec"
+	emberProgProcessExecRaw    = "process_exec_raw"
 	emberProgProcessExit       = "process_exit"
+	emberProgProcessExitRaw    = "process_exit_raw"
 	emberVarCpuPending         = "cpu_pending"
 	emberVarFilterCgroup       = "filter_cgroup"
 	emberVarFilterPids         = "filter_pids"
@@ -290,12 +297,17 @@ type emberSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberProgramSpecs struct {
-	FollowFork    *ebpf.ProgramSpec `ebpf:"follow_fork"`
-	OffcpuSwitch  *ebpf.ProgramSpec `ebpf:"offcpu_switch"`
-	OffcpuSysExit *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit"`
-	OnCpuSample   *ebpf.ProgramSpec `ebpf:"on_cpu_sample"`
-	ProcessExec   *ebpf.ProgramSpec `ebpf:"process_exec"`
-	ProcessExit   *ebpf.ProgramSpec `ebpf:"process_exit"`
+	FollowFork       *ebpf.ProgramSpec `ebpf:"follow_fork"`
+	FollowForkRaw    *ebpf.ProgramSpec `ebpf:"follow_fork_raw"`
+	OffcpuSwitch     *ebpf.ProgramSpec `ebpf:"offcpu_switch"`
+	OffcpuSwitchRaw  *ebpf.ProgramSpec `ebpf:"offcpu_switch_raw"`
+	OffcpuSysExit    *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit"`
+	OffcpuSysExitRaw *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_raw"`
+	OnCpuSample      *ebpf.ProgramSpec `ebpf:"on_cpu_sample"`
+	ProcessExec      *ebpf.ProgramSpec `ebpf:"process_exec"`
+	ProcessExecRaw   *ebpf.ProgramSpec `ebpf:"process_exec_raw"`
+	ProcessExit      *ebpf.ProgramSpec `ebpf:"process_exit"`
+	ProcessExitRaw   *ebpf.ProgramSpec `ebpf:"process_exit_raw"`
 }
 
 // emberMapSpecs contains maps before they are loaded into the kernel.
@@ -311,8 +323,10 @@ type emberMapSpecs struct {
 	OffcpuKstacks1 *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
 	OffcpuResume   *ebpf.MapSpec `ebpf:"offcpu_resume"`
 	OffcpuTasks    *ebpf.MapSpec `ebpf:"offcpu_tasks"`
+	OffcpuThreads  *ebpf.MapSpec `ebpf:"offcpu_threads"`
 	OffcpuUstacks0 *ebpf.MapSpec `ebpf:"offcpu_ustacks0"`
 	OffcpuUstacks1 *ebpf.MapSpec `ebpf:"offcpu_ustacks1"`
+	OffcpuZero     *ebpf.MapSpec `ebpf:"offcpu_zero"`
 	Pids           *ebpf.MapSpec `ebpf:"pids"`
 	Stacks0        *ebpf.MapSpec `ebpf:"stacks0"`
 	Stacks1        *ebpf.MapSpec `ebpf:"stacks1"`
@@ -380,8 +394,10 @@ type emberMaps struct {
 	OffcpuKstacks1 *ebpf.Map `ebpf:"offcpu_kstacks1"`
 	OffcpuResume   *ebpf.Map `ebpf:"offcpu_resume"`
 	OffcpuTasks    *ebpf.Map `ebpf:"offcpu_tasks"`
+	OffcpuThreads  *ebpf.Map `ebpf:"offcpu_threads"`
 	OffcpuUstacks0 *ebpf.Map `ebpf:"offcpu_ustacks0"`
 	OffcpuUstacks1 *ebpf.Map `ebpf:"offcpu_ustacks1"`
+	OffcpuZero     *ebpf.Map `ebpf:"offcpu_zero"`
 	Pids           *ebpf.Map `ebpf:"pids"`
 	Stacks0        *ebpf.Map `ebpf:"stacks0"`
 	Stacks1        *ebpf.Map `ebpf:"stacks1"`
@@ -406,8 +422,10 @@ func (m *emberMaps) Close() error {
 		m.OffcpuKstacks1,
 		m.OffcpuResume,
 		m.OffcpuTasks,
+		m.OffcpuThreads,
 		m.OffcpuUstacks0,
 		m.OffcpuUstacks1,
+		m.OffcpuZero,
 		m.Pids,
 		m.Stacks0,
 		m.Stacks1,
@@ -451,22 +469,32 @@ type emberVariables struct {
 //
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberPrograms struct {
-	FollowFork    *ebpf.Program `ebpf:"follow_fork"`
-	OffcpuSwitch  *ebpf.Program `ebpf:"offcpu_switch"`
-	OffcpuSysExit *ebpf.Program `ebpf:"offcpu_sys_exit"`
-	OnCpuSample   *ebpf.Program `ebpf:"on_cpu_sample"`
-	ProcessExec   *ebpf.Program `ebpf:"process_exec"`
-	ProcessExit   *ebpf.Program `ebpf:"process_exit"`
+	FollowFork       *ebpf.Program `ebpf:"follow_fork"`
+	FollowForkRaw    *ebpf.Program `ebpf:"follow_fork_raw"`
+	OffcpuSwitch     *ebpf.Program `ebpf:"offcpu_switch"`
+	OffcpuSwitchRaw  *ebpf.Program `ebpf:"offcpu_switch_raw"`
+	OffcpuSysExit    *ebpf.Program `ebpf:"offcpu_sys_exit"`
+	OffcpuSysExitRaw *ebpf.Program `ebpf:"offcpu_sys_exit_raw"`
+	OnCpuSample      *ebpf.Program `ebpf:"on_cpu_sample"`
+	ProcessExec      *ebpf.Program `ebpf:"process_exec"`
+	ProcessExecRaw   *ebpf.Program `ebpf:"process_exec_raw"`
+	ProcessExit      *ebpf.Program `ebpf:"process_exit"`
+	ProcessExitRaw   *ebpf.Program `ebpf:"process_exit_raw"`
 }
 
 func (p *emberPrograms) Close() error {
 	return _EmberClose(
 		p.FollowFork,
+		p.FollowForkRaw,
 		p.OffcpuSwitch,
+		p.OffcpuSwitchRaw,
 		p.OffcpuSysExit,
+		p.OffcpuSysExitRaw,
 		p.OnCpuSample,
 		p.ProcessExec,
+		p.ProcessExecRaw,
 		p.ProcessExit,
+		p.ProcessExitRaw,
 	)
 }
 

@@ -100,13 +100,13 @@ type Config struct {
 	OnCPU  bool // load the perf_event program
 	OffCPU bool // load the sched_switch program (and sys_exit without task_work)
 
-	// KtimeClock times off-CPU blocks with bpf_ktime_get_ns() even where
-	// the runqueue clock would do (SchedClockGlobal).
-	KtimeClock bool
-
 	// NoTaskWork takes off-CPU user stacks at sys_exit even where the kernel
 	// has bpf_task_work (Linux 6.18), as on older kernels.
 	NoTaskWork bool
+	// RawTracepoints loads raw_tp programs for the tracepoints instead of
+	// tp_btf ones, for kernels without tp_btf (Linux 5.5): off-CPU blocks
+	// then cost a kernel stack walk at every switch-out.
+	RawTracepoints bool
 
 	OffCPUThreshold time.Duration // T of duration-weighted sampling
 	OffCPUMin       time.Duration // blocks shorter are dropped
@@ -157,6 +157,8 @@ type Objects struct {
 	ProcessExec   *ebpf.Program
 	ProcessExit   *ebpf.Program
 
+	// RawTracepoints says the tracepoint programs are raw_tp ones.
+	RawTracepoints bool
 	// ResumeByTaskWork says off-CPU user stacks are taken by a task_work
 	// callback, and no sys_exit program is loaded.
 	ResumeByTaskWork bool
@@ -187,8 +189,9 @@ func Load(cfg Config) (*Objects, error) {
 	if cfg.OffCPUThreshold >= 1<<32 {
 		return nil, fmt.Errorf("the off-CPU sampling threshold %v is too long: at most %v", cfg.OffCPUThreshold, time.Duration(1<<32-1))
 	}
-	taskWork := cfg.OffCPU && !cfg.NoTaskWork && HaveTaskWork()
-	rqClock := cfg.OffCPU && !cfg.KtimeClock && SchedClockGlobal()
+	raw := cfg.RawTracepoints
+	taskWork := cfg.OffCPU && !raw && !cfg.NoTaskWork && HaveTaskWork()
+	rqClock := cfg.OffCPU && !raw && SchedClockGlobal()
 	vars := map[string]any{
 		"self_tgid":           cfg.SelfTGID,
 		"filter_pids":         cfg.FilterPIDs,
@@ -240,14 +243,21 @@ func Load(cfg Config) (*Objects, error) {
 		resize(cmp.Or(r.n, r.dflt), r.name)
 	}
 
-	want := map[string]bool{"follow_fork": true, "process_exec": true, "process_exit": true}
+	// Tracepoint programs come in pairs, NAME (tp_btf) and NAME_raw (raw_tp).
+	tp := func(name string) string {
+		if raw {
+			return name + "_raw"
+		}
+		return name
+	}
+	want := map[string]bool{tp("follow_fork"): true, tp("process_exec"): true, tp("process_exit"): true}
 	if cfg.OnCPU {
 		want["on_cpu_sample"] = true
 	}
 	if cfg.OffCPU {
-		want["offcpu_switch"] = true
+		want[tp("offcpu_switch")] = true
 		if !taskWork {
-			want["offcpu_sys_exit"] = true
+			want[tp("offcpu_sys_exit")] = true
 		}
 	}
 	for name := range spec.Programs {
@@ -274,13 +284,14 @@ func Load(cfg Config) (*Objects, error) {
 		KnownPIDs:     coll.Maps["known_pids"],
 		Events:        coll.Maps["events"],
 		OnCPUSample:   coll.Programs["on_cpu_sample"],
-		OffCPUSwitch:  coll.Programs["offcpu_switch"],
-		OffCPUSysExit: coll.Programs["offcpu_sys_exit"],
-		FollowFork:    coll.Programs["follow_fork"],
-		ProcessExec:   coll.Programs["process_exec"],
-		ProcessExit:   coll.Programs["process_exit"],
+		OffCPUSwitch:  coll.Programs[tp("offcpu_switch")],
+		OffCPUSysExit: coll.Programs[tp("offcpu_sys_exit")],
+		FollowFork:    coll.Programs[tp("follow_fork")],
+		ProcessExec:   coll.Programs[tp("process_exec")],
+		ProcessExit:   coll.Programs[tp("process_exit")],
 		coll:          coll,
 
+		RawTracepoints:   raw,
 		ResumeByTaskWork: taskWork,
 		RQClock:          rqClock,
 	}

@@ -70,9 +70,9 @@ struct task_struct___sched {
 
 /* switch_clock returns the time of this context switch, 0 if unreadable.
  * Both ends of a block are read from the same clock. */
-static __always_inline __u64 switch_clock(struct task_struct *next)
+static __always_inline __u64 switch_clock(bool raw, struct task_struct *next)
 {
-	if (rq_clock && bpf_core_field_exists(((struct cfs_rq___ember *)0)->rq)) {
+	if (!raw && rq_clock && bpf_core_field_exists(((struct cfs_rq___ember *)0)->rq)) {
 		struct task_struct___sched *t = (void *)next;
 		return t->se.cfs_rq->rq->clock;
 	}
@@ -108,6 +108,53 @@ struct {
 	__type(value, struct offcpu_task);
 } offcpu_tasks SEC(".maps");
 
+/*
+ * Under raw_tp (kernels without tp_btf, or --offcpu-method raw-tp) the
+ * switch program gets plain pointers, which task storage does not take: the
+ * per-thread records live in this hash, keyed by thread ID, and leave it when
+ * the thread exits.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct offcpu_task);
+} offcpu_threads SEC(".maps");
+
+/* A zeroed record to create offcpu_threads entries from: too large for the
+ * BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct offcpu_task);
+} offcpu_zero SEC(".maps");
+
+/* TASK_READ reads a task_struct field: directly from a tp_btf argument, with
+ * a CO-RE probe read from a raw_tp one. raw is a constant, so only one of
+ * the two is compiled. */
+#define TASK_READ(raw, p, f) ((raw) ? BPF_CORE_READ(p, f) : (p)->f)
+
+/* thread_record returns task's record: task storage under tp_btf, the
+ * offcpu_threads entry under raw_tp; create makes one if there is none. */
+static __always_inline struct offcpu_task *thread_record(bool raw, struct task_struct *task, __u32 tid,
+							 bool create)
+{
+	if (!raw)
+		return bpf_task_storage_get(&offcpu_tasks, task, 0,
+					    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	struct offcpu_task *t = bpf_map_lookup_elem(&offcpu_threads, &tid);
+	if (t || !create)
+		return t;
+	__u32 zero = 0;
+	struct offcpu_task *z = bpf_map_lookup_elem(&offcpu_zero, &zero);
+	if (!z)
+		return 0;
+	bpf_map_update_elem(&offcpu_threads, &tid, z, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&offcpu_threads, &tid);
+}
+
 /* Set by user space when the kernel has bpf_task_work: user stacks of kept
  * blocks are then taken by offcpu_resumed, and sys_exit is not attached. */
 const volatile bool resume_by_task_work = false;
@@ -133,24 +180,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct resume_work);
 } offcpu_resume SEC(".maps");
-
-/* in_syscall reports whether task (current) entered the kernel through a
- * system call, so that it will leave through sys_exit with its user
- * registers as they are now (arch/x86/entry: orig_ax holds the call number,
- * -1 for interrupts; arm64: syscallno, NO_SYSCALL = -1). */
-static __always_inline bool in_syscall(struct task_struct *task)
-{
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	if (!regs)
-		return false;
-#if defined(__TARGET_ARCH_x86)
-	return (long)BPF_CORE_READ(regs, orig_ax) >= 0;
-#elif defined(__TARGET_ARCH_arm64)
-	return BPF_CORE_READ(regs, syscallno) >= 0;
-#else
-	return false;
-#endif
-}
 
 static __always_inline __u32 block_kind(bool preempt, unsigned int state)
 {
@@ -295,11 +324,14 @@ static __always_inline void resume_later(struct task_struct *task)
 		stat_inc(STAT_OFFCPU_RESUME_FAILED);
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+/* switch_common is the sched_switch program of both attach types. Under
+ * raw_tp, next cannot be handed to bpf_get_task_stack, so the kernel stack of
+ * every block is taken at switch-out instead, while prev is current: the
+ * fallback costs a kernel stack walk per switch. */
+static __always_inline int switch_common(void *ctx, bool raw, bool preempt, struct task_struct *prev,
+					 struct task_struct *next, unsigned int prev_state)
 {
-	__u64 now = switch_clock(next);
+	__u64 now = switch_clock(raw, next);
 	struct offcpu_task *t;
 
 	if (!now) {
@@ -308,10 +340,10 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	}
 
 	/* prev leaves the CPU: a block starts. current == prev here. */
-	__u32 ptgid = prev->tgid, ptid = prev->pid;
+	__u32 ptgid = TASK_READ(raw, prev, tgid), ptid = TASK_READ(raw, prev, pid);
 	if (wanted(ptgid, ptid)) {
 		__u32 kind = block_kind(preempt, prev_state);
-		t = bpf_task_storage_get(&offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		t = thread_record(raw, prev, ptid, true);
 		if (!t) {
 			stat_inc(STAT_OFFCPU_STORAGE_FULL);
 		} else {
@@ -324,14 +356,21 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 				t->kind = kind;
 				t->ustack = -2; /* ENOENT */
 				t->uflags = 0;
-				/* Without task_work, a thread preempted in user mode
-				 * will not pass sys_exit: its user stack is taken now,
-				 * while it is current. One preempted inside a system
-				 * call (a write that woke a waiter, say) waits for
-				 * sys_exit like any other block, which keeps the common
-				 * case cheap. */
-				if (!resume_by_task_work && kind == KIND_OFFCPU_RUNQ && !is_kthread(prev) &&
-				    !in_syscall(prev)) {
+				/* Without task_work, a preempted thread has its user
+				 * stack taken now, while it is current: preempted in
+				 * user mode it will not pass sys_exit, and preempted on
+				 * its way out of a system call (exit_to_user_mode_loop,
+				 * after a write woke a waiter, say) it has passed it
+				 * already. Under raw_tp the kernel stack is taken here
+				 * for every block (switch_common). */
+				if (raw) {
+					__builtin_memset(t->kips, 0, sizeof(t->kips));
+					/* Skip this program and bpf_trace_run4(): the
+					 * stack starts at __schedule(). */
+					long n = bpf_get_stack(ctx, t->kips, sizeof(t->kips), 2 & BPF_F_SKIP_FIELD_MASK);
+					t->nr_kips = n > 0 ? n / sizeof(__u64) : 0;
+				}
+				if ((raw || !resume_by_task_work) && kind == KIND_OFFCPU_RUNQ && !is_kthread(prev)) {
 					__u32 uflags;
 					t->set = live_set();
 					t->ustack = ustack_key(t->set, &uflags);
@@ -344,11 +383,12 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 
 	/* next comes back: the block ends. */
 	__u32 cpu = bpf_get_smp_processor_id();
-	if (!resume_by_task_work && cpu < MAX_CPUS)
+	if ((raw || !resume_by_task_work) && cpu < MAX_CPUS)
 		cpu_pending[cpu] = 0;
-	if (next->pid == 0)
+	__u32 ntid = TASK_READ(raw, next, pid);
+	if (ntid == 0)
 		return 0;
-	t = bpf_task_storage_get(&offcpu_tasks, next, 0, 0);
+	t = thread_record(raw, next, ntid, false);
 	if (!t || t->start_ns == 0)
 		return 0;
 	__s64 d = now - t->start_ns;
@@ -369,13 +409,17 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	}
 	stat_inc(STAT_OFFCPU_KEPT);
 
-	__builtin_memset(t->kips, 0, sizeof(t->kips));
-	long n = bpf_get_task_stack(next, t->kips, sizeof(t->kips), 0);
-	if (n < 0) {
+	if (!raw) {
+		__builtin_memset(t->kips, 0, sizeof(t->kips));
+		long n = bpf_get_task_stack(next, t->kips, sizeof(t->kips), 0);
+		if (n < 0) {
+			stat_inc(STAT_OFFCPU_KSTACK_EFAULT);
+			n = 0;
+		}
+		t->nr_kips = n / sizeof(__u64);
+	} else if (t->nr_kips == 0) {
 		stat_inc(STAT_OFFCPU_KSTACK_EFAULT);
-		n = 0;
 	}
-	t->nr_kips = n / sizeof(__u64);
 	t->weight = weight;
 	t->pkind = t->kind;
 
@@ -389,11 +433,12 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 		}
 		char comm[TASK_COMM_LEN];
 		BPF_CORE_READ_STR_INTO(&comm, next, comm);
-		emit_block(set, next->tgid, next->pid, comm, ustack, t->uflags, kstack_key(set, t), t->kind, weight);
+		emit_block(set, TASK_READ(raw, next, tgid), ntid, comm, ustack, t->uflags, kstack_key(set, t), t->kind,
+			   weight);
 		return 0;
 	}
 	t->pending = 1;
-	if (resume_by_task_work) {
+	if (!raw && resume_by_task_work) {
 		resume_later(next);
 		return 0;
 	}
@@ -402,19 +447,57 @@ int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(offcpu_sys_exit, struct pt_regs *regs, long ret)
+SEC("tp_btf/sched_switch")
+int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	return switch_common(ctx, false, preempt, prev, next, prev_state);
+}
+
+/* The raw tracepoint has the same arguments, but prev_state only since
+ * Linux 5.18, and a program reading past a tracepoint's arguments is refused
+ * at attach: the state is read from the task, as before 5.18 the tracepoint
+ * itself did. */
+SEC("raw_tp/sched_switch")
+int offcpu_switch_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *prev = (void *)ctx->args[1];
+	unsigned int state;
+
+	if (bpf_core_field_exists(prev->__state)) {
+		state = BPF_CORE_READ(prev, __state);
+	} else {
+		struct task_struct___old *old = (void *)prev;
+		state = BPF_CORE_READ(old, state);
+	}
+	return switch_common(ctx, true, ctx->args[0], prev, (void *)ctx->args[2], state);
+}
+
+static __always_inline void sys_exit_common(bool raw)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	if (cpu < MAX_CPUS && !cpu_pending[cpu])
-		return 0;
+		return;
 
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct offcpu_task *t = bpf_task_storage_get(&offcpu_tasks, task, 0, 0);
+	struct offcpu_task *t = thread_record(raw, task, (__u32)bpf_get_current_pid_tgid(), false);
 	if (t && t->pending) {
 		finish_pending(t, task);
 		if (cpu < MAX_CPUS)
 			cpu_pending[cpu] = 0;
 	}
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(offcpu_sys_exit, struct pt_regs *regs, long ret)
+{
+	sys_exit_common(false);
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int offcpu_sys_exit_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	sys_exit_common(true);
 	return 0;
 }

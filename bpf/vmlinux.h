@@ -94,7 +94,6 @@ struct task_struct {
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long bp;
-	unsigned long orig_ax; /* the system call number inside one, else -1 */
 	unsigned long ip;
 	unsigned long sp;
 };
@@ -103,13 +102,22 @@ struct pt_regs { /* arm64: regs[] and sp, pc sit in an anonymous union member */
 	__u64 regs[31];
 	__u64 sp;
 	__u64 pc;
-	__s32 syscallno; /* the system call number inside one, else -1 */
 };
 #else
 struct pt_regs;
 #endif
 
+/* Before Linux 5.14 the task state was a long called state. */
+struct task_struct___old {
+	long state;
+};
+
 #pragma clang attribute pop
+
+/* The context of a raw_tp program: the tracepoint's arguments. */
+struct bpf_raw_tracepoint_args {
+	__u64 args[0];
+};
 
 /* Linux 6.18: a map value field through which a BPF callback is queued to
  * run in a task's own context (task_work) on its way back to user mode. The

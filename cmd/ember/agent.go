@@ -18,18 +18,20 @@ import (
 	"github.com/emberprof/ember/export/sink"
 	"github.com/emberprof/ember/internal/agent"
 	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/tracer"
 )
 
 func init() {
 	var (
-		cfg      agent.Config
-		mode     string
-		pids     []int
-		cgroup   string
-		labels   []string
-		services []string
-		metrics  string
-		offState string
+		cfg       agent.Config
+		mode      string
+		pids      []int
+		cgroup    string
+		labels    []string
+		services  []string
+		metrics   string
+		offState  string
+		offMethod string
 
 		pyro        pyroscope.Flags
 		selfProfile bool
@@ -52,6 +54,9 @@ Credentials come from flags, files (--*-file) or the environment
 				return err
 			}
 			if cfg.Tracer.OffCPUKinds, err = agent.ParseOffCPUState(offState); err != nil {
+				return err
+			}
+			if cfg.Tracer.OffCPUMethod, err = tracer.ParseOffCPUMethod(offMethod); err != nil {
 				return err
 			}
 			cfg.Tracer.PIDs = pids
@@ -129,6 +134,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.IntVarP(&cfg.Tracer.Frequency, "frequency", "F", 19, "on-CPU samples per second per CPU")
 	f.StringVar(&mode, "mode", "cpu", "cpu, offcpu or wall (CPU and off-CPU profiles)")
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep, disk, runnable")
+	f.StringVar(&offMethod, "offcpu-method", "auto", offCPUMethodUsage)
 	f.DurationVar(&cfg.Tracer.OffCPUThreshold, "offcpu-threshold", time.Millisecond, "duration-weighted sampling threshold T")
 	f.DurationVar(&cfg.Tracer.OffCPUMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile only these processes (default: the whole system)")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,28 +72,31 @@ func recordCommand(t *testing.T, dir string, args []string, command ...string) (
 // sumWhere sums sample value typ over samples of tid whose stack has fn
 // ("" for any).
 func sumWhere(p *profile.Profile, typ string, tid int64, fn string) int64 {
+	return sumState(p, typ, tid, "", fn)
+}
+
+// sumState is sumWhere over samples labelled state ("" for any).
+func sumState(p *profile.Profile, typ string, tid int64, state, fn string) int64 {
 	idx := testutil.SampleIndex(p, typ)
 	var sum int64
 	for _, s := range p.Sample {
 		if v := s.NumLabel["tid"]; len(v) != 1 || v[0] != tid {
 			continue
 		}
-		if fn != "" {
-			found := false
-			for _, f := range testutil.Frames(s) {
-				if f == fn {
-					found = true
-					break
-				}
-			}
-			if !found {
-				continue
-			}
+		if state != "" && (len(s.Label["state"]) != 1 || s.Label["state"][0] != state) {
+			continue
+		}
+		if fn != "" && !slices.Contains(testutil.Frames(s), fn) {
+			continue
 		}
 		sum += s.Value[idx]
 	}
 	return sum
 }
+
+// offCPUMethods are the --offcpu-method values every off-CPU accuracy test
+// runs with: auto (task-work on this kernel) and both fallbacks, forced.
+var offCPUMethods = []string{"auto", "sys-exit", "raw-tp"}
 
 func within(t *testing.T, what string, got, want int64, tol float64) {
 	t.Helper()
@@ -105,20 +109,24 @@ func within(t *testing.T, what string, got, want int64, tol float64) {
 
 func testOffCPUBlocks(t *testing.T, migrate bool) {
 	testutil.RequireRoot(t)
-	dir := t.TempDir()
-	bin := buildOffCPU(t, dir, "blocker")
-	args := []string{bin, "6"}
-	if migrate {
-		args = append(args, "migrate")
+	for _, method := range offCPUMethods {
+		t.Run(method, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := buildOffCPU(t, dir, "blocker")
+			args := []string{bin, "6"}
+			if migrate {
+				args = append(args, "migrate")
+			}
+			stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-method", method}, args...)
+			truth := parseTruth(t, stdout)
+			within(t, "nap_sleep off-CPU", sumWhere(p, "offcpu", truth["napper"].tid, "nap_sleep"), truth["napper"].blocked, 0.05)
+			within(t, "wait_pipe off-CPU", sumWhere(p, "offcpu", truth["piper"].tid, "wait_pipe"), truth["piper"].blocked, 0.05)
+		})
 	}
-	stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu"}, args...)
-	truth := parseTruth(t, stdout)
-	within(t, "nap_sleep off-CPU", sumWhere(p, "offcpu", truth["napper"].tid, "nap_sleep"), truth["napper"].blocked, 0.05)
-	within(t, "wait_pipe off-CPU", sumWhere(p, "offcpu", truth["piper"].tid, "wait_pipe"), truth["piper"].blocked, 0.05)
 }
 
 // Off-CPU time attributed to each named blocking function matches the time
-// the workload measured itself blocked in it.
+// the workload measured itself blocked in it, with every off-CPU method.
 func TestOffCPUKnownBlocks(t *testing.T) { testOffCPUBlocks(t, false) }
 
 // The same with threads that move to another CPU before every block: time
@@ -144,16 +152,40 @@ func TestWallAddsUp(t *testing.T) {
 // over idle CPUs of a VM, each wake-up costs an interrupt whose time the
 // kernel leaves out of the thread's CPU time, so wall minus CPU time would
 // no longer be the time off CPU.)
+//
+// Each block must also carry the user stack the thread resumed with: a
+// thread sleeps in pp_read, and is preempted (runnable) on its way out of
+// the write that woke the other one, never inside pp_read.
 func TestOffCPUPingPong(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "taskset")
-	dir := t.TempDir()
-	bin := buildOffCPU(t, dir, "pingpong")
-	stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu"}, "taskset", "-c", "0", bin, "5")
-	truth := parseTruth(t, stdout)
-	for _, name := range []string{"pinger", "ponger"} {
-		th := truth[name]
-		within(t, name+" off-CPU (weighted)", sumWhere(p, "offcpu", th.tid, ""), th.blocked, 0.10)
-		t.Logf("%s: %.3fs of it blocked in pp_read", name, float64(sumWhere(p, "offcpu", th.tid, "pp_read"))/1e9)
+	for _, method := range offCPUMethods {
+		t.Run(method, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := buildOffCPU(t, dir, "pingpong")
+			// T = 1ms: about 5,000 kept blocks per thread, so the sampling
+			// error (about 1.4%) is far inside the 10% asked.
+			stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-threshold", "1ms",
+				"--offcpu-method", method}, "taskset", "-c", "0", bin, "5")
+			truth := parseTruth(t, stdout)
+			for _, name := range []string{"pinger", "ponger"} {
+				th := truth[name]
+				within(t, name+" off-CPU (weighted)", sumWhere(p, "offcpu", th.tid, ""), th.blocked, 0.10)
+				sleeping := sumState(p, "offcpu", th.tid, "sleeping", "")
+				inRead := sumState(p, "offcpu", th.tid, "sleeping", "pp_read")
+				runnable := sumState(p, "offcpu", th.tid, "runnable", "")
+				runInRead := sumState(p, "offcpu", th.tid, "runnable", "pp_read")
+				t.Logf("%s: sleeping %.3fs, %.1f%% of it in pp_read; runnable %.3fs, %.1f%% of it in pp_read", name,
+					float64(sleeping)/1e9, 100*float64(inRead)/float64(sleeping),
+					float64(runnable)/1e9, 100*float64(runInRead)/float64(runnable))
+				if float64(inRead) < 0.95*float64(sleeping) {
+					t.Errorf("%s: only %.1f%% of its sleeping time is in pp_read", name, 100*float64(inRead)/float64(sleeping))
+				}
+				if float64(runInRead) > 0.05*float64(runnable) {
+					t.Errorf("%s: %.1f%% of its runnable time is put in pp_read: the user stack is not the one it was preempted with",
+						name, 100*float64(runInRead)/float64(runnable))
+				}
+			}
+		})
 	}
 }

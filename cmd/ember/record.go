@@ -28,6 +28,7 @@ func init() {
 		idle, self   bool
 		offT, offMin time.Duration
 		offState     string
+		offMethod    string
 		bpfStats     bool
 		unwindMode   string
 	)
@@ -52,6 +53,10 @@ system.`,
 			if err != nil {
 				return err
 			}
+			om, err := tracer.ParseOffCPUMethod(offMethod)
+			if err != nil {
+				return err
+			}
 			cfg := agent.RecordConfig{
 				Mode:     m,
 				Duration: duration,
@@ -68,6 +73,7 @@ system.`,
 			cfg.Tracer.OffCPUMin = offMin
 			cfg.Tracer.OffCPUKinds = kinds
 			cfg.Tracer.Unwind = um
+			cfg.Tracer.OffCPUMethod = om
 			if cgroup != "" {
 				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
 					return err
@@ -99,8 +105,12 @@ system.`,
 	f.BoolVar(&self, "include-self", false, "do not exclude Ember's own samples")
 	f.DurationVar(&offT, "offcpu-threshold", time.Millisecond, "off-CPU blocks shorter than this are sampled with probability d/T and weighted T")
 	f.DurationVar(&offMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
+	f.StringVar(&offMethod, "offcpu-method", "auto", offCPUMethodUsage)
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep (interruptible), disk (uninterruptible), runnable, or a comma list")
 	f.BoolVar(&bpfStats, "bpf-stats", false, "account and report the BPF programs' run time (costs a clock read per run)")
 	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel supports them)")
 	rootCmd.AddCommand(cmd)
 }
+
+// offCPUMethodUsage documents --offcpu-method for record and agent.
+const offCPUMethodUsage = "how off-CPU blocks are hooked: task-work (tp_btf sched_switch, user stacks by bpf_task_work, Linux 6.18), sys-exit (tp_btf sched_switch and sys_exit), raw-tp (raw tracepoints, for kernels without tp_btf; a kernel stack walk per switch), or auto: the first the kernel supports"

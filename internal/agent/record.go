@@ -45,6 +45,9 @@ type Summary struct {
 	FirstSample time.Duration         // from ProcessStart to the first sample; 0: none
 	Programs    []tracer.ProgramStats // with RecordConfig.BPFStats
 
+	OffCPUMethod tracer.OffCPUMethod // how off-CPU blocks were hooked
+	RQClock      bool                // and timed on the runqueue clock
+
 	Unwind      tracer.UnwindMode   // how on-CPU user stacks were walked
 	UnwindStats *tracer.UnwindStats // tables loaded; nil with frame pointers
 }
@@ -62,7 +65,8 @@ func (s *Summary) Lost() uint64 {
 
 func isLossStat(name string) bool {
 	switch name {
-	case "samples", "offcpu_blocks", "offcpu_blocks_kept", "kernel_stack_none", "unwind_walks":
+	case "samples", "offcpu_blocks", "offcpu_blocks_kept", "kernel_stack_none", "unwind_walks",
+		"offcpu_resume_work_failed": // not lost: attributed at the next switch-out
 		return false
 	}
 	return true
@@ -173,6 +177,7 @@ loop:
 		sum.Programs = tr.ProgramStats()
 	}
 	sum.Unwind = tr.UnwindMode()
+	sum.OffCPUMethod, sum.RQClock = tr.OffCPUMethod()
 	if us, ok := tr.UnwindStats(); ok {
 		sum.UnwindStats = &us
 	}
@@ -223,7 +228,12 @@ func exitCode(err error) int {
 func WriteSummary(w io.Writer, s *Summary) {
 	fmt.Fprintf(w, "ember: %d samples from %d processes written to %s\n", s.Samples, s.Processes, s.Output)
 	if s.Stats["offcpu_blocks"] > 0 {
-		fmt.Fprintf(w, "ember: off-CPU: %d blocks, %d kept by duration-weighted sampling\n", s.Stats["offcpu_blocks"], s.Stats["offcpu_blocks_kept"])
+		clock := "bpf_ktime_get_ns"
+		if s.RQClock {
+			clock = "runqueue clock"
+		}
+		fmt.Fprintf(w, "ember: off-CPU: %d blocks, %d kept by duration-weighted sampling (method %s, %s)\n",
+			s.Stats["offcpu_blocks"], s.Stats["offcpu_blocks_kept"], s.OffCPUMethod, clock)
 	}
 	var parts []string
 	for _, k := range sortedKeys(s.Stats) {

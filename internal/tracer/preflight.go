@@ -53,33 +53,8 @@ func Preflight() error {
 	return nil
 }
 
-// probeFeatures checks the kernel features the asked-for programs need, so
-// that a missing one is named in a sentence instead of a verifier log.
-func probeFeatures(onCPU, offCPU bool) error {
-	type probe struct {
-		what string
-		err  error
-	}
-	var probes []probe
-	if onCPU {
-		probes = append(probes,
-			probe{"BPF programs on perf events (BPF_PROG_TYPE_PERF_EVENT)", features.HaveProgramType(ebpf.PerfEvent)},
-			probe{"the bpf_get_stackid helper for perf event programs", features.HaveProgramHelper(ebpf.PerfEvent, asm.FnGetStackid)})
-	}
-	probes = append(probes,
-		probe{"BTF-enabled tracepoints (tp_btf, Linux 5.5)", features.HaveProgramType(ebpf.Tracing)},
-		probe{"BPF ring buffers (Linux 5.8)", features.HaveMapType(ebpf.RingBuf)})
-	if offCPU {
-		probes = append(probes,
-			probe{"BPF task-local storage (Linux 5.11), which off-CPU profiling keeps its per-thread start times in", features.HaveMapType(ebpf.TaskStorage)})
-	}
-	for _, p := range probes {
-		if errors.Is(p.err, ebpf.ErrNotSupported) {
-			return &missing{"this kernel lacks " + p.what}
-		}
-	}
-	return nil
-}
+// asmGetStackid is probed for perf event programs.
+const asmGetStackid = asm.FnGetStackid
 
 // chooseUnwind resolves UnwindAuto: tables when the kernel has what the
 // table walker needs (bpf_loop, 5.17; bpf_task_pt_regs, 5.15), else frame

@@ -34,6 +34,7 @@ type Config struct {
 	OffCPUThreshold time.Duration
 	OffCPUMin       time.Duration
 	OffCPUKinds     uint32 // bit (1 << kind); 0 means all
+	OffCPUMethod    OffCPUMethod
 
 	// Unwind says how on-CPU user stacks are walked; the zero value picks
 	// tables where the kernel supports them.
@@ -69,9 +70,11 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
-	if err := probeFeatures(cfg.OnCPU, cfg.OffCPU); err != nil {
+	method, err := probeFeatures(cfg.OnCPU, cfg.OffCPU, cfg.OffCPUMethod)
+	if err != nil {
 		return nil, err
 	}
+	cfg.OffCPUMethod = method
 	if cfg.Frequency <= 0 {
 		cfg.Frequency = 99
 	}
@@ -102,6 +105,8 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		OffCPUThreshold: cfg.OffCPUThreshold,
 		OffCPUMin:       cfg.OffCPUMin,
 		OffCPUKinds:     kinds,
+		NoTaskWork:      cfg.OffCPUMethod != MethodTaskWork,
+		RawTracepoints:  cfg.OffCPUMethod == MethodRawTP,
 		CountsEntries:   cfg.CountsEntries,
 		StackEntries:    cfg.StackEntries,
 		KStackEntries:   16384,
@@ -178,9 +183,15 @@ func (t *Tracer) attach(cpus []int) error {
 		if p.prog == nil {
 			continue
 		}
-		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
+		var l link.Link
+		var err error
+		if o.RawTracepoints {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.what, Program: p.prog})
+		} else {
+			l, err = link.AttachTracing(link.TracingOptions{Program: p.prog})
+		}
 		if err != nil {
-			return fmt.Errorf("attach to the %s BTF tracepoint: %w", p.what, err)
+			return fmt.Errorf("attach to the %s tracepoint: %w", p.what, err)
 		}
 		t.links = append(t.links, l)
 	}
@@ -194,6 +205,12 @@ func (t *Tracer) attach(cpus []int) error {
 		}
 	}
 	return nil
+}
+
+// OffCPUMethod returns the off-CPU method in use, and whether blocks are
+// timed with the runqueue clock (else bpf_ktime_get_ns).
+func (t *Tracer) OffCPUMethod() (m OffCPUMethod, rqClock bool) {
+	return t.cfg.OffCPUMethod, t.objs.RQClock
 }
 
 // AddPID adds a process to the in-kernel filter.
