@@ -359,14 +359,21 @@ int process_exec_raw(struct bpf_raw_tracepoint_args *ctx)
  * The leader's exit is not the process's: when another thread execs, the
  * leader exits in de_thread() and the process goes on under its pid. So
  * look at signal->live, which do_exit() decrements before this tracepoint
- * (kernel/exit.c). Every thread's exit also frees its raw_tp record. */
+ * (kernel/exit.c). Every thread's exit also clears its off-CPU records. */
 static __always_inline void exit_common(bool raw, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
-	if (raw) {
-		__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tid = BPF_CORE_READ(p, pid);
+	if (raw)
 		bpf_map_delete_elem(&offcpu_threads, &tid);
+	if (hot_by_tid) {
+		/* Its thread ID may be reused: nothing of its blocks must stay. */
+		struct offcpu_hot *h = bpf_map_lookup_elem(&offcpu_hot, &tid);
+		if (h) {
+			h->start_ns = 0;
+			h->flags = 0;
+		}
 	}
 	if (BPF_CORE_READ(p, signal, live.counter) > 0)
 		return;

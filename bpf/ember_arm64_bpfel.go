@@ -33,19 +33,25 @@ type emberKstack struct {
 	Ips [64]uint64
 }
 
-type emberOffcpuTask struct {
+type emberOffcpuHot struct {
 	_       structs.HostLayout
 	StartNs uint64
-	Ustack  int64
-	Kind    uint32
-	Set     uint32
-	Pending uint32
-	Uflags  uint32
-	Weight  uint64
-	Pkind   uint32
-	NrKips  uint32
-	Rng     uint64
-	Kips    [64]uint64
+	Rng     uint32
+	Kind    uint8
+	Flags   uint8
+	Unused  uint16
+}
+
+type emberOffcpuTask struct {
+	_      structs.HostLayout
+	Hot    emberOffcpuHot
+	Ustack int64
+	Set    uint32
+	Uflags uint32
+	Weight uint64
+	Pkind  uint32
+	NrKips uint32
+	Kips   [64]uint64
 }
 
 type emberResumeWork struct {
@@ -204,6 +210,7 @@ const (
 	emberMapCounts1            = "counts1"
 	emberMapEvents             = "events"
 	emberMapKnownPids          = "known_pids"
+	emberMapOffcpuHot          = "offcpu_hot"
 	emberMapOffcpuKstacks0     = "offcpu_kstacks0"
 	emberMapOffcpuKstacks1     = "offcpu_kstacks1"
 	emberMapOffcpuResume       = "offcpu_resume"
@@ -239,6 +246,7 @@ const (
 	emberVarFilterPids         = "filter_pids"
 	emberVarFirstSampleNs      = "first_sample_ns"
 	emberVarFollowForks        = "follow_forks"
+	emberVarHotByTid           = "hot_by_tid"
 	emberVarIncludeIdle        = "include_idle"
 	emberVarOffcpuKinds        = "offcpu_kinds"
 	emberVarOffcpuMinNs        = "offcpu_min_ns"
@@ -319,6 +327,7 @@ type emberMapSpecs struct {
 	Counts1        *ebpf.MapSpec `ebpf:"counts1"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	KnownPids      *ebpf.MapSpec `ebpf:"known_pids"`
+	OffcpuHot      *ebpf.MapSpec `ebpf:"offcpu_hot"`
 	OffcpuKstacks0 *ebpf.MapSpec `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
 	OffcpuResume   *ebpf.MapSpec `ebpf:"offcpu_resume"`
@@ -349,6 +358,7 @@ type emberVariableSpecs struct {
 	FilterPids         *ebpf.VariableSpec `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.VariableSpec `ebpf:"first_sample_ns"`
 	FollowForks        *ebpf.VariableSpec `ebpf:"follow_forks"`
+	HotByTid           *ebpf.VariableSpec `ebpf:"hot_by_tid"`
 	IncludeIdle        *ebpf.VariableSpec `ebpf:"include_idle"`
 	OffcpuKinds        *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.VariableSpec `ebpf:"offcpu_min_ns"`
@@ -390,6 +400,7 @@ type emberMaps struct {
 	Counts1        *ebpf.Map `ebpf:"counts1"`
 	Events         *ebpf.Map `ebpf:"events"`
 	KnownPids      *ebpf.Map `ebpf:"known_pids"`
+	OffcpuHot      *ebpf.Map `ebpf:"offcpu_hot"`
 	OffcpuKstacks0 *ebpf.Map `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.Map `ebpf:"offcpu_kstacks1"`
 	OffcpuResume   *ebpf.Map `ebpf:"offcpu_resume"`
@@ -418,6 +429,7 @@ func (m *emberMaps) Close() error {
 		m.Counts1,
 		m.Events,
 		m.KnownPids,
+		m.OffcpuHot,
 		m.OffcpuKstacks0,
 		m.OffcpuKstacks1,
 		m.OffcpuResume,
@@ -449,6 +461,7 @@ type emberVariables struct {
 	FilterPids         *ebpf.Variable `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.Variable `ebpf:"first_sample_ns"`
 	FollowForks        *ebpf.Variable `ebpf:"follow_forks"`
+	HotByTid           *ebpf.Variable `ebpf:"hot_by_tid"`
 	IncludeIdle        *ebpf.Variable `ebpf:"include_idle"`
 	OffcpuKinds        *ebpf.Variable `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.Variable `ebpf:"offcpu_min_ns"`

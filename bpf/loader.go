@@ -192,6 +192,10 @@ func Load(cfg Config) (*Objects, error) {
 	raw := cfg.RawTracepoints
 	taskWork := cfg.OffCPU && !raw && !cfg.NoTaskWork && HaveTaskWork()
 	rqClock := cfg.OffCPU && !raw && SchedClockGlobal()
+	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
+	// per possible thread, where that stays under 16 MiB.
+	pm := pidMax()
+	hotByTID := cfg.OffCPU && pm > 0 && pm <= maxHotTIDs
 	vars := map[string]any{
 		"self_tgid":           cfg.SelfTGID,
 		"filter_pids":         cfg.FilterPIDs,
@@ -204,6 +208,7 @@ func Load(cfg Config) (*Objects, error) {
 		"unwind_with_tables":  cfg.UnwindTables,
 		"resume_by_task_work": taskWork,
 		"rq_clock":            rqClock,
+		"hot_by_tid":          hotByTID,
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -219,9 +224,12 @@ func Load(cfg Config) (*Objects, error) {
 		}
 	}
 	if cfg.FilterPIDs {
-		resize(pidMax(), "pids")
+		resize(pm, "pids")
 	} else {
 		resize(1, "pids") // unused
+	}
+	if hotByTID {
+		resize(pm, "offcpu_hot")
 	}
 	resize(cfg.CountsEntries, "counts0", "counts1")
 	resize(cfg.StackEntries, "stacks0", "stacks1")
@@ -302,6 +310,9 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	return o, nil
 }
+
+// maxHotTIDs bounds the offcpu_hot array (16 bytes an entry).
+const maxHotTIDs = 1 << 20
 
 // pidMax is the size of the pids filter: one entry per possible process ID
 // (kernel.pid_max), or 0 (the object's default) when it cannot be read.

@@ -30,19 +30,43 @@
 #define TASK_INTERRUPTIBLE 0x0001
 #define TASK_UNINTERRUPTIBLE 0x0002
 
+/* The per-thread state every context switch touches: kept small, and where
+ * pid_max allows in an array indexed by thread ID, whose lookup the verifier
+ * inlines (a task-storage lookup is a helper call, twice per switch). */
+struct offcpu_hot {
+	__u64 start_ns; /* 0: not blocked (or not measured) */
+	__u32 rng;      /* xorshift32 state of the thread's sampling draws */
+	__u8 kind;      /* enum sample_kind of the block in progress */
+	__u8 flags;     /* HOT_* */
+	__u16 unused;
+};
+#define HOT_PENDING 1 /* a kept block waits for its user stack */
+#define HOT_USTACK 2  /* the block in progress has its user stack already */
+#define TASK_DEAD 0x80
+
+/* The rest of a thread's record, touched by kept blocks only (and by the
+ * fallback methods at switch-out). */
 struct offcpu_task {
-	__u64 start_ns;  /* 0: not blocked (or not measured) */
-	__s64 ustack;    /* user stack taken at switch-out, or -ENOENT */
-	__u32 kind;      /* enum sample_kind of the block in progress */
+	struct offcpu_hot hot; /* used when there is no offcpu_hot array */
+	__s64 ustack;    /* user stack taken at switch-out (HOT_USTACK) */
 	__u32 set;       /* live set when ustack was taken */
-	__u32 pending;   /* a kept block waits for its user stack */
 	__u32 uflags;    /* sample_key.user_flags of ustack */
-	__u64 weight;    /* its weighted duration */
+	__u64 weight;    /* the pending block's weighted duration */
 	__u32 pkind;     /* its kind */
 	__u32 nr_kips;   /* its kernel stack depth */
-	__u64 rng;       /* xorshift64 state of the thread's sampling draws */
 	__u64 kips[MAX_KSTACK_DEPTH];
 };
+
+/* Set by user space when offcpu_hot has an entry for every possible thread
+ * ID (pid_max entries; up to 2^20, 16 MiB). */
+const volatile bool hot_by_tid = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* resized by user space to pid_max */
+	__type(key, __u32);
+	__type(value, struct offcpu_hot);
+} offcpu_hot SEC(".maps");
 
 /* Set by user space where the scheduler's clock is one clock on every CPU
  * (a stable TSC, arm64's timer): block times are then read from this CPU's
@@ -79,16 +103,17 @@ static __always_inline __u64 switch_clock(bool raw, struct task_struct *next)
 	return bpf_ktime_get_ns();
 }
 
-/* draw returns a uniform 32-bit variate from the thread's own xorshift64
- * generator: a few instructions, where bpf_get_prandom_u32() is a call. */
-static __always_inline __u64 draw(struct offcpu_task *t)
+/* draw returns a uniform 32-bit variate (never 0) from the thread's own
+ * xorshift32 generator: a few instructions, where bpf_get_prandom_u32() is
+ * a call. */
+static __always_inline __u64 draw(struct offcpu_hot *h)
 {
-	__u64 x = t->rng;
+	__u32 x = h->rng;
 	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	t->rng = x;
-	return x >> 32;
+	x ^= x >> 17;
+	x ^= x << 5;
+	h->rng = x;
+	return x;
 }
 
 /*
@@ -153,6 +178,15 @@ static __always_inline struct offcpu_task *thread_record(bool raw, struct task_s
 		return 0;
 	bpf_map_update_elem(&offcpu_threads, &tid, z, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&offcpu_threads, &tid);
+}
+
+/* hot_record returns the hot part of a thread's record. */
+static __always_inline struct offcpu_hot *hot_record(bool raw, struct task_struct *task, __u32 tid, bool create)
+{
+	if (hot_by_tid)
+		return bpf_map_lookup_elem(&offcpu_hot, &tid);
+	struct offcpu_task *t = thread_record(raw, task, tid, create);
+	return t ? &t->hot : 0;
 }
 
 /* Set by user space when the kernel has bpf_task_work: user stacks of kept
@@ -283,11 +317,23 @@ static __always_inline void finish_pending(struct offcpu_task *t, struct task_st
 	__s64 ustack = -2; /* ENOENT */
 	__u32 uflags = 0;
 
-	t->pending = 0;
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (!is_kthread(task))
 		ustack = ustack_key(set, &uflags);
 	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight);
+}
+
+/* resume_pending attributes current's pending kept block, if it has one. */
+static __always_inline bool resume_pending(bool raw, struct task_struct *task, __u32 tid)
+{
+	struct offcpu_hot *h = hot_record(raw, task, tid, false);
+	if (!h || !(h->flags & HOT_PENDING))
+		return false;
+	h->flags &= ~HOT_PENDING;
+	struct offcpu_task *t = thread_record(raw, task, tid, false);
+	if (t)
+		finish_pending(t, task);
+	return true;
 }
 
 /* offcpu_resumed runs as task_work in the thread whose kept block waits for
@@ -296,10 +342,7 @@ static __always_inline void finish_pending(struct offcpu_task *t, struct task_st
 static int offcpu_resumed(struct bpf_map *map, void *key, void *value)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct offcpu_task *t = bpf_task_storage_get(&offcpu_tasks, task, 0, 0);
-
-	if (t && t->pending)
-		finish_pending(t, task);
+	resume_pending(false, task, (__u32)bpf_get_current_pid_tgid());
 	return 0;
 }
 
@@ -332,7 +375,6 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 					 struct task_struct *next, unsigned int prev_state)
 {
 	__u64 now = switch_clock(raw, next);
-	struct offcpu_task *t;
 
 	if (!now) {
 		stat_inc(STAT_OFFCPU_NO_CLOCK);
@@ -343,19 +385,18 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 	__u32 ptgid = TASK_READ(raw, prev, tgid), ptid = TASK_READ(raw, prev, pid);
 	if (wanted(ptgid, ptid)) {
 		__u32 kind = block_kind(preempt, prev_state);
-		t = thread_record(raw, prev, ptid, true);
-		if (!t) {
+		struct offcpu_hot *h = hot_record(raw, prev, ptid, true);
+		if (!h) {
 			stat_inc(STAT_OFFCPU_STORAGE_FULL);
 		} else {
-			if (!t->rng) /* new: seed its generator */
-				t->rng = ((__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32()) | 1;
-			if (t->pending)
-				finish_pending(t, prev);
-			t->start_ns = 0;
-			if (offcpu_kinds & (1 << kind)) {
-				t->kind = kind;
-				t->ustack = -2; /* ENOENT */
-				t->uflags = 0;
+			if (!h->rng) /* new: seed its generator */
+				h->rng = bpf_get_prandom_u32() | 1;
+			if (h->flags & HOT_PENDING)
+				resume_pending(raw, prev, ptid);
+			h->start_ns = 0;
+			h->flags = 0;
+			if ((offcpu_kinds & (1 << kind)) && !(prev_state & TASK_DEAD)) {
+				h->kind = kind;
 				/* Without task_work, a preempted thread has its user
 				 * stack taken now, while it is current: preempted in
 				 * user mode it will not pass sys_exit, and preempted on
@@ -363,20 +404,31 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 				 * after a write woke a waiter, say) it has passed it
 				 * already. Under raw_tp the kernel stack is taken here
 				 * for every block (switch_common). */
-				if (raw) {
-					__builtin_memset(t->kips, 0, sizeof(t->kips));
-					/* Skip this program and bpf_trace_run4(): the
-					 * stack starts at __schedule(). */
-					long n = bpf_get_stack(ctx, t->kips, sizeof(t->kips), 2 & BPF_F_SKIP_FIELD_MASK);
-					t->nr_kips = n > 0 ? n / sizeof(__u64) : 0;
+				bool take_ustack = (raw || !resume_by_task_work) && kind == KIND_OFFCPU_RUNQ &&
+						   !is_kthread(prev);
+				if (raw || take_ustack) {
+					struct offcpu_task *t = thread_record(raw, prev, ptid, true);
+					if (!t) {
+						stat_inc(STAT_OFFCPU_STORAGE_FULL);
+					} else {
+						if (raw) {
+							__builtin_memset(t->kips, 0, sizeof(t->kips));
+							/* Skip this program and bpf_trace_run4(): the
+							 * stack starts at __schedule(). */
+							long n = bpf_get_stack(ctx, t->kips, sizeof(t->kips),
+									       2 & BPF_F_SKIP_FIELD_MASK);
+							t->nr_kips = n > 0 ? n / sizeof(__u64) : 0;
+						}
+						if (take_ustack) {
+							__u32 uflags;
+							t->set = live_set();
+							t->ustack = ustack_key(t->set, &uflags);
+							t->uflags = uflags;
+							h->flags |= HOT_USTACK;
+						}
+					}
 				}
-				if ((raw || !resume_by_task_work) && kind == KIND_OFFCPU_RUNQ && !is_kthread(prev)) {
-					__u32 uflags;
-					t->set = live_set();
-					t->ustack = ustack_key(t->set, &uflags);
-					t->uflags = uflags;
-				}
-				t->start_ns = now;
+				h->start_ns = now;
 			}
 		}
 	}
@@ -388,11 +440,11 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 	__u32 ntid = TASK_READ(raw, next, pid);
 	if (ntid == 0)
 		return 0;
-	t = thread_record(raw, next, ntid, false);
-	if (!t || t->start_ns == 0)
+	struct offcpu_hot *h = hot_record(raw, next, ntid, false);
+	if (!h || h->start_ns == 0)
 		return 0;
-	__s64 d = now - t->start_ns;
-	t->start_ns = 0;
+	__s64 d = now - h->start_ns;
+	h->start_ns = 0;
 	if (d < 0) /* clocks of two CPUs a hair apart */
 		d = 0;
 	stat_inc(STAT_OFFCPU_BLOCKS);
@@ -402,13 +454,18 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 	if (d < T) {
 		/* Keep with probability d/T, weighted T: r/2^32 < d/T, without a
 		 * division (T < 2^32, checked by user space, so r*T fits). */
-		__u64 r = draw(t);
+		__u64 r = draw(h);
 		if (r * T >= (__u64)d << 32)
 			return 0;
 		weight = T;
 	}
 	stat_inc(STAT_OFFCPU_KEPT);
 
+	struct offcpu_task *t = thread_record(raw, next, ntid, true);
+	if (!t) {
+		stat_inc(STAT_OFFCPU_STORAGE_FULL);
+		return 0;
+	}
 	if (!raw) {
 		__builtin_memset(t->kips, 0, sizeof(t->kips));
 		long n = bpf_get_task_stack(next, t->kips, sizeof(t->kips), 0);
@@ -421,23 +478,29 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 		stat_inc(STAT_OFFCPU_KSTACK_EFAULT);
 	}
 	t->weight = weight;
-	t->pkind = t->kind;
+	t->pkind = h->kind;
 
-	if (t->ustack != -2 /* taken at switch-out */ || is_kthread(next)) {
+	if ((h->flags & HOT_USTACK) || is_kthread(next)) {
 		/* The user stack is known (or there is none): attribute now. */
 		__u32 set = live_set();
-		__s64 ustack = t->ustack;
-		if (ustack >= 0 && t->set != set) {
-			stat_inc(STAT_OFFCPU_STALE);
-			ustack = -116; /* ESTALE */
+		__s64 ustack = -2; /* ENOENT */
+		__u32 uflags = 0;
+		if (h->flags & HOT_USTACK) {
+			ustack = t->ustack;
+			uflags = t->uflags;
+			if (ustack >= 0 && t->set != set) {
+				stat_inc(STAT_OFFCPU_STALE);
+				ustack = -116; /* ESTALE */
+			}
 		}
+		h->flags &= ~HOT_USTACK;
 		char comm[TASK_COMM_LEN];
 		BPF_CORE_READ_STR_INTO(&comm, next, comm);
-		emit_block(set, TASK_READ(raw, next, tgid), ntid, comm, ustack, t->uflags, kstack_key(set, t), t->kind,
+		emit_block(set, TASK_READ(raw, next, tgid), ntid, comm, ustack, uflags, kstack_key(set, t), h->kind,
 			   weight);
 		return 0;
 	}
-	t->pending = 1;
+	h->flags |= HOT_PENDING;
 	if (!raw && resume_by_task_work) {
 		resume_later(next);
 		return 0;
@@ -480,12 +543,8 @@ static __always_inline void sys_exit_common(bool raw)
 		return;
 
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct offcpu_task *t = thread_record(raw, task, (__u32)bpf_get_current_pid_tgid(), false);
-	if (t && t->pending) {
-		finish_pending(t, task);
-		if (cpu < MAX_CPUS)
-			cpu_pending[cpu] = 0;
-	}
+	if (resume_pending(raw, task, (__u32)bpf_get_current_pid_tgid()) && cpu < MAX_CPUS)
+		cpu_pending[cpu] = 0;
 }
 
 SEC("tp_btf/sys_exit")

@@ -135,7 +135,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.StringVar(&mode, "mode", "cpu", "cpu, offcpu or wall (CPU and off-CPU profiles)")
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep, disk, runnable")
 	f.StringVar(&offMethod, "offcpu-method", "auto", offCPUMethodUsage)
-	f.DurationVar(&cfg.Tracer.OffCPUThreshold, "offcpu-threshold", time.Millisecond, "duration-weighted sampling threshold T")
+	f.DurationVar(&cfg.Tracer.OffCPUThreshold, "offcpu-threshold", DefaultOffCPUThreshold, "duration-weighted sampling threshold T")
 	f.DurationVar(&cfg.Tracer.OffCPUMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile only these processes (default: the whole system)")
 	f.StringVar(&cgroup, "cgroup", "", "profile only this cgroup v2")
