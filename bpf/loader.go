@@ -107,6 +107,9 @@ type Config struct {
 	// tp_btf ones, for kernels without tp_btf (Linux 5.5): off-CPU blocks
 	// then cost a kernel stack walk at every switch-out.
 	RawTracepoints bool
+	// NoHotArray keeps the hot per-thread off-CPU records in task storage
+	// (raw_tp: the thread hash), as where pid_max is above 2^20.
+	NoHotArray bool
 
 	OffCPUThreshold time.Duration // T of duration-weighted sampling
 	OffCPUMin       time.Duration // blocks shorter are dropped
@@ -195,7 +198,7 @@ func Load(cfg Config) (*Objects, error) {
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
 	// per possible thread, where that stays under 16 MiB.
 	pm := pidMax()
-	hotByTID := cfg.OffCPU && pm > 0 && pm <= maxHotTIDs
+	hotByTID := cfg.OffCPU && !cfg.NoHotArray && pm > 0 && pm <= maxHotTIDs
 	vars := map[string]any{
 		"self_tgid":           cfg.SelfTGID,
 		"filter_pids":         cfg.FilterPIDs,

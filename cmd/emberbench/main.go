@@ -27,6 +27,7 @@ type bench struct {
 	self       string // this program, for `emberbench fold`
 	goTool     string
 	rounds     int
+	offRounds  int
 	seconds    float64
 	threads    int
 	rssSeconds float64
@@ -81,13 +82,14 @@ func benchMain() error {
 	out := flag.String("out", "bench/results.md", "write the results (Markdown) here")
 	flag.StringVar(&b.ember, "ember", "bin/ember", "the ember binary to measure")
 	flag.IntVar(&b.rounds, "rounds", 5, "rounds of alternating runs (each row is a median over them)")
+	flag.IntVar(&b.offRounds, "offcpu-rounds", 9, "rounds of the ping-pong, whose rate varies by ±10% from run to run on a VM")
 	flag.Float64Var(&b.seconds, "seconds", 5, "length of each on-CPU and ping-pong run, in seconds")
 	flag.IntVar(&b.threads, "threads", runtime.NumCPU(), "threads of the on-CPU workload")
 	flag.Float64Var(&b.rssSeconds, "rss-seconds", 30, "length of each whole-system recording, in seconds")
 	flag.IntVar(&b.rssRuns, "rss-runs", 5, "whole-system recordings")
 	only := flag.String("sections", "cpu,offcpu,memory,symbolize", "sections to run, comma-separated")
 	flag.Parse()
-	if b.rounds < 1 || b.seconds <= 0 || b.threads < 1 || b.rssSeconds <= 0 || b.rssRuns < 0 {
+	if b.rounds < 1 || b.offRounds < 1 || b.seconds <= 0 || b.threads < 1 || b.rssSeconds <= 0 || b.rssRuns < 0 {
 		return errors.New("-rounds, -seconds, -threads and -rss-seconds must be positive")
 	}
 	if os.Geteuid() != 0 {
@@ -247,8 +249,8 @@ func describeMachine(b *bench) *machine {
 			m.commit += "-dirty"
 		}
 	}
-	m.settings = fmt.Sprintf("%d rounds; on-CPU and ping-pong runs of about %gs; cpuwork on %d threads; %d whole-system recordings of %gs",
-		b.rounds, b.seconds, b.threads, b.rssRuns, b.rssSeconds)
+	m.settings = fmt.Sprintf("%d rounds (ping-pong: %d); on-CPU and ping-pong runs of about %gs; cpuwork on %d threads; %d whole-system recordings of %gs",
+		b.rounds, b.offRounds, b.seconds, b.threads, b.rssRuns, b.rssSeconds)
 	return m
 }
 

@@ -20,7 +20,12 @@ import (
 // program: a kernel and user stack taken at every switch-out, the blocked
 // time summed per stack at the switch-in.
 
-const cfgEveryswitch = "every-switch"
+const (
+	cfgEveryswitch = "every-switch"
+	// cfgEmberT1ms is Ember with T = 1ms: ten times the kept blocks of the
+	// default, to show what each costs.
+	cfgEmberT1ms = "ember-T1ms"
+)
 
 const everySwitchProgram = `tracepoint:sched:sched_switch {
 	if (pid == cpid) { @start[tid] = nsecs; @ks[tid] = kstack; @us[tid] = ustack; }
@@ -54,7 +59,7 @@ func mountTracefs() (func(), error) {
 var offCPURuns = []struct {
 	cfg   string
 	stats bool
-}{{cfgNone, false}, {cfgEmber, false}, {cfgEveryswitch, false}, {cfgEmber, true}, {cfgEveryswitch, true}}
+}{{cfgNone, false}, {cfgEmber, false}, {cfgEveryswitch, false}, {cfgEmber, true}, {cfgEveryswitch, true}, {cfgEmberT1ms, false}}
 
 func (b *bench) offCPU() error {
 	every := true
@@ -65,9 +70,9 @@ func (b *bench) offCPU() error {
 		defer unmount()
 	}
 	secs := strconv.FormatFloat(b.seconds, 'f', -1, 64)
-	b.logf("off-CPU: pingpong %ss, %d rounds", secs, b.rounds)
+	b.logf("off-CPU: pingpong %ss, %d rounds", secs, b.offRounds)
 	rate, cost, switches := series{}, series{}, series{}
-	for r := 0; r < b.rounds; r++ {
+	for r := 0; r < b.offRounds; r++ {
 		for k := range offCPURuns {
 			run := offCPURuns[(r+k)%len(offCPURuns)]
 			c := run.cfg
@@ -105,9 +110,10 @@ func (b *bench) offCPU() error {
 	names := map[string]string{
 		cfgNone:        "no profiler",
 		cfgEmber:       "ember record --mode offcpu (defaults)",
+		cfgEmberT1ms:   "ember record --mode offcpu --offcpu-threshold 1ms",
 		cfgEveryswitch: "bpftrace: stacks at every switch (offcputime-style)",
 	}
-	configs := []string{cfgEmber}
+	configs := []string{cfgEmber, cfgEmberT1ms}
 	if every {
 		configs = append(configs, cfgEveryswitch)
 	}
@@ -129,6 +135,9 @@ func (b *bench) offCPU() error {
 		{"off-CPU ping-pong: BPF run time per program run", "ns", switches},
 	} {
 		for _, c := range configs {
+			if c == cfgEmberT1ms { // its runs have no BPF accounting
+				continue
+			}
 			r := &row{Name: m.name, Config: names[c], Unit: m.unit, Values: present(m.s[c])}
 			if c == cfgEmber && every {
 				r.Ratios, r.Base = ratios(m.s[c], m.s[cfgEveryswitch]), names[cfgEveryswitch]
@@ -165,10 +174,14 @@ func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
 	switch cfg {
 	case cfgNone:
 		argv = work
-	case cfgEmber:
+	case cfgEmber, cfgEmberT1ms:
 		out := filepath.Join(b.dir, "offcpu.pb.gz")
 		defer os.Remove(out)
-		argv = append([]string{b.ember, "record", "--mode", "offcpu", "-o", out, "--"}, work...)
+		argv = []string{b.ember, "record", "--mode", "offcpu", "-o", out}
+		if cfg == cfgEmberT1ms {
+			argv = append(argv, "--offcpu-threshold", "1ms")
+		}
+		argv = append(append(argv, "--"), work...)
 	case cfgEveryswitch:
 		argv = []string{"bpftrace", "-e", everySwitchProgram, "-c", strings.Join(work, " ")}
 	default:
@@ -185,7 +198,7 @@ func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
 	if cfg != cfgNone {
 		res.cpu = r.CPU - res.work.CPU
 	}
-	if cfg == cfgEmber {
+	if cfg == cfgEmber || cfg == cfgEmberT1ms {
 		s, err := parseEmber(r.Stderr)
 		if err != nil {
 			return nil, err

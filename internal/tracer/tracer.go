@@ -35,6 +35,9 @@ type Config struct {
 	OffCPUMin       time.Duration
 	OffCPUKinds     uint32 // bit (1 << kind); 0 means all
 	OffCPUMethod    OffCPUMethod
+	// OffCPUHotInStorage keeps the hot per-thread off-CPU records in task
+	// storage even where pid_max allows the array (for tests).
+	OffCPUHotInStorage bool
 
 	// Unwind says how on-CPU user stacks are walked; the zero value picks
 	// tables where the kernel supports them.
@@ -107,6 +110,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		OffCPUKinds:     kinds,
 		NoTaskWork:      cfg.OffCPUMethod != MethodTaskWork,
 		RawTracepoints:  cfg.OffCPUMethod == MethodRawTP,
+		NoHotArray:      cfg.OffCPUHotInStorage,
 		CountsEntries:   cfg.CountsEntries,
 		StackEntries:    cfg.StackEntries,
 		KStackEntries:   16384,
