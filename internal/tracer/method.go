@@ -73,6 +73,9 @@ func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
 			m = MethodTaskWork
 		case tpBTF && (storage || !offCPU):
 			m = MethodSysExit
+			if offCPU {
+				slog.Info("this kernel lacks bpf_task_work (Linux 6.18): off-CPU user stacks are taken at sys_exit, which runs on every system call")
+			}
 		case rawTP:
 			m = MethodRawTP
 			slog.Info("this kernel lacks BTF-enabled tracepoints (tp_btf) or task storage: using raw tracepoints, which cost a kernel stack walk at every context switch")
