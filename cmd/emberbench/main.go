@@ -82,7 +82,7 @@ func benchMain() error {
 	out := flag.String("out", "bench/results.md", "write the results (Markdown) here")
 	flag.StringVar(&b.ember, "ember", "bin/ember", "the ember binary to measure")
 	flag.IntVar(&b.rounds, "rounds", 5, "rounds of alternating runs (each row is a median over them)")
-	flag.IntVar(&b.offRounds, "offcpu-rounds", 9, "rounds of the ping-pong, whose rate varies by ±10% from run to run on a VM")
+	flag.IntVar(&b.offRounds, "offcpu-rounds", 12, "rounds of ping-pong windows (its rate moves by ±10% within seconds on a VM)")
 	flag.Float64Var(&b.seconds, "seconds", 5, "length of each on-CPU and ping-pong run, in seconds")
 	flag.IntVar(&b.threads, "threads", runtime.NumCPU(), "threads of the on-CPU workload")
 	flag.Float64Var(&b.rssSeconds, "rss-seconds", 30, "length of each whole-system recording, in seconds")
@@ -313,9 +313,14 @@ const method = `
 - Time to first sample: ember's own report (CLOCK_MONOTONIC, from its main() to the first BPF sample); perf's is
   from just before exec to the first sample's timestamp (` + "`perf record -k CLOCK_MONOTONIC`" + `).
 - Off-CPU: testdata/offcpu/pingpong, pinned to one CPU (taskset -c 0) so that every round trip is two direct
-  context switches, reports round trips per second. The every-switch program takes a kernel and a
-  user stack at every switch-out of the workload's threads and sums blocked time per stack at switch-in, as bcc's
-  offcputime does; it needs tracefs, which the harness mounts if it is absent and unmounts afterwards.
+  context switches. Its rate moves by ±10% from one run to the next on a VM, more than what is measured, so the
+  rate rows come from one long run that counts its round trips per 50 ms: each profiler attaches to it by PID
+  for a 3 s window in turn (` + "`ember record --pid`" + `, measured from 0.5 s after its sched_switch link exists,
+  until SIGINT), with a 3 s window of no profiler before and after, and each profiled window's rate is divided
+  by the mean of those two. The CPU and BPF rows come from separate runs with the kernel's BPF run-time
+  accounting on. The every-switch program takes a kernel and a user stack at every switch-out of the
+  workload's threads and sums blocked time per stack at switch-in, as bcc's offcputime does; it needs
+  tracefs, which the harness mounts if it is absent and unmounts afterwards.
 - Memory: peak RSS is wait4's ru_maxrss of ` + "`ember record`" + ` of the whole system while testdata/cpusplit and
   testdata/gosplit run; BPF map memory is the sum of memlock over the maps in its /proc/PID/fdinfo.
 - Nothing in ` + "`make test`" + ` depends on these timings.

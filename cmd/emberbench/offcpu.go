@@ -52,14 +52,10 @@ func mountTracefs() (func(), error) {
 	return func() { _ = unix.Unmount(tracefs, 0) }, nil
 }
 
-// offCPURuns are the runs of one round: the throughput is measured with the
-// kernel's BPF accounting off (it costs two clock reads per program run, and
-// here programs run at every context switch); the profilers' BPF run time is
-// measured in runs of their own with it on.
-var offCPURuns = []struct {
-	cfg   string
-	stats bool
-}{{cfgNone, false}, {cfgEmber, false}, {cfgEveryswitch, false}, {cfgEmber, true}, {cfgEveryswitch, true}, {cfgEmberT1ms, false}}
+// offCPUStatsRuns are the separate runs, with the kernel's BPF accounting on
+// (it costs two clock reads per program run, so the rates come from
+// withinRun, without it), that measure the profilers' CPU and BPF run time.
+var offCPUStatsRuns = []string{cfgEmber, cfgEveryswitch}
 
 func (b *bench) offCPU() error {
 	every := true
@@ -69,59 +65,55 @@ func (b *bench) offCPU() error {
 	} else {
 		defer unmount()
 	}
+	configs := []string{cfgEmber, cfgEmberT1ms}
+	if every {
+		configs = append(configs, cfgEveryswitch)
+	}
+
+	b.logf("off-CPU: one pingpong run, %d rounds of %v windows with and without each profiler", b.offRounds, windowLen)
+	rates, ratio, err := b.withinRun(configs)
+	if err != nil {
+		return fmt.Errorf("off-CPU ping-pong: %w", err)
+	}
+
 	secs := strconv.FormatFloat(b.seconds, 'f', -1, 64)
-	b.logf("off-CPU: pingpong %ss, %d rounds", secs, b.offRounds)
-	rate, cost, switches := series{}, series{}, series{}
-	for r := 0; r < b.offRounds; r++ {
-		for k := range offCPURuns {
-			run := offCPURuns[(r+k)%len(offCPURuns)]
-			c := run.cfg
+	b.logf("off-CPU: pingpong %ss with BPF accounting, %d rounds", secs, b.rounds)
+	cost, switches := series{}, series{}
+	for r := 0; r < b.rounds; r++ {
+		for k := range offCPUStatsRuns {
+			c := offCPUStatsRuns[(r+k)%len(offCPUStatsRuns)]
 			if c == cfgEveryswitch && !every {
 				continue
 			}
-			res, err := b.offCPURun(c, secs, run.stats)
+			res, err := b.offCPURun(c, secs, true)
 			for i := 1; errors.Is(err, errNoSamples) && i < attempts; i++ {
 				b.warnf("off-CPU round %d, %s, attempt %d: %v; running it again", r+1, c, i, err)
-				res, err = b.offCPURun(c, secs, run.stats)
+				res, err = b.offCPURun(c, secs, true)
 			}
 			if err != nil {
 				b.warnf("off-CPU round %d, %s: %v", r+1, c, err)
 				continue
 			}
-			switch {
-			case c == cfgNone:
-				b.logf("  round %d %-12s %.0f round trips/s", r+1, c, res.work.Rate)
-			case !run.stats:
-				b.logf("  round %d %-12s %.0f round trips/s, profiler cpu %v", r+1, c, res.work.Rate, res.cpu.Round(time.Millisecond))
-			default:
-				b.logf("  round %d %-12s with BPF stats: %.0f round trips/s, profiler cpu %v + bpf %v in %d runs", r+1, c,
-					res.work.Rate, res.cpu.Round(time.Millisecond), res.bpf.Round(time.Millisecond), res.runs)
-			}
-			if !run.stats {
-				rate.add(c, r, res.work.Rate)
-				continue
-			}
+			b.logf("  round %d %-12s with BPF stats: %.0f round trips/s, profiler cpu %v + bpf %v in %d runs", r+1, c,
+				res.work.Rate, res.cpu.Round(time.Millisecond), res.bpf.Round(time.Millisecond), res.runs)
 			cost.add(c, r, (res.cpu + res.bpf).Seconds())
 			if res.runs > 0 {
 				switches.add(c, r, float64(res.bpf.Nanoseconds())/float64(res.runs))
 			}
 		}
 	}
+
 	names := map[string]string{
 		cfgNone:        "no profiler",
 		cfgEmber:       "ember record --mode offcpu (defaults)",
 		cfgEmberT1ms:   "ember record --mode offcpu --offcpu-threshold 1ms",
 		cfgEveryswitch: "bpftrace: stacks at every switch (offcputime-style)",
 	}
-	configs := []string{cfgEmber, cfgEmberT1ms}
-	if every {
-		configs = append(configs, cfgEveryswitch)
-	}
-	const name = "off-CPU ping-pong: round trips per second"
-	b.rows = append(b.rows, &row{Name: name, Config: names[cfgNone], Unit: "/s", Values: present(rate[cfgNone])})
+	const name = "off-CPU ping-pong: round trips per second (windows of one run)"
+	b.rows = append(b.rows, &row{Name: name, Config: names[cfgNone], Unit: "/s", Values: present(rates[cfgNone])})
 	for _, c := range configs {
-		r := &row{Name: name, Config: names[c], Unit: "/s", Values: present(rate[c]),
-			Ratios: ratios(rate[c], rate[cfgNone]), Base: names[cfgNone]}
+		r := &row{Name: name, Config: names[c], Unit: "/s", Values: present(rates[c]),
+			Ratios: present(ratio[c]), Base: "no profiler, the windows before and after"}
 		if c == cfgEmber {
 			r.Goal = &goal{OnRatio: true, Limit: 0.95, Text: "≥ 0.95× (≤ 5% fewer)"}
 		}
@@ -131,11 +123,11 @@ func (b *bench) offCPU() error {
 		name, unit string
 		s          series
 	}{
-		{"off-CPU ping-pong: profiler CPU (user+sys+BPF)", "s", cost},
-		{"off-CPU ping-pong: BPF run time per program run", "ns", switches},
+		{"off-CPU ping-pong: profiler CPU (user+sys+BPF), separate runs", "s", cost},
+		{"off-CPU ping-pong: BPF run time per program run, separate runs", "ns", switches},
 	} {
-		for _, c := range configs {
-			if c == cfgEmberT1ms { // its runs have no BPF accounting
+		for _, c := range offCPUStatsRuns {
+			if c == cfgEveryswitch && !every {
 				continue
 			}
 			r := &row{Name: m.name, Config: names[c], Unit: m.unit, Values: present(m.s[c])}

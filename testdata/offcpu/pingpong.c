@@ -6,13 +6,21 @@
  * At the end it prints the round trips per second and, per thread,
  *   thread NAME TID WALL_NS CPU_NS OFFCPU_NS
  * where OFFCPU_NS = WALL_NS - CPU_NS: all the time the thread was not running.
+ * With "timeline" it also prints the round trips of every 50 ms from the
+ * start, so that a profiler attached for part of one run can be compared
+ * with the rest of the same run:
+ *   timeline START_NS BUCKET_NS N0 N1 ...   (START_NS: CLOCK_MONOTONIC)
  *
- * usage: pingpong SECONDS
+ * SIGINT ends the run early, with the same report.
+ *
+ * usage: pingpong SECONDS [timeline]
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +28,13 @@
 static int ping[2], pong[2];
 static double seconds;
 static volatile int done;
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
 static long long rounds;
 
 static long long ns(clockid_t c)
@@ -66,20 +81,35 @@ int main(int argc, char **argv)
 	char b;
 
 	seconds = argc > 1 ? atof(argv[1]) : 5;
-	if (pipe(ping) || pipe(pong))
+	const long long bucket = 50000000;
+	long nb = argc > 2 && strcmp(argv[2], "timeline") == 0 ? (long)(seconds * 1e9 / bucket) + 2 : 0;
+	long *timeline = nb ? calloc(nb, sizeof(long)) : NULL;
+	if (pipe(ping) || pipe(pong) || (nb && !timeline))
 		return 1;
+	signal(SIGINT, on_sigint);
 	pthread_setname_np(pthread_self(), "pinger");
 	long long start = ns(CLOCK_MONOTONIC);
 	pthread_create(&t, NULL, ponger, NULL);
 	long long end = start + (long long)(seconds * 1e9);
-	while (ns(CLOCK_MONOTONIC) < end) {
+	for (long long now = start; now < end && !interrupted; now = ns(CLOCK_MONOTONIC)) {
 		if (write(ping[1], "p", 1) != 1 || pp_read(pong[0], &b) != 1)
 			return 1;
 		rounds++;
+		if (timeline) {
+			long i = (now - start) / bucket;
+			if (i < nb)
+				timeline[i]++;
+		}
 	}
 	write(ping[1], "e", 1);
 	pthread_join(t, NULL);
 	report("pinger", start);
 	printf("rounds_per_sec %.0f\n", rounds / ((ns(CLOCK_MONOTONIC) - start) / 1e9));
+	if (timeline) {
+		printf("timeline %lld %lld", start, bucket);
+		for (long i = 0; i < nb; i++)
+			printf(" %ld", timeline[i]);
+		printf("\n");
+	}
 	return 0;
 }
