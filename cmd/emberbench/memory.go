@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The memory section: `ember record` of the whole system for b.rssSeconds
@@ -34,6 +36,17 @@ func (b *bench) memory() error {
 		}
 		if s.Samples > 0 {
 			per1k = append(per1k, (r.CPU+r.BPF.RunTime).Seconds()*1e3/(float64(s.Samples)/1000))
+		}
+	}
+	// A child's ru_maxrss starts from its parent's peak (Go starts children
+	// with vfork, and exec keeps the larger of the two marks), so the rows
+	// mean something only while the harness stays smaller than Ember.
+	var self unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &self); err == nil {
+		own := float64(self.Maxrss) / 1024
+		b.logf("memory: the harness's own peak RSS is %.1f MiB", own)
+		if len(rss) > 0 && own >= median(rss)-1 {
+			b.warnf("memory: the harness's peak RSS (%.1f MiB) is as large as the measured one: the peak RSS row may be the harness's", own)
 		}
 	}
 	cfg := fmt.Sprintf("ember record -F 99 -d %ss (whole system)", secs)

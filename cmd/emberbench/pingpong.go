@@ -88,7 +88,14 @@ func (b *bench) withinRun(configs []string) (rates, ratio series, err error) {
 	}
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
-	work := exec.CommandContext(ctx, taskset, "-c", "0", b.bins.pingpong, "86400", "timeline")
+	// Long enough for every window twice over; SIGINT ends it after the last.
+	// (Not longer: its timeline is printed whole, and the harness's own
+	// peak RSS is inherited by the processes it starts, whose ru_maxrss the
+	// memory rows read.)
+	per := 2 * (windowLen + settle + attachLimit/10)
+	limit := time.Duration(b.offRounds*(len(configs)+1))*per + time.Minute
+	work := exec.CommandContext(ctx, taskset, "-c", "0", b.bins.pingpong,
+		strconv.Itoa(int(limit.Seconds())), "timeline")
 	var out bytes.Buffer
 	work.Stdout = &out
 	if err := work.Start(); err != nil {
