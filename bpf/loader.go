@@ -234,9 +234,21 @@ func Load(cfg Config) (*Objects, error) {
 	if hotByTID {
 		resize(pm, "offcpu_hot")
 	}
+	// Maps no loaded program uses: as small as they go, so that creating
+	// them costs nothing.
+	if !cfg.OffCPU || !raw {
+		resize(1, "offcpu_threads")
+	}
+	if !taskWork {
+		resize(1, "offcpu_resume")
+	}
 	resize(cfg.CountsEntries, "counts0", "counts1")
 	resize(cfg.StackEntries, "stacks0", "stacks1")
-	resize(cfg.KStackEntries, "offcpu_kstacks0", "offcpu_kstacks1")
+	if cfg.OffCPU {
+		resize(cfg.KStackEntries, "offcpu_kstacks0", "offcpu_kstacks1")
+	} else {
+		resize(1, "offcpu_kstacks0", "offcpu_kstacks1") // off-CPU only
+	}
 	resize(cfg.UStackEntries, "offcpu_ustacks0", "offcpu_ustacks1")
 	us := cfg.UnwindSizes
 	if !cfg.UnwindTables {

@@ -63,9 +63,10 @@ func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
 		}
 	}
 
-	tpBTF := !errors.Is(features.HaveProgramType(ebpf.Tracing), ebpf.ErrNotSupported)
-	rawTP := !errors.Is(features.HaveProgramType(ebpf.RawTracepoint), ebpf.ErrNotSupported)
-	storage := !errors.Is(features.HaveMapType(ebpf.TaskStorage), ebpf.ErrNotSupported)
+	// Each probe loads a program or creates a map: only those needed run.
+	tpBTF := m != MethodRawTP && !errors.Is(features.HaveProgramType(ebpf.Tracing), ebpf.ErrNotSupported)
+	storage := offCPU && tpBTF && !errors.Is(features.HaveMapType(ebpf.TaskStorage), ebpf.ErrNotSupported)
+	rawTP := func() bool { return !errors.Is(features.HaveProgramType(ebpf.RawTracepoint), ebpf.ErrNotSupported) }
 	switch m {
 	case MethodAuto:
 		switch {
@@ -76,7 +77,7 @@ func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
 			if offCPU {
 				slog.Info("this kernel lacks bpf_task_work (Linux 6.18): off-CPU user stacks are taken at sys_exit, which runs on every system call")
 			}
-		case rawTP:
+		case rawTP():
 			m = MethodRawTP
 			slog.Info("this kernel lacks BTF-enabled tracepoints (tp_btf) or task storage: using raw tracepoints, which cost a kernel stack walk at every context switch")
 		default:
@@ -95,7 +96,7 @@ func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
 			return "", &missing{"this kernel lacks BPF task-local storage (Linux 5.11), which off-CPU profiling keeps its per-thread start times in; use --offcpu-method raw-tp"}
 		}
 	case MethodRawTP:
-		if !rawTP {
+		if !rawTP() {
 			return "", &missing{"this kernel lacks raw tracepoint programs (Linux 4.17)"}
 		}
 	}
