@@ -314,6 +314,11 @@ func TestUnwindGo(t *testing.T) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// Without asynchronous preemption the loop in main.hot, which makes no
+	// call, never leaves it: otherwise the runtime may preempt it and the
+	// locked thread may be stopped handing off its P (seen once in CI-like
+	// runs: runtime.futex <- ... <- runtime.asyncPreempt2).
+	t.Setenv("GODEBUG", "asyncpreemptoff=1")
 	p := startStopped(t, path, "spin")
 	regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
 	want := []string{"main.hot", "main.level2", "main.level1", "main.main", "runtime.main", "runtime.goexit.abi0"}
