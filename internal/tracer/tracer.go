@@ -119,7 +119,9 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	if !cfg.IncludeSelf {
 		bcfg.SelfTGID = uint32(os.Getpid())
 	}
-	if cfg.OnCPU {
+	// Tables serve off-CPU user stacks too: blocking calls sit in libc,
+	// which frame pointers do not cross.
+	if cfg.OnCPU || cfg.OffCPU {
 		if cfg.Unwind, err = chooseUnwind(cfg.Unwind); err != nil {
 			return nil, err
 		}
