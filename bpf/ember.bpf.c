@@ -3,7 +3,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Ember's kernel side: on-CPU sampling (perf_event cpu-clock) and off-CPU
- * accounting (tp_btf/sched_switch + tp_btf/sys_exit), counted per
+ * accounting (sched_switch, with a task_work callback or sys_exit for user
+ * stacks; tp_btf, or raw_tp where the kernel lacks it), counted per
  * {pid, tid, user stack, kernel stack, kind} into double-buffered maps.
  *
  * Shape follows libbpf-tools' profile.bpf.c and offcputime.bpf.c, with three

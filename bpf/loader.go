@@ -100,9 +100,9 @@ type Config struct {
 	OnCPU  bool // load the perf_event program
 	OffCPU bool // load the sched_switch program (and sys_exit without task_work)
 
-	// NoTaskWork takes off-CPU user stacks at sys_exit even where the kernel
-	// has bpf_task_work (Linux 6.18), as on older kernels.
-	NoTaskWork bool
+	// TaskWork takes off-CPU user stacks with a bpf_task_work callback
+	// instead of at sys_exit; the caller has checked HaveTaskWork.
+	TaskWork bool
 	// RawTracepoints loads raw_tp programs for the tracepoints instead of
 	// tp_btf ones, for kernels without tp_btf (Linux 5.5): off-CPU blocks
 	// then cost a kernel stack walk at every switch-out.
@@ -185,15 +185,15 @@ func (o *Objects) Programs() map[string]*ebpf.Program { return o.coll.Programs }
 
 // Load loads the programs cfg asks for into the kernel.
 func Load(cfg Config) (*Objects, error) {
+	if cfg.OffCPUThreshold >= 1<<32 {
+		return nil, fmt.Errorf("the off-CPU sampling threshold %v is too long: at most %v", cfg.OffCPUThreshold, time.Duration(1<<32-1))
+	}
 	spec, err := loadEmber()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	if cfg.OffCPUThreshold >= 1<<32 {
-		return nil, fmt.Errorf("the off-CPU sampling threshold %v is too long: at most %v", cfg.OffCPUThreshold, time.Duration(1<<32-1))
-	}
 	raw := cfg.RawTracepoints
-	taskWork := cfg.OffCPU && !raw && !cfg.NoTaskWork && HaveTaskWork()
+	taskWork := cfg.OffCPU && !raw && cfg.TaskWork
 	rqClock := cfg.OffCPU && !raw && SchedClockGlobal()
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
 	// per possible thread, where that stays under 16 MiB.

@@ -3,9 +3,10 @@
  * Off-CPU accounting, included by ember.bpf.c.
  *
  * A block starts when sched_switch takes a thread off the CPU and ends when
- * sched_switch puts it back. Start times live in task-local storage: one
- * global, per-thread slot, so a thread that migrates between CPUs is measured
- * from one clock read to the next and nothing can inflate it.
+ * sched_switch puts it back. Start times live in one global, per-thread
+ * slot (offcpu_hot, indexed by thread ID, or task-local storage), so a thread
+ * that migrates between CPUs is measured from one clock read to the next and
+ * nothing can inflate it.
  *
  * Blocks are kept with probability min(1, d/T) and weighted max(d, T), an
  * unbiased estimate of blocked time per stack whose cost is bounded by T

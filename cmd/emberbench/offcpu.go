@@ -85,10 +85,10 @@ func (b *bench) offCPU() error {
 			if c == cfgEveryswitch && !every {
 				continue
 			}
-			res, err := b.offCPURun(c, secs, true)
+			res, err := b.offCPURun(c, secs)
 			for i := 1; errors.Is(err, errNoSamples) && i < attempts; i++ {
 				b.warnf("off-CPU round %d, %s, attempt %d: %v; running it again", r+1, c, i, err)
-				res, err = b.offCPURun(c, secs, true)
+				res, err = b.offCPURun(c, secs)
 			}
 			if err != nil {
 				b.warnf("off-CPU round %d, %s: %v", r+1, c, err)
@@ -148,9 +148,9 @@ type offResult struct {
 	runs uint64        // and their run count
 }
 
-// offCPURun runs pingpong under cfg, with or without the kernel's BPF
-// run-time accounting.
-func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
+// offCPURun runs pingpong under profiler cfg (cfgEmber or cfgEveryswitch)
+// with the kernel's BPF run-time accounting on.
+func (b *bench) offCPURun(cfg, secs string) (*offResult, error) {
 	// Both threads on one CPU: every round trip is two direct context
 	// switches. Spread over the idle CPUs of a VM, the rate measures how
 	// fast an idle vCPU wakes, not what a profiler costs per switch.
@@ -161,19 +161,13 @@ func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
 	}
 	work := []string{taskset, "-c", "0", b.bins.pingpong, secs}
 	opts := runOpts{Timeout: time.Duration(b.seconds*float64(time.Second))*10 + time.Minute,
-		WatchBPF: cfg != cfgNone, BPFStats: stats}
+		WatchBPF: true, BPFStats: true}
 	var argv []string
 	switch cfg {
-	case cfgNone:
-		argv = work
-	case cfgEmber, cfgEmberT1ms:
+	case cfgEmber:
 		out := filepath.Join(b.dir, "offcpu.pb.gz")
 		defer os.Remove(out)
-		argv = []string{b.ember, "record", "--mode", "offcpu", "-o", out}
-		if cfg == cfgEmberT1ms {
-			argv = append(argv, "--offcpu-threshold", "1ms")
-		}
-		argv = append(append(argv, "--"), work...)
+		argv = append([]string{b.ember, "record", "--mode", "offcpu", "-o", out, "--"}, work...)
 	case cfgEveryswitch:
 		argv = []string{"bpftrace", "-e", everySwitchProgram, "-c", strings.Join(work, " ")}
 	default:
@@ -187,10 +181,8 @@ func (b *bench) offCPURun(cfg, secs string, stats bool) (*offResult, error) {
 	if res.work, err = parsePingPong(r.Stdout); err != nil {
 		return nil, err
 	}
-	if cfg != cfgNone {
-		res.cpu = r.CPU - res.work.CPU
-	}
-	if cfg == cfgEmber || cfg == cfgEmberT1ms {
+	res.cpu = r.CPU - res.work.CPU
+	if cfg == cfgEmber {
 		s, err := parseEmber(r.Stderr)
 		if err != nil {
 			return nil, err

@@ -92,8 +92,8 @@ func (b *bench) withinRun(configs []string) (rates, ratio series, err error) {
 	// (Not longer: its timeline is printed whole, and the harness's own
 	// peak RSS is inherited by the processes it starts, whose ru_maxrss the
 	// memory rows read.)
-	per := 2 * (windowLen + settle + attachLimit/10)
-	limit := time.Duration(b.offRounds*(len(configs)+1))*per + time.Minute
+	per := 2*(windowLen+settle) + 10*time.Second // a window of none, one profiled, a profiler's start and exit
+	limit := time.Duration(b.offRounds*len(configs))*per + time.Minute
 	work := exec.CommandContext(ctx, taskset, "-c", "0", b.bins.pingpong,
 		strconv.Itoa(int(limit.Seconds())), "timeline")
 	var out bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 
 	"github.com/emberprof/ember/bpf"
@@ -54,7 +55,7 @@ func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
 	if onCPU {
 		probes = append(probes,
 			probe{"BPF programs on perf events (BPF_PROG_TYPE_PERF_EVENT)", features.HaveProgramType(ebpf.PerfEvent)},
-			probe{"the bpf_get_stackid helper for perf event programs", features.HaveProgramHelper(ebpf.PerfEvent, asmGetStackid)})
+			probe{"the bpf_get_stackid helper for perf event programs", features.HaveProgramHelper(ebpf.PerfEvent, asm.FnGetStackid)})
 	}
 	probes = append(probes, probe{"BPF ring buffers (Linux 5.8)", features.HaveMapType(ebpf.RingBuf)})
 	for _, p := range probes {

@@ -53,9 +53,6 @@ func Preflight() error {
 	return nil
 }
 
-// asmGetStackid is probed for perf event programs.
-const asmGetStackid = asm.FnGetStackid
-
 // chooseUnwind resolves UnwindAuto: tables when the kernel has what the
 // table walker needs (bpf_loop, 5.17; bpf_task_pt_regs, 5.15), else frame
 // pointers, said once. Asking for tables on such a kernel is an error.

@@ -108,7 +108,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		OffCPUThreshold: cfg.OffCPUThreshold,
 		OffCPUMin:       cfg.OffCPUMin,
 		OffCPUKinds:     kinds,
-		NoTaskWork:      cfg.OffCPUMethod != MethodTaskWork,
+		TaskWork:        cfg.OffCPUMethod == MethodTaskWork,
 		RawTracepoints:  cfg.OffCPUMethod == MethodRawTP,
 		NoHotArray:      cfg.OffCPUHotInStorage,
 		CountsEntries:   cfg.CountsEntries,
