@@ -162,9 +162,10 @@ func TestUnwindTablesOffCPU(t *testing.T) {
 	dir := t.TempDir()
 	bin := testutil.BuildC(t, filepath.Join(dir, "sleeper"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "unwind/sleeper.c")
 	chain := []string{"nap", "level3", "level2", "level1", "main"}
-	// Wall mode: the warm-up's on-CPU samples make the process known, so its
-	// tables are loaded before it blocks. Off-CPU mode: the first kept block
-	// makes it known; blocks kept before its tables load use frame pointers.
+	// The sleeper warms up (spinning, then napping outside the chain) so
+	// that its tables are loaded, then renames its thread "napping": blocks
+	// kept before a process's tables load are walked with frame pointers, a
+	// start-up window this test leaves out by counting that thread only.
 	for _, mode := range []string{"wall", "offcpu"} {
 		t.Run(mode, func(t *testing.T) {
 			share := func(unwind string) (float64, int64) {
@@ -172,7 +173,8 @@ func TestUnwindTablesOffCPU(t *testing.T) {
 				idx := testutil.SampleIndex(p, "offcpu")
 				var all, full int64
 				for _, s := range p.Sample {
-					if len(s.Label["state"]) != 1 || s.Label["state"][0] != "sleeping" {
+					if len(s.Label["state"]) != 1 || s.Label["state"][0] != "sleeping" ||
+						len(s.Label["thread"]) != 1 || s.Label["thread"][0] != "napping" {
 						continue
 					}
 					all += s.Value[idx]
@@ -192,10 +194,8 @@ func TestUnwindTablesOffCPU(t *testing.T) {
 			if nsT < 1e9 {
 				t.Fatalf("only %.2fs of sleeping recorded, want 1s", float64(nsT)/1e9)
 			}
-			// Off-CPU mode walks the first kept blocks before the tables load.
-			want := map[string]float64{"wall": 0.99, "offcpu": 0.98}[mode]
-			if tables < want {
-				t.Errorf("tables: full chain in %.2f%% of off-CPU time, want >= %.0f%%", 100*tables, 100*want)
+			if tables < 0.99 {
+				t.Errorf("tables: full chain in %.2f%% of off-CPU time, want >= 99%%", 100*tables)
 			}
 			if fp >= tables {
 				t.Errorf("frame pointers found the chain as often (%.2f%%) as tables (%.2f%%)", 100*fp, 100*tables)
