@@ -361,14 +361,20 @@ func SchedClockGlobal() bool {
 
 // HaveTaskWork reports whether the kernel can queue a BPF callback to run in
 // a task's own context on its way back to user mode
-// (bpf_task_work_schedule_resume_impl, Linux 6.18).
+// (bpf_task_work_schedule_resume_impl, Linux 6.18), and the callback can
+// disable preemption (bpf_preempt_disable, Linux 6.10).
 func HaveTaskWork() bool {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return false
 	}
-	var fn *btf.Func
-	return spec.TypeByName("bpf_task_work_schedule_resume_impl", &fn) == nil
+	for _, name := range []string{"bpf_task_work_schedule_resume_impl", "bpf_preempt_disable", "bpf_preempt_enable"} {
+		var fn *btf.Func
+		if spec.TypeByName(name, &fn) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Close releases every map and program.

@@ -337,13 +337,28 @@ static __always_inline bool resume_pending(bool raw, struct task_struct *task, _
 	return true;
 }
 
+/* Linux 6.10; every kernel with bpf_task_work has them. */
+extern void bpf_preempt_disable(void) __ksym __weak;
+extern void bpf_preempt_enable(void) __ksym __weak;
+
 /* offcpu_resumed runs as task_work in the thread whose kept block waits for
  * its user stack, just before it returns to user mode: its user registers
- * are those it blocked with. */
+ * are those it blocked with. The kernel runs it with migration disabled but
+ * preemptible; it disables preemption for its few microseconds, since the
+ * per-CPU scratch it walks the stack in would otherwise be shared with
+ * another thread's callback on the same CPU, and the thread's own switch-out
+ * would rewrite the hot record it is clearing. */
 static int offcpu_resumed(struct bpf_map *map, void *key, void *value)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!bpf_ksym_exists(bpf_preempt_disable) || !bpf_ksym_exists(bpf_preempt_enable)) {
+		stat_inc(STAT_OFFCPU_RESUME_FAILED);
+		return 0;
+	}
+	bpf_preempt_disable();
 	resume_pending(false, task, (__u32)bpf_get_current_pid_tgid());
+	bpf_preempt_enable();
 	return 0;
 }
 

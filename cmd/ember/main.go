@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -33,6 +34,22 @@ var rootCmd = &cobra.Command{
 	Short:         "Continuous on-CPU and off-CPU profiler for Linux, on eBPF",
 	SilenceUsage:  true,
 	SilenceErrors: true,
+	PersistentPreRunE: func(*cobra.Command, []string) error {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(logLevel)); err != nil {
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+		}
+		slog.SetLogLoggerLevel(l)
+		return nil
+	},
+}
+
+// logLevel is the least severe level logged. Debug shows what is otherwise
+// only counted: each process's maps read, each table that failed to build.
+var logLevel string
+
+func init() {
+	rootCmd.PersistentFlags().StringVar(&logLevel, "log-level", "info", "least severe log level shown: debug, info, warn or error")
 }
 
 func main() {

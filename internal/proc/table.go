@@ -80,11 +80,13 @@ func (t *Table) Add(pid int) (*Process, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old := t.procs[pid]; old != nil {
-		t.release(old)
-	}
+	// Hold the new mappings before releasing the old: a file in both keeps
+	// its descriptor, which a reader may be opening at this moment.
 	for i := range p.Mappings {
 		t.hold(pid, &p.Mappings[i])
+	}
+	if old := t.procs[pid]; old != nil {
+		t.release(old)
 	}
 	t.procs[pid] = p
 	return p, nil
@@ -133,10 +135,13 @@ func (t *Table) Get(pid int) *Process {
 // OpenMapping returns a new descriptor of the file behind m, read from the
 // descriptor held since the process was first seen, so it works after the
 // process exited or the file was deleted. The caller closes it.
+//
+// It opens under the lock: a descriptor released meanwhile would be closed,
+// and its number could already name another file.
 func (t *Table) OpenMapping(m *Mapping) (*os.File, error) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	h := t.files[fileKey{m.Dev, m.Inode}]
-	t.mu.Unlock()
 	if h == nil {
 		return nil, fmt.Errorf("%s: %w", m.Path, os.ErrNotExist)
 	}

@@ -218,6 +218,7 @@ func (u *unwinder) load(pid uint32) error {
 		return fmt.Errorf("write unwind_procs[%d]: %w", pid, err)
 	}
 	u.written[pid] = mk
+	slog.Debug("unwind tables loaded", "pid", pid, "mappings", len(ms), "tables", len(used))
 	return nil
 }
 
