@@ -263,12 +263,18 @@ func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
 	if s.Size > maxSectionSize || s.Size/maxCompressionRatio > s.FileSize {
 		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", name, s.Size, s.FileSize, ErrTooLarge)
 	}
-	b, err := io.ReadAll(io.LimitReader(s.Open(), int64(s.Size)+1))
-	if err != nil {
+	// Read into a buffer of the stated size: io.ReadAll would grow one in
+	// steps, allocating a few times a section that is often megabytes.
+	r := s.Open()
+	b := make([]byte, s.Size)
+	if n, err := io.ReadFull(r, b); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil, fmt.Errorf("section %s: decompressed to %d bytes, header says %d: %w", name, n, s.Size, ErrFormat)
+		}
 		return nil, fmt.Errorf("section %s: %w: %w", name, ErrFormat, err)
 	}
-	if uint64(len(b)) != s.Size {
-		return nil, fmt.Errorf("section %s: decompressed to %d bytes, header says %d: %w", name, len(b), s.Size, ErrFormat)
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("section %s: decompresses to more than the %d bytes its header says: %w", name, s.Size, ErrFormat)
 	}
 	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,15 +19,22 @@ const (
 	maxLineLen       = 1 << 16
 )
 
-// kallsyms is the kernel's symbol table, sorted by address.
+// kallsyms is the kernel's symbol table, sorted by address. It holds some
+// 150,000 text symbols on a typical kernel and lives as long as the
+// symbolizer (the agent keeps it between intervals), so names share one
+// arena and each symbol is 16 bytes: a string and a module string per symbol
+// took 40 bytes plus a header and allocation per name.
 type kallsyms struct {
-	syms []ksym
+	syms    []ksym
+	names   []byte   // every name, back to back
+	modules []string // modules[0] is the core kernel ("")
 }
 
 type ksym struct {
 	addr   uint64
-	name   string
-	module string // "" for the core kernel
+	name   uint32 // offset in names
+	len    uint16 // name length (names are cut at 65535 bytes)
+	module uint16 // index in modules
 }
 
 // parseKallsyms reads /proc/kallsyms lines: "address type name [module]".
@@ -36,21 +44,29 @@ func parseKallsyms(r io.Reader, name string) (k *kallsyms, err error) {
 	defer guard(name, &err)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLen)
-	k = &kallsyms{}
-	modules := make(map[string]string)
+	k = &kallsyms{modules: []string{""}}
+	// Grown by doubling and kept as they are: append's 1.25x steps for
+	// large slices allocate five times the final size on the way, and a
+	// copy to size would hold both at the end.
+	var names []byte
+	modules := map[string]uint16{}
 	zero := 0
 	for n := 0; sc.Scan(); n++ {
 		if n >= maxKallsymsLines {
 			return nil, fmt.Errorf("%s: more than %d lines: %w", name, maxKallsymsLines, ErrTooLarge)
 		}
-		f := strings.Fields(sc.Text())
-		if len(f) < 3 {
+		line := sc.Bytes()
+		addrF, line := nextField(line)
+		typ, line := nextField(line)
+		sym, line := nextField(line)
+		mod, _ := nextField(line)
+		if len(sym) == 0 {
 			continue
 		}
-		if len(f[1]) != 1 || !strings.ContainsAny(f[1], "tTwW") {
+		if len(typ) != 1 || !strings.ContainsRune("tTwW", rune(typ[0])) {
 			continue
 		}
-		addr, err := strconv.ParseUint(f[0], 16, 64)
+		addr, err := strconv.ParseUint(string(addrF), 16, 64)
 		if err != nil {
 			return nil, fmt.Errorf("%s: line %d: %w: %w", name, n+1, ErrFormat, err)
 		}
@@ -58,18 +74,25 @@ func parseKallsyms(r io.Reader, name string) (k *kallsyms, err error) {
 			zero++
 			continue
 		}
-		s := ksym{addr: addr, name: strings.Clone(truncate(f[2], maxNameLen))}
-		if len(f) >= 4 && strings.HasPrefix(f[3], "[") && strings.HasSuffix(f[3], "]") {
-			m := f[3]
-			if c, ok := modules[m]; ok {
-				m = c
-			} else {
-				m = strings.Clone(m)
-				modules[m] = m
-			}
-			s.module = m
+		sym = sym[:min(len(sym), maxNameLen, math.MaxUint16)]
+		if len(names)+len(sym) > math.MaxUint32 {
+			return nil, fmt.Errorf("%s: more than 4 GiB of names: %w", name, ErrTooLarge)
 		}
-		k.syms = append(k.syms, s)
+		s := ksym{addr: addr, name: uint32(len(names)), len: uint16(len(sym))}
+		names = append(grow(names, len(sym)), sym...)
+		if len(mod) > 2 && mod[0] == '[' && mod[len(mod)-1] == ']' {
+			i, ok := modules[string(mod)]
+			if !ok {
+				if len(k.modules) > math.MaxUint16 {
+					return nil, fmt.Errorf("%s: more than %d modules: %w", name, math.MaxUint16, ErrTooLarge)
+				}
+				i = uint16(len(k.modules))
+				k.modules = append(k.modules, string(mod))
+				modules[string(mod)] = i
+			}
+			s.module = i
+		}
+		k.syms = append(grow(k.syms, 1), s)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
@@ -77,8 +100,31 @@ func parseKallsyms(r io.Reader, name string) (k *kallsyms, err error) {
 	if len(k.syms) == 0 && zero > 0 {
 		return nil, fmt.Errorf("%s: all addresses are zero (kernel.kptr_restrict, or not root)", name)
 	}
+	k.names = names
 	slices.SortStableFunc(k.syms, func(a, b ksym) int { return cmpU64(a.addr, b.addr) })
 	return k, nil
+}
+
+// grow makes room for n more elements, doubling the capacity when it must.
+func grow[S ~[]E, E any](s S, n int) S {
+	if len(s)+n <= cap(s) {
+		return s
+	}
+	return slices.Grow(s, max(n, len(s), 1024))
+}
+
+// nextField returns the first space- or tab-separated field of b and the
+// rest after it.
+func nextField(b []byte) (field, rest []byte) {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	j := i
+	for j < len(b) && b[j] != ' ' && b[j] != '\t' {
+		j++
+	}
+	return b[i:j], b[j:]
 }
 
 func truncate(s string, n int) string {
@@ -97,8 +143,8 @@ func (k *kallsyms) lookup(addr uint64) (Frame, bool) {
 	}
 	s := k.syms[i-1]
 	file := KernelFile
-	if s.module != "" {
-		file = s.module
+	if s.module != 0 {
+		file = k.modules[s.module]
 	}
-	return Frame{Function: s.name, File: file}, true
+	return Frame{Function: string(k.names[s.name : s.name+uint32(s.len)]), File: file}, true
 }

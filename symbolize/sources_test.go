@@ -93,6 +93,80 @@ func TestParseKallsyms(t *testing.T) {
 	}
 }
 
+// Every text symbol of the running kernel resolves to itself (or to an alias
+// at the same address) with its module: the names arena and module indexes
+// hold for a whole real table, not just a few lines.
+func TestParseKallsymsWhole(t *testing.T) {
+	b, err := os.ReadFile("/proc/kallsyms")
+	if err != nil {
+		t.Skipf("no /proc/kallsyms: %v", err)
+	}
+	k, err := parseKallsyms(strings.NewReader(string(b)), "/proc/kallsyms")
+	if err != nil {
+		if strict() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	type where struct {
+		addr uint64
+		mod  string
+	}
+	at := map[string][]where{}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		fl := strings.Fields(line)
+		if len(fl) < 3 || !strings.Contains("tTwW", fl[1]) || len(fl[1]) != 1 {
+			continue
+		}
+		a, _ := strconv.ParseUint(fl[0], 16, 64)
+		mod := KernelFile
+		if len(fl) == 4 {
+			mod = fl[3]
+		}
+		at[fl[2]] = append(at[fl[2]], where{a, mod})
+		n++
+	}
+	if len(k.syms) != n {
+		t.Errorf("%d symbols kept, %d text symbols in the file", len(k.syms), n)
+	}
+	bad := 0
+	for name, ws := range at {
+		for _, w := range ws {
+			f, ok := k.lookup(w.addr)
+			if !ok {
+				t.Fatalf("%s at %#x not found", name, w.addr)
+			}
+			// An alias at the same address may win; it must be at w.addr.
+			found := false
+			for _, o := range at[f.Function] {
+				if o.addr == w.addr && o.mod == f.File {
+					found = true
+				}
+			}
+			if !found {
+				if bad++; bad <= 5 {
+					t.Errorf("%s %s at %#x resolved to %s %s", name, w.mod, w.addr, f.Function, f.File)
+				}
+			}
+		}
+	}
+	t.Logf("%d text symbols, %d modules, %d bytes of names", n, len(k.modules)-1, len(k.names))
+}
+
+func BenchmarkParseKallsyms(b *testing.B) {
+	data, err := os.ReadFile("/proc/kallsyms")
+	if err != nil {
+		b.Skip(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseKallsyms(strings.NewReader(string(data)), "kallsyms"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func TestSymbolizePerfMap(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "perf-4242.map")
