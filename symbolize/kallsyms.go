@@ -19,8 +19,8 @@ const (
 	maxLineLen       = 1 << 16
 )
 
-// kallsyms is the kernel's symbol table, sorted by address. It holds some
-// 150,000 text symbols on a typical kernel and lives as long as the
+// kallsyms is the kernel's symbol table, sorted by address. It holds over
+// 100,000 text symbols on a typical kernel and lives as long as the
 // symbolizer (the agent keeps it between intervals), so names share one
 // arena and each symbol is 16 bytes: a string and a module string per symbol
 // took 40 bytes plus a header and allocation per name.
