@@ -43,14 +43,6 @@ func parseTruth(t *testing.T, out string) map[string]threadTruth {
 	return truth
 }
 
-// buildOffCPU builds a testdata/offcpu workload with frame pointers kept
-// everywhere they can be (clang, leaves included, no sibling calls).
-func buildOffCPU(t *testing.T, dir, name string) string {
-	return testutil.BuildCC(t, "clang-19", filepath.Join(dir, name),
-		[]string{"-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-optimize-sibling-calls", "-pthread"},
-		"offcpu/"+name+".c")
-}
-
 // recordCommand runs `ember record ARGS -- COMMAND` and returns the
 // command's stdout and the profile.
 func recordCommand(t *testing.T, dir string, args []string, command ...string) (string, *profile.Profile) {
@@ -112,7 +104,7 @@ func testOffCPUBlocks(t *testing.T, migrate bool) {
 	for _, method := range offCPUMethods {
 		t.Run(method, func(t *testing.T) {
 			dir := t.TempDir()
-			bin := buildOffCPU(t, dir, "blocker")
+			bin := testutil.BuildOffCPU(t, dir, "blocker")
 			args := []string{bin, "6"}
 			if migrate {
 				args = append(args, "migrate")
@@ -137,7 +129,7 @@ func TestOffCPUKnownBlocksMigrating(t *testing.T) { testOffCPUBlocks(t, true) }
 func TestWallAddsUp(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	bin := buildOffCPU(t, dir, "blocker")
+	bin := testutil.BuildOffCPU(t, dir, "blocker")
 	stdout, p := recordCommand(t, dir, []string{"--mode", "wall", "-F", "499"}, bin, "6")
 	truth := parseTruth(t, stdout)
 	for _, name := range []string{"napper", "piper", "spinner"} {
@@ -162,7 +154,7 @@ func TestOffCPUPingPong(t *testing.T) {
 	for _, method := range offCPUMethods {
 		t.Run(method, func(t *testing.T) {
 			dir := t.TempDir()
-			bin := buildOffCPU(t, dir, "pingpong")
+			bin := testutil.BuildOffCPU(t, dir, "pingpong")
 			// T = 1ms: about 5,000 kept blocks per thread, so the sampling
 			// error (about 1.4%) is far inside the 10% asked.
 			stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-threshold", "1ms",

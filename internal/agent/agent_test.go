@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,9 +24,7 @@ import (
 func TestAgentPushesToPyroscope(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	bin := testutil.BuildCC(t, "clang-19", filepath.Join(dir, "blocker"),
-		[]string{"-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-optimize-sibling-calls", "-pthread"},
-		"offcpu/blocker.c")
+	bin := testutil.BuildOffCPU(t, dir, "blocker")
 	srv := pyroscopetest.New(t, pyroscopetest.Options{})
 	defer srv.Close()
 	s, err := pyroscope.New(pyroscope.Config{URL: srv.URL, Labels: map[string]string{"hostname": "testhost", "env": "ci"}, MinBackoff: 10 * time.Millisecond})

@@ -25,9 +25,7 @@ import (
 func TestOffCPUHotRecordsInTaskStorage(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	bin := testutil.BuildCC(t, "clang-19", filepath.Join(dir, "blocker"),
-		[]string{"-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-optimize-sibling-calls", "-pthread"},
-		"offcpu/blocker.c")
+	bin := testutil.BuildOffCPU(t, dir, "blocker")
 	var stdout bytes.Buffer
 	work := exec.Command(bin, "7")
 	work.Stdout = &stdout

@@ -82,6 +82,16 @@ func BuildCC(t testing.TB, cc, out string, flags []string, srcs ...string) strin
 	return out
 }
 
+// BuildOffCPU builds the testdata/offcpu workload name into dir with frame
+// pointers kept everywhere they can be (clang, leaves included, no sibling
+// calls), so that every blocking stack is whole without unwind tables.
+func BuildOffCPU(t testing.TB, dir, name string) string {
+	t.Helper()
+	return BuildCC(t, "clang-19", filepath.Join(dir, name),
+		[]string{"-O2", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-optimize-sibling-calls", "-pthread"},
+		"offcpu/"+name+".c")
+}
+
 // BuildGo builds a Go package directory from testdata into out.
 func BuildGo(t testing.TB, out string, flags []string, pkgDir string) string {
 	t.Helper()
