@@ -2,6 +2,7 @@ package proc
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +19,7 @@ type Process struct {
 	Cgroup   string    // cgroup v2 path, "" when unknown
 	Mappings []Mapping // executable file and anonymous mappings, sorted by Start
 
+	held   []fileKey // the files this process holds a reference to
 	exited bool
 }
 
@@ -83,7 +85,9 @@ func (t *Table) Add(pid int) (*Process, error) {
 	// Hold the new mappings before releasing the old: a file in both keeps
 	// its descriptor, which a reader may be opening at this moment.
 	for i := range p.Mappings {
-		t.hold(pid, &p.Mappings[i])
+		if k, ok := t.hold(pid, &p.Mappings[i]); ok {
+			p.held = append(p.held, k)
+		}
 	}
 	if old := t.procs[pid]; old != nil {
 		t.release(old)
@@ -92,30 +96,36 @@ func (t *Table) Add(pid int) (*Process, error) {
 	return p, nil
 }
 
-// hold opens the file behind m once per (dev, inode). t.mu is held.
-func (t *Table) hold(pid int, m *Mapping) {
+// hold opens the file behind m once per (dev, inode) and reports whether it
+// took a reference. t.mu is held.
+func (t *Table) hold(pid int, m *Mapping) (fileKey, bool) {
 	if m.Inode == 0 {
-		return
+		return fileKey{}, false
 	}
 	k := fileKey{m.Dev, m.Inode}
 	if h := t.files[k]; h != nil {
 		h.refs++
-		return
+		return k, true
 	}
 	// map_files reaches the very file mapped (deleted or memfd included) and
 	// never resolves a path inside a container's root on the host.
 	name := fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit)
 	f, err := os.Open(name)
 	if err != nil {
-		return
+		// The mapping is gone: the process exec'd or unmapped it after
+		// its maps were read. It holds no reference for it.
+		slog.Debug("hold mapped file", "pid", pid, "file", m.Path, "err", err)
+		return k, false
 	}
 	t.files[k] = &heldFile{f: f, refs: 1}
+	return k, true
 }
 
-// release drops p's references to held files. t.mu is held.
+// release drops the references p took, and only those: a file p failed to
+// hold may be held by another process (or by p's next reading, after an
+// exec), and must stay open for it. t.mu is held.
 func (t *Table) release(p *Process) {
-	for _, m := range p.Mappings {
-		k := fileKey{m.Dev, m.Inode}
+	for _, k := range p.held {
 		if h := t.files[k]; h != nil {
 			if h.refs--; h.refs <= 0 {
 				h.f.Close()

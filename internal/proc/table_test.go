@@ -1,7 +1,9 @@
 package proc
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -74,5 +76,59 @@ func TestOpenMappingDuringReread(t *testing.T) {
 	wg.Wait()
 	if failed > 0 {
 		t.Errorf("%d of 20000 opens failed while the process was re-read; first: %v", failed, first)
+	}
+}
+
+// A process's maps read just before it execs name mappings that are gone
+// when their files are opened, so it holds no reference to them; its next
+// reading (the exec) holds the same files at new addresses. Dropping the
+// first reading must not release those: before the fix, release dropped a
+// reference for every mapping, held or not, and closed the dynamic loader
+// and libc of every launched command that exec'd at the wrong moment, whose
+// stacks then lost their unwind tables.
+func TestRereadAfterFailedHold(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "42")
+	if err := os.MkdirAll(filepath.Join(dir, "map_files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const line = "%s r-xp 00001000 08:01 1234 /usr/lib/ld.so\n"
+	writeMaps := func(rng string) {
+		if err := os.WriteFile(filepath.Join(dir, "maps"), []byte(fmt.Sprintf(line, rng)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tab := NewTable()
+	tab.root = root
+	defer tab.Close()
+
+	// Read before the exec: the mapping is gone by the time it is opened.
+	writeMaps("7f0000001000-7f0000020000")
+	if _, err := tab.Add(42); err != nil {
+		t.Fatal(err)
+	}
+	// Read after the exec: the same file at another address.
+	writeMaps("7f1000001000-7f1000020000")
+	if err := os.WriteFile(filepath.Join(dir, "map_files", "7f1000001000-7f1000020000"), []byte("ld.so"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := tab.Add(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Mappings) != 1 {
+		t.Fatalf("%d mappings, want 1", len(p.Mappings))
+	}
+	f, err := tab.OpenMapping(&p.Mappings[0])
+	if err != nil {
+		t.Fatalf("open the loader after the process was read again: %v", err)
+	}
+	f.Close()
+
+	// Forgetting the process releases what it held, once.
+	tab.MarkExited(42)
+	tab.Sweep()
+	if _, err := tab.OpenMapping(&p.Mappings[0]); err == nil {
+		t.Error("the loader is still held after its only process was forgotten")
 	}
 }
