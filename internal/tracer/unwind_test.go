@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/emberprof/ember/bpf"
 	"github.com/emberprof/ember/internal/proc"
@@ -210,5 +213,64 @@ func BenchmarkPlaceTable(b *testing.B) {
 			b.ReportMetric(float64(size), "map-bytes")
 		})
 		ef.Close()
+	}
+}
+
+// writeMapped writes through mappings of a few pages at a time: entries
+// that start mid-page, span chunks, and carry padding (12-byte values laid
+// out 16 bytes apart) land where a lookup finds them, and their neighbours
+// are left as they were.
+func TestWriteMappedArray(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := Preflight(); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
+	}
+	for _, size := range []int{4, 8, 12} {
+		t.Run(fmt.Sprintf("%d-byte values", size), func(t *testing.T) {
+			const entries = 300_000 // several 1 MiB chunks at every size
+			m, err := ebpf.NewMap(&ebpf.MapSpec{
+				Type: ebpf.Array, KeySize: 4, ValueSize: uint32(size), MaxEntries: entries, Flags: bpfFMmapable,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			value := func(k uint32, mark byte) []byte {
+				v := make([]byte, size)
+				binary.LittleEndian.PutUint32(v, k)
+				v[size-1] = mark
+				return v
+			}
+			// Neighbours first, by the syscall path.
+			const first, n = 1001, 250_000
+			for _, k := range []uint32{0, first - 1, first + n, entries - 1} {
+				if err := m.Put(k, value(k, 'n')); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var data []byte
+			for k := uint32(first); k < first+n; k++ {
+				data = append(data, value(k, 'w')...)
+			}
+			if err := writeMapped(m, first, data, size); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, size)
+			check := func(k uint32, mark byte) {
+				if err := m.Lookup(k, &got); err != nil {
+					t.Fatal(err)
+				}
+				if want := value(k, mark); !bytes.Equal(got, want) {
+					t.Errorf("entry %d = %x, want %x", k, got, want)
+				}
+			}
+			for k := uint32(first); k < first+n; k += 997 {
+				check(k, 'w')
+			}
+			check(first+n-1, 'w')
+			for _, k := range []uint32{0, first - 1, first + n, entries - 1} {
+				check(k, 'n')
+			}
+		})
 	}
 }
