@@ -322,6 +322,7 @@ const method = `
   workload's threads and sums blocked time per stack at switch-in, as bcc's offcputime does; it needs
   tracefs, which the harness mounts if it is absent and unmounts afterwards.
 - Memory: peak RSS is wait4's ru_maxrss of ` + "`ember record`" + ` of the whole system while testdata/cpusplit and
-  testdata/gosplit run; BPF map memory is the sum of memlock over the maps in its /proc/PID/fdinfo.
+  testdata/gosplit run; BPF map memory is the sum of memlock over the maps in its /proc/PID/fdinfo. The agent's
+  RSS (VmRSS) is read beside the same two workloads, so that it has processes to unwind and symbolize.
 - Nothing in ` + "`make test`" + ` depends on these timings.
 `

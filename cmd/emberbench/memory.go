@@ -64,21 +64,11 @@ func (b *bench) memory() error {
 
 // systemRecord runs one whole-system recording beside a C and a Go workload.
 func (b *bench) systemRecord(secs string) (*run, emberSummary, error) {
-	var load []*exec.Cmd
-	defer func() {
-		for _, c := range load {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	}()
-	lsecs := strconv.FormatFloat(b.rssSeconds+10, 'f', -1, 64)
-	for _, argv := range [][]string{{b.bins.cpusplit, lsecs, "1"}, {b.bins.gosplit, lsecs, "1"}} {
-		c := exec.CommandContext(b.ctx, argv[0], argv[1:]...)
-		if err := c.Start(); err != nil {
-			return nil, emberSummary{}, fmt.Errorf("start %s: %w", argv[0], err)
-		}
-		load = append(load, c)
+	stop, err := b.startLoad(b.rssSeconds + 10)
+	if err != nil {
+		return nil, emberSummary{}, err
 	}
+	defer stop()
 	out := filepath.Join(b.dir, "system.pb.gz")
 	defer os.Remove(out)
 	timeout := time.Duration(b.rssSeconds*float64(time.Second)) + 5*time.Minute
@@ -91,8 +81,33 @@ func (b *bench) systemRecord(secs string) (*run, emberSummary, error) {
 	return r, s, err
 }
 
-// Agent mode, measured once `ember agent` exists: one run, its RSS read every
-// second after a warm-up of two intervals.
+// startLoad starts the C and the Go workload (testdata/cpusplit and
+// testdata/gosplit, one thread each) for seconds, so that a profiler has
+// processes to sample, unwind and symbolize; stop kills them.
+func (b *bench) startLoad(seconds float64) (stop func(), err error) {
+	var load []*exec.Cmd
+	stop = func() {
+		for _, c := range load {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}
+	secs := strconv.FormatFloat(seconds, 'f', -1, 64)
+	for _, argv := range [][]string{{b.bins.cpusplit, secs, "1"}, {b.bins.gosplit, secs, "1"}} {
+		c := exec.CommandContext(b.ctx, argv[0], argv[1:]...)
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("start %s: %w", argv[0], err)
+		}
+		load = append(load, c)
+	}
+	return stop, nil
+}
+
+// Agent mode, measured once `ember agent` exists: one run beside the same
+// workloads as the whole-system recordings (an idle machine would leave it
+// nothing to unwind or symbolize), its RSS read every second after a warm-up
+// of two intervals.
 const (
 	agentInterval = 15 * time.Second
 	agentWarmup   = 2*agentInterval + 5*time.Second
@@ -101,7 +116,7 @@ const (
 
 func (b *bench) agentRow() *row {
 	r := &row{Name: "memory: RSS in agent mode after warm-up",
-		Config: fmt.Sprintf("ember agent --interval %v (RSS each second, %v after %v warm-up)", agentInterval, agentMeasure, agentWarmup),
+		Config: fmt.Sprintf("ember agent --interval %v beside the C and Go workloads (RSS each second, %v after %v warm-up)", agentInterval, agentMeasure, agentWarmup),
 		Unit:   "MiB", Goal: &goal{Max: true, Limit: 50, Text: "< 50 MiB"}}
 	if err := exec.CommandContext(b.ctx, b.ember, "agent", "--help").Run(); err != nil {
 		r.Text, r.Goal = "n/a (no agent yet)", nil
@@ -113,6 +128,12 @@ func (b *bench) agentRow() *row {
 		return r
 	}
 	defer os.RemoveAll(dir)
+	stop, err := b.startLoad((agentWarmup + agentMeasure + time.Minute).Seconds())
+	if err != nil {
+		r.Text = "error: " + err.Error()
+		return r
+	}
+	defer stop()
 	b.logf("memory: ember agent for %v", agentWarmup+agentMeasure)
 	c := exec.CommandContext(b.ctx, b.ember, "agent", "--interval", agentInterval.String(), "--output-dir", dir)
 	if err := c.Start(); err != nil {
