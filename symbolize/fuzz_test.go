@@ -3,6 +3,7 @@ package symbolize
 import (
 	"debug/elf"
 	"encoding/binary"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,11 +211,14 @@ func FuzzKallsyms(f *testing.F) {
 	}
 	f.Add([]byte("ffffffff81000000 T _text\nffffffffc0000000 t helper\t[mod]\n"), uint64(0xffffffffc0000004))
 	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
-		k, err := parseKallsyms(strings.NewReader(string(data)), "fuzz")
-		if err != nil {
-			return
+		addrs := []uint64{addr}
+		if addr < math.MaxUint64 {
+			addrs = append(addrs, addr+1)
 		}
-		k.lookup(addr)
+		frames, ok, err := resolveKallsyms(strings.NewReader(string(data)), "fuzz", addrs)
+		if err == nil && (len(frames) != len(addrs) || len(ok) != len(addrs)) {
+			t.Fatalf("%d frames for %d addresses", len(frames), len(addrs))
+		}
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,47 +18,44 @@ const (
 	maxLineLen       = 1 << 16
 )
 
-// kallsyms is the kernel's symbol table, sorted by address. It holds over
-// 100,000 text symbols on a typical kernel and lives as long as the
-// symbolizer (the agent keeps it between intervals), so names share one
-// arena and each symbol is 16 bytes: a string and a module string per symbol
-// took 40 bytes plus a header and allocation per name.
-type kallsyms struct {
-	syms    []ksym
-	names   []byte   // every name, back to back
-	modules []string // modules[0] is the core kernel ("")
-}
-
-type ksym struct {
-	addr   uint64
-	name   uint32 // offset in names
-	len    uint16 // name length (names are cut at 65535 bytes)
-	module uint16 // index in modules
-}
-
-// parseKallsyms reads /proc/kallsyms lines: "address type name [module]".
-// Only text symbols (t, T, w, W) are kept. All-zero addresses (kptr_restrict)
-// give an empty table and an error saying so.
-func parseKallsyms(r io.Reader, name string) (k *kallsyms, err error) {
+// resolveKallsyms reads /proc/kallsyms lines ("address type name [module]")
+// once and returns the frame of each of addrs: the nearest text symbol (t, T,
+// w, W) at or below it, as perf does; ok[i] is false where no symbol is. addrs
+// must be sorted and distinct.
+//
+// It keeps what the addresses need, not the table: the table of a typical
+// kernel (over 100,000 text symbols) took 8 MiB live for the symbolizer's
+// life, a sixth of Ember's resident memory, to answer a few hundred
+// addresses per profile. Reading the file again per profile costs ~30 ms.
+//
+// The file is sorted by address only in parts (modules follow the core
+// kernel), so it keeps, for each gap between consecutive addresses
+// (addrs[i-1], addrs[i]], the highest symbol seen in it; the answer for
+// addrs[i] is that of the nearest gap at or below i that has one. Among
+// symbols at one address the last in the file wins, as a stable sort would
+// give. All-zero addresses (kptr_restrict) give an error saying so.
+func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, ok []bool, err error) {
 	defer guard(name, &err)
+	type best struct {
+		addr   uint64
+		set    bool
+		name   []byte
+		module int // index in modules
+	}
+	gaps := make([]best, len(addrs))
+	modules := []string{KernelFile}
+	moduleIndex := map[string]int{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLen)
-	k = &kallsyms{modules: []string{""}}
-	// Grown by doubling and kept as they are: append's 1.25x steps for
-	// large slices allocate five times the final size on the way, and a
-	// copy to size would hold both at the end.
-	var names []byte
-	modules := map[string]uint16{}
-	zero := 0
+	text, zero := 0, 0
 	for n := 0; sc.Scan(); n++ {
 		if n >= maxKallsymsLines {
-			return nil, fmt.Errorf("%s: more than %d lines: %w", name, maxKallsymsLines, ErrTooLarge)
+			return nil, nil, fmt.Errorf("%s: more than %d lines: %w", name, maxKallsymsLines, ErrTooLarge)
 		}
 		line := sc.Bytes()
 		addrF, line := nextField(line)
 		typ, line := nextField(line)
 		sym, line := nextField(line)
-		mod, _ := nextField(line)
 		if len(sym) == 0 {
 			continue
 		}
@@ -68,49 +64,49 @@ func parseKallsyms(r io.Reader, name string) (k *kallsyms, err error) {
 		}
 		addr, err := strconv.ParseUint(string(addrF), 16, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%s: line %d: %w: %w", name, n+1, ErrFormat, err)
+			return nil, nil, fmt.Errorf("%s: line %d: %w: %w", name, n+1, ErrFormat, err)
 		}
 		if addr == 0 {
 			zero++
 			continue
 		}
-		sym = sym[:min(len(sym), maxNameLen, math.MaxUint16)]
-		if len(names)+len(sym) > math.MaxUint32 {
-			return nil, fmt.Errorf("%s: more than 4 GiB of names: %w", name, ErrTooLarge)
+		text++
+		i, _ := slices.BinarySearch(addrs, addr) // the gap addr falls in
+		if i == len(addrs) || gaps[i].set && gaps[i].addr > addr {
+			continue
 		}
-		s := ksym{addr: addr, name: uint32(len(names)), len: uint16(len(sym))}
-		names = append(grow(names, len(sym)), sym...)
-		if len(mod) > 2 && mod[0] == '[' && mod[len(mod)-1] == ']' {
-			i, ok := modules[string(mod)]
-			if !ok {
-				if len(k.modules) > math.MaxUint16 {
-					return nil, fmt.Errorf("%s: more than %d modules: %w", name, math.MaxUint16, ErrTooLarge)
-				}
-				i = uint16(len(k.modules))
-				k.modules = append(k.modules, string(mod))
-				modules[string(mod)] = i
+		g := &gaps[i]
+		g.addr, g.set = addr, true
+		g.name = append(g.name[:0], sym[:min(len(sym), maxNameLen)]...)
+		g.module = 0
+		if mod, _ := nextField(line); len(mod) > 2 && mod[0] == '[' && mod[len(mod)-1] == ']' {
+			m, known := moduleIndex[string(mod)]
+			if !known {
+				m = len(modules)
+				modules = append(modules, string(mod))
+				moduleIndex[string(mod)] = m
 			}
-			s.module = i
+			g.module = m
 		}
-		k.syms = append(grow(k.syms, 1), s)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
+		return nil, nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
 	}
-	if len(k.syms) == 0 && zero > 0 {
-		return nil, fmt.Errorf("%s: all addresses are zero (kernel.kptr_restrict, or not root)", name)
+	if text == 0 && zero > 0 {
+		return nil, nil, fmt.Errorf("%s: all addresses are zero (kernel.kptr_restrict, or not root)", name)
 	}
-	k.names = names
-	slices.SortStableFunc(k.syms, func(a, b ksym) int { return cmpU64(a.addr, b.addr) })
-	return k, nil
-}
-
-// grow makes room for n more elements, doubling the capacity when it must.
-func grow[S ~[]E, E any](s S, n int) S {
-	if len(s)+n <= cap(s) {
-		return s
+	frames, ok = make([]Frame, len(addrs)), make([]bool, len(addrs))
+	var cur *best
+	for i := range gaps {
+		if gaps[i].set {
+			cur = &gaps[i]
+			frames[i] = Frame{Function: string(cur.name), File: modules[cur.module]}
+		} else if cur != nil {
+			frames[i] = frames[i-1]
+		}
+		ok[i] = cur != nil
 	}
-	return slices.Grow(s, max(n, len(s), 1024))
+	return frames, ok, nil
 }
 
 // nextField returns the first space- or tab-separated field of b and the
@@ -132,19 +128,4 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
-}
-
-// lookup returns the frame of a kernel address: the nearest text symbol at or
-// below it, as perf does.
-func (k *kallsyms) lookup(addr uint64) (Frame, bool) {
-	i, _ := slices.BinarySearchFunc(k.syms, addr+1, func(s ksym, a uint64) int { return cmpU64(s.addr, a) })
-	if i == 0 {
-		return Frame{}, false
-	}
-	s := k.syms[i-1]
-	file := KernelFile
-	if s.module != 0 {
-		file = k.modules[s.module]
-	}
-	return Frame{Function: string(k.names[s.name : s.name+uint32(s.len)]), File: file}, true
 }

@@ -26,10 +26,6 @@ type Options struct {
 	DebugDirs []string
 }
 
-// kallsymsTTL is how long a read of kallsyms is trusted before it is read
-// again (modules come and go).
-const kallsymsTTL = time.Minute
-
 // Symbolizer fills profiles with frames. It caches what it reads and is safe
 // for concurrent use.
 type Symbolizer struct {
@@ -39,8 +35,6 @@ type Symbolizer struct {
 	parsed atomic.Int64 // objects indexed, for tests of the cache
 
 	mu       sync.Mutex
-	kernel   *kallsyms
-	kernelAt time.Time
 	perfMaps map[string]perfMapEntry
 }
 
@@ -199,27 +193,27 @@ func (s *Symbolizer) open(m *profile.Mapping) (*os.File, error) {
 	return os.Open(m.File)
 }
 
+// symbolizeKernel reads kallsyms for the addresses of this profile only (see
+// resolveKallsyms): each profile sees the modules loaded now.
 func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
-	s.mu.Lock()
-	k := s.kernel
-	if k == nil || time.Since(s.kernelAt) > kallsymsTTL {
-		f, err := os.Open(s.opts.KallsymsPath)
-		if err != nil {
-			s.mu.Unlock()
-			return fmt.Errorf("symbolize kernel: %w", err)
-		}
-		k, err = parseKallsyms(f, s.opts.KallsymsPath)
-		f.Close()
-		if err != nil {
-			s.mu.Unlock()
-			return fmt.Errorf("symbolize kernel: %w", err)
-		}
-		s.kernel, s.kernelAt = k, time.Now()
-	}
-	s.mu.Unlock()
+	addrs := make([]uint64, 0, len(locs))
 	for _, l := range locs {
-		if f, ok := k.lookup(l.Address); ok {
-			fs.fill(m, l, []Frame{f})
+		addrs = append(addrs, l.Address)
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	f, err := os.Open(s.opts.KallsymsPath)
+	if err != nil {
+		return fmt.Errorf("symbolize kernel: %w", err)
+	}
+	defer f.Close()
+	frames, ok, err := resolveKallsyms(f, s.opts.KallsymsPath, addrs)
+	if err != nil {
+		return fmt.Errorf("symbolize kernel: %w", err)
+	}
+	for _, l := range locs {
+		if i, _ := slices.BinarySearch(addrs, l.Address); ok[i] {
+			fs.fill(m, l, []Frame{frames[i]})
 		}
 	}
 	return nil
