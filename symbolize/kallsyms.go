@@ -26,7 +26,10 @@ const (
 // It keeps what the addresses need, not the table: the table of a typical
 // kernel (over 100,000 text symbols) took 8 MiB live for the symbolizer's
 // life, a sixth of Ember's resident memory, to answer a few hundred
-// addresses per profile. Reading the file again per profile costs ~30 ms.
+// addresses per profile. Reading the file again per profile costs ~60 ms,
+// two thirds of it the kernel formatting the file (the agent pays it once
+// an interval; every interval brings new kernel addresses, so a cache of
+// answers would not spare it).
 //
 // The file is sorted by address only in parts (modules follow the core
 // kernel), so it keeps, for each gap between consecutive addresses
