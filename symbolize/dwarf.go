@@ -1,12 +1,9 @@
 package symbolize
 
 import (
-	"bytes"
-	"compress/zlib"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"slices"
 	"unsafe"
 )
@@ -275,17 +272,5 @@ func zdebugData(s *elf.Section, data []byte) ([]byte, error) {
 	if len(b) < 12 || string(b[:4]) != "ZLIB" {
 		return nil, fmt.Errorf("section %s: no ZLIB header: %w", s.Name, ErrFormat)
 	}
-	size := binary.BigEndian.Uint64(b[4:])
-	if size > maxSectionSize || size/maxCompressionRatio > uint64(len(b)) {
-		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", s.Name, size, len(b), ErrTooLarge)
-	}
-	zr, err := zlib.NewReader(bytes.NewReader(b[12:]))
-	if err != nil {
-		return nil, fmt.Errorf("section %s: %w: %w", s.Name, ErrFormat, err)
-	}
-	out, err := io.ReadAll(io.LimitReader(zr, int64(size)))
-	if err != nil {
-		return nil, fmt.Errorf("section %s: %w: %w", s.Name, ErrFormat, err)
-	}
-	return out, nil
+	return decompress(s.Name, elf.COMPRESS_ZLIB, b[12:], binary.BigEndian.Uint64(b[4:]))
 }

@@ -253,30 +253,14 @@ func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
 	if s == nil || s.Type == elf.SHT_NOBITS {
 		return nil, nil
 	}
+	end := s.Offset + s.FileSize
+	if end < s.Offset || end > uint64(len(data)) {
+		return nil, fmt.Errorf("section %s [%#x, %#x) beyond end of file: %w", name, s.Offset, end, ErrFormat)
+	}
 	if s.Flags&elf.SHF_COMPRESSED == 0 {
-		end := s.Offset + s.FileSize
-		if end < s.Offset || end > uint64(len(data)) {
-			return nil, fmt.Errorf("section %s [%#x, %#x) beyond end of file: %w", name, s.Offset, end, ErrFormat)
-		}
 		return data[s.Offset:end:end], nil
 	}
-	if s.Size > maxSectionSize || s.Size/maxCompressionRatio > s.FileSize {
-		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", name, s.Size, s.FileSize, ErrTooLarge)
-	}
-	// Read into a buffer of the stated size: io.ReadAll would grow one in
-	// steps, allocating a few times a section that is often megabytes.
-	r := s.Open()
-	b := make([]byte, s.Size)
-	if n, err := io.ReadFull(r, b); err != nil {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return nil, fmt.Errorf("section %s: decompressed to %d bytes, header says %d: %w", name, n, s.Size, ErrFormat)
-		}
-		return nil, fmt.Errorf("section %s: %w: %w", name, ErrFormat, err)
-	}
-	if n, _ := r.Read(make([]byte, 1)); n != 0 {
-		return nil, fmt.Errorf("section %s: decompresses to more than the %d bytes its header says: %w", name, s.Size, ErrFormat)
-	}
-	return b, nil
+	return compressedSection(name, data[s.Offset:end], ef.Class, ef.ByteOrder)
 }
 
 // hasDWARF reports whether ef has DWARF debug info (possibly compressed).
