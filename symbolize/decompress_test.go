@@ -25,7 +25,7 @@ func chdr64(typ elf.CompressionType, size uint64, stream []byte) []byte {
 	return append(b, stream...)
 }
 
-func zlibStream(t *testing.T, b []byte) []byte {
+func zlibStream(b []byte) []byte {
 	var buf bytes.Buffer
 	w := zlib.NewWriter(&buf)
 	w.Write(b)
@@ -33,10 +33,10 @@ func zlibStream(t *testing.T, b []byte) []byte {
 	return buf.Bytes()
 }
 
-func zstdStream(t *testing.T, b []byte) []byte {
+func zstdStream(b []byte) []byte {
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
-		t.Fatal(err)
+		panic(err) // only for bad options
 	}
 	defer enc.Close()
 	return enc.EncodeAll(b, nil)
@@ -54,8 +54,8 @@ func TestCompressedSection(t *testing.T) {
 		want[i] = words[x%uint32(len(words))]
 	}
 	streams := map[elf.CompressionType][]byte{
-		elf.COMPRESS_ZLIB: zlibStream(t, want),
-		elf.COMPRESS_ZSTD: zstdStream(t, want),
+		elf.COMPRESS_ZLIB: zlibStream(want),
+		elf.COMPRESS_ZSTD: zstdStream(want),
 	}
 	for typ, stream := range streams {
 		got, err := compressedSection(".debug_info", chdr64(typ, uint64(len(want)), stream), elf.ELFCLASS64, binary.LittleEndian)

@@ -238,3 +238,26 @@ func FuzzDemangle(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCompressedSection feeds compression headers and streams (zlib and zstd
+// seeds) to the section decompressor: an error, never a panic, and never more
+// bytes than the header states.
+func FuzzCompressedSection(f *testing.F) {
+	want := []byte("DW_AT_name main.c DW_AT_comp_dir /src DW_AT_producer clang-19")
+	for _, raw := range [][]byte{
+		chdr64(elf.COMPRESS_ZLIB, uint64(len(want)), zlibStream(want)),
+		chdr64(elf.COMPRESS_ZSTD, uint64(len(want)), zstdStream(want)),
+	} {
+		f.Add(raw, true)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, class64 bool) {
+		class := elf.ELFCLASS32
+		if class64 {
+			class = elf.ELFCLASS64
+		}
+		b, err := compressedSection(".debug_info", raw, class, binary.LittleEndian)
+		if err == nil && uint64(len(b)) > maxCompressionRatio*uint64(len(raw)) {
+			t.Fatalf("%d bytes from %d", len(b), len(raw))
+		}
+	})
+}
