@@ -215,9 +215,17 @@ func FuzzKallsyms(f *testing.F) {
 		if addr < math.MaxUint64 {
 			addrs = append(addrs, addr+1)
 		}
-		frames, ok, err := resolveKallsyms(strings.NewReader(string(data)), "fuzz", addrs)
-		if err == nil && (len(frames) != len(addrs) || len(ok) != len(addrs)) {
-			t.Fatalf("%d frames for %d addresses", len(frames), len(addrs))
+		frames, ok, spans, err := resolveKallsyms(strings.NewReader(string(data)), "fuzz", addrs)
+		if err != nil {
+			return
+		}
+		if len(frames) != len(addrs) || len(ok) != len(addrs) || len(spans) != len(addrs) {
+			t.Fatalf("%d frames, %d spans for %d addresses", len(frames), len(spans), len(addrs))
+		}
+		for i, s := range spans {
+			if s != (span{}) && (!ok[i] || s.start > addrs[i] || s.end <= addrs[i]) {
+				t.Fatalf("%#x: span [%#x, %#x)", addrs[i], s.start, s.end)
+			}
 		}
 	})
 }

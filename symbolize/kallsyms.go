@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // KernelFile is the Mapping.File of kernel frames, and the Frame.File given to
@@ -26,10 +27,8 @@ const (
 // It keeps what the addresses need, not the table: the table of a typical
 // kernel (over 100,000 text symbols) took 8 MiB live for the symbolizer's
 // life, a sixth of Ember's resident memory, to answer a few hundred
-// addresses per profile. Reading the file again per profile costs ~60 ms,
-// two thirds of it the kernel formatting the file (the agent pays it once
-// an interval; every interval brings new kernel addresses, so a cache of
-// answers would not spare it).
+// addresses per profile. A pass costs ~60 ms, two thirds of it the kernel
+// formatting the file; kernelSpans spares the passes it can.
 //
 // The file is sorted by address only in parts (modules follow the core
 // kernel), so it keeps, for each gap between consecutive addresses
@@ -37,15 +36,25 @@ const (
 // addrs[i] is that of the nearest gap at or below i that has one. Among
 // symbols at one address the last in the file wins, as a stable sort would
 // give. All-zero addresses (kptr_restrict) give an error saying so.
-func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, ok []bool, err error) {
+//
+// spans[i] is the span of core kernel text that has the answer of addrs[i]:
+// from its symbol to the lowest symbol above addrs[i] (the lowest of the next
+// gap that has any), when both are symbols of the core kernel, whose text
+// does not move while the system runs; else it is zero. Every address in it
+// has the same answer, by the same rule.
+func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, ok []bool, spans []span, err error) {
 	defer guard(name, &err)
 	type best struct {
 		addr   uint64
 		set    bool
 		name   []byte
 		module int // index in modules
+		low    uint64
+		lowMod int // module of low, when low != 0
 	}
-	gaps := make([]best, len(addrs))
+	// One more gap than addresses: the symbols above the last one, for its
+	// span's end.
+	gaps := make([]best, len(addrs)+1)
 	modules := []string{KernelFile}
 	moduleIndex := map[string]int{}
 	sc := bufio.NewScanner(r)
@@ -53,7 +62,7 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 	text, zero := 0, 0
 	for n := 0; sc.Scan(); n++ {
 		if n >= maxKallsymsLines {
-			return nil, nil, fmt.Errorf("%s: more than %d lines: %w", name, maxKallsymsLines, ErrTooLarge)
+			return nil, nil, nil, fmt.Errorf("%s: more than %d lines: %w", name, maxKallsymsLines, ErrTooLarge)
 		}
 		line := sc.Bytes()
 		addrF, line := nextField(line)
@@ -67,7 +76,7 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 		}
 		addr, err := strconv.ParseUint(string(addrF), 16, 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: line %d: %w: %w", name, n+1, ErrFormat, err)
+			return nil, nil, nil, fmt.Errorf("%s: line %d: %w: %w", name, n+1, ErrFormat, err)
 		}
 		if addr == 0 {
 			zero++
@@ -75,13 +84,13 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 		}
 		text++
 		i, _ := slices.BinarySearch(addrs, addr) // the gap addr falls in
-		if i == len(addrs) || gaps[i].set && gaps[i].addr > addr {
+		g := &gaps[i]
+		lowest := g.low == 0 || addr < g.low
+		highest := i < len(addrs) && (!g.set || addr >= g.addr)
+		if !lowest && !highest {
 			continue
 		}
-		g := &gaps[i]
-		g.addr, g.set = addr, true
-		g.name = append(g.name[:0], sym[:min(len(sym), maxNameLen)]...)
-		g.module = 0
+		module := 0
 		if mod, _ := nextField(line); len(mod) > 2 && mod[0] == '[' && mod[len(mod)-1] == ']' {
 			m, known := moduleIndex[string(mod)]
 			if !known {
@@ -89,18 +98,25 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 				modules = append(modules, string(mod))
 				moduleIndex[string(mod)] = m
 			}
-			g.module = m
+			module = m
+		}
+		if lowest {
+			g.low, g.lowMod = addr, module
+		}
+		if highest {
+			g.addr, g.set, g.module = addr, true, module
+			g.name = append(g.name[:0], sym[:min(len(sym), maxNameLen)]...)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
 	}
 	if text == 0 && zero > 0 {
-		return nil, nil, fmt.Errorf("%s: all addresses are zero (kernel.kptr_restrict, or not root)", name)
+		return nil, nil, nil, fmt.Errorf("%s: all addresses are zero (kernel.kptr_restrict, or not root)", name)
 	}
-	frames, ok = make([]Frame, len(addrs)), make([]bool, len(addrs))
+	frames, ok, spans = make([]Frame, len(addrs)), make([]bool, len(addrs)), make([]span, len(addrs))
 	var cur *best
-	for i := range gaps {
+	for i := range addrs {
 		if gaps[i].set {
 			cur = &gaps[i]
 			frames[i] = Frame{Function: string(cur.name), File: modules[cur.module]}
@@ -108,8 +124,23 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 			frames[i] = frames[i-1]
 		}
 		ok[i] = cur != nil
+		if cur != nil && cur.module == 0 {
+			spans[i].start = cur.addr
+		}
 	}
-	return frames, ok, nil
+	// Backwards, the lowest symbol above each address ends its span.
+	var next *best
+	for i := len(addrs) - 1; i >= 0; i-- {
+		if gaps[i+1].low != 0 {
+			next = &gaps[i+1]
+		}
+		if spans[i].start != 0 && next != nil && next.lowMod == 0 {
+			spans[i].end = next.low
+		} else {
+			spans[i] = span{}
+		}
+	}
+	return frames, ok, spans, nil
 }
 
 // nextField returns the first space- or tab-separated field of b and the
@@ -131,4 +162,53 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// span is [start, end) of kernel text.
+type span struct{ start, end uint64 }
+
+// maxKernelSpans bounds kernelSpans: a few thousand functions are what a
+// busy machine's profiles touch; past the bound it starts again.
+const maxKernelSpans = 1 << 14
+
+// kernelSpans remembers the answers of kallsyms passes for spans of core
+// kernel text (see resolveKallsyms), so that a profile whose kernel
+// addresses all fall in functions seen before needs no pass. The agent's
+// profiles repeat the same kernel functions at new offsets; reading
+// /proc/kallsyms for them cost it ~60 ms an interval.
+type kernelSpans struct {
+	mu    sync.Mutex
+	spans []span  // sorted, disjoint
+	names []Frame // names[i] is the answer for spans[i]
+}
+
+// lookup returns the answer for addr, if a remembered span has it.
+func (k *kernelSpans) lookup(addr uint64) (Frame, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(k.spans, addr, func(s span, a uint64) int { return cmpU64(s.end, a+1) })
+	// spans[i] is the first that ends above addr.
+	if i < len(k.spans) && k.spans[i].start <= addr {
+		return k.names[i], true
+	}
+	return Frame{}, false
+}
+
+// add remembers the answer f for s.
+func (k *kernelSpans) add(s span, f Frame) {
+	if s.end <= s.start {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i, found := slices.BinarySearchFunc(k.spans, s.start, func(t span, a uint64) int { return cmpU64(t.start, a) })
+	if found {
+		return
+	}
+	if len(k.spans) >= maxKernelSpans {
+		k.spans, k.names = k.spans[:0], k.names[:0]
+		i = 0
+	}
+	k.spans = slices.Insert(k.spans, i, s)
+	k.names = slices.Insert(k.names, i, f)
 }

@@ -89,7 +89,7 @@ func TestResolveKallsyms(t *testing.T) {
 	for _, c := range cases {
 		addrs = append(addrs, c.addr)
 	}
-	frames, ok, err := resolveKallsyms(strings.NewReader(in), "test", addrs)
+	frames, ok, _, err := resolveKallsyms(strings.NewReader(in), "test", addrs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestResolveKallsyms(t *testing.T) {
 			t.Errorf("%#x: %+v %v, want %q %q", c.addr, frames[i], ok[i], c.name, c.mod)
 		}
 	}
-	if _, _, err := resolveKallsyms(strings.NewReader("0000000000000000 T _text\n"), "zeros", addrs); err == nil {
+	if _, _, _, err := resolveKallsyms(strings.NewReader("0000000000000000 T _text\n"), "zeros", addrs); err == nil {
 		t.Error("all-zero kallsyms accepted")
 	}
 }
@@ -148,21 +148,50 @@ func TestResolveKallsymsWhole(t *testing.T) {
 	}
 	slices.Sort(addrs)
 	addrs = slices.Compact(addrs)
-	frames, ok, err := resolveKallsyms(strings.NewReader(string(b)), "/proc/kallsyms", addrs)
+	frames, ok, spans, err := resolveKallsyms(strings.NewReader(string(b)), "/proc/kallsyms", addrs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := 0
-	for i, a := range addrs {
+	// oracle answers a from the stably sorted table: the last symbol at the
+	// highest address at or below it, and the next address above it.
+	oracle := func(a uint64) (sym, uint64) {
 		j, _ := slices.BinarySearchFunc(syms, a+1, func(s sym, a uint64) int { return cmpU64(s.addr, a) })
-		want := syms[j-1] // addrs are all at or above the lowest symbol
+		var next uint64
+		if j < len(syms) {
+			next = syms[j].addr
+		}
+		return syms[j-1], next // addrs are all at or above the lowest symbol
+	}
+	bad, badSpans, withSpan := 0, 0, 0
+	for i, a := range addrs {
+		want, next := oracle(a)
 		if !ok[i] || frames[i].Function != truncate(want.name, maxNameLen) || frames[i].File != want.mod {
 			if bad++; bad <= 5 {
 				t.Errorf("%#x: %+v %v, want %s %s", a, frames[i], ok[i], want.name, want.mod)
 			}
 		}
+		// A span is given exactly where the answer and the next symbol
+		// are both of the core kernel, and is [answer, next symbol).
+		var wantSpan span
+		if want.mod == KernelFile && next != 0 {
+			if n, _ := oracle(next); n.mod == KernelFile {
+				wantSpan = span{want.addr, next}
+			}
+		}
+		if spans[i] != wantSpan {
+			if badSpans++; badSpans <= 5 {
+				t.Errorf("%#x: span %#x, want %#x", a, spans[i], wantSpan)
+			}
+		}
+		if spans[i].end != 0 {
+			withSpan++
+		}
 	}
-	t.Logf("%d text symbols, %d addresses resolved, %d wrong", len(syms), len(addrs), bad)
+	t.Logf("%d text symbols, %d addresses resolved, %d wrong; %d with a span of core kernel text, %d spans wrong",
+		len(syms), len(addrs), bad, withSpan, badSpans)
+	if withSpan < len(addrs)/2 {
+		t.Errorf("only %d of %d addresses have a span", withSpan, len(addrs))
+	}
 }
 
 // BenchmarkResolveKallsyms resolves 2,000 kernel addresses (a busy
@@ -183,7 +212,7 @@ func BenchmarkResolveKallsyms(b *testing.B) {
 	addrs = slices.Compact(addrs)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := resolveKallsyms(strings.NewReader(string(data)), "kallsyms", addrs); err != nil {
+		if _, _, _, err := resolveKallsyms(strings.NewReader(string(data)), "kallsyms", addrs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -288,4 +317,63 @@ func TestPerfMapFromRealJITs(t *testing.T) {
 func globPaths(pattern string) []string {
 	m, _ := filepath.Glob(pattern)
 	return m
+}
+
+// TestKernelSpansSparePasses checks that kernel addresses in core kernel
+// functions answered before need no kallsyms pass, and that module text,
+// which can be unloaded and its addresses reused, is read again each time.
+func TestKernelSpansSparePasses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kallsyms")
+	write := func(module string) {
+		t.Helper()
+		table := "ffffffff80000000 t low_fn\t[lowmod]\n" + // module text below the kernel's (arm64 can place it so)
+			"ffffffff81000000 T _stext\n" +
+			"ffffffff81000100 T alpha\n" +
+			"ffffffff81000180 d some_data\n" +
+			"ffffffff81000200 t beta\n" +
+			"ffffffff81000300 T gamma\n" +
+			"ffffffffc0000000 t " + module + "_fn\t[" + module + "]\n" +
+			"ffffffffc0000100 t " + module + "_fn2\t[" + module + "]\n"
+		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("mymod")
+	s := New(Options{KallsymsPath: path})
+	defer s.Close()
+	for _, c := range []struct {
+		addr   uint64
+		want   string
+		file   string
+		passes int64 // passes so far, after this address
+		module string
+	}{
+		{0xffffffff81000105, "alpha", KernelFile, 1, ""},
+		{0xffffffff81000210, "beta", KernelFile, 2, ""},
+		{0xffffffff81000120, "alpha", KernelFile, 2, ""}, // same function: no pass
+		{0xffffffff810001ff, "alpha", KernelFile, 2, ""}, // data symbols do not end text
+		{0xffffffff81000200, "beta", KernelFile, 2, ""},
+		{0xffffffff810002ff, "beta", KernelFile, 2, ""},
+		{0xffffffff81000301, "gamma", KernelFile, 3, ""}, // followed by module text: not kept
+		{0xffffffff81000302, "gamma", KernelFile, 4, ""},
+		{0xffffffffc0000001, "mymod_fn", "[mymod]", 5, ""},
+		{0xffffffffc0000001, "other_fn", "[other]", 6, "other"}, // unloaded, another in its place
+		{0xffffffff80000001, "low_fn", "[lowmod]", 7, ""},       // module text followed by the kernel's
+		{0xffffffff80000002, "low_fn", "[lowmod]", 8, ""},
+	} {
+		if c.module != "" {
+			write(c.module)
+		}
+		m := &profile.Mapping{ID: 1, File: KernelFile}
+		p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: c.addr, Mapping: m}}}
+		if err := s.Symbolize(p); err != nil {
+			t.Fatal(err)
+		}
+		if l := p.Location[0].Line; len(l) != 1 || l[0].Function.Name != c.want || l[0].Function.Filename != c.file {
+			t.Errorf("%#x: %+v, want %s in %s", c.addr, l, c.want, c.file)
+		}
+		if got := s.kallsymsPasses.Load(); got != c.passes {
+			t.Errorf("%#x: %d kallsyms passes so far, want %d", c.addr, got, c.passes)
+		}
+	}
 }

@@ -32,7 +32,9 @@ type Symbolizer struct {
 	opts  Options
 	cache *objectCache
 
-	parsed atomic.Int64 // objects indexed, for tests of the cache
+	parsed         atomic.Int64 // objects indexed, for tests of the cache
+	kallsymsPasses atomic.Int64 // reads of kallsyms, likewise
+	kernel         kernelSpans
 
 	mu       sync.Mutex
 	perfMaps map[string]perfMapEntry
@@ -193,27 +195,42 @@ func (s *Symbolizer) open(m *profile.Mapping) (*os.File, error) {
 	return os.Open(m.File)
 }
 
-// symbolizeKernel reads kallsyms for the addresses of this profile only (see
-// resolveKallsyms): each profile sees the modules loaded now.
+// symbolizeKernel answers the profile's kernel addresses from the spans of
+// kernel text remembered from earlier passes, and reads kallsyms for the rest
+// only (see resolveKallsyms): each pass sees the modules loaded now.
 func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
-	addrs := make([]uint64, 0, len(locs))
+	answers := make(map[uint64]Frame, len(locs))
+	var misses []uint64
 	for _, l := range locs {
-		addrs = append(addrs, l.Address)
+		if f, ok := s.kernel.lookup(l.Address); ok {
+			answers[l.Address] = f
+		} else {
+			misses = append(misses, l.Address)
+		}
 	}
-	slices.Sort(addrs)
-	addrs = slices.Compact(addrs)
-	f, err := os.Open(s.opts.KallsymsPath)
-	if err != nil {
-		return fmt.Errorf("symbolize kernel: %w", err)
-	}
-	defer f.Close()
-	frames, ok, err := resolveKallsyms(f, s.opts.KallsymsPath, addrs)
-	if err != nil {
-		return fmt.Errorf("symbolize kernel: %w", err)
+	if len(misses) > 0 {
+		slices.Sort(misses)
+		misses = slices.Compact(misses)
+		f, err := os.Open(s.opts.KallsymsPath)
+		if err != nil {
+			return fmt.Errorf("symbolize kernel: %w", err)
+		}
+		defer f.Close()
+		s.kallsymsPasses.Add(1)
+		frames, ok, spans, err := resolveKallsyms(f, s.opts.KallsymsPath, misses)
+		if err != nil {
+			return fmt.Errorf("symbolize kernel: %w", err)
+		}
+		for i, a := range misses {
+			if ok[i] {
+				answers[a] = frames[i]
+				s.kernel.add(spans[i], frames[i])
+			}
+		}
 	}
 	for _, l := range locs {
-		if i, _ := slices.BinarySearch(addrs, l.Address); ok[i] {
-			fs.fill(m, l, []Frame{frames[i]})
+		if f, ok := answers[l.Address]; ok {
+			fs.fill(m, l, []Frame{f})
 		}
 	}
 	return nil
