@@ -277,7 +277,7 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 		return unwind_stop(s, REASON_COMPLETE);
 	if (ra_rule == RA_LINK) {
 		if (i)
-			return unwind_stop(s, REASON_BAD_FRAME); /* only a leaf keeps its RA in LR */
+			return unwind_stop(s, REASON_BAD_FRAME); /* only a leaf keeps its RA in a register */
 		ra = s->lr;
 	} else if (read_u64(&ra, cfa + r->ra_off)) {
 		return unwind_stop(s, REASON_READ_FAILED);
@@ -327,7 +327,7 @@ __attribute__((noinline)) __s64 unwind_user(__u32 slot, __u32 set, __u32 tgid, s
 	s->pc = regs->ip;
 	s->sp = regs->sp;
 	s->fp = regs->bp;
-	s->lr = 0;
+	s->lr = regs->di; /* RA_LINK on x86-64: glibc's __vfork keeps its RA in rdi */
 #elif defined(__TARGET_ARCH_arm64)
 	s->pc = regs->pc;
 	s->sp = regs->sp;

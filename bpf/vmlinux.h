@@ -93,6 +93,7 @@ struct task_struct {
 /* The user registers an unwind starts from (CO-RE: only the fields read). */
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs {
+	unsigned long di;
 	unsigned long bp;
 	unsigned long ip;
 	unsigned long sp;

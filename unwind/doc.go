@@ -31,7 +31,8 @@
 //     instructions cannot be decoded costs its own function (CFAInvalid);
 //     its error, with the offset, is kept in Table.Errors.
 //   - RA: at CFA+off (always CFA-8 on x86-64), still in the link register
-//     (arm64 leaf code), or undefined (the outermost frame, e.g. _start).
+//     (arm64 leaf code; on x86-64 rdi, where glibc's __vfork keeps it across
+//     its system call), or undefined (the outermost frame, e.g. _start).
 //   - FP (rbp, x29): unchanged, saved at CFA+off, saved at FP+off (the
 //     DRAP frame's DW_CFA_expression rbp: DW_OP_breg6 0), or undefined.
 //

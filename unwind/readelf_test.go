@@ -221,6 +221,9 @@ func agree(arch Arch, r Row, ref refRow) (supported, ok bool) {
 	if arch == ARM64 {
 		raOK = raOK || ref.ra == "s"
 	}
+	// Kept in rdi (glibc's __vfork): the leaf's RA register on x86-64.
+	raInReg := arch == AMD64 && ref.ra == "r5 (rdi)"
+	raOK = raOK || raInReg
 	if !fpOK || !raOK {
 		return false, !r.CFA.Supported()
 	}
@@ -235,7 +238,7 @@ func agree(arch Arch, r Row, ref refRow) (supported, ok bool) {
 		return true, false
 	}
 	switch {
-	case ref.ra == "s":
+	case ref.ra == "s" || raInReg:
 		if r.RA != RALink {
 			return true, false
 		}

@@ -46,6 +46,7 @@ func (a Arch) String() string {
 
 // DWARF register numbers (x86-64 psABI 3.6.2; AAPCS64 DWARF for Arm 4.1).
 const (
+	amd64RDI = 5
 	amd64RBP = 6
 	amd64RSP = 7
 	amd64RA  = 16
@@ -99,7 +100,7 @@ type RARule uint8
 
 const (
 	RAOffset    RARule = iota // saved at CFA + RAOffset (always CFA-8 on x86-64)
-	RALink                    // still in the link register (arm64 x30)
+	RALink                    // still in the link register: arm64's x30; on x86-64, rdi (see makeRow)
 	RAUndefined               // the outermost frame: the stack ends here
 )
 
@@ -426,7 +427,12 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 			bad = true
 		}
 	case ruleRegister:
-		if arch == ARM64 && st.ra.reg == arm64LR {
+		// Kept in a register, which only the leaf frame can still have:
+		// x30 on arm64, and rdi on x86-64, where glibc's __vfork pops its
+		// return address to keep it across the system call, and the
+		// parent is off CPU there until its child exits or execs. Both
+		// walkers read it from the user registers as Regs.LR.
+		if arch == ARM64 && st.ra.reg == arm64LR || arch == AMD64 && st.ra.reg == amd64RDI {
 			row.RA = RALink
 		} else {
 			bad = true

@@ -6,7 +6,9 @@ import (
 )
 
 // Regs are the registers a walk starts from: those of the interrupted user
-// context (pt_regs). FP is rbp on x86-64 and x29 on arm64; LR is arm64's x30.
+// context (pt_regs). FP is rbp on x86-64 and x29 on arm64; LR, the register a
+// leaf may keep its return address in (RALink), is x30 on arm64 and rdi on
+// x86-64.
 type Regs struct {
 	PC, SP, FP, LR uint64
 }
@@ -127,7 +129,7 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			return pcs, ReasonComplete
 		case RALink:
 			if i > 0 {
-				return pcs, ReasonBadFrame // only the leaf can still hold its RA in LR
+				return pcs, ReasonBadFrame // only the leaf can still hold its RA in a register
 			}
 			ra = lr
 		case RAOffset:
@@ -148,7 +150,7 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			fp = 0
 		}
 		// The caller's stack pointer is the CFA. It must move up, except in
-		// the leaf of arm64 where LR still holds the RA and the CFA may be SP.
+		// a leaf whose RA is still in LR, where the CFA may be SP.
 		if cfa <= sp && !(row.RA == RALink && cfa == sp) {
 			return pcs, ReasonBadFrame
 		}

@@ -181,3 +181,44 @@ func TestOffCPUPingPong(t *testing.T) {
 		})
 	}
 }
+
+// --offcpu-state keeps only the asked states and --offcpu-min drops blocks
+// shorter than the floor, whatever their sampling weight. The blocker's
+// waiter thread waits for vfork()ed children (uninterruptible, "disk"; in
+// glibc's __vfork, whose return address sits in rdi), the napper sleeps in
+// 10 ms naps and the piper waits about 20 ms on its pipe (both
+// interruptible, "sleeping").
+func TestOffCPUStateAndMin(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	bin := testutil.BuildOffCPU(t, dir, "blocker")
+	// nearly reports whether got is under 1% of want: a thread whose blocks
+	// are all filtered out.
+	nearly0 := func(what string, got, want int64) {
+		t.Helper()
+		t.Logf("%s: %.3fs measured of %.3fs blocked", what, float64(got)/1e9, float64(want)/1e9)
+		if got > want/100 {
+			t.Errorf("%s: %.3fs kept, want none of its %.3fs", what, float64(got)/1e9, float64(want)/1e9)
+		}
+	}
+
+	t.Run("disk", func(t *testing.T) {
+		stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-state", "disk"}, bin, "5", "vfork")
+		truth := parseTruth(t, stdout)
+		waiter := truth["waiter"]
+		// The whole chain: a walk that stops in __vfork loses both.
+		within(t, "wait_vfork off-CPU", sumWhere(p, "offcpu", waiter.tid, "wait_vfork"), waiter.blocked, 0.05)
+		within(t, "waiter off-CPU (disk)", sumState(p, "offcpu", waiter.tid, "disk", "waiter"), waiter.blocked, 0.05)
+		nearly0("napper, sleeping", sumWhere(p, "offcpu", truth["napper"].tid, ""), truth["napper"].blocked)
+		nearly0("piper, sleeping", sumWhere(p, "offcpu", truth["piper"].tid, ""), truth["piper"].blocked)
+	})
+	t.Run("sleep-min-15ms", func(t *testing.T) {
+		stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-state", "sleep", "--offcpu-min", "15ms"},
+			bin, "5", "vfork")
+		truth := parseTruth(t, stdout)
+		within(t, "wait_pipe off-CPU (20 ms blocks)", sumState(p, "offcpu", truth["piper"].tid, "sleeping", "wait_pipe"),
+			truth["piper"].blocked, 0.05)
+		nearly0("napper, 10 ms naps", sumWhere(p, "offcpu", truth["napper"].tid, ""), truth["napper"].blocked)
+		nearly0("waiter, disk", sumWhere(p, "offcpu", truth["waiter"].tid, ""), truth["waiter"].blocked)
+	})
+}

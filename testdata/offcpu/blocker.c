@@ -4,13 +4,16 @@
  *   napper  sleeps in 10 ms naps in nap_sleep()
  *   piper   blocks in wait_pipe() on a pipe that feeder writes every 20 ms
  *   spinner spins in spin_forever()
+ *   waiter  (with "vfork") waits in wait_vfork() for a vfork()ed child that
+ *           sleeps 20 ms and exits: an uninterruptible (killable) wait, the
+ *           state of a thread blocked on a disk
  *
  * Each thread measures its own truth and prints, at the end, one line
  *   thread NAME TID WALL_NS CPU_NS BLOCKED_NS
  * where BLOCKED_NS is the time spent inside its named blocking call.
  * With "migrate", napper and piper move to another CPU before every block.
  *
- * usage: blocker SECONDS [migrate]
+ * usage: blocker SECONDS [migrate] [vfork]
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -19,11 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static double seconds;
-static int migrate;
+static int migrate, with_vfork;
 static int pipefd[2];
 static volatile int stop;
 static volatile unsigned long sink;
@@ -90,6 +94,24 @@ __attribute__((noinline)) long long wait_pipe(void)
 	return ns(CLOCK_MONOTONIC) - t0;
 }
 
+/* The child shares the parent's memory and stack until it exits: it makes
+ * raw system calls only. */
+__attribute__((noinline)) long long wait_vfork(void)
+{
+	long long t0 = ns(CLOCK_MONOTONIC);
+	pid_t pid = vfork();
+	if (pid == 0) {
+		struct timespec d = { 0, 20 * 1000 * 1000 };
+		syscall(SYS_nanosleep, &d, NULL);
+		syscall(SYS_exit, 0);
+	}
+	long long d = ns(CLOCK_MONOTONIC) - t0;
+	if (pid < 0)
+		return -1;
+	waitpid(pid, NULL, 0);
+	return d;
+}
+
 __attribute__((noinline)) void spin_forever(void)
 {
 	for (int i = 0; i < 100000; i++)
@@ -150,18 +172,38 @@ static void *spinner(void *arg)
 	return NULL;
 }
 
+static void *waiter(void *arg)
+{
+	long long start = ns(CLOCK_MONOTONIC), blocked = 0, d;
+	(void)arg;
+	pthread_setname_np(pthread_self(), "waiter");
+	while (ns(CLOCK_MONOTONIC) - start < seconds * 1e9) {
+		if ((d = wait_vfork()) < 0)
+			break;
+		blocked += d;
+	}
+	report("waiter", start, blocked);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
-	pthread_t t[4];
-	void *(*fn[4])(void *) = { napper, piper, feeder, spinner };
+	pthread_t t[5];
+	void *(*fn[5])(void *) = { napper, piper, feeder, spinner, waiter };
+	int n = 4;
 
 	seconds = argc > 1 ? atof(argv[1]) : 5;
-	migrate = argc > 2 && strcmp(argv[2], "migrate") == 0;
+	for (int i = 2; i < argc; i++) {
+		migrate |= strcmp(argv[i], "migrate") == 0;
+		with_vfork |= strcmp(argv[i], "vfork") == 0;
+	}
+	if (with_vfork)
+		n = 5;
 	if (pipe(pipefd) != 0)
 		return 1;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < n; i++)
 		pthread_create(&t[i], NULL, fn[i], NULL);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
 	return 0;
 }
