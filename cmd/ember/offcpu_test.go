@@ -136,6 +136,63 @@ func TestWallAddsUp(t *testing.T) {
 		th := truth[name]
 		within(t, name+" wall", sumWhere(p, "wall", th.tid, ""), th.wall, 0.05)
 	}
+	// `go tool pprof -sample_index=wall` needs wall as a sample type, each
+	// sample's wall its on-CPU plus off-CPU time.
+	var types []string
+	for _, st := range p.SampleType {
+		types = append(types, st.Type+"/"+st.Unit)
+	}
+	if want := []string{"cpu/nanoseconds", "offcpu/nanoseconds", "wall/nanoseconds"}; !subset(want, types) {
+		t.Fatalf("wall profile sample types %v, want %v among them", types, want)
+	}
+	cpu, off, wall := testutil.SampleIndex(p, "cpu"), testutil.SampleIndex(p, "offcpu"), testutil.SampleIndex(p, "wall")
+	for _, s := range p.Sample {
+		if s.Value[wall] != s.Value[cpu]+s.Value[off] {
+			t.Fatalf("sample with cpu %d, offcpu %d and wall %d", s.Value[cpu], s.Value[off], s.Value[wall])
+		}
+	}
+}
+
+func subset(want, have []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// A whole-system off-CPU recording leaves out the idle task (swapper, which
+// is "off CPU" whenever anything runs) and Ember's own threads, which block
+// all the time waiting for the next drain.
+func TestOffCPUExcludesIdleAndSelf(t *testing.T) {
+	testutil.RequireRoot(t)
+	out := filepath.Join(t.TempDir(), "out.pb.gz")
+	cmd := exec.Command(emberBin(t), "record", "--mode", "wall", "-d", "3s", "-o", out)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ember record: %v\n%s", err, stderr.String())
+	}
+	p := readProfile(t, out)
+	self := int64(cmd.Process.Pid)
+	off := testutil.SampleIndex(p, "offcpu")
+	var kept int64
+	for _, s := range p.Sample {
+		pid, tid := s.NumLabel["pid"], s.NumLabel["tid"]
+		if len(pid) != 1 || len(tid) != 1 {
+			t.Fatalf("sample without pid and tid labels: %v", s.NumLabel)
+		}
+		if pid[0] == self || tid[0] == 0 {
+			t.Errorf("sample of pid %d tid %d (comm %v), Ember being %d: %d ns off CPU", pid[0], tid[0], s.Label["comm"], self, s.Value[off])
+		}
+		kept += s.Value[off]
+	}
+	// The machine's other threads (kernel workers, daemons) did block.
+	t.Logf("%d samples, %.3fs off CPU, none of pid %d or of the idle task", len(p.Sample), float64(kept)/1e9, self)
+	if kept == 0 {
+		t.Errorf("no off-CPU time recorded on the whole system")
+	}
 }
 
 // Many short blocks: the duration-weighted estimate of blocked time stays
