@@ -249,12 +249,13 @@ func TestOffCPUStateAndMin(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	bin := testutil.BuildOffCPU(t, dir, "blocker")
-	// nearly reports whether got is under 1% of want: a thread whose blocks
-	// are all filtered out.
+	// nearly0 checks that got is under 2% of want: a thread whose blocks are
+	// all filtered out. (Not 0: a 10 ms nap whose wake-up waits 5 ms for a
+	// CPU on a busy machine is a 15 ms block.)
 	nearly0 := func(what string, got, want int64) {
 		t.Helper()
 		t.Logf("%s: %.3fs measured of %.3fs blocked", what, float64(got)/1e9, float64(want)/1e9)
-		if got > want/100 {
+		if got > want/50 {
 			t.Errorf("%s: %.3fs kept, want none of its %.3fs", what, float64(got)/1e9, float64(want)/1e9)
 		}
 	}
