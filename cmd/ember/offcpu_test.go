@@ -249,14 +249,12 @@ func TestOffCPUStateAndMin(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	bin := testutil.BuildOffCPU(t, dir, "blocker")
-	// nearly0 checks that got is under 2% of want: a thread whose blocks are
-	// all filtered out. (Not 0: a 10 ms nap whose wake-up waits 5 ms for a
-	// CPU on a busy machine is a 15 ms block.)
-	nearly0 := func(what string, got, want int64) {
+	// dropped checks that at most frac of a thread's blocked time was kept.
+	dropped := func(what string, got, want int64, frac float64) {
 		t.Helper()
-		t.Logf("%s: %.3fs measured of %.3fs blocked", what, float64(got)/1e9, float64(want)/1e9)
-		if got > want/50 {
-			t.Errorf("%s: %.3fs kept, want none of its %.3fs", what, float64(got)/1e9, float64(want)/1e9)
+		t.Logf("%s: %.3fs kept of %.3fs blocked", what, float64(got)/1e9, float64(want)/1e9)
+		if float64(got) > frac*float64(want) {
+			t.Errorf("%s: %.3fs kept of its %.3fs, want at most %.0f%%", what, float64(got)/1e9, float64(want)/1e9, frac*100)
 		}
 	}
 
@@ -267,16 +265,25 @@ func TestOffCPUStateAndMin(t *testing.T) {
 		// The whole chain: a walk that stops in __vfork loses both.
 		within(t, "wait_vfork off-CPU", sumWhere(p, "offcpu", waiter.tid, "wait_vfork"), waiter.blocked, 0.05)
 		within(t, "waiter off-CPU (disk)", sumState(p, "offcpu", waiter.tid, "disk", "waiter"), waiter.blocked, 0.05)
-		nearly0("napper, sleeping", sumWhere(p, "offcpu", truth["napper"].tid, ""), truth["napper"].blocked)
-		nearly0("piper, sleeping", sumWhere(p, "offcpu", truth["piper"].tid, ""), truth["piper"].blocked)
+		// The state filter is exact.
+		dropped("napper, sleeping", sumWhere(p, "offcpu", truth["napper"].tid, ""), truth["napper"].blocked, 0.01)
+		dropped("piper, sleeping", sumWhere(p, "offcpu", truth["piper"].tid, ""), truth["piper"].blocked, 0.01)
 	})
-	t.Run("sleep-min-15ms", func(t *testing.T) {
-		stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-state", "sleep", "--offcpu-min", "15ms"},
+	t.Run("sleep-disk-min-15ms", func(t *testing.T) {
+		stdout, p := recordCommand(t, dir, []string{"--mode", "offcpu", "--offcpu-state", "sleep,disk", "--offcpu-min", "15ms"},
 			bin, "5", "vfork")
 		truth := parseTruth(t, stdout)
-		within(t, "wait_pipe off-CPU (20 ms blocks)", sumState(p, "offcpu", truth["piper"].tid, "sleeping", "wait_pipe"),
-			truth["piper"].blocked, 0.05)
-		nearly0("napper, 10 ms naps", sumWhere(p, "offcpu", truth["napper"].tid, ""), truth["napper"].blocked)
-		nearly0("waiter, disk", sumWhere(p, "offcpu", truth["waiter"].tid, ""), truth["waiter"].blocked)
+		// The waiter's blocks last at least its child's 20 ms sleep, however
+		// late it runs again: all kept.
+		within(t, "wait_vfork off-CPU (20 ms blocks)", sumWhere(p, "offcpu", truth["waiter"].tid, "wait_vfork"),
+			truth["waiter"].blocked, 0.05)
+		// A block lasts from switch-out to switch-in: a nap whose wake-up
+		// waits 5 ms for a CPU is a 15 ms block, which happened to 6% of
+		// the naps in one CI run. Without the floor all are kept.
+		dropped("napper, 10 ms naps", sumWhere(p, "offcpu", truth["napper"].tid, ""), truth["napper"].blocked, 0.25)
+		// The piper's waits are 20 ms less its own lateness: most are kept.
+		if got, want := sumState(p, "offcpu", truth["piper"].tid, "sleeping", "wait_pipe"), truth["piper"].blocked; got < want/2 {
+			t.Errorf("piper: %.3fs kept of %.3fs blocked in wait_pipe: sleeping blocks are dropped", float64(got)/1e9, float64(want)/1e9)
+		}
 	})
 }
