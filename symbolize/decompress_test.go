@@ -142,7 +142,7 @@ func TestSectionDataMatchesObjcopy(t *testing.T) {
 	}
 }
 
-func openELF(t *testing.T, path string) (*elf.File, []byte) {
+func openELF(t testing.TB, path string) (*elf.File, []byte) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -169,14 +169,7 @@ func BenchmarkDecompress(b *testing.B) {
 		if msg, err := exec.Command(objcopy, "--compress-debug-sections="+form, bin, out).CombinedOutput(); err != nil {
 			b.Fatalf("objcopy: %v: %s", err, msg)
 		}
-		data, err := os.ReadFile(out)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ef, err := elf.NewFile(bytes.NewReader(data))
-		if err != nil {
-			b.Fatal(err)
-		}
+		ef, data := openELF(b, out)
 		s := ef.Section(".debug_info")
 		if s == nil || s.Flags&elf.SHF_COMPRESSED == 0 {
 			b.Fatalf("%s: no compressed .debug_info", out)
