@@ -7,6 +7,15 @@
  * stacks; tp_btf, or raw_tp where the kernel lacks it), counted per
  * {pid, tid, user stack, kernel stack, kind} into double-buffered maps.
  *
+ * Every program comes in variants that differ in what they need of the
+ * kernel, compiled from one body with compile-time constants: NAME walks
+ * user stacks with unwind tables (bpf_loop, Linux 5.17), NAME_fp with frame
+ * pointers only, and holds nothing an older verifier refuses (no callbacks,
+ * no hash maps allocated at run time). User space loads the variants it
+ * wants and, for auto choices, falls back to the next when the kernel
+ * refuses one (internal/tracer). A variant is chosen by loading, never by
+ * reading kernel versions or feature names.
+ *
  * Shape follows libbpf-tools' profile.bpf.c and offcputime.bpf.c, with three
  * differences that DESIGN.md explains: every stack failure is counted in a
  * per-CPU stats map (never hidden, never BPF_F_REUSE_STACKID), the counts and
@@ -31,7 +40,6 @@ const volatile bool include_idle = false;  /* count the idle task (pid 0) */
 const volatile __u64 offcpu_threshold_ns = 1000000; /* T of the weighted sampling */
 const volatile __u64 offcpu_min_ns = 0;    /* blocks shorter are never kept */
 const volatile __u32 offcpu_kinds = 0xff;  /* bit (1 << kind) of kinds to keep */
-const volatile bool unwind_with_tables = false; /* walk user stacks with unwind tables */
 
 #define MAX_KSTACK_DEPTH 64
 
@@ -259,10 +267,11 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 #include "offcpu.bpf.h"
 
 /* user_stack takes current's user stack: with unwind tables when the
- * process has them loaded, else with frame pointers (bpf_get_stackid). */
-static __always_inline void user_stack(void *ctx, __u32 set, __u32 tgid, struct sample_key *key)
+ * variant has them and the process has its tables loaded, else with frame
+ * pointers (bpf_get_stackid). */
+static __always_inline void user_stack(void *ctx, bool tables, __u32 set, __u32 tgid, struct sample_key *key)
 {
-	if (unwind_with_tables) {
+	if (tables) {
 		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
 		if (proc) {
 			__u32 reason;
@@ -274,8 +283,7 @@ static __always_inline void user_stack(void *ctx, __u32 set, __u32 tgid, struct 
 	key->user_stack = stackid(ctx, set, BPF_F_USER_STACK);
 }
 
-SEC("perf_event")
-int on_cpu_sample(void *ctx)
+static __always_inline int on_cpu_common(void *ctx, bool tables)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
@@ -283,8 +291,10 @@ int on_cpu_sample(void *ctx)
 	if (!wanted(tgid, tid))
 		return 0;
 	stat_inc(STAT_SAMPLES);
+	/* A plain store: two CPUs racing here write times a hair apart, and
+	 * compare-and-swap (BPF_CMPXCHG) needs Linux 5.12. */
 	if (!first_sample_ns)
-		__sync_val_compare_and_swap(&first_sample_ns, 0, bpf_ktime_get_ns());
+		first_sample_ns = bpf_ktime_get_ns();
 	note_process(tgid);
 
 	__u32 set = live_set();
@@ -299,9 +309,21 @@ int on_cpu_sample(void *ctx)
 	if (is_kthread((struct task_struct *)bpf_get_current_task()))
 		key.user_stack = -2 /* ENOENT */;
 	else
-		user_stack(ctx, set, tgid, &key);
+		user_stack(ctx, tables, set, tgid, &key);
 	add(set, &key, 1, 0);
 	return 0;
+}
+
+SEC("perf_event")
+int on_cpu_sample(void *ctx)
+{
+	return on_cpu_common(ctx, true);
+}
+
+SEC("perf_event")
+int on_cpu_sample_fp(void *ctx)
+{
+	return on_cpu_common(ctx, false);
 }
 
 /* The process tracepoints, as tp_btf programs and as raw_tp ones for

@@ -205,62 +205,69 @@ type emberUstack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	emberMapActiveSet          = "active_set"
-	emberMapCounts0            = "counts0"
-	emberMapCounts1            = "counts1"
-	emberMapEvents             = "events"
-	emberMapKnownPids          = "known_pids"
-	emberMapOffcpuHot          = "offcpu_hot"
-	emberMapOffcpuKstacks0     = "offcpu_kstacks0"
-	emberMapOffcpuKstacks1     = "offcpu_kstacks1"
-	emberMapOffcpuResume       = "offcpu_resume"
-	emberMapOffcpuTasks        = "offcpu_tasks"
-	emberMapOffcpuThreads      = "offcpu_threads"
-	emberMapOffcpuUstacks0     = "offcpu_ustacks0"
-	emberMapOffcpuUstacks1     = "offcpu_ustacks1"
-	emberMapOffcpuZero         = "offcpu_zero"
-	emberMapPids               = "pids"
-	emberMapStacks0            = "stacks0"
-	emberMapStacks1            = "stacks1"
-	emberMapStats              = "stats"
-	emberMapUnwindPages        = "unwind_pages"
-	emberMapUnwindProcs        = "unwind_procs"
-	emberMapUnwindRows         = "unwind_rows"
-	emberMapUnwindRules        = "unwind_rules"
-	emberMapUnwindScratch      = "unwind_scratch"
-	emberMapUnwindTables       = "unwind_tables"
-	emberMapUstackScratch      = "ustack_scratch"
-	emberProgFollowFork        = "follow_fork"
-	emberProgFollowForkRaw     = "follow_fork_raw"
-	emberProgOffcpuSwitch      = "offcpu_switch"
-	emberProgOffcpuSwitchRaw   = "offcpu_switch_raw"
-	emberProgOffcpuSysExit     = "offcpu_sys_exit"
-	emberProgOffcpuSysExitRaw  = "offcpu_sys_exit_raw"
-	emberProgOnCpuSample       = "on_cpu_sample"
-	emberProgProcessExec       = "process_exec"
-	emberProgProcessExecRaw    = "process_exec_raw"
-	emberProgProcessExit       = "process_exit"
-	emberProgProcessExitRaw    = "process_exit_raw"
-	emberVarCpuPending         = "cpu_pending"
-	emberVarFilterCgroup       = "filter_cgroup"
-	emberVarFilterPids         = "filter_pids"
-	emberVarFirstSampleNs      = "first_sample_ns"
-	emberVarFollowForks        = "follow_forks"
-	emberVarHotByTid           = "hot_by_tid"
-	emberVarIncludeIdle        = "include_idle"
-	emberVarOffcpuKinds        = "offcpu_kinds"
-	emberVarOffcpuMinNs        = "offcpu_min_ns"
-	emberVarOffcpuThresholdNs  = "offcpu_threshold_ns"
-	emberVarResumeByTaskWork   = "resume_by_task_work"
-	emberVarRqClock            = "rq_clock"
-	emberVarSelfTgid           = "self_tgid"
-	emberVarUnusedEvent        = "unused_event"
-	emberVarUnusedEventType    = "unused_event_type"
-	emberVarUnusedKind         = "unused_kind"
-	emberVarUnusedStat         = "unused_stat"
-	emberVarUnusedUnwindReason = "unused_unwind_reason"
-	emberVarUnusedUstack       = "unused_ustack"
-	emberVarUnwindWithTables   = "unwind_with_tables"
+	emberMapActiveSet             = "active_set"
+	emberMapCounts0               = "counts0"
+	emberMapCounts1               = "counts1"
+	emberMapEvents                = "events"
+	emberMapKnownPids             = "known_pids"
+	emberMapOffcpuHot             = "offcpu_hot"
+	emberMapOffcpuKstacks0        = "offcpu_kstacks0"
+	emberMapOffcpuKstacks1        = "offcpu_kstacks1"
+	emberMapOffcpuResume          = "offcpu_resume"
+	emberMapOffcpuTasks           = "offcpu_tasks"
+	emberMapOffcpuThreads         = "offcpu_threads"
+	emberMapOffcpuUstacks0        = "offcpu_ustacks0"
+	emberMapOffcpuUstacks1        = "offcpu_ustacks1"
+	emberMapOffcpuZero            = "offcpu_zero"
+	emberMapPids                  = "pids"
+	emberMapStacks0               = "stacks0"
+	emberMapStacks1               = "stacks1"
+	emberMapStats                 = "stats"
+	emberMapUnwindPages           = "unwind_pages"
+	emberMapUnwindProcs           = "unwind_procs"
+	emberMapUnwindRows            = "unwind_rows"
+	emberMapUnwindRules           = "unwind_rules"
+	emberMapUnwindScratch         = "unwind_scratch"
+	emberMapUnwindTables          = "unwind_tables"
+	emberMapUstackScratch         = "ustack_scratch"
+	emberProgFollowFork           = "follow_fork"
+	emberProgFollowForkRaw        = "follow_fork_raw"
+	emberProgOffcpuSwitch         = "offcpu_switch"
+	emberProgOffcpuSwitchFp       = "offcpu_switch_fp"
+	emberProgOffcpuSwitchRaw      = "offcpu_switch_raw"
+	emberProgOffcpuSwitchRawFp    = "offcpu_switch_raw_fp"
+	emberProgOffcpuSwitchTw       = "offcpu_switch_tw"
+	emberProgOffcpuSwitchTwFp     = "offcpu_switch_tw_fp"
+	emberProgOffcpuSwitchTwImpl   = "offcpu_switch_tw_impl"
+	emberProgOffcpuSwitchTwImplFp = "offcpu_switch_tw_impl_fp"
+	emberProgOffcpuSysExit        = "offcpu_sys_exit"
+	emberProgOffcpuSysExitFp      = "offcpu_sys_exit_fp"
+	emberProgOffcpuSysExitRaw     = "offcpu_sys_exit_raw"
+	emberProgOffcpuSysExitRawFp   = "offcpu_sys_exit_raw_fp"
+	emberProgOnCpuSample          = "on_cpu_sample"
+	emberProgOnCpuSampleFp        = "on_cpu_sample_fp"
+	emberProgProcessExec          = "process_exec"
+	emberProgProcessExecRaw       = "process_exec_raw"
+	emberProgProcessExit          = "process_exit"
+	emberProgProcessExitRaw       = "process_exit_raw"
+	emberVarCpuPending            = "cpu_pending"
+	emberVarFilterCgroup          = "filter_cgroup"
+	emberVarFilterPids            = "filter_pids"
+	emberVarFirstSampleNs         = "first_sample_ns"
+	emberVarFollowForks           = "follow_forks"
+	emberVarHotByTid              = "hot_by_tid"
+	emberVarIncludeIdle           = "include_idle"
+	emberVarOffcpuKinds           = "offcpu_kinds"
+	emberVarOffcpuMinNs           = "offcpu_min_ns"
+	emberVarOffcpuThresholdNs     = "offcpu_threshold_ns"
+	emberVarRqClock               = "rq_clock"
+	emberVarSelfTgid              = "self_tgid"
+	emberVarUnusedEvent           = "unused_event"
+	emberVarUnusedEventType       = "unused_event_type"
+	emberVarUnusedKind            = "unused_kind"
+	emberVarUnusedStat            = "unused_stat"
+	emberVarUnusedUnwindReason    = "unused_unwind_reason"
+	emberVarUnusedUstack          = "unused_ustack"
 )
 
 // loadEmber returns the embedded CollectionSpec for ember.
@@ -305,17 +312,26 @@ type emberSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberProgramSpecs struct {
-	FollowFork       *ebpf.ProgramSpec `ebpf:"follow_fork"`
-	FollowForkRaw    *ebpf.ProgramSpec `ebpf:"follow_fork_raw"`
-	OffcpuSwitch     *ebpf.ProgramSpec `ebpf:"offcpu_switch"`
-	OffcpuSwitchRaw  *ebpf.ProgramSpec `ebpf:"offcpu_switch_raw"`
-	OffcpuSysExit    *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit"`
-	OffcpuSysExitRaw *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_raw"`
-	OnCpuSample      *ebpf.ProgramSpec `ebpf:"on_cpu_sample"`
-	ProcessExec      *ebpf.ProgramSpec `ebpf:"process_exec"`
-	ProcessExecRaw   *ebpf.ProgramSpec `ebpf:"process_exec_raw"`
-	ProcessExit      *ebpf.ProgramSpec `ebpf:"process_exit"`
-	ProcessExitRaw   *ebpf.ProgramSpec `ebpf:"process_exit_raw"`
+	FollowFork           *ebpf.ProgramSpec `ebpf:"follow_fork"`
+	FollowForkRaw        *ebpf.ProgramSpec `ebpf:"follow_fork_raw"`
+	OffcpuSwitch         *ebpf.ProgramSpec `ebpf:"offcpu_switch"`
+	OffcpuSwitchFp       *ebpf.ProgramSpec `ebpf:"offcpu_switch_fp"`
+	OffcpuSwitchRaw      *ebpf.ProgramSpec `ebpf:"offcpu_switch_raw"`
+	OffcpuSwitchRawFp    *ebpf.ProgramSpec `ebpf:"offcpu_switch_raw_fp"`
+	OffcpuSwitchTw       *ebpf.ProgramSpec `ebpf:"offcpu_switch_tw"`
+	OffcpuSwitchTwFp     *ebpf.ProgramSpec `ebpf:"offcpu_switch_tw_fp"`
+	OffcpuSwitchTwImpl   *ebpf.ProgramSpec `ebpf:"offcpu_switch_tw_impl"`
+	OffcpuSwitchTwImplFp *ebpf.ProgramSpec `ebpf:"offcpu_switch_tw_impl_fp"`
+	OffcpuSysExit        *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit"`
+	OffcpuSysExitFp      *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_fp"`
+	OffcpuSysExitRaw     *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_raw"`
+	OffcpuSysExitRawFp   *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_raw_fp"`
+	OnCpuSample          *ebpf.ProgramSpec `ebpf:"on_cpu_sample"`
+	OnCpuSampleFp        *ebpf.ProgramSpec `ebpf:"on_cpu_sample_fp"`
+	ProcessExec          *ebpf.ProgramSpec `ebpf:"process_exec"`
+	ProcessExecRaw       *ebpf.ProgramSpec `ebpf:"process_exec_raw"`
+	ProcessExit          *ebpf.ProgramSpec `ebpf:"process_exit"`
+	ProcessExitRaw       *ebpf.ProgramSpec `ebpf:"process_exit_raw"`
 }
 
 // emberMapSpecs contains maps before they are loaded into the kernel.
@@ -363,7 +379,6 @@ type emberVariableSpecs struct {
 	OffcpuKinds        *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.VariableSpec `ebpf:"offcpu_min_ns"`
 	OffcpuThresholdNs  *ebpf.VariableSpec `ebpf:"offcpu_threshold_ns"`
-	ResumeByTaskWork   *ebpf.VariableSpec `ebpf:"resume_by_task_work"`
 	RqClock            *ebpf.VariableSpec `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -372,7 +387,6 @@ type emberVariableSpecs struct {
 	UnusedStat         *ebpf.VariableSpec `ebpf:"unused_stat"`
 	UnusedUnwindReason *ebpf.VariableSpec `ebpf:"unused_unwind_reason"`
 	UnusedUstack       *ebpf.VariableSpec `ebpf:"unused_ustack"`
-	UnwindWithTables   *ebpf.VariableSpec `ebpf:"unwind_with_tables"`
 }
 
 // emberObjects contains all objects after they have been loaded into the kernel.
@@ -466,7 +480,6 @@ type emberVariables struct {
 	OffcpuKinds        *ebpf.Variable `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.Variable `ebpf:"offcpu_min_ns"`
 	OffcpuThresholdNs  *ebpf.Variable `ebpf:"offcpu_threshold_ns"`
-	ResumeByTaskWork   *ebpf.Variable `ebpf:"resume_by_task_work"`
 	RqClock            *ebpf.Variable `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
@@ -475,24 +488,32 @@ type emberVariables struct {
 	UnusedStat         *ebpf.Variable `ebpf:"unused_stat"`
 	UnusedUnwindReason *ebpf.Variable `ebpf:"unused_unwind_reason"`
 	UnusedUstack       *ebpf.Variable `ebpf:"unused_ustack"`
-	UnwindWithTables   *ebpf.Variable `ebpf:"unwind_with_tables"`
 }
 
 // emberPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberPrograms struct {
-	FollowFork       *ebpf.Program `ebpf:"follow_fork"`
-	FollowForkRaw    *ebpf.Program `ebpf:"follow_fork_raw"`
-	OffcpuSwitch     *ebpf.Program `ebpf:"offcpu_switch"`
-	OffcpuSwitchRaw  *ebpf.Program `ebpf:"offcpu_switch_raw"`
-	OffcpuSysExit    *ebpf.Program `ebpf:"offcpu_sys_exit"`
-	OffcpuSysExitRaw *ebpf.Program `ebpf:"offcpu_sys_exit_raw"`
-	OnCpuSample      *ebpf.Program `ebpf:"on_cpu_sample"`
-	ProcessExec      *ebpf.Program `ebpf:"process_exec"`
-	ProcessExecRaw   *ebpf.Program `ebpf:"process_exec_raw"`
-	ProcessExit      *ebpf.Program `ebpf:"process_exit"`
-	ProcessExitRaw   *ebpf.Program `ebpf:"process_exit_raw"`
+	FollowFork           *ebpf.Program `ebpf:"follow_fork"`
+	FollowForkRaw        *ebpf.Program `ebpf:"follow_fork_raw"`
+	OffcpuSwitch         *ebpf.Program `ebpf:"offcpu_switch"`
+	OffcpuSwitchFp       *ebpf.Program `ebpf:"offcpu_switch_fp"`
+	OffcpuSwitchRaw      *ebpf.Program `ebpf:"offcpu_switch_raw"`
+	OffcpuSwitchRawFp    *ebpf.Program `ebpf:"offcpu_switch_raw_fp"`
+	OffcpuSwitchTw       *ebpf.Program `ebpf:"offcpu_switch_tw"`
+	OffcpuSwitchTwFp     *ebpf.Program `ebpf:"offcpu_switch_tw_fp"`
+	OffcpuSwitchTwImpl   *ebpf.Program `ebpf:"offcpu_switch_tw_impl"`
+	OffcpuSwitchTwImplFp *ebpf.Program `ebpf:"offcpu_switch_tw_impl_fp"`
+	OffcpuSysExit        *ebpf.Program `ebpf:"offcpu_sys_exit"`
+	OffcpuSysExitFp      *ebpf.Program `ebpf:"offcpu_sys_exit_fp"`
+	OffcpuSysExitRaw     *ebpf.Program `ebpf:"offcpu_sys_exit_raw"`
+	OffcpuSysExitRawFp   *ebpf.Program `ebpf:"offcpu_sys_exit_raw_fp"`
+	OnCpuSample          *ebpf.Program `ebpf:"on_cpu_sample"`
+	OnCpuSampleFp        *ebpf.Program `ebpf:"on_cpu_sample_fp"`
+	ProcessExec          *ebpf.Program `ebpf:"process_exec"`
+	ProcessExecRaw       *ebpf.Program `ebpf:"process_exec_raw"`
+	ProcessExit          *ebpf.Program `ebpf:"process_exit"`
+	ProcessExitRaw       *ebpf.Program `ebpf:"process_exit_raw"`
 }
 
 func (p *emberPrograms) Close() error {
@@ -500,10 +521,19 @@ func (p *emberPrograms) Close() error {
 		p.FollowFork,
 		p.FollowForkRaw,
 		p.OffcpuSwitch,
+		p.OffcpuSwitchFp,
 		p.OffcpuSwitchRaw,
+		p.OffcpuSwitchRawFp,
+		p.OffcpuSwitchTw,
+		p.OffcpuSwitchTwFp,
+		p.OffcpuSwitchTwImpl,
+		p.OffcpuSwitchTwImplFp,
 		p.OffcpuSysExit,
+		p.OffcpuSysExitFp,
 		p.OffcpuSysExitRaw,
+		p.OffcpuSysExitRawFp,
 		p.OnCpuSample,
+		p.OnCpuSampleFp,
 		p.ProcessExec,
 		p.ProcessExecRaw,
 		p.ProcessExit,

@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -100,13 +99,9 @@ type Config struct {
 	OnCPU  bool // load the perf_event program
 	OffCPU bool // load the sched_switch program (and sys_exit without task_work)
 
-	// TaskWork takes off-CPU user stacks with a bpf_task_work callback
-	// instead of at sys_exit; the caller has checked HaveTaskWork.
-	TaskWork bool
-	// RawTracepoints loads raw_tp programs for the tracepoints instead of
-	// tp_btf ones, for kernels without tp_btf (Linux 5.5): off-CPU blocks
-	// then cost a kernel stack walk at every switch-out.
-	RawTracepoints bool
+	// Hook says which variant of the tracepoint programs to load. HookRaw
+	// also loads the process tracepoints as raw_tp programs.
+	Hook Hook
 	// NoHotArray keeps the hot per-thread off-CPU records in task storage
 	// (raw_tp: the thread hash), as where pid_max is above 2^20.
 	NoHotArray bool
@@ -120,11 +115,77 @@ type Config struct {
 	KStackEntries uint32 // per off-CPU kernel stack map (x2)
 	UStackEntries uint32 // per user stack map (x2): off-CPU stacks, table walks
 
-	// UnwindTables walks on-CPU user stacks with the unwind tables user
-	// space loads into the Unwind* maps, for processes that have an
-	// unwind_procs entry; other stacks use frame pointers.
+	// UnwindTables loads the program variants that walk user stacks with
+	// the unwind tables user space loads into the Unwind* maps, for
+	// processes that have an unwind_procs entry (other stacks use frame
+	// pointers); without it, the _fp variants, which need no bpf_loop.
 	UnwindTables bool
 	UnwindSizes  UnwindSizes // 0 fields: defaults
+
+	// KernelTypes is the kernel's BTF for CO-RE relocations when it is not
+	// at /sys/kernel/btf/vmlinux (--btf); nil: the kernel's own.
+	KernelTypes *btf.Spec
+}
+
+// Hook is how the off-CPU programs learn where a kept block's thread is in
+// user space (enum offcpu_hook in offcpu.bpf.h).
+type Hook int
+
+const (
+	// HookSysExit: tp_btf sched_switch and sys_exit (Linux 5.11).
+	HookSysExit Hook = iota
+	// HookRaw: raw_tp programs for every tracepoint, per-thread records in
+	// a hash map, a kernel stack walk at every switch-out (Linux 5.10).
+	HookRaw
+	// HookTaskWork: a bpf_task_work callback queued through
+	// bpf_task_work_schedule_resume (Linux 6.19 on).
+	HookTaskWork
+	// HookTaskWorkImpl: the same through Linux 6.18's
+	// bpf_task_work_schedule_resume_impl.
+	HookTaskWorkImpl
+)
+
+func (h Hook) String() string {
+	switch h {
+	case HookSysExit:
+		return "sys-exit"
+	case HookRaw:
+		return "raw-tp"
+	case HookTaskWork:
+		return "task-work"
+	case HookTaskWorkImpl:
+		return "task-work (6.18 kfunc)"
+	}
+	return fmt.Sprintf("Hook(%d)", int(h))
+}
+
+// programs returns the names of the programs cfg loads, by role.
+func (cfg Config) programs() (onCPU, offSwitch, offSysExit, fork, exec, exit string) {
+	sfx := ""
+	if !cfg.UnwindTables {
+		sfx = "_fp"
+	}
+	raw := ""
+	if cfg.Hook == HookRaw {
+		raw = "_raw"
+	}
+	fork, exec, exit = "follow_fork"+raw, "process_exec"+raw, "process_exit"+raw
+	if cfg.OnCPU {
+		onCPU = "on_cpu_sample" + sfx
+	}
+	if !cfg.OffCPU {
+		return
+	}
+	switch cfg.Hook {
+	case HookTaskWork:
+		offSwitch = "offcpu_switch_tw" + sfx
+	case HookTaskWorkImpl:
+		offSwitch = "offcpu_switch_tw_impl" + sfx
+	default:
+		offSwitch = "offcpu_switch" + raw + sfx
+		offSysExit = "offcpu_sys_exit" + raw + sfx
+	}
+	return
 }
 
 // UnwindSizes are the entries of the unwind table maps.
@@ -162,9 +223,9 @@ type Objects struct {
 
 	// RawTracepoints says the tracepoint programs are raw_tp ones.
 	RawTracepoints bool
-	// ResumeByTaskWork says off-CPU user stacks are taken by a task_work
-	// callback, and no sys_exit program is loaded.
-	ResumeByTaskWork bool
+	// TaskWork says off-CPU user stacks are taken by a task_work callback,
+	// and no sys_exit program is loaded.
+	TaskWork bool
 	// RQClock says off-CPU blocks are timed with the runqueue clock.
 	RQClock bool
 
@@ -192,8 +253,8 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	raw := cfg.RawTracepoints
-	taskWork := cfg.OffCPU && !raw && cfg.TaskWork
+	raw := cfg.Hook == HookRaw
+	tw := cfg.OffCPU && (cfg.Hook == HookTaskWork || cfg.Hook == HookTaskWorkImpl)
 	rqClock := cfg.OffCPU && !raw && SchedClockGlobal()
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
 	// per possible thread, where that stays under 16 MiB.
@@ -208,8 +269,6 @@ func Load(cfg Config) (*Objects, error) {
 		"offcpu_threshold_ns": uint64(cfg.OffCPUThreshold.Nanoseconds()),
 		"offcpu_min_ns":       uint64(cfg.OffCPUMin.Nanoseconds()),
 		"offcpu_kinds":        cfg.OffCPUKinds,
-		"unwind_with_tables":  cfg.UnwindTables,
-		"resume_by_task_work": taskWork,
 		"rq_clock":            rqClock,
 		"hot_by_tid":          hotByTID,
 	}
@@ -234,14 +293,6 @@ func Load(cfg Config) (*Objects, error) {
 	if hotByTID {
 		resize(pm, "offcpu_hot")
 	}
-	// Maps no loaded program uses: as small as they go, so that creating
-	// them costs nothing.
-	if !cfg.OffCPU || !raw {
-		resize(1, "offcpu_threads")
-	}
-	if !taskWork {
-		resize(1, "offcpu_resume")
-	}
 	resize(cfg.CountsEntries, "counts0", "counts1")
 	resize(cfg.StackEntries, "stacks0", "stacks1")
 	if cfg.OffCPU {
@@ -250,51 +301,31 @@ func Load(cfg Config) (*Objects, error) {
 		resize(1, "offcpu_kstacks0", "offcpu_kstacks1") // off-CPU only
 	}
 	resize(cfg.UStackEntries, "offcpu_ustacks0", "offcpu_ustacks1")
-	us := cfg.UnwindSizes
-	if !cfg.UnwindTables {
-		us = UnwindSizes{1, 1, 1, 1, 1} // unused: as small as they go
-	}
-	def := DefaultUnwindSizes
-	for _, r := range []struct {
-		name    string
-		n, dflt uint32
-	}{
-		{"unwind_rows", us.Rows, def.Rows}, {"unwind_rules", us.Rules, def.Rules},
-		{"unwind_pages", us.Pages, def.Pages}, {"unwind_tables", us.Tables, def.Tables},
-		{"unwind_procs", us.Procs, def.Procs},
-	} {
-		resize(cmp.Or(r.n, r.dflt), r.name)
+	if cfg.UnwindTables {
+		us, def := cfg.UnwindSizes, DefaultUnwindSizes
+		resize(cmp.Or(us.Rows, def.Rows), "unwind_rows")
+		resize(cmp.Or(us.Rules, def.Rules), "unwind_rules")
+		resize(cmp.Or(us.Pages, def.Pages), "unwind_pages")
+		resize(cmp.Or(us.Tables, def.Tables), "unwind_tables")
+		resize(cmp.Or(us.Procs, def.Procs), "unwind_procs")
 	}
 
-	// Tracepoint programs come in pairs, NAME (tp_btf) and NAME_raw (raw_tp).
-	tp := func(name string) string {
-		if raw {
-			return name + "_raw"
-		}
-		return name
-	}
-	want := map[string]bool{tp("follow_fork"): true, tp("process_exec"): true, tp("process_exit"): true}
-	if cfg.OnCPU {
-		want["on_cpu_sample"] = true
-	}
-	if cfg.OffCPU {
-		want[tp("offcpu_switch")] = true
-		if !taskWork {
-			want[tp("offcpu_sys_exit")] = true
-		}
-	}
+	onCPU, offSwitch, offSysExit, fork, exec, exit := cfg.programs()
+	want := map[string]bool{onCPU: true, offSwitch: true, offSysExit: true, fork: true, exec: true, exit: true}
 	for name := range spec.Programs {
 		if !want[name] {
 			delete(spec.Programs, name)
 		}
 	}
-	coll, err := ebpf.NewCollection(spec)
+	pruneMaps(spec)
+	if preallocRequired() {
+		preallocate(spec)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
+	})
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load BPF programs: %w (verifier log: %+v)", err, verr)
-		}
-		return nil, fmt.Errorf("load BPF programs: %w", err)
+		return nil, newLoadError(spec, err)
 	}
 	o := &Objects{
 		ActiveSet:     coll.Maps["active_set"],
@@ -306,17 +337,17 @@ func Load(cfg Config) (*Objects, error) {
 		PIDs:          coll.Maps["pids"],
 		KnownPIDs:     coll.Maps["known_pids"],
 		Events:        coll.Maps["events"],
-		OnCPUSample:   coll.Programs["on_cpu_sample"],
-		OffCPUSwitch:  coll.Programs[tp("offcpu_switch")],
-		OffCPUSysExit: coll.Programs[tp("offcpu_sys_exit")],
-		FollowFork:    coll.Programs[tp("follow_fork")],
-		ProcessExec:   coll.Programs[tp("process_exec")],
-		ProcessExit:   coll.Programs[tp("process_exit")],
+		OnCPUSample:   coll.Programs[onCPU],
+		OffCPUSwitch:  coll.Programs[offSwitch],
+		OffCPUSysExit: coll.Programs[offSysExit],
+		FollowFork:    coll.Programs[fork],
+		ProcessExec:   coll.Programs[exec],
+		ProcessExit:   coll.Programs[exit],
 		coll:          coll,
 
-		RawTracepoints:   raw,
-		ResumeByTaskWork: taskWork,
-		RQClock:          rqClock,
+		RawTracepoints: raw,
+		TaskWork:       tw,
+		RQClock:        rqClock,
 	}
 	if cfg.UnwindTables {
 		o.UnwindRows, o.UnwindRules = coll.Maps["unwind_rows"], coll.Maps["unwind_rules"]
@@ -357,24 +388,6 @@ func SchedClockGlobal() bool {
 		return err == nil && strings.TrimSpace(string(b)) == "tsc"
 	}
 	return false
-}
-
-// HaveTaskWork reports whether the kernel can queue a BPF callback to run in
-// a task's own context on its way back to user mode
-// (bpf_task_work_schedule_resume_impl, Linux 6.18), and the callback can
-// disable preemption (bpf_preempt_disable, Linux 6.10).
-func HaveTaskWork() bool {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false
-	}
-	for _, name := range []string{"bpf_task_work_schedule_resume_impl", "bpf_preempt_disable", "bpf_preempt_enable"} {
-		var fn *btf.Func
-		if spec.TypeByName(name, &fn) != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // Close releases every map and program.

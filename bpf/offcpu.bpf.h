@@ -190,17 +190,30 @@ static __always_inline struct offcpu_hot *hot_record(bool raw, struct task_struc
 	return t ? &t->hot : 0;
 }
 
-/* Set by user space when the kernel has bpf_task_work: user stacks of kept
- * blocks are then taken by offcpu_resumed, and sys_exit is not attached. */
-const volatile bool resume_by_task_work = false;
+/*
+ * How the sched_switch program finds out where a kept block's thread is in
+ * user space (a compile-time constant of each program variant):
+ *   HOOK_TW:      a bpf_task_work callback, bpf_task_work_schedule_resume
+ *                 (Linux 6.19 on, four arguments);
+ *   HOOK_TW_IMPL: the same through bpf_task_work_schedule_resume_impl, its
+ *                 name and five-argument form in Linux 6.18 (later kernels
+ *                 keep the name with another signature, so each form is a
+ *                 program of its own: one that fails to load does not take
+ *                 the others with it);
+ *   HOOK_SYS_EXIT: tp_btf/sys_exit, on every system call (Linux 5.11);
+ *   HOOK_RAW:     raw_tp programs throughout, for kernels without tp_btf or
+ *                 task storage (Linux 5.10).
+ * The kfuncs are strong references: a program whose kfunc the kernel lacks
+ * fails to load instead of loading with a call that does nothing.
+ */
+enum offcpu_hook { HOOK_SYS_EXIT, HOOK_RAW, HOOK_TW, HOOK_TW_IMPL };
+#define HOOK_IS_TW(hook) ((hook) == HOOK_TW || (hook) == HOOK_TW_IMPL)
 
-#ifndef bpf_ksym_exists /* Debian 12's libbpf headers predate it */
-#define bpf_ksym_exists(sym) (!!(sym))
-#endif
-
+extern int bpf_task_work_schedule_resume(struct task_struct *task, struct bpf_task_work *tw, void *map__map,
+					 bpf_task_work_callback_t callback) __ksym;
 extern int bpf_task_work_schedule_resume_impl(struct task_struct *task, struct bpf_task_work *tw,
 					      void *map__map, bpf_task_work_callback_t callback,
-					      void *aux__prog) __ksym __weak;
+					      void *aux__prog) __ksym;
 
 /* One task_work slot per thread that has had a kept block (the kernel's
  * bpf_task_work lives only in hash, LRU hash and array values). LRU: a slot
@@ -249,14 +262,16 @@ static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
 
 /* ustack_key stores current's user stack in the set's offcpu_ustacks map
  * under a hash of its frames and returns the hash, or a negative errno. It
- * walks with unwind tables when the process has them (*uflags says so),
- * else with frame pointers. */
-static __always_inline __s64 ustack_key(__u32 set, __u32 *uflags)
+ * walks with unwind tables when the variant has them and the process has its
+ * tables loaded (*uflags says so), else with frame pointers: from ctx under
+ * raw_tp (bpf_get_current_task_btf needs Linux 5.11), else from current, so
+ * that it also works in a task_work callback, which has no ctx. */
+static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 set, __u32 *uflags)
 {
 	__u32 zero = 0;
 
 	*uflags = 0;
-	if (unwind_with_tables) {
+	if (tables) {
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
 		if (proc) {
@@ -272,10 +287,9 @@ static __always_inline __s64 ustack_key(__u32 set, __u32 *uflags)
 		return -12;
 	/* The scratch holds an older stack: clear it, so the tail is zero. */
 	__builtin_memset(buf, 0, sizeof(*buf));
-	/* On current, so that it works in a task_work callback, which has no
-	 * context to pass to bpf_get_stack. */
-	long n = bpf_get_task_stack(bpf_get_current_task_btf(), buf->ips, sizeof(buf->ips),
-				    BPF_F_USER_STACK);
+	long n = raw ? bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), BPF_F_USER_STACK)
+		     : bpf_get_task_stack(bpf_get_current_task_btf(), buf->ips, sizeof(buf->ips),
+					  BPF_F_USER_STACK);
 	if (n <= 0) {
 		stat_inc(STAT_OFFCPU_USTACK_EFAULT);
 		return n < 0 ? n : -14;
@@ -310,7 +324,8 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 
 /* finish_pending attributes a kept block that is still waiting for its user
  * stack, now that its thread (current) is in its own context again. */
-static __always_inline void finish_pending(struct offcpu_task *t, struct task_struct *task)
+static __always_inline void finish_pending(void *ctx, bool raw, bool tables, struct offcpu_task *t,
+					   struct task_struct *task)
 {
 	__u32 set = live_set();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -320,12 +335,13 @@ static __always_inline void finish_pending(struct offcpu_task *t, struct task_st
 
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (!is_kthread(task))
-		ustack = ustack_key(set, &uflags);
+		ustack = ustack_key(ctx, raw, tables, set, &uflags);
 	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight);
 }
 
 /* resume_pending attributes current's pending kept block, if it has one. */
-static __always_inline bool resume_pending(bool raw, struct task_struct *task, __u32 tid)
+static __always_inline bool resume_pending(void *ctx, bool raw, bool tables, struct task_struct *task,
+					   __u32 tid)
 {
 	struct offcpu_hot *h = hot_record(raw, task, tid, false);
 	if (!h || !(h->flags & HOT_PENDING))
@@ -333,13 +349,13 @@ static __always_inline bool resume_pending(bool raw, struct task_struct *task, _
 	h->flags &= ~HOT_PENDING;
 	struct offcpu_task *t = thread_record(raw, task, tid, false);
 	if (t)
-		finish_pending(t, task);
+		finish_pending(ctx, raw, tables, t, task);
 	return true;
 }
 
 /* Linux 6.10; every kernel with bpf_task_work has them. */
-extern void bpf_preempt_disable(void) __ksym __weak;
-extern void bpf_preempt_enable(void) __ksym __weak;
+extern void bpf_preempt_disable(void) __ksym;
+extern void bpf_preempt_enable(void) __ksym;
 
 /* offcpu_resumed runs as task_work in the thread whose kept block waits for
  * its user stack, just before it returns to user mode: its user registers
@@ -347,24 +363,31 @@ extern void bpf_preempt_enable(void) __ksym __weak;
  * preemptible; it disables preemption for its few microseconds, since the
  * per-CPU scratch it walks the stack in would otherwise be shared with
  * another thread's callback on the same CPU, and the thread's own switch-out
- * would rewrite the hot record it is clearing. */
-static int offcpu_resumed(struct bpf_map *map, void *key, void *value)
+ * would rewrite the hot record it is clearing. One callback per unwinding
+ * variant. */
+static __always_inline int resumed_common(bool tables)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
-	if (!bpf_ksym_exists(bpf_preempt_disable) || !bpf_ksym_exists(bpf_preempt_enable)) {
-		stat_inc(STAT_OFFCPU_RESUME_FAILED);
-		return 0;
-	}
 	bpf_preempt_disable();
-	resume_pending(false, task, (__u32)bpf_get_current_pid_tgid());
+	resume_pending(0, false, tables, task, (__u32)bpf_get_current_pid_tgid());
 	bpf_preempt_enable();
 	return 0;
 }
 
-/* resume_later queues offcpu_resumed for task's return to user mode. Work
+static int offcpu_resumed(struct bpf_map *map, void *key, void *value)
+{
+	return resumed_common(true);
+}
+
+static int offcpu_resumed_fp(struct bpf_map *map, void *key, void *value)
+{
+	return resumed_common(false);
+}
+
+/* resume_later queues the callback for task's return to user mode. Work
  * already queued for it (-EBUSY: it blocked again on its way out) will do. */
-static __always_inline void resume_later(struct task_struct *task)
+static __always_inline void resume_later(struct task_struct *task, enum offcpu_hook hook, bool tables)
 {
 	__u32 tid = task->pid;
 	struct resume_work *w = bpf_map_lookup_elem(&offcpu_resume, &tid);
@@ -374,11 +397,13 @@ static __always_inline void resume_later(struct task_struct *task)
 		bpf_map_update_elem(&offcpu_resume, &tid, &empty, BPF_NOEXIST);
 		w = bpf_map_lookup_elem(&offcpu_resume, &tid);
 	}
-	if (!w || !bpf_ksym_exists(bpf_task_work_schedule_resume_impl)) {
+	if (!w) {
 		stat_inc(STAT_OFFCPU_RESUME_FAILED);
 		return;
 	}
-	long err = bpf_task_work_schedule_resume_impl(task, &w->tw, &offcpu_resume, offcpu_resumed, NULL);
+	bpf_task_work_callback_t cb = tables ? offcpu_resumed : offcpu_resumed_fp;
+	long err = hook == HOOK_TW ? bpf_task_work_schedule_resume(task, &w->tw, &offcpu_resume, cb)
+				   : bpf_task_work_schedule_resume_impl(task, &w->tw, &offcpu_resume, cb, NULL);
 	if (err && err != -16 /* EBUSY */)
 		stat_inc(STAT_OFFCPU_RESUME_FAILED);
 }
@@ -387,9 +412,11 @@ static __always_inline void resume_later(struct task_struct *task)
  * raw_tp, next cannot be handed to bpf_get_task_stack, so the kernel stack of
  * every block is taken at switch-out instead, while prev is current: the
  * fallback costs a kernel stack walk per switch. */
-static __always_inline int switch_common(void *ctx, bool raw, bool preempt, struct task_struct *prev,
-					 struct task_struct *next, unsigned int prev_state)
+static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool tables, bool preempt,
+					 struct task_struct *prev, struct task_struct *next,
+					 unsigned int prev_state)
 {
+	bool raw = hook == HOOK_RAW, tw = HOOK_IS_TW(hook);
 	__u64 now = switch_clock(raw, next);
 
 	if (!now) {
@@ -408,7 +435,7 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 			if (!h->rng) /* new: seed its generator */
 				h->rng = bpf_get_prandom_u32() | 1;
 			if (h->flags & HOT_PENDING)
-				resume_pending(raw, prev, ptid);
+				resume_pending(ctx, raw, tables, prev, ptid);
 			h->start_ns = 0;
 			h->flags = 0;
 			if ((offcpu_kinds & (1 << kind)) && !(prev_state & TASK_DEAD)) {
@@ -420,7 +447,7 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 				 * after a write woke a waiter, say) it has passed it
 				 * already. Under raw_tp the kernel stack is taken here
 				 * for every block (switch_common). */
-				bool take_ustack = (raw || !resume_by_task_work) && kind == KIND_OFFCPU_RUNQ &&
+				bool take_ustack = !tw && kind == KIND_OFFCPU_RUNQ &&
 						   !is_kthread(prev);
 				if (raw || take_ustack) {
 					struct offcpu_task *t = thread_record(raw, prev, ptid, true);
@@ -438,7 +465,7 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 						if (take_ustack) {
 							__u32 uflags;
 							t->set = live_set();
-							t->ustack = ustack_key(t->set, &uflags);
+							t->ustack = ustack_key(ctx, raw, tables, t->set, &uflags);
 							t->uflags = uflags;
 							h->flags |= HOT_USTACK;
 						}
@@ -451,7 +478,7 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 
 	/* next comes back: the block ends. */
 	__u32 cpu = bpf_get_smp_processor_id();
-	if ((raw || !resume_by_task_work) && cpu < MAX_CPUS)
+	if (!tw && cpu < MAX_CPUS)
 		cpu_pending[cpu] = 0;
 	__u32 ntid = TASK_READ(raw, next, pid);
 	if (ntid == 0)
@@ -517,8 +544,8 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 		return 0;
 	}
 	h->flags |= HOT_PENDING;
-	if (!raw && resume_by_task_work) {
-		resume_later(next);
+	if (tw) {
+		resume_later(next, hook, tables);
 		return 0;
 	}
 	if (cpu < MAX_CPUS)
@@ -526,19 +553,26 @@ static __always_inline int switch_common(void *ctx, bool raw, bool preempt, stru
 	return 0;
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
-{
-	return switch_common(ctx, false, preempt, prev, next, prev_state);
-}
+/* The sched_switch programs: one per hook and unwinding variant. */
+#define OFFCPU_SWITCH_BTF(name, hook, tables)                                                          \
+	SEC("tp_btf/sched_switch")                                                                     \
+	int BPF_PROG(name, bool preempt, struct task_struct *prev, struct task_struct *next,           \
+		     unsigned int prev_state)                                                          \
+	{                                                                                              \
+		return switch_common(ctx, hook, tables, preempt, prev, next, prev_state);              \
+	}
+OFFCPU_SWITCH_BTF(offcpu_switch_tw, HOOK_TW, true)
+OFFCPU_SWITCH_BTF(offcpu_switch_tw_fp, HOOK_TW, false)
+OFFCPU_SWITCH_BTF(offcpu_switch_tw_impl, HOOK_TW_IMPL, true)
+OFFCPU_SWITCH_BTF(offcpu_switch_tw_impl_fp, HOOK_TW_IMPL, false)
+OFFCPU_SWITCH_BTF(offcpu_switch, HOOK_SYS_EXIT, true)
+OFFCPU_SWITCH_BTF(offcpu_switch_fp, HOOK_SYS_EXIT, false)
 
 /* The raw tracepoint has the same arguments, but prev_state only since
  * Linux 5.18, and a program reading past a tracepoint's arguments is refused
  * at attach: the state is read from the task, as before 5.18 the tracepoint
  * itself did. */
-SEC("raw_tp/sched_switch")
-int offcpu_switch_raw(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int switch_raw(struct bpf_raw_tracepoint_args *ctx, bool tables)
 {
 	struct task_struct *prev = (void *)ctx->args[1];
 	unsigned int state;
@@ -549,30 +583,59 @@ int offcpu_switch_raw(struct bpf_raw_tracepoint_args *ctx)
 		struct task_struct___old *old = (void *)prev;
 		state = BPF_CORE_READ(old, state);
 	}
-	return switch_common(ctx, true, ctx->args[0], prev, (void *)ctx->args[2], state);
+	return switch_common(ctx, HOOK_RAW, tables, ctx->args[0], prev, (void *)ctx->args[2], state);
 }
 
-static __always_inline void sys_exit_common(bool raw)
+SEC("raw_tp/sched_switch")
+int offcpu_switch_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	return switch_raw(ctx, true);
+}
+
+SEC("raw_tp/sched_switch")
+int offcpu_switch_raw_fp(struct bpf_raw_tracepoint_args *ctx)
+{
+	return switch_raw(ctx, false);
+}
+
+/* sys_exit: current's pending block gets its user stack. */
+static __always_inline void sys_exit_common(void *ctx, bool raw, bool tables)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	if (cpu < MAX_CPUS && !cpu_pending[cpu])
 		return;
 
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (resume_pending(raw, task, (__u32)bpf_get_current_pid_tgid()) && cpu < MAX_CPUS)
+	/* Under raw_tp the task is only a key (offcpu_threads): a plain
+	 * pointer will do, and bpf_get_current_task_btf needs Linux 5.11. */
+	struct task_struct *task = raw ? (struct task_struct *)bpf_get_current_task() : bpf_get_current_task_btf();
+	if (resume_pending(ctx, raw, tables, task, (__u32)bpf_get_current_pid_tgid()) && cpu < MAX_CPUS)
 		cpu_pending[cpu] = 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(offcpu_sys_exit, struct pt_regs *regs, long ret)
 {
-	sys_exit_common(false);
+	sys_exit_common(ctx, false, true);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(offcpu_sys_exit_fp, struct pt_regs *regs, long ret)
+{
+	sys_exit_common(ctx, false, false);
 	return 0;
 }
 
 SEC("raw_tp/sys_exit")
 int offcpu_sys_exit_raw(struct bpf_raw_tracepoint_args *ctx)
 {
-	sys_exit_common(true);
+	sys_exit_common(ctx, true, true);
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int offcpu_sys_exit_raw_fp(struct bpf_raw_tracepoint_args *ctx)
+{
+	sys_exit_common(ctx, true, false);
 	return 0;
 }

@@ -139,6 +139,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.DurationVar(&cfg.Tracer.OffCPUMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile only these processes (default: the whole system)")
 	f.StringVar(&cgroup, "cgroup", "", "profile only this cgroup v2")
+	f.StringVar(&cfg.Tracer.KernelBTF, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid")
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")
 	f.StringSliceVar(&labels, "label", nil, "k=v: a static label on every profile (repeatable)")

@@ -31,6 +31,7 @@ func init() {
 		offMethod    string
 		bpfStats     bool
 		unwindMode   string
+		btfFile      string
 	)
 	cmd := &cobra.Command{
 		Use:   "record [flags] [-- COMMAND [ARGS...]]",
@@ -73,6 +74,7 @@ system.`,
 			cfg.Tracer.OffCPUMin = offMin
 			cfg.Tracer.OffCPUKinds = kinds
 			cfg.Tracer.Unwind = um
+			cfg.Tracer.KernelBTF = btfFile
 			cfg.Tracer.OffCPUMethod = om
 			if cgroup != "" {
 				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
@@ -108,12 +110,16 @@ system.`,
 	f.StringVar(&offMethod, "offcpu-method", "auto", offCPUMethodUsage)
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep (interruptible), disk (uninterruptible), runnable, or a comma list")
 	f.BoolVar(&bpfStats, "bpf-stats", false, "account and report the BPF programs' run time (costs a clock read per run)")
-	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel supports them)")
+	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel loads the table walker)")
+	f.StringVar(&btfFile, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	rootCmd.AddCommand(cmd)
 }
 
 // offCPUMethodUsage documents --offcpu-method for record and agent.
-const offCPUMethodUsage = "how off-CPU blocks are hooked: task-work (tp_btf sched_switch, user stacks by bpf_task_work, Linux 6.18), sys-exit (tp_btf sched_switch and sys_exit), raw-tp (raw tracepoints, for kernels without tp_btf; a kernel stack walk per switch), or auto: the first the kernel supports"
+const offCPUMethodUsage = "how off-CPU blocks are hooked: task-work (tp_btf sched_switch, user stacks by bpf_task_work, Linux 6.18), sys-exit (tp_btf sched_switch and sys_exit, Linux 5.11), raw-tp (raw tracepoints, for kernels without tp_btf or task storage; a kernel stack walk per switch), or auto: the first the kernel loads"
+
+// btfUsage documents --btf for record and agent.
+const btfUsage = "the kernel's BTF, for kernels without /sys/kernel/btf/vmlinux (a BTFHub-style file; default $EMBER_BTF)"
 
 // DefaultOffCPUThreshold is T of duration-weighted off-CPU sampling: about
 // one on-CPU sample period at 99 Hz, so that off-CPU time is sampled at the

@@ -94,7 +94,7 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	var cmd *launched
 	if len(cfg.Command) > 0 {
 		var err error
-		if err = tracer.Preflight(); err != nil {
+		if err = tracer.Preflight(tc.KernelBTF); err != nil {
 			return nil, err
 		}
 		if cmd, err = startHeld(cfg.Command); err != nil {

@@ -1,13 +1,17 @@
 package tracer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/bpf"
 )
@@ -17,7 +21,7 @@ import (
 type OffCPUMethod string
 
 const (
-	// MethodAuto picks the cheapest method the kernel supports.
+	// MethodAuto picks the cheapest method the kernel loads.
 	MethodAuto OffCPUMethod = ""
 	// MethodTaskWork: tp_btf/sched_switch, and a bpf_task_work callback
 	// (Linux 6.18) takes a kept block's user stack on the thread's way back
@@ -26,8 +30,9 @@ const (
 	// MethodSysExit: tp_btf/sched_switch and tp_btf/sys_exit, which runs on
 	// every system call of every thread (Linux 5.11).
 	MethodSysExit OffCPUMethod = "sys-exit"
-	// MethodRawTP: raw_tp programs for kernels without tp_btf; per-thread
-	// records in a hash map and a kernel stack walk at every switch-out.
+	// MethodRawTP: raw_tp programs for kernels without tp_btf or task
+	// storage (Linux 5.10); per-thread records in a hash map and a kernel
+	// stack walk at every switch-out.
 	MethodRawTP OffCPUMethod = "raw-tp"
 )
 
@@ -42,11 +47,22 @@ func ParseOffCPUMethod(s string) (OffCPUMethod, error) {
 	return "", fmt.Errorf("unknown off-CPU method %q: want auto, task-work, sys-exit or raw-tp", s)
 }
 
-// probeFeatures checks the kernel features the asked-for programs need, so
-// that a missing one is named in a sentence instead of a verifier log, and
-// resolves the off-CPU method (which also decides between tp_btf and raw_tp
-// programs for the process tracepoints).
-func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
+// hooks returns the program variants that implement m, best first: task
+// work has one per form of its kfunc (bpf.HookTaskWork, Linux 6.19 on,
+// then bpf.HookTaskWorkImpl, Linux 6.18).
+func (m OffCPUMethod) hooks() []bpf.Hook {
+	switch m {
+	case MethodTaskWork:
+		return []bpf.Hook{bpf.HookTaskWork, bpf.HookTaskWorkImpl}
+	case MethodRawTP:
+		return []bpf.Hook{bpf.HookRaw}
+	}
+	return []bpf.Hook{bpf.HookSysExit}
+}
+
+// probeBasics checks the kernel features every choice needs, so that their
+// absence is named in a sentence instead of a refusal of each candidate.
+func probeBasics(onCPU bool) error {
 	type probe struct {
 		what string
 		err  error
@@ -60,46 +76,169 @@ func probeFeatures(onCPU, offCPU bool, m OffCPUMethod) (OffCPUMethod, error) {
 	probes = append(probes, probe{"BPF ring buffers (Linux 5.8)", features.HaveMapType(ebpf.RingBuf)})
 	for _, p := range probes {
 		if errors.Is(p.err, ebpf.ErrNotSupported) {
-			return "", &missing{"this kernel lacks " + p.what}
+			return &missing{"this kernel lacks " + p.what}
 		}
 	}
+	return nil
+}
 
-	// Each probe loads a program or creates a map: only those needed run.
-	tpBTF := m != MethodRawTP && !errors.Is(features.HaveProgramType(ebpf.Tracing), ebpf.ErrNotSupported)
-	storage := offCPU && tpBTF && !errors.Is(features.HaveMapType(ebpf.TaskStorage), ebpf.ErrNotSupported)
-	rawTP := func() bool { return !errors.Is(features.HaveProgramType(ebpf.RawTracepoint), ebpf.ErrNotSupported) }
-	switch m {
-	case MethodAuto:
-		switch {
-		case tpBTF && storage && offCPU && bpf.HaveTaskWork():
-			m = MethodTaskWork
-		case tpBTF && (storage || !offCPU):
-			m = MethodSysExit
-			if offCPU {
-				slog.Info("this kernel lacks bpf_task_work (Linux 6.18): off-CPU user stacks are taken at sys_exit, which runs on every system call")
+// attempt is one candidate tried, and why the kernel refused it.
+type attempt struct {
+	method OffCPUMethod
+	unwind UnwindMode
+	err    error
+}
+
+// load loads the best candidate the kernel accepts: unwind tables before
+// frame pointers, then task-work, sys-exit and raw-tp, each only where the
+// user left the choice to Ember (auto). The kernel decides by loading or
+// refusing each; a fallback is said once, with the reason the better
+// candidate was refused, and the verifier's whole log goes to debug.
+func load(cfg Config, bcfg bpf.Config) (*bpf.Objects, OffCPUMethod, UnwindMode, error) {
+	methods := []OffCPUMethod{cfg.OffCPUMethod}
+	if cfg.OffCPUMethod == MethodAuto {
+		methods = []OffCPUMethod{MethodTaskWork, MethodSysExit, MethodRawTP}
+		if !cfg.OffCPU {
+			// Only the process tracepoints: tp_btf, else raw_tp.
+			methods = []OffCPUMethod{MethodSysExit, MethodRawTP}
+		}
+	} else if !cfg.OffCPU && cfg.OffCPUMethod == MethodTaskWork {
+		methods = []OffCPUMethod{MethodSysExit}
+	}
+	unwinds := []UnwindMode{cfg.Unwind}
+	if cfg.Unwind == UnwindAuto {
+		unwinds = []UnwindMode{UnwindTables, UnwindFP}
+	}
+	var tried []attempt
+	for _, u := range unwinds {
+		for _, m := range methods {
+			var err error
+			for _, h := range m.hooks() {
+				bcfg.Hook, bcfg.UnwindTables = h, u == UnwindTables
+				var objs *bpf.Objects
+				objs, err = bpf.Load(bcfg)
+				if err == nil {
+					sayFallback(cfg, tried, m, u)
+					return objs, m, u, nil
+				}
+				logRefusal(m, h, u, err)
 			}
-		case rawTP():
-			m = MethodRawTP
-			slog.Info("this kernel lacks BTF-enabled tracepoints (tp_btf) or task storage: using raw tracepoints, which cost a kernel stack walk at every context switch")
-		default:
-			return "", &missing{"this kernel lacks both BTF-enabled tracepoints (tp_btf, Linux 5.5) and raw tracepoint programs (Linux 4.17)"}
-		}
-	case MethodTaskWork:
-		if !bpf.HaveTaskWork() {
-			return "", &missing{"--offcpu-method task-work needs bpf_task_work (Linux 6.18), which this kernel lacks"}
-		}
-		fallthrough
-	case MethodSysExit:
-		if !tpBTF {
-			return "", &missing{"this kernel lacks BTF-enabled tracepoints (tp_btf, Linux 5.5); use --offcpu-method raw-tp"}
-		}
-		if offCPU && !storage {
-			return "", &missing{"this kernel lacks BPF task-local storage (Linux 5.11), which off-CPU profiling keeps its per-thread start times in; use --offcpu-method raw-tp"}
-		}
-	case MethodRawTP:
-		if !rawTP() {
-			return "", &missing{"this kernel lacks raw tracepoint programs (Linux 4.17)"}
+			tried = append(tried, attempt{m, u, explainRefusal(m, u, err)})
 		}
 	}
-	return m, nil
+	return nil, "", "", refusedAll(cfg, tried)
+}
+
+// sayFallback says, once, why the chosen candidate is not the best one.
+func sayFallback(cfg Config, tried []attempt, m OffCPUMethod, u UnwindMode) {
+	if u == UnwindFP && cfg.Unwind == UnwindAuto {
+		for _, a := range tried {
+			if a.unwind == UnwindTables && a.method == m {
+				slog.Info("walking user stacks with frame pointers only: the kernel refused the table walker: " + a.err.Error())
+			}
+		}
+	}
+	if !cfg.OffCPU || cfg.OffCPUMethod != MethodAuto {
+		if !cfg.OffCPU && m == MethodRawTP {
+			slog.Info("following processes with raw tracepoints: the kernel refused BTF-enabled ones (tp_btf)")
+		}
+		return
+	}
+	for _, a := range tried {
+		if a.unwind == u && a.method != m {
+			slog.Info(fmt.Sprintf("off-CPU method %s: %s was refused: %v", m, a.method, a.err))
+			return
+		}
+	}
+}
+
+// logRefusal puts the whole refusal at debug, and the verifier's log after
+// it, line by line as the kernel wrote it.
+func logRefusal(m OffCPUMethod, h bpf.Hook, u UnwindMode, err error) {
+	if !slog.Default().Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	slog.Debug("candidate refused", "method", m, "hook", h, "unwind", u, "err", err)
+	var le *bpf.LoadError
+	if errors.As(err, &le) && le.Verifier() {
+		fmt.Fprintf(os.Stderr, "verifier log of %s:\n\t%s\n", le.Program, strings.Join(le.Log, "\n\t"))
+	}
+}
+
+// explainRefusal turns a refusal into one sentence that names what the
+// kernel lacks, where a probe can tell, else what the kernel said.
+func explainRefusal(m OffCPUMethod, u UnwindMode, err error) error {
+	var le *bpf.LoadError
+	if !errors.As(err, &le) {
+		return err
+	}
+	if le.Map != "" && le.MapType == ebpf.TaskStorage.String() {
+		return &refusal{fmt.Sprintf("this kernel lacks BPF task storage (Linux 5.11), which the %s method keeps per-thread records in", m), err}
+	}
+	if !le.Verifier() && errors.Is(err, ebpf.ErrNotSupported) && strings.Contains(le.Reason, "kfunc") {
+		return &refusal{"this kernel lacks bpf_task_work (bpf_task_work_schedule_resume, Linux 6.19, or its 6.18 form): " + le.Reason, err}
+	}
+	if u == UnwindTables {
+		for _, h := range []struct {
+			fn   asm.BuiltinFunc
+			what string
+		}{
+			{asm.FnLoop, "the bpf_loop helper (Linux 5.17)"},
+			{asm.FnTaskPtRegs, "the bpf_task_pt_regs helper (Linux 5.15)"},
+			{asm.FnGetCurrentTaskBtf, "the bpf_get_current_task_btf helper (Linux 5.11)"},
+		} {
+			if errors.Is(features.HaveProgramHelper(ebpf.PerfEvent, h.fn), ebpf.ErrNotSupported) {
+				return &refusal{"unwinding with tables needs " + h.what + ", which this kernel lacks", err}
+			}
+		}
+	}
+	if !le.Verifier() && errors.Is(err, unix.EPERM) {
+		return &refusal{"the kernel refused to load Ember's BPF programs (EPERM without a verifier log: kernel lockdown, or a security module): " + le.Reason, err}
+	}
+	return err
+}
+
+// refusal is an explained refusal; it wraps the kernel's.
+type refusal struct {
+	msg string
+	err error
+}
+
+func (e *refusal) Error() string { return e.msg }
+func (e *refusal) Unwrap() error { return e.err }
+
+// refusedAll is the error when no candidate loads: the first refusal where
+// the user chose the method or the unwinder, else every candidate's, on one
+// line.
+func refusedAll(cfg Config, tried []attempt) error {
+	first := tried[0].err
+	switch {
+	case cfg.OffCPU && cfg.OffCPUMethod != MethodAuto:
+		return &loadFailed{fmt.Sprintf("--offcpu-method %s: %v (auto picks a method this kernel loads)", cfg.OffCPUMethod, first), first}
+	case cfg.Unwind == UnwindTables && len(tried) == 1:
+		return &loadFailed{fmt.Sprintf("--unwind tables: %v (--unwind fp walks with frame pointers)", first), first}
+	case len(tried) == 1:
+		return &loadFailed{first.Error(), first}
+	}
+	parts := make([]string, len(tried))
+	for i, a := range tried {
+		what := "off-CPU method " + string(a.method)
+		if !cfg.OffCPU {
+			what = "tracepoints " + map[OffCPUMethod]string{MethodSysExit: "tp_btf", MethodRawTP: "raw_tp"}[a.method]
+		}
+		parts[i] = fmt.Sprintf("%s with unwinder %s: %v", what, a.unwind, a.err)
+	}
+	return &loadFailed{"this kernel loads none of Ember's program variants: " + strings.Join(parts, "; "), first}
+}
+
+// loadFailed matches ErrNotSupported, like every error about what the kernel
+// lacks or refuses.
+type loadFailed struct {
+	msg string
+	err error
+}
+
+func (e *loadFailed) Error() string { return e.msg }
+func (e *loadFailed) Unwrap() []error {
+	return []error{e.err, ErrNotSupported}
 }

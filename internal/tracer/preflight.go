@@ -1,14 +1,11 @@
 package tracer
 
 import (
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
@@ -32,9 +29,10 @@ const (
 )
 
 // Preflight checks, before anything is loaded, that this process may load BPF
-// programs and open perf events and that the kernel has BTF. The error is one
-// sentence naming what is missing.
-func Preflight() error {
+// programs and open perf events and that the kernel's BTF is at hand (the
+// kernel's own, or btfFile). The error is one sentence naming what is
+// missing.
+func Preflight(btfFile string) error {
 	caps, err := effectiveCaps()
 	if err != nil {
 		return fmt.Errorf("read capabilities: %w", err)
@@ -43,8 +41,8 @@ func Preflight() error {
 	if !has(capSysAdmin) && !(has(capBPF) && has(capPerfmon)) {
 		return &missing{"profiling needs root, or the CAP_BPF and CAP_PERFMON capabilities, to load BPF programs and open perf events"}
 	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return &missing{"this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; it needs CONFIG_DEBUG_INFO_BTF=y)"}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil && btfFile == "" {
+		return &missing{"this kernel has no BTF (/sys/kernel/btf/vmlinux is missing: it needs CONFIG_DEBUG_INFO_BTF=y, or a BTF file for it given with --btf or EMBER_BTF)"}
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("cannot raise RLIMIT_MEMLOCK for BPF maps: %w", err)
@@ -53,30 +51,21 @@ func Preflight() error {
 	return nil
 }
 
-// chooseUnwind resolves UnwindAuto: tables when the kernel has what the
-// table walker needs (bpf_loop, 5.17; bpf_task_pt_regs, 5.15), else frame
-// pointers, said once. Asking for tables on such a kernel is an error.
-func chooseUnwind(m UnwindMode) (UnwindMode, error) {
-	if m == UnwindFP {
-		return m, nil
+// loadKernelBTF reads the kernel's BTF from file, for CO-RE relocations on
+// kernels that do not publish their own (BTFHub-style files, or one
+// extracted from the kernel image); "" leaves cilium/ebpf to read
+// /sys/kernel/btf/vmlinux. Programs that attach by BTF (tp_btf) or call
+// kfuncs still need the kernel's own, so on such kernels auto picks the
+// raw_tp programs.
+func loadKernelBTF(file string) (*btf.Spec, error) {
+	if file == "" {
+		return nil, nil
 	}
-	for _, h := range []struct {
-		fn   asm.BuiltinFunc
-		what string
-	}{
-		{asm.FnLoop, "the bpf_loop helper (Linux 5.17)"},
-		{asm.FnTaskPtRegs, "the bpf_task_pt_regs helper (Linux 5.15)"},
-		{asm.FnGetCurrentTaskBtf, "the bpf_get_current_task_btf helper (Linux 5.11)"},
-	} {
-		if err := features.HaveProgramHelper(ebpf.PerfEvent, h.fn); err != nil {
-			if m == UnwindTables {
-				return "", &missing{"unwinding with tables needs " + h.what + ", which this kernel lacks; use --unwind fp"}
-			}
-			slog.Info("walking user stacks with frame pointers only: this kernel lacks " + h.what)
-			return UnwindFP, nil
-		}
+	spec, err := btf.LoadSpec(file)
+	if err != nil {
+		return nil, fmt.Errorf("read kernel BTF from %s: %w", file, err)
 	}
-	return UnwindTables, nil
+	return spec, nil
 }
 
 // effectiveCaps returns the effective capability set of this process.
@@ -97,15 +86,4 @@ func raiseNoFile() {
 		r.Cur = r.Max
 		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
 	}
-}
-
-// explainLoad turns a load failure into a sentence about what is missing.
-func explainLoad(err error) error {
-	switch {
-	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("the kernel refused to load Ember's BPF programs (EPERM: missing privileges, or unprivileged BPF/lockdown): %w", err)
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("this kernel lacks a BPF feature Ember needs: %w", err)
-	}
-	return err
 }

@@ -40,8 +40,12 @@ type Config struct {
 	OffCPUHotInStorage bool
 
 	// Unwind says how on-CPU user stacks are walked; the zero value picks
-	// tables where the kernel supports them.
+	// tables where the kernel loads the table walker.
 	Unwind UnwindMode
+
+	// KernelBTF is a file with the kernel's BTF, for kernels without
+	// /sys/kernel/btf/vmlinux (--btf, EMBER_BTF); empty: the kernel's own.
+	KernelBTF string
 
 	// Map sizes; 0 picks a size from the rate, CPUs and DrainInterval.
 	StackEntries  uint32
@@ -70,14 +74,16 @@ type Tracer struct {
 // Start checks privileges, loads and attaches the programs, and starts
 // following processes into procs.
 func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
-	if err := Preflight(); err != nil {
+	if err := Preflight(cfg.KernelBTF); err != nil {
 		return nil, err
 	}
-	method, err := probeFeatures(cfg.OnCPU, cfg.OffCPU, cfg.OffCPUMethod)
+	if err := probeBasics(cfg.OnCPU); err != nil {
+		return nil, err
+	}
+	kernelTypes, err := loadKernelBTF(cfg.KernelBTF)
 	if err != nil {
 		return nil, err
 	}
-	cfg.OffCPUMethod = method
 	if cfg.Frequency <= 0 {
 		cfg.Frequency = 99
 	}
@@ -108,32 +114,26 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		OffCPUThreshold: cfg.OffCPUThreshold,
 		OffCPUMin:       cfg.OffCPUMin,
 		OffCPUKinds:     kinds,
-		TaskWork:        cfg.OffCPUMethod == MethodTaskWork,
-		RawTracepoints:  cfg.OffCPUMethod == MethodRawTP,
 		NoHotArray:      cfg.OffCPUHotInStorage,
 		CountsEntries:   cfg.CountsEntries,
 		StackEntries:    cfg.StackEntries,
 		KStackEntries:   16384,
 		UStackEntries:   65536,
+		UnwindSizes:     bpf.DefaultUnwindSizes,
+		KernelTypes:     kernelTypes,
 	}
 	if !cfg.IncludeSelf {
 		bcfg.SelfTGID = uint32(os.Getpid())
 	}
 	// Tables serve off-CPU user stacks too: blocking calls sit in libc,
 	// which frame pointers do not cross.
-	if cfg.OnCPU || cfg.OffCPU {
-		if cfg.Unwind, err = chooseUnwind(cfg.Unwind); err != nil {
-			return nil, err
-		}
-		bcfg.UnwindTables = cfg.Unwind == UnwindTables
-		bcfg.UnwindSizes = bpf.DefaultUnwindSizes
-	}
-	objs, err := bpf.Load(bcfg)
+	objs, method, unwind, err := load(cfg, bcfg)
 	if err != nil {
-		return nil, explainLoad(err)
+		return nil, err
 	}
+	cfg.OffCPUMethod, cfg.Unwind = method, unwind
 	t := &Tracer{cfg: cfg, objs: objs, procs: procs}
-	if bcfg.UnwindTables {
+	if unwind == UnwindTables {
 		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
 	}
 	for _, pid := range cfg.PIDs {

@@ -54,7 +54,7 @@ func TestGNUBuildID(t *testing.T) {
 // unwind.Table.Encode makes of its binaries.
 func TestUnwinderLoadsProcess(t *testing.T) {
 	testutil.RequireRoot(t)
-	if err := Preflight(); err != nil {
+	if err := Preflight(""); err != nil {
 		testutil.SkipOrFail(t, "%v", err)
 	}
 	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "unwind/chain.c")
@@ -170,7 +170,7 @@ func TestUnwinderLoadsProcess(t *testing.T) {
 //	go test -run '^$' -bench PlaceTable -benchtime 3x ./internal/tracer/
 func BenchmarkPlaceTable(b *testing.B) {
 	testutil.RequireRoot(b)
-	if err := Preflight(); err != nil {
+	if err := Preflight(""); err != nil {
 		testutil.SkipOrFail(b, "%v", err)
 	}
 	objs, err := bpf.Load(bpf.Config{OnCPU: true, UnwindTables: true})
@@ -222,7 +222,7 @@ func BenchmarkPlaceTable(b *testing.B) {
 // are left as they were.
 func TestWriteMappedArray(t *testing.T) {
 	testutil.RequireRoot(t)
-	if err := Preflight(); err != nil {
+	if err := Preflight(""); err != nil {
 		testutil.SkipOrFail(t, "%v", err)
 	}
 	for _, size := range []int{4, 8, 12} {
