@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 )
 
@@ -125,6 +126,10 @@ type Config struct {
 	// KernelTypes is the kernel's BTF for CO-RE relocations when it is not
 	// at /sys/kernel/btf/vmlinux (--btf); nil: the kernel's own.
 	KernelTypes *btf.Spec
+
+	// Refuse names programs to load as a body the verifier refuses (it
+	// reads an uninitialised register): for tests of the fallbacks.
+	Refuse []string
 }
 
 // Hook is how the off-CPU programs learn where a kept block's thread is in
@@ -315,6 +320,13 @@ func Load(cfg Config) (*Objects, error) {
 	for name := range spec.Programs {
 		if !want[name] {
 			delete(spec.Programs, name)
+		}
+	}
+	for _, name := range cfg.Refuse {
+		if p := spec.Programs[name]; p != nil {
+			bad := asm.Instructions{asm.Mov.Reg(asm.R0, asm.R2), asm.Return()}
+			bad[0].Metadata = p.Instructions[0].Metadata
+			p.Instructions = bad
 		}
 	}
 	pruneMaps(spec)

@@ -43,6 +43,10 @@ type Config struct {
 	// tables where the kernel loads the table walker.
 	Unwind UnwindMode
 
+	// refuse names programs the kernel is made to refuse (bpf.Config.Refuse):
+	// for tests of the fallbacks.
+	refuse []string
+
 	// KernelBTF is a file with the kernel's BTF, for kernels without
 	// /sys/kernel/btf/vmlinux (--btf, EMBER_BTF); empty: the kernel's own.
 	KernelBTF string
@@ -121,6 +125,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		UStackEntries:   65536,
 		UnwindSizes:     bpf.DefaultUnwindSizes,
 		KernelTypes:     kernelTypes,
+		Refuse:          cfg.refuse,
 	}
 	if !cfg.IncludeSelf {
 		bcfg.SelfTGID = uint32(os.Getpid())
