@@ -9,7 +9,7 @@ DURATION ?= 10s
 # gdb to check unwinding, chromium for the flame graph browser test.
 DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils
 
-.PHONY: all build generate check-generate run test bench lint fuzz deps clean
+.PHONY: all build generate check-generate run test test-kernels bench lint fuzz deps clean
 
 all: build
 
@@ -44,6 +44,14 @@ test: deps
 	# One package at a time: the end-to-end tests measure CPU shares and
 	# off-CPU time, which other packages' compilers and fuzzers would disturb.
 	$(GO) test -p 1 -count=1 -timeout 60m ./...
+
+# Boot Debian's kernels (5.10, 6.1, 6.1-rt, 6.12, 6.18, newest 7.x) in qemu and
+# run Ember's checks in each (root; ~20 min on 2 CPUs under TCG): one table on
+# stdout, logs in build/kernels/logs. KERNELS=5.10,6.1 runs a subset.
+KERNELS ?=
+test-kernels:
+	CGO_ENABLED=0 $(GO) build -o build/bin/emberkernels ./cmd/emberkernels
+	build/bin/emberkernels -kernels "$(KERNELS)"
 
 # Ember beside perf and bpftrace, in alternating rounds (root; ~12 min on 2 CPUs):
 # one table on stdout and in bench/results.md. Go micro-benchmarks: go test -bench.

@@ -21,9 +21,17 @@ var (
 	emberErr  error
 )
 
-// emberBin builds the ember command once per test binary.
+// emberBin builds the ember command once per test binary, or returns
+// $EMBER_BIN: the kernel matrix (cmd/emberkernels) runs this test binary in
+// qemu guests without Go, with an ember built beforehand.
 func emberBin(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("EMBER_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("EMBER_BIN=%s: %v", p, err)
+		}
+		return p
+	}
 	emberOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ember-e2e-")
 		if err != nil {

@@ -73,6 +73,9 @@ func BuildC(t testing.TB, out string, flags []string, srcs ...string) string {
 // BuildCC compiles C or C++ sources from testdata into out with compiler cc.
 func BuildCC(t testing.TB, cc, out string, flags []string, srcs ...string) string {
 	t.Helper()
+	if p, ok := Prebuilt(t, out); ok {
+		return p
+	}
 	cc = RequireTool(t, cc)
 	args := append([]string{"-o", out}, flags...)
 	for _, s := range srcs {
@@ -95,6 +98,9 @@ func BuildOffCPU(t testing.TB, dir, name string) string {
 // BuildGo builds a Go package directory from testdata into out.
 func BuildGo(t testing.TB, out string, flags []string, pkgDir string) string {
 	t.Helper()
+	if p, ok := Prebuilt(t, out); ok {
+		return p
+	}
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	args := append([]string{"build", "-o", out}, flags...)
 	args = append(args, ".")
@@ -105,4 +111,27 @@ func BuildGo(t testing.TB, out string, flags []string, pkgDir string) string {
 		t.Fatalf("go build %s: %v\n%s", pkgDir, err, b)
 	}
 	return out
+}
+
+// PrebuiltEnv names a directory of workloads built beforehand. Set, the
+// builders above return <dir>/<base name of out> instead of compiling, so
+// that a test binary runs where there is no compiler: the kernel matrix
+// (cmd/emberkernels) runs cmd/ember's tests inside qemu guests that have
+// only static binaries. The prebuilt workload must have been built with the
+// flags the test asks for; cmd/emberkernels builds them so.
+const PrebuiltEnv = "EMBER_TESTDATA_BIN"
+
+// Prebuilt returns the prebuilt workload for out when EMBER_TESTDATA_BIN is
+// set (failing the test if it is missing), and false when it is not set.
+func Prebuilt(t testing.TB, out string) (string, bool) {
+	t.Helper()
+	dir := os.Getenv(PrebuiltEnv)
+	if dir == "" {
+		return "", false
+	}
+	p := filepath.Join(dir, filepath.Base(out))
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s=%s but no prebuilt %s: %v", PrebuiltEnv, dir, filepath.Base(out), err)
+	}
+	return p, true
 }
