@@ -130,7 +130,7 @@ func BenchmarkUnwind(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	p := startStopped(b, path, "spin")
-	regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+	regs := regsOf(&p.regs)
 	// Snapshot the stack so both walks read the same memory from a map.
 	stack := fakeStack{}
 	for a := regs.SP &^ 7; a < regs.SP+64<<10; a += 8 {

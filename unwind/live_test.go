@@ -203,7 +203,7 @@ func TestUnwindLiveProcess(t *testing.T) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			p := startStopped(t, path, "spin")
-			regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+			regs := regsOf(&p.regs)
 
 			pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
 			got := p.symbolize(t, pcs)
@@ -265,7 +265,7 @@ func TestUnwindThroughLibc(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	p := startStopped(t, path, "spin-qsort")
-	regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+	regs := regsOf(&p.regs)
 	pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
 	got := p.symbolize(t, pcs)
 	t.Logf("tables:         %v (%v)", got, reason)
@@ -320,7 +320,7 @@ func TestUnwindGo(t *testing.T) {
 	// runs: runtime.futex <- ... <- runtime.asyncPreempt2).
 	t.Setenv("GODEBUG", "asyncpreemptoff=1")
 	p := startStopped(t, path, "spin")
-	regs := Regs{PC: p.regs.Rip, SP: p.regs.Rsp, FP: p.regs.Rbp}
+	regs := regsOf(&p.regs)
 	want := []string{"main.hot", "main.level2", "main.level1", "main.main", "runtime.main", "runtime.goexit.abi0"}
 
 	pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
