@@ -58,9 +58,12 @@ test-kernels:
 bench: deps build
 	$(GO) run ./cmd/emberbench -ember $(EMBER) -out bench/results.md
 
+# gofmt, go vet, and arm64: vet and every package's tests compile there too.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb].go$$'))" || (gofmt -l . ; exit 1)
 	$(GO) vet ./...
+	GOARCH=arm64 $(GO) vet ./...
+	@for pkg in $$($(GO) list ./...); do GOARCH=arm64 $(GO) test -c -o /dev/null $$pkg >/dev/null || exit 1; done
 
 # Each fuzz target for FUZZTIME executions. A count, not a duration: with a
 # duration Go (before 1.27) can fail a target at the deadline with "context
