@@ -35,7 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 self_tgid = 0;        /* exclude the profiler itself */
 const volatile bool filter_pids = false;   /* only tgids in the pids map */
 const volatile bool follow_forks = false;  /* add children of filtered tgids */
-const volatile __u64 filter_cgroup = 0;    /* only this cgroup v2 id (0: any) */
+const volatile __u32 filter_cgroups = 0;   /* only tasks under cgroups[0..n) (0: any) */
 const volatile bool include_idle = false;  /* count the idle task (pid 0) */
 const volatile __u64 offcpu_threshold_ns = 1000000; /* T of the weighted sampling */
 const volatile __u64 offcpu_min_ns = 0;    /* blocks shorter are never kept */
@@ -148,6 +148,38 @@ static __always_inline bool pid_wanted(__u32 tgid)
 	return w && *w;
 }
 
+/*
+ * The cgroup v2 subtrees to profile when filter_cgroups is set: user space
+ * puts one cgroup directory's fd per entry. A subtree, not one cgroup: a
+ * pod's containers, a slice's services and a Docker parent's containers are
+ * all children of the cgroup users name. bpf_current_task_under_cgroup()
+ * answers that for current (task_under_cgroup_hierarchy(),
+ * include/linux/cgroup.h) in
+ * perf_event and tracing programs alike, since Linux 4.9, so on every kernel
+ * Ember supports, with no ancestor walk of our own.
+ */
+#define MAX_CGROUPS 16
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, MAX_CGROUPS);
+	__type(key, __u32);
+	__type(value, __u32);
+} cgroups SEC(".maps");
+
+/* cgroup_wanted reports whether current is in one of the filtered subtrees.
+ * filter_cgroups is frozen at load time, so the verifier walks only that
+ * many iterations. */
+static __always_inline bool cgroup_wanted(void)
+{
+	for (__u32 i = 0; i < MAX_CGROUPS; i++) {
+		if (i >= filter_cgroups)
+			break;
+		if (bpf_current_task_under_cgroup(&cgroups, i) == 1)
+			return true;
+	}
+	return false;
+}
+
 /* Processes user space has been told about. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -175,7 +207,8 @@ static __always_inline __u32 live_set(void)
 	return s ? *s : 0;
 }
 
-/* wanted reports whether samples of process tgid are to be kept. */
+/* wanted reports whether samples of process tgid are to be kept. current
+ * must be the task (cgroup_wanted): the sampled one, or prev at a switch. */
 static __always_inline bool wanted(__u32 tgid, __u32 tid)
 {
 	if (tid == 0)
@@ -184,7 +217,7 @@ static __always_inline bool wanted(__u32 tgid, __u32 tid)
 		return false;
 	if (filter_pids && !pid_wanted(tgid))
 		return false;
-	if (filter_cgroup && bpf_get_current_cgroup_id() != filter_cgroup)
+	if (filter_cgroups && !cgroup_wanted())
 		return false;
 	return true;
 }
@@ -240,14 +273,23 @@ static __always_inline long stackid(void *ctx, __u32 set, __u64 flags)
 	return id;
 }
 
+/* accumulate adds to a sample's value. On-CPU samples add no time: with ns
+ * a constant 0, clang turns the add into an atomic OR (BPF_OR, Linux 5.12),
+ * so it is left out, and only BPF_XADD remains, which every kernel has. */
+static __always_inline void accumulate(struct sample_value *v, __u64 count, __u64 ns, bool timed)
+{
+	__sync_fetch_and_add(&v->count, count);
+	if (timed)
+		__sync_fetch_and_add(&v->ns, ns);
+}
+
 /* add accumulates one sample into the live counts map of set. */
-static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, __u64 ns)
+static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, __u64 ns, bool timed)
 {
 	void *map = set ? (void *)&counts1 : (void *)&counts0;
 	struct sample_value *v = bpf_map_lookup_elem(map, key);
 	if (v) {
-		__sync_fetch_and_add(&v->count, count);
-		__sync_fetch_and_add(&v->ns, ns);
+		accumulate(v, count, ns, timed);
 		return;
 	}
 	struct sample_value init = { .count = count, .ns = ns };
@@ -256,8 +298,7 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 	/* Another CPU inserted the same key in between: add to it. */
 	v = bpf_map_lookup_elem(map, key);
 	if (v) {
-		__sync_fetch_and_add(&v->count, count);
-		__sync_fetch_and_add(&v->ns, ns);
+		accumulate(v, count, ns, timed);
 		return;
 	}
 	stat_inc(STAT_COUNTS_FULL);
@@ -310,7 +351,7 @@ static __always_inline int on_cpu_common(void *ctx, bool tables)
 		key.user_stack = -2 /* ENOENT */;
 	else
 		user_stack(ctx, tables, set, tgid, &key);
-	add(set, &key, 1, 0);
+	add(set, &key, 1, 0, false);
 	return 0;
 }
 

@@ -206,6 +206,7 @@ type emberUstack struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	emberMapActiveSet             = "active_set"
+	emberMapCgroups               = "cgroups"
 	emberMapCounts0               = "counts0"
 	emberMapCounts1               = "counts1"
 	emberMapEvents                = "events"
@@ -251,7 +252,7 @@ const (
 	emberProgProcessExit          = "process_exit"
 	emberProgProcessExitRaw       = "process_exit_raw"
 	emberVarCpuPending            = "cpu_pending"
-	emberVarFilterCgroup          = "filter_cgroup"
+	emberVarFilterCgroups         = "filter_cgroups"
 	emberVarFilterPids            = "filter_pids"
 	emberVarFirstSampleNs         = "first_sample_ns"
 	emberVarFollowForks           = "follow_forks"
@@ -339,6 +340,7 @@ type emberProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberMapSpecs struct {
 	ActiveSet      *ebpf.MapSpec `ebpf:"active_set"`
+	Cgroups        *ebpf.MapSpec `ebpf:"cgroups"`
 	Counts0        *ebpf.MapSpec `ebpf:"counts0"`
 	Counts1        *ebpf.MapSpec `ebpf:"counts1"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -370,7 +372,7 @@ type emberMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberVariableSpecs struct {
 	CpuPending         *ebpf.VariableSpec `ebpf:"cpu_pending"`
-	FilterCgroup       *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
 	FilterPids         *ebpf.VariableSpec `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.VariableSpec `ebpf:"first_sample_ns"`
 	FollowForks        *ebpf.VariableSpec `ebpf:"follow_forks"`
@@ -410,6 +412,7 @@ func (o *emberObjects) Close() error {
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberMaps struct {
 	ActiveSet      *ebpf.Map `ebpf:"active_set"`
+	Cgroups        *ebpf.Map `ebpf:"cgroups"`
 	Counts0        *ebpf.Map `ebpf:"counts0"`
 	Counts1        *ebpf.Map `ebpf:"counts1"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -439,6 +442,7 @@ type emberMaps struct {
 func (m *emberMaps) Close() error {
 	return _EmberClose(
 		m.ActiveSet,
+		m.Cgroups,
 		m.Counts0,
 		m.Counts1,
 		m.Events,
@@ -471,7 +475,7 @@ func (m *emberMaps) Close() error {
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberVariables struct {
 	CpuPending         *ebpf.Variable `ebpf:"cpu_pending"`
-	FilterCgroup       *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
 	FilterPids         *ebpf.Variable `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.Variable `ebpf:"first_sample_ns"`
 	FollowForks        *ebpf.Variable `ebpf:"follow_forks"`

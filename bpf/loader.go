@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 )
 
 // The wire types shared with the kernel, generated from ember.h.
@@ -94,8 +95,10 @@ type Config struct {
 	SelfTGID    uint32 // the profiler's own process, excluded
 	FilterPIDs  bool   // only processes in the pids map
 	FollowForks bool   // add children of filtered processes to the pids map
-	CgroupID    uint64 // only this cgroup v2 (0: any)
-	IncludeIdle bool   // count the idle task
+	// Cgroups are cgroup v2 directories: only tasks in their subtrees are
+	// profiled (none: any). At most MaxCgroups.
+	Cgroups     []string
+	IncludeIdle bool // count the idle task
 
 	OnCPU  bool // load the perf_event program
 	OffCPU bool // load the sched_switch program (and sys_exit without task_work)
@@ -251,6 +254,9 @@ func (o *Objects) Programs() map[string]*ebpf.Program { return o.coll.Programs }
 
 // Load loads the programs cfg asks for into the kernel.
 func Load(cfg Config) (*Objects, error) {
+	if len(cfg.Cgroups) > MaxCgroups {
+		return nil, fmt.Errorf("%d cgroups to profile: at most %d", len(cfg.Cgroups), MaxCgroups)
+	}
 	if cfg.OffCPUThreshold >= 1<<32 {
 		return nil, fmt.Errorf("the off-CPU sampling threshold %v is too long: at most %v", cfg.OffCPUThreshold, time.Duration(1<<32-1))
 	}
@@ -269,7 +275,7 @@ func Load(cfg Config) (*Objects, error) {
 		"self_tgid":           cfg.SelfTGID,
 		"filter_pids":         cfg.FilterPIDs,
 		"follow_forks":        cfg.FollowForks,
-		"filter_cgroup":       cfg.CgroupID,
+		"filter_cgroups":      uint32(len(cfg.Cgroups)),
 		"include_idle":        cfg.IncludeIdle,
 		"offcpu_threshold_ns": uint64(cfg.OffCPUThreshold.Nanoseconds()),
 		"offcpu_min_ns":       uint64(cfg.OffCPUMin.Nanoseconds()),
@@ -361,12 +367,44 @@ func Load(cfg Config) (*Objects, error) {
 		TaskWork:       tw,
 		RQClock:        rqClock,
 	}
+	if err := fillCgroups(coll.Maps["cgroups"], cfg.Cgroups); err != nil {
+		coll.Close()
+		return nil, err
+	}
 	if cfg.UnwindTables {
 		o.UnwindRows, o.UnwindRules = coll.Maps["unwind_rows"], coll.Maps["unwind_rules"]
 		o.UnwindPages, o.UnwindTables = coll.Maps["unwind_pages"], coll.Maps["unwind_tables"]
 		o.UnwindProcs = coll.Maps["unwind_procs"]
 	}
 	return o, nil
+}
+
+// MaxCgroups is the number of cgroup subtrees one load can filter on
+// (MAX_CGROUPS in ember.bpf.c).
+const MaxCgroups = 16
+
+// fillCgroups puts a descriptor of each cgroup directory into the cgroup
+// array. The map holds a reference to each cgroup, so the descriptors are
+// closed at once; a cgroup removed later simply matches no task.
+func fillCgroups(m *ebpf.Map, dirs []string) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	if m == nil {
+		return fmt.Errorf("no cgroup array in the loaded object")
+	}
+	for i, dir := range dirs {
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", dir, err)
+		}
+		err = m.Put(uint32(i), uint32(fd))
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("add cgroup %s to the filter: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // maxHotTIDs bounds the offcpu_hot array (16 bytes an entry).

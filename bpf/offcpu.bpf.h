@@ -319,7 +319,7 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 	};
 	__builtin_memcpy(key.comm, comm, TASK_COMM_LEN);
 	note_process(pid);
-	add(set, &key, 1, weight);
+	add(set, &key, 1, weight, true);
 }
 
 /* finish_pending attributes a kept block that is still waiting for its user

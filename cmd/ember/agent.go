@@ -17,7 +17,6 @@ import (
 	"github.com/emberprof/ember/export/pyroscope"
 	"github.com/emberprof/ember/export/sink"
 	"github.com/emberprof/ember/internal/agent"
-	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
 )
 
@@ -26,7 +25,7 @@ func init() {
 		cfg       agent.Config
 		mode      string
 		pids      []int
-		cgroup    string
+		cgroups   []string
 		labels    []string
 		services  []string
 		metrics   string
@@ -60,10 +59,8 @@ Credentials come from flags, files (--*-file) or the environment
 				return err
 			}
 			cfg.Tracer.PIDs = pids
-			if cgroup != "" {
-				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
-					return err
-				}
+			if cfg.Tracer.Cgroups, err = cgroupDirs(cgroups); err != nil {
+				return err
 			}
 			static, err := keyValues(labels, "--label")
 			if err != nil {
@@ -138,7 +135,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.DurationVar(&cfg.Tracer.OffCPUThreshold, "offcpu-threshold", DefaultOffCPUThreshold, "duration-weighted sampling threshold T")
 	f.DurationVar(&cfg.Tracer.OffCPUMin, "offcpu-min", 0, "off-CPU blocks shorter than this are never kept")
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile only these processes (default: the whole system)")
-	f.StringVar(&cgroup, "cgroup", "", "profile only this cgroup v2")
+	f.StringArrayVar(&cgroups, "cgroup", nil, cgroupUsage)
 	f.StringVar(&cfg.Tracer.KernelBTF, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid")
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")

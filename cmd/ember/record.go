@@ -21,7 +21,7 @@ func init() {
 		hz           int
 		duration     time.Duration
 		pids         []int
-		cgroup       string
+		cgroups      []string
 		output       string
 		mode         string
 		stackSize    uint32
@@ -76,11 +76,11 @@ system.`,
 			cfg.Tracer.Unwind = um
 			cfg.Tracer.KernelBTF = btfFile
 			cfg.Tracer.OffCPUMethod = om
-			if cgroup != "" {
-				if cfg.Tracer.CgroupID, err = proc.CgroupID(cgroup); err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "ember: profiling cgroup %s (id %d)\n", cgroup, cfg.Tracer.CgroupID)
+			if cfg.Tracer.Cgroups, err = cgroupDirs(cgroups); err != nil {
+				return err
+			}
+			for _, d := range cfg.Tracer.Cgroups {
+				fmt.Fprintf(os.Stderr, "ember: profiling cgroup %s and its descendants\n", d)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -99,7 +99,7 @@ system.`,
 	f.IntVarP(&hz, "frequency", "F", 99, "on-CPU samples per second per CPU")
 	f.DurationVarP(&duration, "duration", "d", 0, "stop after this long (default: Ctrl-C, or when COMMAND exits)")
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile this process and its threads (repeatable)")
-	f.StringVar(&cgroup, "cgroup", "", "profile only this cgroup v2 (path)")
+	f.StringArrayVar(&cgroups, "cgroup", nil, cgroupUsage)
 	f.StringVarP(&output, "output", "o", "ember.pb.gz", "output file (gzipped pprof)")
 	f.StringVar(&mode, "mode", "cpu", "cpu, offcpu or wall")
 	f.Uint32Var(&stackSize, "stack-map-size", 0, "entries per stack-trace map (default: sized from rate and CPUs)")
@@ -113,6 +113,25 @@ system.`,
 	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel loads the table walker)")
 	f.StringVar(&btfFile, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	rootCmd.AddCommand(cmd)
+}
+
+// cgroupUsage documents --cgroup for record and agent.
+const cgroupUsage = "profile only this cgroup v2 and every cgroup below it (absolute, or relative to the cgroup2 mount; repeatable)"
+
+// cgroupDirs resolves --cgroup paths to cgroup v2 directories.
+func cgroupDirs(paths []string) ([]string, error) {
+	if len(paths) > tracer.MaxCgroups {
+		return nil, fmt.Errorf("--cgroup given %d times: at most %d", len(paths), tracer.MaxCgroups)
+	}
+	dirs := make([]string, 0, len(paths))
+	for _, p := range paths {
+		d, err := proc.CgroupDir(p)
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
 }
 
 // offCPUMethodUsage documents --offcpu-method for record and agent.

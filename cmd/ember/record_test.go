@@ -153,40 +153,80 @@ func checkMappings(t *testing.T, p *profile.Profile, bin string) {
 	t.Errorf("no mapping of %s among %d", bin, len(p.Mapping))
 }
 
-// --cgroup keeps the samples of processes in that cgroup v2 and no other,
-// filtered in the kernel.
-func TestRecordCgroup(t *testing.T) {
+// --cgroup profiles a cgroup v2 subtree, filtered in the kernel: a workload
+// in parent/child and one in parent itself are profiled with --cgroup
+// parent, whole stacks and a full share of samples each, and a sibling of
+// parent is not; --cgroup is repeatable (child and sibling, not parent). The
+// cgroups are made and removed by the test.
+func TestRecordCgroupSubtree(t *testing.T) {
 	testutil.RequireRoot(t)
 	mnt := cgroup2Mount(t)
-	cg, err := os.MkdirTemp(mnt, "ember-test-")
+	parent, err := os.MkdirTemp(mnt, "ember-test-")
 	if err != nil {
 		testutil.SkipOrFail(t, "cannot create a cgroup v2 under %s: %v", mnt, err)
 	}
-	defer os.Remove(cg)
+	t.Cleanup(func() { os.Remove(parent) })
+	child := filepath.Join(parent, "child")
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(child) })
+	sibling, err := os.MkdirTemp(mnt, "ember-test-sibling-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sibling) })
+
 	dir := t.TempDir()
 	bin := buildCPUSplit(t, dir)
-	// Long enough to outlive ember's start on a loaded machine; killed at the end.
-	inside, outside := exec.Command(bin, "60"), exec.Command(bin, "60")
-	for _, c := range []*exec.Cmd{inside, outside} {
+	pid := map[string]int64{}
+	for _, cg := range []string{parent, child, sibling} {
+		// Long enough to outlive both recordings; killed at the end, before
+		// the cgroups are removed (Cleanup runs last-registered first).
+		c := exec.Command(bin, "60")
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		defer c.Wait()
-		defer c.Process.Kill()
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(c.Process.Pid)), 0); err != nil {
+			t.Fatal(err)
+		}
+		pid[cg] = int64(c.Process.Pid)
 	}
-	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(inside.Process.Pid)), 0); err != nil {
-		t.Fatal(err)
+	rel := func(cg string) string { return strings.TrimPrefix(cg, mnt) }
+	samplesByPID := func(p *profile.Profile) map[int64]int64 {
+		n := map[int64]int64{}
+		for _, s := range p.Sample {
+			n[s.NumLabel["pid"][0]] += s.Value[0]
+		}
+		return n
 	}
-	out := filepath.Join(dir, "cg.pb.gz")
-	runEmber(t, dir, "record", "-F", "499", "-d", "3s", "--cgroup", "/"+filepath.Base(cg), "-o", out)
+
+	out := filepath.Join(dir, "parent.pb.gz")
+	stderr := runEmber(t, dir, "record", "-F", "499", "-d", "4s", "--cgroup", rel(parent), "-o", out)
+	if !strings.Contains(stderr, "and its descendants") {
+		t.Errorf("record does not say it profiles the subtree:\n%s", stderr)
+	}
 	p := readProfile(t, out)
-	pids := map[int64]int64{}
-	for _, s := range p.Sample {
-		pids[s.NumLabel["pid"][0]] += s.Value[0]
+	got := samplesByPID(p)
+	t.Logf("--cgroup parent: samples by pid %v (parent %d, child %d, sibling %d)", got, pid[parent], pid[child], pid[sibling])
+	if got[pid[sibling]] != 0 || len(got) != 2 {
+		t.Errorf("want samples of the parent's and the child's workloads only, got %v", got)
 	}
-	t.Logf("samples by pid: %v (inside %d, outside %d)", pids, inside.Process.Pid, outside.Process.Pid)
-	if pids[int64(inside.Process.Pid)] == 0 || len(pids) != 1 {
-		t.Errorf("want samples of pid %d only, got %v", inside.Process.Pid, pids)
+	// The same program in two cgroups, neither with a CPU controller: the
+	// scheduler gives them the same share, so the child's samples are as
+	// many as the parent's, not a remnant.
+	if c, pa := got[pid[child]], got[pid[parent]]; c < pa*6/10 || pa < c*6/10 {
+		t.Errorf("child workload %d samples, parent workload %d: want about as many", c, pa)
+	}
+	checkShares(t, p, func(s *profile.Sample) bool { return s.NumLabel["pid"][0] == pid[child] }, cpuSplit, 0.05, 300)
+
+	out = filepath.Join(dir, "two.pb.gz")
+	runEmber(t, dir, "record", "-F", "499", "-d", "2s", "--cgroup", rel(child), "--cgroup", sibling, "-o", out)
+	got = samplesByPID(readProfile(t, out))
+	t.Logf("--cgroup parent/child --cgroup sibling: samples by pid %v", got)
+	if got[pid[child]] == 0 || got[pid[sibling]] == 0 || len(got) != 2 {
+		t.Errorf("want samples of the child's and the sibling's workloads only, got %v", got)
 	}
 }
 

@@ -211,14 +211,12 @@ func (e *refusal) Unwrap() error { return e.err }
 // user chose the method or the unwinder, else every candidate's, on one
 // line.
 func refusedAll(cfg Config, tried []attempt) error {
-	first := tried[0].err
+	// The last candidate is the one that asks least of the kernel.
+	first, last := tried[0].err, tried[len(tried)-1].err
 	switch {
 	case cfg.OffCPU && cfg.OffCPUMethod != MethodAuto:
-		return &loadFailed{fmt.Sprintf("--offcpu-method %s: %v (auto picks a method this kernel loads)", cfg.OffCPUMethod, first), first}
+		return &loadFailed{fmt.Sprintf("--offcpu-method %s: %v (auto picks a method this kernel loads)", cfg.OffCPUMethod, last), last}
 	case cfg.Unwind == UnwindTables:
-		// The last candidate is the one that asks least of the kernel
-		// but the table walker.
-		last := tried[len(tried)-1].err
 		return &loadFailed{fmt.Sprintf("--unwind tables: %v (--unwind fp walks with frame pointers)", last), last}
 	case len(tried) == 1:
 		return &loadFailed{first.Error(), first}

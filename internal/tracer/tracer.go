@@ -21,12 +21,12 @@ import (
 
 // Config says what to trace. The zero value of each filter means "all".
 type Config struct {
-	Frequency   int    // on-CPU samples per second per CPU
-	PIDs        []int  // only these processes (and their threads)
-	FollowForks bool   // and every child they fork (for a launched command)
-	CgroupID    uint64 // only this cgroup v2 id
-	IncludeIdle bool   // count the idle task
-	IncludeSelf bool   // do not exclude Ember itself
+	Frequency   int      // on-CPU samples per second per CPU
+	PIDs        []int    // only these processes (and their threads)
+	FollowForks bool     // and every child they fork (for a launched command)
+	Cgroups     []string // only tasks under these cgroup v2 directories
+	IncludeIdle bool     // count the idle task
+	IncludeSelf bool     // do not exclude Ember itself
 
 	OnCPU  bool
 	OffCPU bool
@@ -56,6 +56,9 @@ type Config struct {
 	CountsEntries uint32
 	DrainInterval time.Duration
 }
+
+// MaxCgroups is how many cgroup subtrees Config.Cgroups may name.
+const MaxCgroups = bpf.MaxCgroups
 
 // Tracer owns the loaded programs and their attachments.
 type Tracer struct {
@@ -111,7 +114,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	bcfg := bpf.Config{
 		FilterPIDs:      len(cfg.PIDs) > 0 || cfg.FollowForks,
 		FollowForks:     cfg.FollowForks,
-		CgroupID:        cfg.CgroupID,
+		Cgroups:         cfg.Cgroups,
 		IncludeIdle:     cfg.IncludeIdle,
 		OnCPU:           cfg.OnCPU,
 		OffCPU:          cfg.OffCPU,
