@@ -157,3 +157,15 @@ func (d *dbuf) skipForm(form uint64, offsz int) bool {
 	}
 	return d.ok()
 }
+
+// uvarint decodes an unsigned LEB128 of at most 10 bytes; n <= 0 if b ends
+// first.
+func uvarint(b []byte) (v uint64, n int) {
+	for i := 0; i < len(b) && i < 10; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i] < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, -1
+}

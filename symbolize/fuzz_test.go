@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emberprof/ember/internal/gopclntab"
 )
 
 // Fuzz targets, one per parser. In a plain `go test` run each executes only
@@ -137,12 +139,13 @@ func FuzzPclntab(f *testing.F) {
 	f.Add([]byte{0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8}, []byte{}, uint64(0x401000), uint64(0))
 	defer fuzzing()()
 	f.Fuzz(func(t *testing.T, tab, gofunc []byte, text, off uint64) {
-		gt, err := parsePclntab(tab, binary.LittleEndian)
+		pt, err := gopclntab.Parse(tab, binary.LittleEndian)
 		if err != nil {
 			return
 		}
 		const base = 0x10000000
-		gt.textStart, gt.gofunc = text, base
+		pt.TextStart, pt.Gofunc = text, base
+		gt := &goTable{Table: pt}
 		gt.read = func(addr, n uint64) []byte {
 			if addr < base || addr-base > uint64(len(gofunc)) || n > uint64(len(gofunc))-(addr-base) {
 				return nil
@@ -150,8 +153,10 @@ func FuzzPclntab(f *testing.F) {
 			return gofunc[addr-base : addr-base+n]
 		}
 		gt.frames(text + off)
-		for i := 0; i < gt.nfunc && i < 16; i++ {
-			gt.frames(text + uint64(gt.bo.Uint32(gt.pcln[i*8:])) + 1)
+		for i := 0; i < gt.NFunc && i < 16; i++ {
+			if f, err := gt.Func(i); err == nil {
+				gt.frames(f.Entry + 1)
+			}
 		}
 	})
 }
@@ -178,14 +183,16 @@ func goBuildSeed(f *testing.F) (*pclnSeed, error) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	sec := ef.Section(".gopclntab")
 	tab, err := sectionData(ef, b, ".gopclntab")
-	if err != nil || sec == nil {
+	if err != nil || tab == nil {
 		f.Fatalf("no pclntab: %v", err)
 	}
 	_, rt, _ := newSymtab(ef)
-	text, gofunc := findModuledata(ef, b, sec.Addr, 8, rt)
-	return &pclnSeed{tab: tab, gofunc: readVaddr(ef, b, gofunc, 1<<16), text: text}, nil
+	pt, err := gopclntab.Find(ef, gopclntab.Bytes(b), rt)
+	if err != nil || pt == nil {
+		f.Fatalf("no pclntab: %v", err)
+	}
+	return &pclnSeed{tab: tab, gofunc: gopclntab.ReadVaddr(ef, gopclntab.Bytes(b), pt.Gofunc, 1<<16), text: pt.TextStart}, nil
 }
 
 func FuzzPerfMap(f *testing.F) {

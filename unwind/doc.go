@@ -41,11 +41,14 @@
 // (DW_CFA_AARCH64_negate_ra_state) are marked CFABadRule until the walker
 // strips PAC bits.
 //
-// Go binaries (IsGo) keep frame pointers and are walked with them; their
-// mappings carry MappingFramePointers instead of a table. Go too leaves out
-// the frame pointer of leaf functions without a frame, so that walk loses
-// the caller of such a leaf (TestUnwindGo shows it); a Go binary that still
-// has its DWARF has a .debug_frame, and its table walks it completely.
+// Go binaries (IsGo) are described from their .gopclntab, which survives
+// stripping: each function's pcsp table gives the SP delta at every PC, so
+// CFA, return address and saved frame pointer are known at every PC, and a
+// frameless leaf or an assembly function (memmove, aeshashbody,
+// sha256.block) loses no caller, as it does in a frame-pointer walk. The rows
+// are ordinary rows of this format (gotable.go); a cgo binary's C code keeps
+// its rows from .eh_frame in the same table. Go before 1.20 (ErrOldGo) is
+// walked with frame pointers, and the loader counts it.
 //
 // Tables are built once per build ID and kept in a Cache with a byte budget
 // and LRU eviction; GetOrBuild shares one build among concurrent callers and
@@ -136,7 +139,7 @@
 // miss), take free ranges of the three arrays from one Space each and copy
 // the table's Encoded arrays there; only then write unwind_tables[id]
 // (TableInfo), and last unwind_procs[pid] (EncodeProc). Mappings whose table
-// is not loaded yet (or Go binaries, or binaries without frame information)
+// is not loaded yet (or Go binaries before Go 1.20, or binaries without frame information)
 // go in with MAPPING_FP and are rewritten when their table arrives. To evict
 // a table, first rewrite the procs that use it, then zero its unwind_tables
 // entry, then reuse its ranges.

@@ -2,9 +2,12 @@ package unwind
 
 import (
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/emberprof/ember/internal/gopclntab"
 )
 
 // Fuzz targets for the parsers. Run one with, for example:
@@ -110,6 +113,52 @@ func FuzzUnwind(f *testing.F) {
 		pcs, reason := Unwind(Regs{PC: pc, SP: sp, FP: fp}, read, m, 1)
 		if len(pcs) > MaxFrames || reason >= numReasons {
 			t.Fatalf("%d frames, reason %v", len(pcs), reason)
+		}
+	})
+}
+
+// FuzzGoRows turns arbitrary pclntab bytes into rows: no panic, errors
+// wrapped, rows sorted and merged. Seeded with the pclntab of the Go test
+// program for both architectures.
+func FuzzGoRows(f *testing.F) {
+	for _, goarch := range []string{"amd64", "arm64"} {
+		ef, err := elf.Open(buildGo(f, goarch, true))
+		if err != nil {
+			f.Fatal(err)
+		}
+		pt, err := gopclntab.Find(ef, elfImage{ef}, nil)
+		if err != nil || pt == nil {
+			f.Fatalf("pclntab: %v", err)
+		}
+		data, err := ef.Section(".gopclntab").Data()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, pt.TextStart, uint8(ef.Machine&1))
+		f.Add(data[:min(len(data), 4096)], pt.TextStart, uint8(0))
+		ef.Close()
+	}
+	f.Add([]byte{0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8}, uint64(0x401000), uint8(0))
+	f.Fuzz(func(t *testing.T, tab []byte, text uint64, arch uint8) {
+		pt, err := gopclntab.Parse(tab, binary.LittleEndian)
+		if err != nil {
+			if !errors.Is(err, gopclntab.ErrFormat) && !errors.Is(err, gopclntab.ErrOldGo) {
+				t.Fatalf("unwrapped error %v", err)
+			}
+			return
+		}
+		pt.TextStart = text
+		rows, _, err := GoRows(Arch(arch%2+1), pt, func(uint64) (byte, bool) { return 0x55, true })
+		if err != nil {
+			if strings.Contains(err.Error(), "internal error") {
+				t.Fatalf("panic: %v", err)
+			}
+			return
+		}
+		for i := 1; i < len(rows); i++ {
+			if rows[i].PC <= rows[i-1].PC || rows[i].sameRules(rows[i-1]) {
+				t.Fatalf("rows %d and %d: %+v %+v", i-1, i, rows[i-1], rows[i])
+			}
 		}
 	})
 }

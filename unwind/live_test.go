@@ -299,19 +299,41 @@ func (p *liveProcess) pathOf(addr uint64) string {
 	return ""
 }
 
-// TestUnwindGo walks a Go program twice: with MappingFramePointers on its
-// mapping (how the agent loads Go binaries), and with the table built from
-// the .debug_frame the Go linker writes. Go omits the frame pointer in leaf
-// functions with no frame (main.hot here), so the first walk loses the
-// leaf's caller, like any frame-pointer walk; the table walk does not.
+// TestUnwindGo walks a Go program, built with and without symbols and
+// DWARF (-s -w), twice: with the table NewTable builds from its pclntab, and
+// with MappingFramePointers on its mapping (how Ember walked Go binaries
+// before). Go omits the frame pointer in leaf functions with no frame
+// (main.hot here), so the frame-pointer walk loses the leaf's caller; the
+// pclntab walk does not, stripped or not.
 func TestUnwindGo(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skip("ptrace register layout used here is x86-64's")
 	}
-	path := filepath.Join(buildDir, "gospin")
-	if out, err := exec.Command("go", "build", "-o", path, "./testdata/gospin/main.go").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	full := ""
+	for _, stripped := range []bool{false, true} {
+		name := "gospin"
+		args := []string{"build", "-o"}
+		if stripped {
+			name += "-stripped"
+		}
+		path := filepath.Join(buildDir, name)
+		args = append(args, path)
+		if stripped {
+			args = append(args, "-ldflags=-s -w")
+		}
+		if out, err := exec.Command("go", append(args, "./testdata/gospin/main.go")...).CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+		if !stripped {
+			full = path
+		}
+		t.Run(name, func(t *testing.T) { unwindGo(t, path, full) })
 	}
+}
+
+// unwindGo walks the program at path, named with the symbols of full (the
+// same code, unstripped).
+func unwindGo(t *testing.T, path, full string) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	// Without asynchronous preemption the loop in main.hot, which makes no
@@ -320,14 +342,14 @@ func TestUnwindGo(t *testing.T) {
 	// runs: runtime.futex <- ... <- runtime.asyncPreempt2).
 	t.Setenv("GODEBUG", "asyncpreemptoff=1")
 	p := startStopped(t, path, "spin")
+	p.syms[path] = loadSymtab(t, full)
 	regs := regsOf(&p.regs)
 	want := []string{"main.hot", "main.level2", "main.level1", "main.main", "runtime.main", "runtime.goexit.abi0"}
 
 	pcs, reason := Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
 	got := p.symbolize(t, pcs)
-	t.Logf("tables (.debug_frame): %v (%v)", got, reason)
-	// runtime.goexit's CFI ends the stack with an undefined RA or its
-	// caller is 0; either way the walk is complete.
+	t.Logf("tables (pclntab): %v (%v)", got, reason)
+	// runtime.goexit is a TOPFRAME function: the walk ends there, complete.
 	if !slices.Equal(got, want) || reason != ReasonComplete {
 		t.Errorf("table walk %v (%v), want %v (complete)", got, reason, want)
 	}
@@ -348,7 +370,7 @@ func TestUnwindGo(t *testing.T) {
 	}
 	pcs, reason = Unwind(regs, p.readMem, &p.maps, uint32(p.pid))
 	got = p.symbolize(t, pcs)
-	t.Logf("frame pointers:        %v (%v)", got, reason)
+	t.Logf("frame pointers:   %v (%v)", got, reason)
 	wantFP := slices.Delete(slices.Clone(want), 1, 2) // main.level2, the caller of the frameless leaf
 	if !slices.Equal(got, wantFP) || reason != ReasonComplete {
 		t.Errorf("frame-pointer walk %v (%v), want %v (complete)", got, reason, wantFP)

@@ -23,7 +23,7 @@ const (
 )
 
 // MappingFramePointers (unwind_mapping.flags): walk this mapping with frame
-// pointers; it has no table (Go binaries, binaries without CFI, tables not
+// pointers; it has no table (Go before 1.20, binaries without CFI, tables not
 // loaded yet).
 const MappingFramePointers uint32 = 1
 

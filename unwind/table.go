@@ -141,6 +141,8 @@ type Table struct {
 	// Errors are the first few errors decoding FDE instructions: each cost
 	// only its own function, which has a CFAInvalid row.
 	Errors []error
+	// Go counts the Go functions of a Go binary's table (nil otherwise).
+	Go *GoStats
 }
 
 // maxErrors is how many FDE errors a Table keeps.
@@ -168,7 +170,33 @@ func Open(path string) (*Table, error) {
 // NewTable builds the table of an ELF file from its .eh_frame and, for code
 // that .eh_frame does not cover, its .debug_frame. FDEs outside executable
 // segments (such as those of functions the linker discarded) are dropped.
+// The Go code of a Go binary is described from its pclntab instead (see
+// gotable.go), and its other code (cgo) from its CFI; a Go binary built
+// before Go 1.20 gets an error wrapping ErrOldGo.
 func NewTable(f *elf.File) (*Table, error) {
+	if IsGo(f) {
+		arch, err := archOf(f)
+		if err != nil {
+			return nil, err
+		}
+		return newGoTable(f, arch)
+	}
+	return NewTableFunc(f, nil)
+}
+
+func archOf(f *elf.File) (Arch, error) {
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return AMD64, nil
+	case elf.EM_AARCH64:
+		return ARM64, nil
+	}
+	return 0, fmt.Errorf("%v: %w", f.Machine, ErrUnsupportedArch)
+}
+
+// NewTableFunc builds the table of an ELF file from its CFI alone, keeping
+// only the FDEs whose code [lo, hi) keep accepts (all, if keep is nil).
+func NewTableFunc(f *elf.File, keep func(lo, hi uint64) bool) (*Table, error) {
 	var arch Arch
 	switch f.Machine {
 	case elf.EM_X86_64:
@@ -211,6 +239,9 @@ func NewTable(f *elf.File) (*Table, error) {
 		}
 	}
 	inText := func(lo, hi uint64) bool {
+		if keep != nil && !keep(lo, hi) {
+			return false
+		}
 		if len(text) == 0 {
 			return true // relocatable objects and debug-only files
 		}
@@ -454,16 +485,4 @@ func makeRow(arch Arch, fpReg, raReg uint64, pc uint64, st *frameState) Row {
 		row = Row{PC: pc, CFA: row.CFA}
 	}
 	return row
-}
-
-// IsGo reports whether f is a Go binary. Go keeps frame pointers on amd64 and
-// arm64, so Ember walks Go code with them instead of a table (but see the
-// package documentation on Go's frameless leaves).
-func IsGo(f *elf.File) bool {
-	for _, name := range []string{".go.buildinfo", ".note.go.buildid", ".gopclntab"} {
-		if f.Section(name) != nil {
-			return true
-		}
-	}
-	return false
 }
