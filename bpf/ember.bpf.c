@@ -132,12 +132,22 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* Processes to profile when filter_pids is set: pids[tgid] != 0. An array
- * of pid_max bytes, not a hash: sched_switch asks on every context switch,
- * and an array lookup is a bounds check and an add. */
+/*
+ * Processes to profile when filter_pids is set: the tgids in this hash. Its
+ * memory follows the processes filtered, not pid_max: an array indexed by
+ * tgid cost 8 bytes (the kernel's value alignment) per possible PID, 32 MiB
+ * at systemd's pid_max of 4194304, for the one process of a --pid run.
+ * User space sizes it to the PIDs given, or to the live processes a
+ * launched command may have at once (follow_forks, where a full map is
+ * counted: STAT_PID_FILTER_FULL); without preallocation the kernel holds a
+ * bucket array and one element per present PID (the loader preallocates
+ * where perf_event programs need it, before Linux 6.1). The price is a hash
+ * of the tgid, instead of an index, at each sample and context switch.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 32768); /* resized by user space to pid_max */
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192); /* resized by user space */
 	__type(key, __u32);
 	__type(value, __u8);
 } pids SEC(".maps");
@@ -378,7 +388,8 @@ static __always_inline void fork_common(bool raw, struct task_struct *parent, st
 
 	if (!follow_forks || ptgid == ctgid || !pid_wanted(ptgid))
 		return;
-	bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY);
+	if (bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY))
+		stat_inc(STAT_PID_FILTER_FULL);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -441,10 +452,8 @@ static __always_inline void exit_common(bool raw, struct task_struct *p)
 	}
 	if (BPF_CORE_READ(p, signal, live.counter) > 0)
 		return;
-	if (follow_forks) {
-		__u8 zero = 0;
-		bpf_map_update_elem(&pids, &tgid, &zero, BPF_ANY);
-	}
+	if (follow_forks)
+		bpf_map_delete_elem(&pids, &tgid);
 	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
 		notify(EVENT_EXIT, tgid);
 }

@@ -90,6 +90,7 @@ enum stat {
 	STAT_OFFCPU_RESUME_FAILED,  /* no resume work scheduled: a kept block waits
 	                             * for the thread's next switch-out */
 	STAT_OFFCPU_NO_CLOCK,       /* runqueue clock unreadable: switch not measured */
+	STAT_PID_FILTER_FULL,       /* a followed fork not added: pids map full */
 	STAT_MAX,
 };
 

@@ -122,7 +122,8 @@ const (
 	emberStatSTAT_UNWIND_USTACK_FULL   emberStat = 27
 	emberStatSTAT_OFFCPU_RESUME_FAILED emberStat = 28
 	emberStatSTAT_OFFCPU_NO_CLOCK      emberStat = 29
-	emberStatSTAT_MAX                  emberStat = 30
+	emberStatSTAT_PID_FILTER_FULL      emberStat = 30
+	emberStatSTAT_MAX                  emberStat = 31
 )
 
 type emberUnwindPage struct {

@@ -75,6 +75,7 @@ var StatNames = [...]string{
 	emberStatSTAT_UNWIND_USTACK_FULL:   "unwind_user_stack_map_full",
 	emberStatSTAT_OFFCPU_RESUME_FAILED: "offcpu_resume_work_failed",
 	emberStatSTAT_OFFCPU_NO_CLOCK:      "offcpu_clock_unreadable",
+	emberStatSTAT_PID_FILTER_FULL:      "pid_filter_full",
 }
 
 // sample_key.user_flags: the low byte is the unwind.Reason a table walk
@@ -95,6 +96,10 @@ type Config struct {
 	SelfTGID    uint32 // the profiler's own process, excluded
 	FilterPIDs  bool   // only processes in the pids map
 	FollowForks bool   // add children of filtered processes to the pids map
+	// PIDEntries is the capacity of the pids map with FilterPIDs: the PIDs
+	// given, or how many processes a followed command may have at once.
+	// 0: DefaultPIDEntries.
+	PIDEntries uint32
 	// Cgroups are cgroup v2 directories: only tasks in their subtrees are
 	// profiled (none: any). At most MaxCgroups.
 	Cgroups     []string
@@ -297,7 +302,7 @@ func Load(cfg Config) (*Objects, error) {
 		}
 	}
 	if cfg.FilterPIDs {
-		resize(pm, "pids")
+		resize(cmp.Or(cfg.PIDEntries, DefaultPIDEntries), "pids")
 	} else {
 		resize(1, "pids") // unused
 	}
@@ -410,7 +415,11 @@ func fillCgroups(m *ebpf.Map, dirs []string) error {
 // maxHotTIDs bounds the offcpu_hot array (16 bytes an entry).
 const maxHotTIDs = 1 << 20
 
-// pidMax is the size of the pids filter: one entry per possible process ID
+// DefaultPIDEntries is the capacity of the pids map for a followed command:
+// live processes at once, not processes over its life (exits leave).
+const DefaultPIDEntries = 8192
+
+// pidMax sizes the offcpu_hot array: one entry per possible thread ID
 // (kernel.pid_max), or 0 (the object's default) when it cannot be read.
 func pidMax() uint32 {
 	b, err := os.ReadFile("/proc/sys/kernel/pid_max")

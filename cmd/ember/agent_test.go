@@ -216,6 +216,7 @@ func checkMetrics(t *testing.T, log string) {
 		"ember_pyroscope_profiles_sent_total", "ember_pyroscope_queue_bytes",
 		`ember_pyroscope_profiles_dropped_total{reason="queue_full"}`,
 		"ember_symbolizer_cache_bytes", "process_resident_memory_bytes",
+		`ember_bpf_map_memory_bytes{map="counts0"}`, `ember_bpf_map_memory_bytes{map="pids"}`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,7 +52,14 @@ func TestRecordPIDStrippedGo(t *testing.T) {
 	defer w.Process.Kill()
 	time.Sleep(200 * time.Millisecond)
 	out := filepath.Join(dir, "go.pb.gz")
-	runEmber(t, dir, "record", "-F", "997", "-d", "6s", "--pid", strconv.Itoa(w.Process.Pid), "-o", out)
+	stderr := runEmber(t, dir, "record", "-F", "997", "-d", "6s", "--pid", strconv.Itoa(w.Process.Pid), "-o", out)
+	// The summary gives every map's kernel memory; the PID filter's follows
+	// the one PID, not kernel.pid_max (8 bytes per possible PID before).
+	if m := regexp.MustCompile(`kernel memory of BPF maps .*\spids=(\d+)K`).FindStringSubmatch(stderr); m == nil {
+		t.Errorf("summary lacks the kernel memory of the pids map:\n%s", stderr)
+	} else if k, _ := strconv.Atoi(m[1]); k > 8 {
+		t.Errorf("the pids map of a --pid run holds %d KiB, want at most 8", k)
+	}
 	p := readProfile(t, out)
 	for _, s := range p.Sample {
 		if v := s.NumLabel["pid"]; len(v) != 1 || v[0] != int64(w.Process.Pid) {

@@ -183,6 +183,9 @@ func (a *Agent) close() {
 // Stats returns the kernel-side counters.
 func (a *Agent) Stats() (map[string]uint64, error) { return a.tr.Stats() }
 
+// MapMemory returns the kernel memory of every BPF map, largest first.
+func (a *Agent) MapMemory() ([]tracer.MapMemory, error) { return a.tr.MapMemory() }
+
 // SymbolCache returns the symbolizer's cached objects and bytes.
 func (a *Agent) SymbolCache() (int, int64) { return a.sym.CacheStats() }
 

@@ -21,6 +21,7 @@ type metrics struct {
 	kernel     *prometheus.Desc
 	cacheBytes *prometheus.Desc
 	cacheObjs  *prometheus.Desc
+	mapBytes   *prometheus.Desc
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -31,6 +32,9 @@ func newMetrics(a *Agent) *metrics {
 			[]string{"counter"}, nil),
 		cacheBytes: prometheus.NewDesc("ember_symbolizer_cache_bytes", "Estimated bytes held by the symbolizer's object cache.", nil, nil),
 		cacheObjs:  prometheus.NewDesc("ember_symbolizer_cache_objects", "Object files held by the symbolizer's cache.", nil, nil),
+		mapBytes: prometheus.NewDesc("ember_bpf_map_memory_bytes",
+			"Kernel memory held by each of Ember's BPF maps (the kernel's memlock accounting of the map).",
+			[]string{"map"}, nil),
 	}
 }
 
@@ -38,12 +42,18 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.kernel
 	ch <- m.cacheBytes
 	ch <- m.cacheObjs
+	ch <- m.mapBytes
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if st, err := m.a.Stats(); err == nil {
 		for name, v := range st {
 			ch <- prometheus.MustNewConstMetric(m.kernel, prometheus.CounterValue, float64(v), name)
+		}
+	}
+	if maps, err := m.a.MapMemory(); err == nil {
+		for _, mm := range maps {
+			ch <- prometheus.MustNewConstMetric(m.mapBytes, prometheus.GaugeValue, float64(mm.Bytes), mm.Name)
 		}
 	}
 	objs, bytes := m.a.SymbolCache()

@@ -43,6 +43,7 @@ type Summary struct {
 	ExitCode  int // of the launched command
 
 	FirstSample time.Duration         // from ProcessStart to the first sample; 0: none
+	Maps        []tracer.MapMemory    // kernel memory of every BPF map, largest first
 	Programs    []tracer.ProgramStats // with RecordConfig.BPFStats
 
 	OffCPUMethod tracer.OffCPUMethod // how off-CPU blocks were hooked
@@ -176,6 +177,11 @@ loop:
 	if cfg.BPFStats {
 		sum.Programs = tr.ProgramStats()
 	}
+	// Read before Close, and after the run: maps allocated as they fill
+	// (hash maps without preallocation) hold most at the end.
+	if sum.Maps, err = tr.MapMemory(); err != nil {
+		fmt.Fprintf(stderr, "ember: %v\n", err)
+	}
 	sum.Unwind = tr.UnwindMode()
 	sum.OffCPUMethod, sum.RQClock = tr.OffCPUMethod()
 	if us, ok := tr.UnwindStats(); ok {
@@ -251,6 +257,9 @@ func WriteSummary(w io.Writer, s *Summary) {
 	} else if s.Unwind == tracer.UnwindFP {
 		fmt.Fprintln(w, "ember: user stacks walked with frame pointers only")
 	}
+	if len(s.Maps) > 0 {
+		fmt.Fprintf(w, "ember: %s\n", MapMemoryLine(s.Maps))
+	}
 	sort.Slice(s.Programs, func(i, j int) bool { return s.Programs[i].Name < s.Programs[j].Name })
 	for _, p := range s.Programs {
 		per := time.Duration(0)
@@ -259,6 +268,18 @@ func WriteSummary(w io.Writer, s *Summary) {
 		}
 		fmt.Fprintf(w, "ember: bpf %s: %d runs, %s run time, %s per run\n", p.Name, p.Runs, p.RunTime, per)
 	}
+}
+
+// MapMemoryLine renders the kernel memory of the BPF maps: the total, then
+// every map, largest first, in KiB.
+func MapMemoryLine(maps []tracer.MapMemory) string {
+	var total uint64
+	parts := make([]string, 0, len(maps))
+	for _, m := range maps {
+		total += m.Bytes
+		parts = append(parts, fmt.Sprintf("%s=%dK", m.Name, (m.Bytes+1023)>>10))
+	}
+	return fmt.Sprintf("kernel memory of BPF maps %.1f MiB in %d maps: %s", float64(total)/(1<<20), len(maps), strings.Join(parts, " "))
 }
 
 // statsLine renders every counter as "name=value ...", sorted by name.

@@ -114,6 +114,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	bcfg := bpf.Config{
 		FilterPIDs:      len(cfg.PIDs) > 0 || cfg.FollowForks,
 		FollowForks:     cfg.FollowForks,
+		PIDEntries:      pidEntries(cfg),
 		Cgroups:         cfg.Cgroups,
 		IncludeIdle:     cfg.IncludeIdle,
 		OnCPU:           cfg.OnCPU,
@@ -168,6 +169,17 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		}
 	}
 	return t, nil
+}
+
+// pidEntries sizes the in-kernel PID filter: the PIDs given, or room for
+// the live processes of a followed command (bpf.DefaultPIDEntries).
+func pidEntries(cfg Config) uint32 {
+	n := uint32(len(cfg.PIDs))
+	if cfg.FollowForks {
+		// A power of 2: the kernel rounds the buckets up to one.
+		n = max(n, bpf.DefaultPIDEntries)
+	}
+	return max(n, 1)
 }
 
 // stackEntries sizes a stack-trace map: two stacks per sample for every
@@ -347,6 +359,18 @@ func EnableProgramStats() (io.Closer, error) {
 		return nil, fmt.Errorf("enable BPF program stats: %w", err)
 	}
 	return c, nil
+}
+
+// MapMemory is the kernel memory one BPF map holds.
+type MapMemory = bpf.MapMemory
+
+// MapMemory returns the kernel memory of every loaded map, largest first.
+func (t *Tracer) MapMemory() ([]MapMemory, error) {
+	m, err := t.objs.MapMemory()
+	if err != nil {
+		return nil, fmt.Errorf("kernel memory of the BPF maps: %w", err)
+	}
+	return m, nil
 }
 
 // Stats returns the kernel-side counters summed over CPUs, by name.
