@@ -6,8 +6,9 @@ DURATION ?= 10s
 
 # Debian packages the project needs: clang/llvm and libbpf headers for
 # `make generate`, perf and bpftrace to compare with, binutils for readelf,
-# gdb to check unwinding, chromium for the flame graph browser test.
-DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils
+# gdb to check unwinding, chromium for the flame graph browser test,
+# debuginfod (elfutils' server and debuginfod-find) for the debuginfod client's tests.
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils
 
 .PHONY: all build generate check-generate run test test-kernels bench lint fuzz deps clean
 
@@ -26,7 +27,7 @@ check-generate: generate
 
 # Installs what is missing, with apt, once.
 deps:
-	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz; do \
+	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	if [ -n "$$missing" ]; then echo "installing (missing:$$missing)"; \

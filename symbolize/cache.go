@@ -113,6 +113,27 @@ func (c *objectCache) release(e *cacheEntry) {
 	c.evict()
 }
 
+// drop removes e from the cache and releases the caller's reference: the
+// object is closed once no one else uses it.
+func (c *objectCache) drop(e *cacheEntry) {
+	c.mu.Lock()
+	if !e.gone {
+		for el := c.lru.Front(); el != nil; el = el.Next() {
+			if el.Value.(*cacheEntry) == e {
+				c.lru.Remove(el)
+				break
+			}
+		}
+		for _, k := range e.keys {
+			delete(c.byKey, k)
+		}
+		c.used -= e.cost
+		e.gone = true
+	}
+	c.mu.Unlock()
+	c.release(e)
+}
+
 // evict drops least recently used entries until the cache fits its budget,
 // always keeping the most recent one.
 func (c *objectCache) evict() {

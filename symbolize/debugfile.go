@@ -90,7 +90,7 @@ func openDebugFile(path, buildID string, crc uint32, checkCRC bool) *Object {
 	if err != nil {
 		return nil
 	}
-	o, err := parseObject(data, path, nil, false)
+	o, err := parseObject(data, path, nil, false, nil)
 	if err != nil || (buildID != "" && o.buildID != "" && o.buildID != buildID) {
 		unmap(data)
 		return nil

@@ -58,8 +58,11 @@ type Object struct {
 	buildID   string // GNU build ID, hex
 	goBuildID string
 	debugPath string // separate debug file, if one was used
-	openErr   error  // tables that could not be read
-	loads     []elf.ProgHeader
+	// awaitsDebug: no debug file was found, and one was asked of a
+	// DebugSource; the object is reopened once the source has it.
+	awaitsDebug bool
+	openErr     error // tables that could not be read
+	loads       []elf.ProgHeader
 
 	mu        sync.Mutex // guards dw, its lazily built parts, and demangled
 	syms      *symtab
@@ -96,7 +99,13 @@ func NewObject(f *os.File, name string, debugDirs []string) (*Object, error) {
 	if debugDirs == nil {
 		debugDirs = []string{defaultDebugDir}
 	}
-	o, err := parseObject(data, name, debugDirs, true)
+	return newObject(data, name, debugDirs, nil)
+}
+
+// newObject is NewObject on mapped data, which it unmaps on failure, with
+// src asked for the debug file when none is found locally.
+func newObject(data []byte, name string, debugDirs []string, src DebugSource) (*Object, error) {
+	o, err := parseObject(data, name, debugDirs, true, src)
 	if err != nil {
 		unmap(data)
 		return nil, err
@@ -108,7 +117,7 @@ func NewObject(f *os.File, name string, debugDirs []string) (*Object, error) {
 // newObjectBytes indexes an ELF image in memory, with no separate debug file.
 // It is what the fuzz targets call.
 func newObjectBytes(data []byte, name string) (*Object, error) {
-	return parseObject(data, name, nil, false)
+	return parseObject(data, name, nil, false, nil)
 }
 
 func mapFile(f *os.File) ([]byte, error) {
@@ -149,7 +158,7 @@ func guard(name string, errp *error) {
 // otherwise turn into errors. Only the fuzz tests set it.
 var panicOnBug = false
 
-func parseObject(data []byte, name string, debugDirs []string, separate bool) (o *Object, err error) {
+func parseObject(data []byte, name string, debugDirs []string, separate bool, src DebugSource) (o *Object, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(name, &err)
 	if err := checkELFExtents(data); err != nil {
@@ -184,7 +193,12 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool) (o
 	// A binary without DWARF or without a symbol table may have them in a
 	// separate debug file.
 	if separate && (o.loadDW == nil || !o.syms.full) {
-		if dbg, path := findDebugFile(ef, data, name, o.buildID, debugDirs); dbg != nil {
+		dbg, path := findDebugFile(ef, data, name, o.buildID, debugDirs)
+		if dbg == nil && src != nil {
+			dbg, path = fetchedDebugFile(src, o.buildID)
+			o.awaitsDebug = dbg == nil && o.buildID != ""
+		}
+		if dbg != nil {
 			o.debugPath = path
 			o.mapped = append(o.mapped, dbg.mapped...)
 			dbg.mapped = nil

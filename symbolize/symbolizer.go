@@ -24,6 +24,9 @@ type Options struct {
 	KallsymsPath string
 	// DebugDirs are searched for separate debug files; nil means /usr/lib/debug.
 	DebugDirs []string
+	// DebugSource fetches what is not found locally (debuginfod); nil
+	// means nothing is fetched.
+	DebugSource DebugSource
 }
 
 // Symbolizer fills profiles with frames. It caches what it reads and is safe
@@ -115,6 +118,10 @@ func isPerfMap(file string) bool {
 
 func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
 	e, err := s.object(m)
+	if err == nil && s.stale(e) {
+		s.cache.drop(e)
+		e, err = s.object(m)
+	}
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
 	}
@@ -164,7 +171,9 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	}
 	f, err := s.open(m)
 	if err != nil {
-		return nil, err
+		if f, err = s.openFetched(m, err); err != nil {
+			return nil, err
+		}
 	}
 	defer f.Close()
 	st, err := f.Stat()
@@ -175,7 +184,7 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	if e, ok := s.cache.get(fk); ok {
 		return e, nil
 	}
-	o, err := NewObject(f, m.File, s.opts.DebugDirs)
+	o, err := s.openObject(f, m.File)
 	if err != nil {
 		return nil, err
 	}

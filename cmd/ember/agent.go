@@ -31,6 +31,7 @@ func init() {
 		metrics   string
 		offState  string
 		offMethod string
+		dinfo     debuginfodFlags
 
 		pyro        pyroscope.Flags
 		selfProfile bool
@@ -101,6 +102,12 @@ Credentials come from flags, files (--*-file) or the environment
 			}
 			cfg.Sink = sink.Multi(sinks...)
 			cfg.Logger = log
+			if cfg.Debuginfod, err = dinfo.client(log, reg); err != nil {
+				return err
+			}
+			if cfg.Debuginfod != nil {
+				defer cfg.Debuginfod.Close()
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a, err := agent.Start(cfg)
@@ -137,6 +144,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile only these processes (default: the whole system)")
 	f.StringArrayVar(&cgroups, "cgroup", nil, cgroupUsage)
 	f.StringVar(&cfg.Tracer.KernelBTF, "btf", os.Getenv("EMBER_BTF"), btfUsage)
+	dinfo.add(f)
 	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid")
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")
 	f.StringSliceVar(&labels, "label", nil, "k=v: a static label on every profile (repeatable)")

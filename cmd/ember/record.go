@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +33,8 @@ func init() {
 		bpfStats     bool
 		unwindMode   string
 		btfFile      string
+		dinfo        debuginfodFlags
+		dinfoWait    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "record [flags] [-- COMMAND [ARGS...]]",
@@ -82,6 +85,13 @@ system.`,
 			for _, d := range cfg.Tracer.Cgroups {
 				fmt.Fprintf(os.Stderr, "ember: profiling cgroup %s and its descendants\n", d)
 			}
+			if cfg.Debuginfod, err = dinfo.client(slog.Default(), nil); err != nil {
+				return err
+			}
+			if cfg.Debuginfod != nil {
+				defer cfg.Debuginfod.Close()
+			}
+			cfg.DebuginfodWait = dinfoWait
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			sum, err := agent.Record(ctx, cfg)
@@ -112,6 +122,8 @@ system.`,
 	f.BoolVar(&bpfStats, "bpf-stats", false, "account and report the BPF programs' run time (costs a clock read per run)")
 	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel loads the table walker)")
 	f.StringVar(&btfFile, "btf", os.Getenv("EMBER_BTF"), btfUsage)
+	dinfo.add(f)
+	f.DurationVar(&dinfoWait, "debuginfod-wait", agent.DefaultDebuginfodWait, "at the end, wait at most this long for debug files from debuginfod before symbolizing")
 	rootCmd.AddCommand(cmd)
 }
 

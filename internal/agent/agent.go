@@ -16,6 +16,7 @@ import (
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
 	"github.com/emberprof/ember/symbolize"
+	"github.com/emberprof/ember/symbolize/debuginfod"
 )
 
 // Config is what `ember agent` was asked for.
@@ -31,6 +32,9 @@ type Config struct {
 	// SymbolCacheBytes is the symbolizer's cache budget.
 	SymbolCacheBytes int64
 	Logger           *slog.Logger
+	// Debuginfod, if set, fetches missing debug files in the background;
+	// later profiles get their names. The caller closes it.
+	Debuginfod *debuginfod.Client
 }
 
 // Agent is a running `ember agent`.
@@ -78,7 +82,8 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.tr = tr
-	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes, Open: a.open})
+	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes, Open: a.open,
+		DebugSource: debugSource(cfg.Debuginfod)})
 	a.col = a.newCollector(time.Now())
 	return a, nil
 }

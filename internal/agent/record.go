@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
 	"github.com/emberprof/ember/symbolize"
+	"github.com/emberprof/ember/symbolize/debuginfod"
 )
 
 // RecordConfig is what `ember record` was asked for.
@@ -27,6 +29,10 @@ type RecordConfig struct {
 	Output   string
 	Stderr   *os.File // summary and live status; nil for os.Stderr
 	BPFStats bool     // account the BPF programs' run time and report it
+	// Debuginfod, if set, fetches missing debug files before the profile
+	// is symbolized, waiting up to DebuginfodWait (DefaultDebuginfodWait).
+	Debuginfod     *debuginfod.Client
+	DebuginfodWait time.Duration
 }
 
 // ProcessStart is CLOCK_MONOTONIC when the process started main; main sets
@@ -196,8 +202,11 @@ loop:
 
 	col.b.Comment("ember: %s", statsLine(sum.Stats))
 	p := col.b.Profile(end)
-	sym := symbolize.New(symbolize.Options{Open: col.open})
+	sym := symbolize.New(symbolize.Options{Open: col.open, DebugSource: debugSource(cfg.Debuginfod)})
 	defer sym.Close()
+	if cfg.Debuginfod != nil {
+		fetchDebugInfo(sym, cfg.Debuginfod, p, cmp.Or(cfg.DebuginfodWait, DefaultDebuginfodWait), stderr)
+	}
 	if err := sym.Symbolize(p); err != nil {
 		lines := strings.Split(err.Error(), "\n")
 		fmt.Fprintf(stderr, "ember: %d mappings left unsymbolized (first: %s)\n", len(lines), lines[0])
