@@ -209,16 +209,28 @@ func emberTest(run string) func(*guest, string) result {
 }
 
 var (
-	testErrorRe = regexp.MustCompile(`^\s+\S+_test\.go:\d+: (.*)`)
-	testLogRe   = regexp.MustCompile(`(\S+: [0-9.]+s measured.*|[0-9]+ samples; inclusive shares.*)`)
+	testErrorRe  = regexp.MustCompile(`^\s+\S+_test\.go:\d+: (.*)`)
+	testBlocksRe = regexp.MustCompile(`\w+ off-CPU: [0-9.]+s measured, [0-9.]+s true \([-+0-9.]+%\)`)
+	testSharesRe = regexp.MustCompile(`([0-9]+) samples; inclusive shares map\[([^]]*)\]`)
 )
 
-// testSummary picks the measurements a passing test logged.
+// testSummary picks the measurements a passing test logged: blocked times
+// against the truth, or the CPU shares of the split.
 func testSummary(out string) string {
 	var parts []string
 	for _, l := range strings.Split(out, "\n") {
-		if m := testLogRe.FindString(l); m != "" {
+		if m := testBlocksRe.FindString(l); m != "" {
 			parts = append(parts, m)
+		}
+		if m := testSharesRe.FindStringSubmatch(l); m != nil {
+			shares := []string{m[1] + " samples:"}
+			for _, kv := range strings.Fields(m[2]) {
+				if k, v, ok := strings.Cut(kv, ":"); ok && len(v) > 5 {
+					kv = k + " " + v[:5]
+				}
+				shares = append(shares, kv)
+			}
+			parts = append(parts, strings.Join(shares, " "))
 		}
 	}
 	return strings.Join(parts, "; ")

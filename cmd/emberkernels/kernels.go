@@ -242,7 +242,7 @@ func (a *privateApt) vmlinuz(v pkgVersion) (string, error) {
 			return "", err
 		}
 		if dep == "" {
-			return "", fmt.Errorf("%s: no /boot/vmlinuz-* and no linux-binary-* dependency", filepath.Base(deb))
+			return "", fmt.Errorf("%s: no kernel image and no linux-binary-* dependency", filepath.Base(deb))
 		}
 		bin, err := a.download(dep, v.Version)
 		if err != nil {
@@ -252,7 +252,7 @@ func (a *privateApt) vmlinuz(v pkgVersion) (string, error) {
 			return "", err
 		}
 		if img == nil {
-			return "", fmt.Errorf("%s: no /boot/vmlinuz-*", filepath.Base(bin))
+			return "", fmt.Errorf("%s: no kernel image (boot/vmlinuz-* or usr/lib/modules/*/vmlinuz)", filepath.Base(bin))
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -265,7 +265,7 @@ func (a *privateApt) vmlinuz(v pkgVersion) (string, error) {
 }
 
 // extractVmlinuz unpacks deb with dpkg-deb -x into a temporary directory and
-// returns the contents of its boot/vmlinuz-*, or nil if it has none.
+// returns the contents of its kernel image, or nil if it has none.
 func extractVmlinuz(deb string) ([]byte, error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(deb), "x-")
 	if err != nil {
@@ -275,7 +275,11 @@ func extractVmlinuz(deb string) ([]byte, error) {
 	if out, err := exec.Command("dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("dpkg-deb -x %s: %w: %s", deb, err, out)
 	}
+	// /boot/vmlinuz-VERSION up to 6.18; from 6.19 on linux-binary-* has
+	// /usr/lib/modules/VERSION/vmlinuz.
 	imgs, _ := filepath.Glob(filepath.Join(tmp, "boot", "vmlinuz-*"))
+	more, _ := filepath.Glob(filepath.Join(tmp, "usr", "lib", "modules", "*", "vmlinuz"))
+	imgs = append(imgs, more...)
 	if len(imgs) == 0 {
 		return nil, nil
 	}
