@@ -30,7 +30,17 @@ struct sample_key {
 	__s64 kern_stack;   /* on-CPU: id in the stacks map; off-CPU: key in the
 	                     * offcpu_kstacks map; negative: an errno */
 	char comm[TASK_COMM_LEN]; /* the thread's name at sample time */
+	/* Off-CPU with --wakers: who ended the block (waker_flags & WAKER_WOKE
+	 * says it was woken; else it was preempted, or woken unseen). */
+	__u32 waker_pid;    /* the waking thread's process (0: an interrupt in idle) */
+	__u32 waker_flags;  /* WAKER_WOKE | user_flags of waker_user_stack */
+	__s64 waker_user_stack; /* key in the ustacks map, or a negative errno */
+	__s64 waker_kern_stack; /* key in the offcpu_kstacks map, or a negative errno */
+	char waker_comm[TASK_COMM_LEN];
 };
+
+/* sample_key.waker_flags: bits 0-8 as user_flags, for the waker's stack. */
+#define WAKER_WOKE (1 << 9)
 
 /* sample_key.user_flags: bits 0-7 the enum unwind_reason of a table walk
  * (0: complete), bit 8 the stack is in the ustacks map (a table walk). */

@@ -43,15 +43,23 @@ type emberOffcpuHot struct {
 }
 
 type emberOffcpuTask struct {
-	_      structs.HostLayout
-	Hot    emberOffcpuHot
-	Ustack int64
-	Set    uint32
-	Uflags uint32
-	Weight uint64
-	Pkind  uint32
-	NrKips uint32
-	Kips   [64]uint64
+	_        structs.HostLayout
+	Hot      emberOffcpuHot
+	Ustack   int64
+	Set      uint32
+	Uflags   uint32
+	Weight   uint64
+	Pkind    uint32
+	NrKips   uint32
+	Kips     [64]uint64
+	WkDw     uint64
+	WkUstack int64
+	WkKstack int64
+	WkPid    uint32
+	WkFlags  uint32
+	WkSet    uint32
+	Pwoken   uint32
+	WkComm   [16]int8
 }
 
 type emberResumeWork struct {
@@ -63,14 +71,19 @@ type emberResumeWork struct {
 }
 
 type emberSampleKey struct {
-	_         structs.HostLayout
-	Pid       uint32
-	Tid       uint32
-	Kind      uint32
-	UserFlags uint32
-	UserStack int64
-	KernStack int64
-	Comm      [16]int8
+	_              structs.HostLayout
+	Pid            uint32
+	Tid            uint32
+	Kind           uint32
+	UserFlags      uint32
+	UserStack      int64
+	KernStack      int64
+	Comm           [16]int8
+	WakerPid       uint32
+	WakerFlags     uint32
+	WakerUserStack int64
+	WakerKernStack int64
+	WakerComm      [16]int8
 }
 
 type emberSampleKind uint32
@@ -212,6 +225,7 @@ const (
 	emberMapCounts1               = "counts1"
 	emberMapEvents                = "events"
 	emberMapKnownPids             = "known_pids"
+	emberMapKstackScratch         = "kstack_scratch"
 	emberMapOffcpuHot             = "offcpu_hot"
 	emberMapOffcpuKstacks0        = "offcpu_kstacks0"
 	emberMapOffcpuKstacks1        = "offcpu_kstacks1"
@@ -246,6 +260,10 @@ const (
 	emberProgOffcpuSysExitFp      = "offcpu_sys_exit_fp"
 	emberProgOffcpuSysExitRaw     = "offcpu_sys_exit_raw"
 	emberProgOffcpuSysExitRawFp   = "offcpu_sys_exit_raw_fp"
+	emberProgOffcpuWaking         = "offcpu_waking"
+	emberProgOffcpuWakingFp       = "offcpu_waking_fp"
+	emberProgOffcpuWakingRaw      = "offcpu_waking_raw"
+	emberProgOffcpuWakingRawFp    = "offcpu_waking_raw_fp"
 	emberProgOnCpuSample          = "on_cpu_sample"
 	emberProgOnCpuSampleFp        = "on_cpu_sample_fp"
 	emberProgProcessExec          = "process_exec"
@@ -328,6 +346,10 @@ type emberProgramSpecs struct {
 	OffcpuSysExitFp      *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_fp"`
 	OffcpuSysExitRaw     *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_raw"`
 	OffcpuSysExitRawFp   *ebpf.ProgramSpec `ebpf:"offcpu_sys_exit_raw_fp"`
+	OffcpuWaking         *ebpf.ProgramSpec `ebpf:"offcpu_waking"`
+	OffcpuWakingFp       *ebpf.ProgramSpec `ebpf:"offcpu_waking_fp"`
+	OffcpuWakingRaw      *ebpf.ProgramSpec `ebpf:"offcpu_waking_raw"`
+	OffcpuWakingRawFp    *ebpf.ProgramSpec `ebpf:"offcpu_waking_raw_fp"`
 	OnCpuSample          *ebpf.ProgramSpec `ebpf:"on_cpu_sample"`
 	OnCpuSampleFp        *ebpf.ProgramSpec `ebpf:"on_cpu_sample_fp"`
 	ProcessExec          *ebpf.ProgramSpec `ebpf:"process_exec"`
@@ -346,6 +368,7 @@ type emberMapSpecs struct {
 	Counts1        *ebpf.MapSpec `ebpf:"counts1"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	KnownPids      *ebpf.MapSpec `ebpf:"known_pids"`
+	KstackScratch  *ebpf.MapSpec `ebpf:"kstack_scratch"`
 	OffcpuHot      *ebpf.MapSpec `ebpf:"offcpu_hot"`
 	OffcpuKstacks0 *ebpf.MapSpec `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
@@ -418,6 +441,7 @@ type emberMaps struct {
 	Counts1        *ebpf.Map `ebpf:"counts1"`
 	Events         *ebpf.Map `ebpf:"events"`
 	KnownPids      *ebpf.Map `ebpf:"known_pids"`
+	KstackScratch  *ebpf.Map `ebpf:"kstack_scratch"`
 	OffcpuHot      *ebpf.Map `ebpf:"offcpu_hot"`
 	OffcpuKstacks0 *ebpf.Map `ebpf:"offcpu_kstacks0"`
 	OffcpuKstacks1 *ebpf.Map `ebpf:"offcpu_kstacks1"`
@@ -448,6 +472,7 @@ func (m *emberMaps) Close() error {
 		m.Counts1,
 		m.Events,
 		m.KnownPids,
+		m.KstackScratch,
 		m.OffcpuHot,
 		m.OffcpuKstacks0,
 		m.OffcpuKstacks1,
@@ -513,6 +538,10 @@ type emberPrograms struct {
 	OffcpuSysExitFp      *ebpf.Program `ebpf:"offcpu_sys_exit_fp"`
 	OffcpuSysExitRaw     *ebpf.Program `ebpf:"offcpu_sys_exit_raw"`
 	OffcpuSysExitRawFp   *ebpf.Program `ebpf:"offcpu_sys_exit_raw_fp"`
+	OffcpuWaking         *ebpf.Program `ebpf:"offcpu_waking"`
+	OffcpuWakingFp       *ebpf.Program `ebpf:"offcpu_waking_fp"`
+	OffcpuWakingRaw      *ebpf.Program `ebpf:"offcpu_waking_raw"`
+	OffcpuWakingRawFp    *ebpf.Program `ebpf:"offcpu_waking_raw_fp"`
 	OnCpuSample          *ebpf.Program `ebpf:"on_cpu_sample"`
 	OnCpuSampleFp        *ebpf.Program `ebpf:"on_cpu_sample_fp"`
 	ProcessExec          *ebpf.Program `ebpf:"process_exec"`
@@ -537,6 +566,10 @@ func (p *emberPrograms) Close() error {
 		p.OffcpuSysExitFp,
 		p.OffcpuSysExitRaw,
 		p.OffcpuSysExitRawFp,
+		p.OffcpuWaking,
+		p.OffcpuWakingFp,
+		p.OffcpuWakingRaw,
+		p.OffcpuWakingRawFp,
 		p.OnCpuSample,
 		p.OnCpuSampleFp,
 		p.ProcessExec,

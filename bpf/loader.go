@@ -85,6 +85,11 @@ const (
 	UserStackHashed     = 1 << 8
 )
 
+// WakerWoke in sample_key.waker_flags says the off-CPU block ended in a
+// wakeup whose waker is in the waker_* fields; its low bits are the
+// user_flags of the waker's user stack.
+const WakerWoke = 1 << 9
+
 // NumUnwindReasons is the number of enum unwind_reason values (unwind.Reason).
 const NumUnwindReasons = int(emberUnwindReasonREASON_MAX)
 
@@ -107,6 +112,10 @@ type Config struct {
 
 	OnCPU  bool // load the perf_event program
 	OffCPU bool // load the sched_switch program (and sys_exit without task_work)
+	// Wakers loads the sched_waking program, which takes the waker's stacks
+	// for kept blocks (offcpu.bpf.h); blocks are then timed with
+	// bpf_ktime_get_ns, the clock the wakeup can read.
+	Wakers bool
 
 	// Hook says which variant of the tracepoint programs to load. HookRaw
 	// also loads the process tracepoints as raw_tp programs.
@@ -173,7 +182,7 @@ func (h Hook) String() string {
 }
 
 // programs returns the names of the programs cfg loads, by role.
-func (cfg Config) programs() (onCPU, offSwitch, offSysExit, fork, exec, exit string) {
+func (cfg Config) programs() (onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit string) {
 	sfx := ""
 	if !cfg.UnwindTables {
 		sfx = "_fp"
@@ -197,6 +206,9 @@ func (cfg Config) programs() (onCPU, offSwitch, offSysExit, fork, exec, exit str
 	default:
 		offSwitch = "offcpu_switch" + raw + sfx
 		offSysExit = "offcpu_sys_exit" + raw + sfx
+	}
+	if cfg.Wakers {
+		offWaking = "offcpu_waking" + raw + sfx
 	}
 	return
 }
@@ -230,6 +242,7 @@ type Objects struct {
 	OnCPUSample   *ebpf.Program
 	OffCPUSwitch  *ebpf.Program
 	OffCPUSysExit *ebpf.Program
+	OffCPUWaking  *ebpf.Program
 	FollowFork    *ebpf.Program
 	ProcessExec   *ebpf.Program
 	ProcessExit   *ebpf.Program
@@ -271,7 +284,7 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	raw := cfg.Hook == HookRaw
 	tw := cfg.OffCPU && (cfg.Hook == HookTaskWork || cfg.Hook == HookTaskWorkImpl)
-	rqClock := cfg.OffCPU && !raw && SchedClockGlobal()
+	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
 	// per possible thread, where that stays under 16 MiB.
 	pm := pidMax()
@@ -326,8 +339,8 @@ func Load(cfg Config) (*Objects, error) {
 		resize(cmp.Or(us.Procs, def.Procs), "unwind_procs")
 	}
 
-	onCPU, offSwitch, offSysExit, fork, exec, exit := cfg.programs()
-	want := map[string]bool{onCPU: true, offSwitch: true, offSysExit: true, fork: true, exec: true, exit: true}
+	onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit := cfg.programs()
+	want := map[string]bool{onCPU: true, offSwitch: true, offSysExit: true, offWaking: true, fork: true, exec: true, exit: true}
 	for name := range spec.Programs {
 		if !want[name] {
 			delete(spec.Programs, name)
@@ -363,6 +376,7 @@ func Load(cfg Config) (*Objects, error) {
 		OnCPUSample:   coll.Programs[onCPU],
 		OffCPUSwitch:  coll.Programs[offSwitch],
 		OffCPUSysExit: coll.Programs[offSysExit],
+		OffCPUWaking:  coll.Programs[offWaking],
 		FollowFork:    coll.Programs[fork],
 		ProcessExec:   coll.Programs[exec],
 		ProcessExit:   coll.Programs[exit],

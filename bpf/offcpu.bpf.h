@@ -43,6 +43,8 @@ struct offcpu_hot {
 };
 #define HOT_PENDING 1 /* a kept block waits for its user stack */
 #define HOT_USTACK 2  /* the block in progress has its user stack already */
+#define HOT_WOKEN 4   /* --wakers: the block's wakeup was seen, and decided */
+#define HOT_KEEP 8    /* --wakers: ... and the block is kept (its waker taken) */
 #define TASK_DEAD 0x80
 
 /* The rest of a thread's record, touched by kept blocks only (and by the
@@ -56,6 +58,16 @@ struct offcpu_task {
 	__u32 pkind;     /* its kind */
 	__u32 nr_kips;   /* its kernel stack depth */
 	__u64 kips[MAX_KSTACK_DEPTH];
+	/* --wakers: who woke the block in progress (HOT_KEEP), or the pending
+	 * one (pwoken). */
+	__u64 wk_dw;       /* the block's length at its wakeup (> 0) */
+	__s64 wk_ustack;   /* the waker's user stack key, or a negative errno */
+	__s64 wk_kstack;   /* the waker's kernel stack key, or a negative errno */
+	__u32 wk_pid;
+	__u32 wk_flags;    /* WAKER_WOKE | user_flags of wk_ustack */
+	__u32 wk_set;      /* live set when the waker's stacks were stored */
+	__u32 pwoken;      /* the pending block carries the waker above */
+	char wk_comm[TASK_COMM_LEN];
 };
 
 /* Set by user space when offcpu_hot has an entry for every possible thread
@@ -306,8 +318,10 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 	return h;
 }
 
+/* emit_block counts a kept block; with woken, t holds its waker. */
 static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *comm,
-				       __s64 ustack, __u32 uflags, __s64 kstack, __u32 kind, __u64 weight)
+				       __s64 ustack, __u32 uflags, __s64 kstack, __u32 kind, __u64 weight,
+				       struct offcpu_task *t, bool woken)
 {
 	struct sample_key key = {
 		.pid = pid,
@@ -318,6 +332,20 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 		.kern_stack = kstack,
 	};
 	__builtin_memcpy(key.comm, comm, TASK_COMM_LEN);
+	if (woken) {
+		key.waker_pid = t->wk_pid;
+		key.waker_flags = t->wk_flags;
+		key.waker_user_stack = t->wk_ustack;
+		key.waker_kern_stack = t->wk_kstack;
+		if (t->wk_set != set) { /* stored in the other set's maps */
+			stat_inc(STAT_OFFCPU_STALE);
+			if (key.waker_user_stack >= 0)
+				key.waker_user_stack = -116; /* ESTALE */
+			if (key.waker_kern_stack >= 0)
+				key.waker_kern_stack = -116;
+		}
+		__builtin_memcpy(key.waker_comm, t->wk_comm, TASK_COMM_LEN);
+	}
 	note_process(pid);
 	add(set, &key, 1, weight, true);
 }
@@ -336,7 +364,8 @@ static __always_inline void finish_pending(void *ctx, bool raw, bool tables, str
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (!is_kthread(task))
 		ustack = ustack_key(ctx, raw, tables, set, &uflags);
-	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight);
+	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight, t,
+		   t->pwoken);
 }
 
 /* resume_pending attributes current's pending kept block, if it has one. */
@@ -491,10 +520,25 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 	if (d < 0) /* clocks of two CPUs a hair apart */
 		d = 0;
 	stat_inc(STAT_OFFCPU_BLOCKS);
-	if (d < offcpu_min_ns)
+	/* --wakers decided at the wakeup (offcpu_waking), from the block's
+	 * length then; others are decided now. */
+	bool woken = h->flags & HOT_WOKEN, keep = h->flags & HOT_KEEP;
+	h->flags &= ~(HOT_WOKEN | HOT_KEEP);
+	if (d < offcpu_min_ns || (woken && !keep))
 		return 0;
 	__u64 T = offcpu_threshold_ns, weight = d;
-	if (d < T) {
+	struct offcpu_task *t = 0;
+	if (woken) {
+		t = thread_record(raw, next, ntid, false);
+		if (!t || !t->wk_dw) {
+			stat_inc(STAT_OFFCPU_STORAGE_FULL);
+			return 0;
+		}
+		/* Kept with probability dw/T (dw < T): weighted d*T/dw, so that
+		 * the estimate stays unbiased for the whole block. */
+		if (t->wk_dw < T)
+			weight = (__u64)d * T / t->wk_dw;
+	} else if (d < T) {
 		/* Keep with probability d/T, weighted T: r/2^32 < d/T, without a
 		 * division (T < 2^32, checked by user space, so r*T fits). */
 		__u64 r = draw(h);
@@ -504,11 +548,13 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 	}
 	stat_inc(STAT_OFFCPU_KEPT);
 
-	struct offcpu_task *t = thread_record(raw, next, ntid, true);
+	if (!t)
+		t = thread_record(raw, next, ntid, true);
 	if (!t) {
 		stat_inc(STAT_OFFCPU_STORAGE_FULL);
 		return 0;
 	}
+	t->pwoken = woken;
 	if (!raw) {
 		__builtin_memset(t->kips, 0, sizeof(t->kips));
 		long n = bpf_get_task_stack(next, t->kips, sizeof(t->kips), 0);
@@ -540,7 +586,7 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 		char comm[TASK_COMM_LEN];
 		BPF_CORE_READ_STR_INTO(&comm, next, comm);
 		emit_block(set, TASK_READ(raw, next, tgid), ntid, comm, ustack, uflags, kstack_key(set, t), h->kind,
-			   weight);
+			   weight, t, woken);
 		return 0;
 	}
 	h->flags |= HOT_PENDING;
@@ -637,5 +683,118 @@ SEC("raw_tp/sys_exit")
 int offcpu_sys_exit_raw_fp(struct bpf_raw_tracepoint_args *ctx)
 {
 	sys_exit_common(ctx, true, false);
+	return 0;
+}
+
+/*
+ * --wakers: sched_waking fires in the waker's context (current) when a
+ * blocked thread p is made runnable (try_to_wake_up). The block's length so
+ * far is known, so the duration-weighted decision is taken here, and the
+ * waker's stacks and comm are taken only for the blocks kept; sched_switch
+ * attributes them with the block when p runs again. A block that ends
+ * without a wakeup (preemption, or a wakeup before the block's own switch)
+ * is decided at switch-in, as without --wakers, and has no waker. Blocks are
+ * timed with bpf_ktime_get_ns() here (the loader sets rq_clock off): the
+ * runqueue clock of p's CPU is not current at its wakeup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kstack);
+} kstack_scratch SEC(".maps");
+
+/* current_kstack_key stores current's kernel stack in the set's
+ * offcpu_kstacks map and returns its key, or a negative errno. */
+static __always_inline __s64 current_kstack_key(void *ctx, bool raw, __u32 set)
+{
+	__u32 zero = 0;
+	struct kstack *buf = bpf_map_lookup_elem(&kstack_scratch, &zero);
+	if (!buf)
+		return -12;
+	__builtin_memset(buf, 0, sizeof(*buf));
+	long n = raw ? bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0)
+		     : bpf_get_task_stack(bpf_get_current_task_btf(), buf->ips, sizeof(buf->ips), 0);
+	if (n <= 0) {
+		stat_inc(STAT_OFFCPU_KSTACK_EFAULT);
+		return n < 0 ? n : -14;
+	}
+	__u64 h = HASH_FRAMES(buf->ips, MAX_KSTACK_DEPTH);
+	void *map = set ? (void *)&offcpu_kstacks1 : (void *)&offcpu_kstacks0;
+	if (bpf_map_lookup_elem(map, &h))
+		return h;
+	long err = bpf_map_update_elem(map, &h, buf, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST */) {
+		stat_inc(STAT_OFFCPU_KSTACK_FULL);
+		return err;
+	}
+	return h;
+}
+
+static __always_inline void waking_common(void *ctx, bool raw, bool tables, struct task_struct *p)
+{
+	__u32 tid = TASK_READ(raw, p, pid);
+	if (tid == 0)
+		return;
+	struct offcpu_hot *h = hot_record(raw, p, tid, false);
+	if (!h || !h->start_ns || (h->flags & HOT_WOKEN))
+		return;
+	__s64 d = bpf_ktime_get_ns() - h->start_ns;
+	h->flags |= HOT_WOKEN;
+	if (d <= 0)
+		return;
+	__u64 T = offcpu_threshold_ns;
+	if (d < T) {
+		__u64 r = draw(h);
+		if (r * T >= (__u64)d << 32)
+			return;
+	}
+	struct offcpu_task *t = thread_record(raw, p, tid, true);
+	if (!t) {
+		stat_inc(STAT_OFFCPU_STORAGE_FULL);
+		return;
+	}
+	__u32 set = live_set();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
+	__u32 uflags = 0;
+
+	t->wk_dw = d;
+	t->wk_pid = id >> 32;
+	t->wk_set = set;
+	bpf_get_current_comm(t->wk_comm, sizeof(t->wk_comm));
+	t->wk_kstack = current_kstack_key(ctx, raw, set);
+	t->wk_ustack = -2; /* ENOENT: a kernel thread, or an interrupt in idle */
+	if ((id >> 32) != 0 && !is_kthread(cur))
+		t->wk_ustack = ustack_key(ctx, raw, tables, set, &uflags);
+	t->wk_flags = WAKER_WOKE | uflags;
+	h->flags |= HOT_KEEP;
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(offcpu_waking, struct task_struct *p)
+{
+	waking_common(ctx, false, true, p);
+	return 0;
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(offcpu_waking_fp, struct task_struct *p)
+{
+	waking_common(ctx, false, false, p);
+	return 0;
+}
+
+SEC("raw_tp/sched_waking")
+int offcpu_waking_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	waking_common(ctx, true, true, (void *)ctx->args[0]);
+	return 0;
+}
+
+SEC("raw_tp/sched_waking")
+int offcpu_waking_raw_fp(struct bpf_raw_tracepoint_args *ctx)
+{
+	waking_common(ctx, true, false, (void *)ctx->args[0]);
 	return 0;
 }

@@ -145,6 +145,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.StringArrayVar(&cgroups, "cgroup", nil, cgroupUsage)
 	f.StringVar(&cfg.Tracer.KernelBTF, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	dinfo.add(f)
+	f.BoolVar(&cfg.Tracer.Wakers, "wakers", false, wakersUsage)
 	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid")
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")
 	f.StringSliceVar(&labels, "label", nil, "k=v: a static label on every profile (repeatable)")

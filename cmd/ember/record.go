@@ -35,6 +35,7 @@ func init() {
 		btfFile      string
 		dinfo        debuginfodFlags
 		dinfoWait    time.Duration
+		wakers       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "record [flags] [-- COMMAND [ARGS...]]",
@@ -78,6 +79,7 @@ system.`,
 			cfg.Tracer.OffCPUKinds = kinds
 			cfg.Tracer.Unwind = um
 			cfg.Tracer.KernelBTF = btfFile
+			cfg.Tracer.Wakers = wakers
 			cfg.Tracer.OffCPUMethod = om
 			if cfg.Tracer.Cgroups, err = cgroupDirs(cgroups); err != nil {
 				return err
@@ -121,6 +123,7 @@ system.`,
 	f.StringVar(&offState, "offcpu-state", "all", "off-CPU states to keep: all, sleep (interruptible), disk (uninterruptible), runnable, or a comma list")
 	f.BoolVar(&bpfStats, "bpf-stats", false, "account and report the BPF programs' run time (costs a clock read per run)")
 	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel loads the table walker)")
+	f.BoolVar(&wakers, "wakers", false, wakersUsage)
 	f.StringVar(&btfFile, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	dinfo.add(f)
 	f.DurationVar(&dinfoWait, "debuginfod-wait", agent.DefaultDebuginfodWait, "at the end, wait at most this long for debug files from debuginfod before symbolizing")
@@ -148,6 +151,9 @@ func cgroupDirs(paths []string) ([]string, error) {
 
 // offCPUMethodUsage documents --offcpu-method for record and agent.
 const offCPUMethodUsage = "how off-CPU blocks are hooked: task-work (tp_btf sched_switch, user stacks by bpf_task_work, Linux 6.18), sys-exit (tp_btf sched_switch and sys_exit, Linux 5.11), raw-tp (raw tracepoints, for kernels without tp_btf or task storage; a kernel stack walk per switch), or auto: the first the kernel loads"
+
+// wakersUsage documents --wakers for record and agent.
+const wakersUsage = "off-CPU and wall: put each blocked stack's waker (its stacks at the wakeup) beneath it, after a [woken by COMM] frame"
 
 // btfUsage documents --btf for record and agent.
 const btfUsage = "the kernel's BTF, for kernels without /sys/kernel/btf/vmlinux (a BTFHub-style file; default $EMBER_BTF)"

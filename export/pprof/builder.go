@@ -52,6 +52,10 @@ type Labels struct {
 	Comm, Thread   string
 	State, Cgroup  string
 	Service, Extra string
+	// WakerComm names the thread that woke an off-CPU block (--wakers),
+	// WakerPID its process; "" leaves both out.
+	WakerComm string
+	WakerPID  int64
 }
 
 // MappingKey identifies a mapping of one process, or the kernel (PID 0).
@@ -143,7 +147,7 @@ func (b *Builder) Add(locs []*profile.Location, v Value, l Labels) {
 		b.keyBuf.WriteString(strconv.FormatUint(loc.ID, 36))
 		b.keyBuf.WriteByte(',')
 	}
-	fmt.Fprintf(&b.keyBuf, "|%d|%d|%s|%s|%s|%s|%s|%s", l.PID, l.TID, l.Comm, l.Thread, l.State, l.Cgroup, l.Service, l.Extra)
+	fmt.Fprintf(&b.keyBuf, "|%d|%d|%s|%s|%s|%s|%s|%s|%s|%d", l.PID, l.TID, l.Comm, l.Thread, l.State, l.Cgroup, l.Service, l.Extra, l.WakerComm, l.WakerPID)
 	key := b.keyBuf.String()
 	if s := b.samples[key]; s != nil {
 		for i := range vals {
@@ -154,10 +158,13 @@ func (b *Builder) Add(locs []*profile.Location, v Value, l Labels) {
 	s := &profile.Sample{Location: slices.Clone(locs), Value: vals}
 	s.Label = map[string][]string{}
 	s.NumLabel = map[string][]int64{"pid": {l.PID}, "tid": {l.TID}}
-	for name, val := range map[string]string{"comm": l.Comm, "thread": l.Thread, "state": l.State, "cgroup": l.Cgroup, "service_name": l.Service} {
+	for name, val := range map[string]string{"comm": l.Comm, "thread": l.Thread, "state": l.State, "cgroup": l.Cgroup, "service_name": l.Service, "waker_comm": l.WakerComm} {
 		if val != "" {
 			s.Label[name] = []string{val}
 		}
+	}
+	if l.WakerComm != "" {
+		s.NumLabel["waker_pid"] = []int64{l.WakerPID}
 	}
 	b.p.Sample = append(b.p.Sample, s)
 	b.samples[key] = s

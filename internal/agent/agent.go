@@ -91,6 +91,7 @@ func Start(cfg Config) (*Agent, error) {
 func (a *Agent) newCollector(start time.Time) *collector {
 	c := newCollector(a.collectMode(), a.cfg.Tracer.Frequency, start, a.procs)
 	c.service = a.cfg.Services.Name
+	c.wakers = a.cfg.Mode != pprof.ModeCPU && a.cfg.Tracer.Wakers
 	return c
 }
 
@@ -164,6 +165,9 @@ func (a *Agent) emit(now time.Time) {
 	if len(p.Sample) > 0 {
 		if err := a.sym.Symbolize(p); err != nil {
 			a.log.Debug("symbolize", "err", err)
+		}
+		if a.cfg.Mode != pprof.ModeCPU {
+			annotateOffCPU(p)
 		}
 		for _, out := range a.split(p) {
 			out.Time = now

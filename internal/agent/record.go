@@ -130,6 +130,7 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 
 	start := time.Now()
 	col := newCollector(cfg.Mode, tc.Frequency, start, procs)
+	col.wakers = tc.OffCPU && tc.Wakers
 	exited := make(chan error, 1)
 	if cmd != nil {
 		if err := cmd.release(); err != nil {
@@ -210,6 +211,9 @@ loop:
 	if err := sym.Symbolize(p); err != nil {
 		lines := strings.Split(err.Error(), "\n")
 		fmt.Fprintf(stderr, "ember: %d mappings left unsymbolized (first: %s)\n", len(lines), lines[0])
+	}
+	if tc.OffCPU {
+		annotateOffCPU(p)
 	}
 	if err := writeOutput(cfg.Output, p); err != nil {
 		return nil, err

@@ -28,6 +28,20 @@ type Sample struct {
 	// means the stack is truncated at its root end.
 	UserTables bool
 	UserReason unwind.Reason
+
+	// Waker is who woke an off-CPU block (Config.Wakers); nil when the
+	// block did not end in a wakeup the program saw (preemption).
+	Waker *Waker
+}
+
+// Waker is the thread that woke a blocked one, with its stacks at the wakeup.
+type Waker struct {
+	PID              uint32
+	Comm             string
+	User, Kernel     []uint64
+	UserErr, KernErr int64
+	UserTables       bool
+	UserReason       unwind.Reason
 }
 
 // flipGrace is how long Drain waits after flipping the live set before it
@@ -126,6 +140,16 @@ func (t *Tracer) Drain() ([]Sample, error) {
 		if hashed {
 			s.UserTables = true
 			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
+		}
+		if k.Kind != bpf.KindOnCPU && k.WakerFlags&bpf.WakerWoke != 0 {
+			w := &Waker{PID: k.WakerPid, Comm: commString(k.WakerComm[:])}
+			w.Kernel, w.KernErr = lookup(kstacks, k.WakerKernStack)
+			w.User, w.UserErr = lookup(ustacks, k.WakerUserStack)
+			if k.WakerFlags&bpf.UserStackHashed != 0 {
+				w.UserTables = true
+				w.UserReason = unwind.Reason(k.WakerFlags & bpf.UserStackReasonMask)
+			}
+			s.Waker = w
 		}
 		out[i] = s
 	}

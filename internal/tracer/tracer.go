@@ -30,6 +30,9 @@ type Config struct {
 
 	OnCPU  bool
 	OffCPU bool
+	// Wakers takes the waker's stacks and comm for every kept off-CPU block
+	// that ended in a wakeup (Sample.Waker).
+	Wakers bool
 
 	OffCPUThreshold time.Duration
 	OffCPUMin       time.Duration
@@ -119,6 +122,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		IncludeIdle:     cfg.IncludeIdle,
 		OnCPU:           cfg.OnCPU,
 		OffCPU:          cfg.OffCPU,
+		Wakers:          cfg.OffCPU && cfg.Wakers,
 		OffCPUThreshold: cfg.OffCPUThreshold,
 		OffCPUMin:       cfg.OffCPUMin,
 		OffCPUKinds:     kinds,
@@ -205,6 +209,7 @@ func (t *Tracer) attach(cpus []int) error {
 		{o.ProcessExit, "sched_process_exit"},
 		{o.OffCPUSwitch, "sched_switch"},
 		{o.OffCPUSysExit, "sys_exit"},
+		{o.OffCPUWaking, "sched_waking"},
 	} {
 		if p.prog == nil {
 			continue
