@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mapping is one line of /proc/PID/maps.
@@ -15,7 +17,7 @@ type Mapping struct {
 	Start, Limit uint64 // [Start, Limit) in the process's address space
 	Offset       uint64 // file offset of Start
 	Perms        string // "r-xp"
-	Dev          uint64 // major<<8 | minor, as in the maps file
+	Dev          uint64 // the device, encoded as stat(2)'s st_dev (unix.Mkdev)
 	Inode        uint64
 	Path         string // file path, "[vdso]", "[heap]", or "" for anonymous
 }
@@ -110,7 +112,10 @@ func parseMapsLine(line []byte) (Mapping, error) {
 	if err1 != nil || err2 != nil {
 		return m, fmt.Errorf("%w: device %q", ErrMalformed, dev)
 	}
-	m.Dev = major<<8 | minor
+	// Encoded as st_dev is, so that it compares with a stat of the file:
+	// major<<8|minor collided once a minor passed 255 (overlayfs and other
+	// anonymous devices: 0:256 was 1:0).
+	m.Dev = unix.Mkdev(uint32(major), uint32(minor))
 	if m.Inode, err = strconv.ParseUint(string(fields[4]), 10, 64); err != nil {
 		return m, fmt.Errorf("%w: inode: %w", ErrMalformed, err)
 	}

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 // Process is what Ember knows of one process, read while it lived.
 type Process struct {
 	PID      int
+	NSPID    int       // the PID the process sees in its own PID namespace (NSpid); PID outside one
 	Comm     string    // /proc/PID/comm
 	Exe      string    // /proc/PID/exe target
 	Cgroup   string    // cgroup v2 path, "" when unknown
@@ -69,7 +71,7 @@ func (t *Table) Add(pid int) (*Process, error) {
 	if len(all) == 0 && perr != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, perr)
 	}
-	p := &Process{PID: pid}
+	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid)}
 	if b, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil {
 		p.Comm = strings.TrimSpace(string(b))
 	}
@@ -110,7 +112,7 @@ func (t *Table) hold(pid int, m *Mapping) (fileKey, bool) {
 	// map_files reaches the very file mapped (deleted or memfd included) and
 	// never resolves a path inside a container's root on the host.
 	name := fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit)
-	f, err := os.Open(name)
+	f, err := openMapFile(name)
 	if err != nil {
 		// The mapping is gone: the process exec'd or unmapped it after
 		// its maps were read. It holds no reference for it.
@@ -195,6 +197,40 @@ func (t *Table) Close() {
 	}
 	t.files = map[fileKey]*heldFile{}
 	t.procs = map[int]*Process{}
+}
+
+// readNSPID returns the PID the process has in its innermost PID namespace:
+// the last field of the NSpid line of /proc/PID/status (Linux 4.1), which
+// starts with the PID in the namespace of the /proc mount. pid when the
+// line is missing or malformed.
+func readNSPID(name string, pid int) int {
+	b, err := readSmall(name, 64<<10)
+	if err != nil {
+		return pid
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				return pid
+			}
+			if n, err := strconv.Atoi(f[len(f)-1]); err == nil && n > 0 {
+				return n
+			}
+			return pid
+		}
+	}
+	return pid
+}
+
+// readSmall reads at most max bytes of a /proc file.
+func readSmall(name string, max int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max))
 }
 
 // readCgroup returns the cgroup v2 path of a /proc/PID/cgroup file ("0::/x").
