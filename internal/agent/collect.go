@@ -31,6 +31,9 @@ type collector struct {
 	// service names a process's service for the service_name label; nil
 	// leaves it out (record).
 	service func(*proc.Process) string
+
+	// wakers puts each off-CPU block's waker beneath its stack.
+	wakers bool
 }
 
 type mappingSource struct {
@@ -62,45 +65,10 @@ func (c *collector) add(samples []tracer.Sample) {
 	refreshed := map[uint32]bool{}
 	for _, s := range samples {
 		c.pids[s.PID] = true
-		p := c.procs.Get(int(s.PID))
-		if p == nil && s.PID != 0 {
-			p, _ = c.procs.Add(int(s.PID))
-			refreshed[s.PID] = true
-		}
-		locs := make([]*profile.Location, 0, len(s.Kernel)+len(s.User)+1)
-		for i, pc := range s.Kernel {
-			if i > 0 {
-				pc-- // a return address: look up the call
-			}
-			locs = append(locs, c.b.Location(c.kernelMapping(), pc))
-		}
-		// -EFAULT for an on-CPU kernel stack means the tick came in user mode.
-		if s.KernErr < 0 && s.KernErr != -2 && !(s.KernErr == -14 && s.Kind == bpf.KindOnCPU) {
-			locs = append(locs, c.b.Pseudo(lostName("kernel", s.KernErr)))
-		}
-		for i, pc := range s.User {
-			if i > 0 {
-				pc--
-			}
-			var m *proc.Mapping
-			if p != nil {
-				m = p.Find(pc)
-				if m == nil && !refreshed[s.PID] {
-					// Mapped after we read the maps (dlopen, JIT): read again.
-					refreshed[s.PID] = true
-					if np, err := c.procs.Add(int(s.PID)); err == nil {
-						p = np
-						m = p.Find(pc)
-					}
-				}
-			}
-			locs = append(locs, c.b.Location(c.userMapping(s.PID, m), pc))
-		}
-		if s.UserErr < 0 && s.UserErr != -2 {
-			locs = append(locs, c.b.Pseudo(lostName("user", s.UserErr)))
-		} else if s.UserTables && s.UserReason != unwind.ReasonComplete {
-			locs = append(locs, c.b.Pseudo(truncatedName(s.UserReason)))
-		}
+		p := c.process(s.PID, refreshed)
+		st := stack{kernel: s.Kernel, user: s.User, kernErr: s.KernErr, userErr: s.UserErr,
+			tables: s.UserTables, reason: s.UserReason, onCPU: s.Kind == bpf.KindOnCPU}
+		locs := c.locations(make([]*profile.Location, 0, len(s.Kernel)+len(s.User)+1), s.PID, p, st, refreshed)
 		if len(locs) == 0 {
 			locs = append(locs, c.b.Pseudo("[no stack]"))
 		}
@@ -117,9 +85,96 @@ func (c *collector) add(samples []tracer.Sample) {
 		} else {
 			v.OffCPUNS, v.Blocks = int64(s.NS), int64(s.Count)
 			l.State = stateLabel[s.Kind]
+			locs = c.wakerLocations(locs, s.Waker, &l, refreshed)
 		}
 		c.b.Add(locs, v, l)
 	}
+}
+
+// wakerLocations puts the waker of an off-CPU block beneath its stack (leaf
+// first: the blocked frames, "[woken by COMM]", the waker's frames), as
+// offwaketime draws it, so that flame graphs show the waker's path at the
+// root; a block that did not end in a wakeup gets "[not woken]". Nothing
+// changes without --wakers.
+func (c *collector) wakerLocations(locs []*profile.Location, w *tracer.Waker, l *pprof.Labels, refreshed map[uint32]bool) []*profile.Location {
+	if !c.wakers {
+		return locs
+	}
+	if w == nil {
+		return append(locs, c.b.Pseudo(NotWoken))
+	}
+	l.WakerComm, l.WakerPID = w.Comm, int64(w.PID)
+	locs = append(locs, c.b.Pseudo(WokenByPrefix+w.Comm+"]"))
+	var p *proc.Process
+	if w.PID != 0 {
+		p = c.process(w.PID, refreshed)
+	}
+	return c.locations(locs, w.PID, p, stack{kernel: w.Kernel, user: w.User, kernErr: w.KernErr,
+		userErr: w.UserErr, tables: w.UserTables, reason: w.UserReason}, refreshed)
+}
+
+// The pseudo-frames of --wakers.
+const (
+	WokenByPrefix = "[woken by "
+	NotWoken      = "[not woken]"
+)
+
+// stack is one thread's stacks as the kernel took them.
+type stack struct {
+	kernel, user     []uint64
+	kernErr, userErr int64
+	tables           bool
+	reason           unwind.Reason
+	onCPU            bool
+}
+
+// process returns the process of pid, read now if it was not known.
+func (c *collector) process(pid uint32, refreshed map[uint32]bool) *proc.Process {
+	p := c.procs.Get(int(pid))
+	if p == nil && pid != 0 {
+		p, _ = c.procs.Add(int(pid))
+		refreshed[pid] = true
+	}
+	return p
+}
+
+// locations appends st's frames, leaf first (kernel, then user), with the
+// pseudo-frames that say what was lost or cut.
+func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Process, st stack, refreshed map[uint32]bool) []*profile.Location {
+	for i, pc := range st.kernel {
+		if i > 0 {
+			pc-- // a return address: look up the call
+		}
+		locs = append(locs, c.b.Location(c.kernelMapping(), pc))
+	}
+	// -EFAULT for an on-CPU kernel stack means the tick came in user mode.
+	if st.kernErr < 0 && st.kernErr != -2 && !(st.kernErr == -14 && st.onCPU) {
+		locs = append(locs, c.b.Pseudo(lostName("kernel", st.kernErr)))
+	}
+	for i, pc := range st.user {
+		if i > 0 {
+			pc--
+		}
+		var m *proc.Mapping
+		if p != nil {
+			m = p.Find(pc)
+			if m == nil && !refreshed[pid] {
+				// Mapped after we read the maps (dlopen, JIT): read again.
+				refreshed[pid] = true
+				if np, err := c.procs.Add(int(pid)); err == nil {
+					p = np
+					m = p.Find(pc)
+				}
+			}
+		}
+		locs = append(locs, c.b.Location(c.userMapping(pid, m), pc))
+	}
+	if st.userErr < 0 && st.userErr != -2 {
+		locs = append(locs, c.b.Pseudo(lostName("user", st.userErr)))
+	} else if st.tables && st.reason != unwind.ReasonComplete {
+		locs = append(locs, c.b.Pseudo(truncatedName(st.reason)))
+	}
+	return locs
 }
 
 func lostName(which string, errno int64) string {
