@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -300,9 +299,4 @@ func firstLine(s string) string {
 		}
 	}
 	return first
-}
-
-// signal sends sig to a running command.
-func signal(cmd *exec.Cmd, sig syscall.Signal) error {
-	return cmd.Process.Signal(sig)
 }

@@ -304,3 +304,25 @@ func binaryDependency(deb string) (string, error) {
 	}
 	return "", nil
 }
+
+// prune removes the downloads and images of kernels a full run no longer
+// uses (Debian replaced them), so that the cache does not grow with every
+// point release.
+func (a *privateApt) prune(used []kernel) {
+	keep := map[string]bool{}
+	for _, k := range used {
+		keep[filepath.Base(k.vmlinuz)] = true
+		keep[k.pkg.Package+"_"+strings.ReplaceAll(k.pkg.Version, ":", "%3a")+"_amd64.deb"] = true
+		// The linux-binary-* package of a linux-image-* one, same version.
+		bin := strings.Replace(k.pkg.Package, "linux-image-", "linux-binary-", 1)
+		keep[bin+"_"+strings.ReplaceAll(k.pkg.Version, ":", "%3a")+"_amd64.deb"] = true
+	}
+	for _, dir := range []string{"debs", "vmlinuz"} {
+		entries, _ := os.ReadDir(filepath.Join(a.dir, dir))
+		for _, e := range entries {
+			if !e.IsDir() && !keep[e.Name()] {
+				os.Remove(filepath.Join(a.dir, dir, e.Name()))
+			}
+		}
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -74,5 +76,37 @@ func TestCpioNewc(t *testing.T) {
 	s := b.String()
 	if s[:6] != "070701" || s[110:115] != "init\x00" || s[116:119] != "abc" || b.Len()%4 != 0 {
 		t.Errorf("bad newc archive: %q", s)
+	}
+}
+
+// A full run keeps the files of the kernels it used and removes the rest.
+func TestPrune(t *testing.T) {
+	a, err := newPrivateApt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{
+		"debs/linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1_amd64.deb":  true,
+		"debs/linux-binary-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1_amd64.deb": true,
+		"vmlinuz/linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1":         true,
+		"debs/linux-image-7.2.9+deb13-cloud-amd64_7.2.9-1_amd64.deb":          false,
+		"vmlinuz/linux-image-7.2.9+deb13-cloud-amd64_7.2.9-1":                 false,
+	}
+	if err := os.MkdirAll(filepath.Join(a.dir, "vmlinuz"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f := range files {
+		if err := os.WriteFile(filepath.Join(a.dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.prune([]kernel{{
+		pkg:     pkgVersion{"linux-image-7.3.4+deb13-cloud-amd64", "7.3.4-1~bpo13+1", "trixie-backports"},
+		vmlinuz: filepath.Join(a.dir, "vmlinuz", "linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1"),
+	}})
+	for f, keep := range files {
+		if _, err := os.Stat(filepath.Join(a.dir, f)); (err == nil) != keep {
+			t.Errorf("%s: kept %v, want %v", f, err == nil, keep)
+		}
 	}
 }
