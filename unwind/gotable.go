@@ -77,9 +77,14 @@ func (e elfImage) Bytes(off, n uint64) []byte {
 // pclntab and, in a cgo binary, everything else from .eh_frame (and
 // .debug_frame).
 func newGoTable(f *elf.File, arch Arch) (*Table, error) {
+	// The symbols help find the pclntab of an externally linked binary;
+	// an internally linked one has its section, and reading a big Go
+	// binary's symbols costs more than building its table.
 	var rt map[string]uint64
-	if syms, err := f.Symbols(); err == nil {
-		rt = gopclntab.RuntimeSymbols(syms)
+	if f.Section(".gopclntab") == nil {
+		if syms, err := f.Symbols(); err == nil {
+			rt = gopclntab.RuntimeSymbols(syms)
+		}
 	}
 	pt, err := gopclntab.Find(f, elfImage{f}, rt)
 	if err != nil {
@@ -97,10 +102,11 @@ func newGoTable(f *elf.File, arch Arch) (*Table, error) {
 		return nil, fmt.Errorf("unwind: pclntab without functions: %w", ErrNoFrameInfo)
 	}
 	goLo, goHi := rows[0].PC, rows[len(rows)-1].PC
-	// Non-Go code (cgo's C, the C runtime's crt files) from its CFI; the
-	// Go functions' own .debug_frame entries are left out, the pclntab
-	// being the authority for Go code.
-	ct, err := NewTableFunc(f, func(lo, hi uint64) bool { return hi <= goLo || lo >= goHi })
+	// Non-Go code (cgo's C, the C runtime's crt files) from its
+	// .eh_frame. Not .debug_frame: in a Go binary that describes the Go
+	// functions (the pclntab is the authority for them), and parsing it
+	// only to drop it made a big binary's table 5 times slower to build.
+	ct, err := newCFITable(f, func(lo, hi uint64) bool { return hi <= goLo || lo >= goHi }, ".eh_frame")
 	switch {
 	case errors.Is(err, ErrNoFrameInfo):
 		ct = &Table{Arch: arch}

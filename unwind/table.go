@@ -197,6 +197,10 @@ func archOf(f *elf.File) (Arch, error) {
 // NewTableFunc builds the table of an ELF file from its CFI alone, keeping
 // only the FDEs whose code [lo, hi) keep accepts (all, if keep is nil).
 func NewTableFunc(f *elf.File, keep func(lo, hi uint64) bool) (*Table, error) {
+	return newCFITable(f, keep, ".eh_frame", ".debug_frame")
+}
+
+func newCFITable(f *elf.File, keep func(lo, hi uint64) bool, sections ...string) (*Table, error) {
 	var arch Arch
 	switch f.Machine {
 	case elf.EM_X86_64:
@@ -211,7 +215,7 @@ func NewTableFunc(f *elf.File, keep func(lo, hi uint64) bool) (*Table, error) {
 	if got := f.Section(".got"); got != nil {
 		dataBase = got.Addr
 	}
-	for _, name := range []string{".eh_frame", ".debug_frame"} {
+	for _, name := range sections {
 		s := f.Section(name)
 		if s == nil || s.Type == elf.SHT_NOBITS {
 			continue

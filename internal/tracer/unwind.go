@@ -27,9 +27,10 @@ const (
 	// UnwindAuto walks with unwind tables where the kernel can (bpf_loop,
 	// bpf_task_pt_regs), else with frame pointers.
 	UnwindAuto UnwindMode = ""
-	// UnwindTables walks with unwind tables built from .eh_frame, falling
-	// back to frame pointers for Go binaries, binaries without CFI, and
-	// processes whose tables are not loaded yet.
+	// UnwindTables walks with unwind tables built from .eh_frame (and Go
+	// code's from .gopclntab), falling back to frame pointers for Go before
+	// 1.20, binaries without CFI, and processes whose tables are not loaded
+	// yet.
 	UnwindTables UnwindMode = "tables"
 	// UnwindFP walks with frame pointers only (bpf_get_stackid).
 	UnwindFP UnwindMode = "fp"
@@ -57,6 +58,11 @@ type UnwindStats struct {
 	Built      int           // tables built (or failed to), cache misses
 	BuildTime  time.Duration // total time building them
 	LoadFailed int           // processes whose entry could not be written
+	// Go binaries: tables built from their pclntab, functions in them that
+	// could not be described (each walks no further), and mappings of Go
+	// before 1.20 walked with frame pointers instead (frameless leaves lose
+	// their callers there).
+	GoTables, GoBadFuncs, GoFramePointers int
 	Largest    string        // the largest table's file
 	LargestB   int64         // and its size in the maps
 }
@@ -179,11 +185,20 @@ func (u *unwinder) load(pid uint32) error {
 		ms   []unwind.Mapping
 		used []*loadedTable
 	)
-	for i := range p.Mappings {
+	for i := 0; i < len(p.Mappings); i++ {
 		select {
 		case <-u.done:
 			return errors.New("tracer closing")
 		default:
+		}
+		// Re-read meanwhile (the exec after a fork: the child's first
+		// reading is of Ember's own image, and building its table would
+		// keep the new program's samples on frame pointers): start over
+		// with the newest reading, keeping nothing from the old.
+		if q := u.procs.Get(int(pid)); q != nil && q != p {
+			u.release(used)
+			p, mk, ms, used, i = q, mapsKey(q), nil, nil, -1
+			continue
 		}
 		m := &p.Mappings[i]
 		if m.Inode == 0 && m.Path != "[vdso]" {
@@ -221,6 +236,15 @@ func (u *unwinder) load(pid uint32) error {
 	u.written[pid] = mk
 	slog.Debug("unwind tables loaded", "pid", pid, "mappings", len(ms), "tables", len(used))
 	return nil
+}
+
+// release drops references taken by mapping.
+func (u *unwinder) release(lts []*loadedTable) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, lt := range lts {
+		lt.refs--
+	}
 }
 
 // vdso returns the vDSO image, read once from Ember's own memory: the
@@ -299,9 +323,6 @@ func (u *unwinder) mapping(m *proc.Mapping) (unwind.Mapping, *loadedTable, error
 		return fp, nil, err
 	}
 	fp.Bias = bias
-	if unwind.IsGo(ef) {
-		return fp, nil, nil // Go keeps frame pointers
-	}
 	key := binaryKey(ef, m)
 	u.mu.Lock()
 	lt := u.tables[key]
@@ -319,8 +340,23 @@ func (u *unwinder) mapping(m *proc.Mapping) (unwind.Mapping, *loadedTable, error
 			u.stats.BuildTime += time.Since(start)
 			u.mu.Unlock()
 		}
+		if errors.Is(err, unwind.ErrOldGo) {
+			// Go before 1.20: its pclntab layout is not read, so its
+			// frameless leaves lose their callers. Counted once per
+			// mapping load, said at debug level by load.
+			u.mu.Lock()
+			u.stats.GoFramePointers++
+			u.mu.Unlock()
+			return fp, nil, fmt.Errorf("walked with frame pointers: %w", err)
+		}
 		if err != nil {
 			return fp, nil, err
+		}
+		if t.Go != nil {
+			u.mu.Lock()
+			u.stats.GoTables++
+			u.stats.GoBadFuncs += t.Go.BadFuncs
+			u.mu.Unlock()
 		}
 		if lt, err = u.place(key, t, m.Path); err != nil {
 			return fp, nil, err
