@@ -16,7 +16,8 @@ import (
 // with -s -w.
 type goTable struct {
 	*gopclntab.Table
-	read func(addr, n uint64) []byte // the image at a virtual address
+	read      func(addr, n uint64) []byte // the image at a virtual address
+	wrapperID int                         // FuncIDWrapper; 0 until found, -1 if none
 }
 
 const (

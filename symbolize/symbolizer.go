@@ -108,6 +108,7 @@ func (s *Symbolizer) Symbolize(p *profile.Profile) error {
 			errs = append(errs, err)
 		}
 	}
+	fs.dropElided()
 	return errors.Join(errs...)
 }
 
@@ -284,6 +285,7 @@ type funcSet struct {
 	p      *profile.Profile
 	byKey  map[[2]string]*profile.Function
 	nextID uint64
+	elided []*profile.Location // every frame elided: dropped from the profile
 }
 
 func newFuncSet(p *profile.Profile) *funcSet {
@@ -321,7 +323,7 @@ func (fs *funcSet) fillNamed(m *profile.Mapping, l *profile.Location, frames []F
 	}
 	l.Line = make([]profile.Line, 0, len(frames))
 	for _, f := range frames {
-		if f.Function == "" && f.File == "" {
+		if f.Function == "" && f.File == "" || f.Elided {
 			continue
 		}
 		name, system := f.Function, f.Function
@@ -339,4 +341,23 @@ func (fs *funcSet) fillNamed(m *profile.Mapping, l *profile.Location, frames []F
 	if len(l.Line) > 1 {
 		m.HasInlineFrames = true
 	}
+	if len(l.Line) == 0 {
+		fs.elided = append(fs.elided, l) // every frame elided (Go's conventions)
+	}
+}
+
+// dropElided takes the Locations whose every frame was elided out of the
+// samples and the profile, as Go's profiles have no such frame.
+func (fs *funcSet) dropElided() {
+	if len(fs.elided) == 0 {
+		return
+	}
+	gone := make(map[*profile.Location]bool, len(fs.elided))
+	for _, l := range fs.elided {
+		gone[l] = true
+	}
+	for _, s := range fs.p.Sample {
+		s.Location = slices.DeleteFunc(s.Location, func(l *profile.Location) bool { return gone[l] })
+	}
+	fs.p.Location = slices.DeleteFunc(fs.p.Location, func(l *profile.Location) bool { return gone[l] })
 }
