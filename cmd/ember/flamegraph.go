@@ -43,5 +43,6 @@ inferno or speedscope; "-o -" writes them to standard output), or .pb.gz.`,
 	f.StringVar(&opts.SampleType, "sample-type", "", `sample type to draw: "cpu", "offcpu", "wall", "cpu/nanoseconds" or an index (default: the profile's last)`)
 	f.StringVar(&opts.Title, "title", "", "title of the flame graph")
 	f.BoolVar(&opts.NoProcess, "no-process", false, "do not start stacks with the process name")
+	f.StringVar(&opts.GroupBy, "group-by", "", `root stacks at their value of this label, e.g. "cause" (why off-CPU time was spent) or "thread"`)
 	rootCmd.AddCommand(cmd)
 }

@@ -21,6 +21,10 @@ type Options struct {
 	SampleType string
 	// ProcessRoot puts the process name (comm label) at the root of each stack.
 	ProcessRoot bool
+	// GroupBy roots each stack at a frame naming its value of this label
+	// (stacks.Options.GroupBy). An HTML page of a profile with off-CPU
+	// causes is always grouped by cause, and shows or hides the grouping.
+	GroupBy string
 }
 
 // graph is what both writers draw: a tree with the meaning of its columns.
@@ -34,6 +38,10 @@ type graph struct {
 
 	selfDelta []int64 // diff: per node, change of its self value
 	maxDelta  int64   // diff: largest |selfDelta|
+	// group is the label whose values root the stacks; groupHidden: the
+	// HTML page starts without those roots (WriteHTML).
+	group       string
+	groupHidden bool
 }
 
 // selfDeltas returns, per node of a diff tree, new self minus base self,
@@ -61,7 +69,7 @@ func selfDeltas(t *Tree) ([]int64, int64) {
 
 // newGraph builds the graph of one profile.
 func newGraph(p *profile.Profile, opts Options) (*graph, error) {
-	set, err := stacks.FromProfile(p, stacks.Options{ProcessRoot: opts.ProcessRoot})
+	set, err := stacks.FromProfile(p, stacks.Options{ProcessRoot: opts.ProcessRoot, GroupBy: opts.GroupBy})
 	if err != nil {
 		return nil, fmt.Errorf("flamegraph: %w", err)
 	}

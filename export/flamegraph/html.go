@@ -25,12 +25,33 @@ var (
 // WriteHTML writes p as one self-contained, interactive HTML page: no
 // network access, no external script, style or font. All sample types of p
 // are in the page; opts.SampleType is the one shown first.
+//
+// A profile whose samples carry an off-CPU cause label is drawn grouped by
+// cause, the grouping hidden unless opts.GroupBy asks for it: the page then
+// offers to show it and to colour frames by cause, without a second graph.
 func WriteHTML(w io.Writer, p *profile.Profile, opts Options) error {
+	group, hidden := opts.GroupBy, false
+	if group == "" && hasLabel(p, causeLabel) {
+		opts.GroupBy, group, hidden = causeLabel, causeLabel, true
+	}
 	g, err := newGraph(p, opts)
 	if err != nil {
 		return err
 	}
+	g.group, g.groupHidden = group, hidden
 	return g.writeHTML(w)
+}
+
+// causeLabel is the label of off-CPU samples that says why a thread waited.
+const causeLabel = "cause"
+
+func hasLabel(p *profile.Profile, key string) bool {
+	for _, s := range p.Sample {
+		if len(s.Label[key]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // WriteDiffHTML writes a differential flame graph of base and new as an
@@ -51,8 +72,12 @@ type pageMeta struct {
 	Types   []pageType `json:"types"`
 	Default int        `json:"default"`
 	Diff    bool       `json:"diff"`
-	Wall    [2]int     `json:"wall"`    // cpu and off-CPU columns of a wall type, or -1
-	Strings []string   `json:"strings"` // frame names and files
+	Wall    [2]int     `json:"wall"` // cpu and off-CPU columns of a wall type, or -1
+	// Group is the label whose values root the stacks (frames "LABEL:
+	// VALUE"), "" if none; GroupHidden says the page starts without them.
+	Group       string   `json:"group"`
+	GroupHidden bool     `json:"groupHidden"`
+	Strings     []string `json:"strings"` // frame names and files
 }
 
 type pageType struct {
@@ -74,7 +99,7 @@ type pageType struct {
 //	values                per column: per node inclusive value / scale
 func (g *graph) writeHTML(w io.Writer) error {
 	t := g.tree
-	meta := pageMeta{Title: g.title, Notes: g.notes, Default: g.col, Diff: g.diff}
+	meta := pageMeta{Title: g.title, Notes: g.notes, Default: g.col, Diff: g.diff, Group: g.group, GroupHidden: g.groupHidden}
 	meta.Wall[0], meta.Wall[1] = wallColumns(g.types)
 	if g.diff {
 		meta.Wall = [2]int{-1, -1}

@@ -20,6 +20,9 @@ type Options struct {
 	// ProcessRoot puts the process name (comm label) at the root of each
 	// stack, as stackcollapse-perf.pl does.
 	ProcessRoot bool
+	// GroupBy roots each stack at a frame naming its value of this label
+	// (stacks.Options.GroupBy).
+	GroupBy string
 	// KernelSuffix marks kernel frames with "_[k]", which flamegraph.pl
 	// (--color=java) and inferno colour apart.
 	KernelSuffix bool
@@ -28,7 +31,7 @@ type Options struct {
 // Write writes p's stacks to w in folded form, sorted, with stacks whose
 // value is not positive left out.
 func Write(w io.Writer, p *profile.Profile, opts Options) error {
-	set, err := stacks.FromProfile(p, stacks.Options{ProcessRoot: opts.ProcessRoot})
+	set, err := stacks.FromProfile(p, stacks.Options{ProcessRoot: opts.ProcessRoot, GroupBy: opts.GroupBy})
 	if err != nil {
 		return fmt.Errorf("folded: %w", err)
 	}

@@ -31,6 +31,9 @@ type Options struct {
 	// label) that flame graphs and folded stacks otherwise start with, as
 	// perf's do.
 	NoProcess bool
+	// GroupBy roots every stack at a frame naming its value of this label,
+	// so that the graph groups by it ("cause": why off-CPU time was spent).
+	GroupBy string
 }
 
 // Format is a form of output.
@@ -95,13 +98,13 @@ func Write(w io.Writer, f Format, p *profile.Profile, opts Options) error {
 	case SVG:
 		return flamegraph.WriteSVG(w, p, fgOptions(opts))
 	case Folded:
-		return folded.Write(w, p, folded.Options{SampleType: opts.SampleType, ProcessRoot: !opts.NoProcess})
+		return folded.Write(w, p, folded.Options{SampleType: opts.SampleType, ProcessRoot: !opts.NoProcess, GroupBy: opts.GroupBy})
 	}
 	return fmt.Errorf("%w: format %d", ErrFormat, f)
 }
 
 func fgOptions(opts Options) flamegraph.Options {
-	return flamegraph.Options{Title: opts.Title, SampleType: opts.SampleType, ProcessRoot: !opts.NoProcess}
+	return flamegraph.Options{Title: opts.Title, SampleType: opts.SampleType, ProcessRoot: !opts.NoProcess, GroupBy: opts.GroupBy}
 }
 
 // WriteFile writes p to path in the form its extension picks: .pb.gz, .pprof

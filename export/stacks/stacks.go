@@ -68,7 +68,14 @@ type Options struct {
 	// ProcessRoot adds the sample's "comm" label, where present, as the root
 	// frame of its stack, as perf script and stackcollapse-perf.pl do.
 	ProcessRoot bool
+	// GroupBy names a label whose value, where present, roots each stack
+	// (above the process) as a frame "LABEL: VALUE", so that the graph
+	// groups by it: "cause" groups off-CPU time by why it was spent.
+	GroupBy string
 }
+
+// GroupFrame is the name of the root frame GroupBy gives a stack.
+func GroupFrame(label, value string) string { return label + ": " + value }
 
 // FromProfile returns the distinct stacks of p. Samples with equal stacks
 // (and equal process, with ProcessRoot) are merged by adding their values.
@@ -158,6 +165,12 @@ func (b *builder) add(smp *profile.Sample, opts Options) {
 		panic(fmt.Sprintf("sample has %d values, profile has %d sample types", len(smp.Value), n))
 	}
 	b.ids, b.lines = b.ids[:0], b.lines[:0]
+	if opts.GroupBy != "" {
+		if v := smp.Label[opts.GroupBy]; len(v) > 0 && v[0] != "" {
+			b.ids = append(b.ids, b.frame(Frame{Name: GroupFrame(opts.GroupBy, v[0]), Kind: Process}))
+			b.lines = append(b.lines, 0)
+		}
+	}
 	if opts.ProcessRoot {
 		if comm := smp.Label["comm"]; len(comm) > 0 && comm[0] != "" {
 			b.ids = append(b.ids, b.frame(Frame{Name: comm[0], Kind: Process}))
