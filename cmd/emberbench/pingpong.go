@@ -162,12 +162,15 @@ func (b *bench) attachedWindow(ctx context.Context, cfg string, pid int) (window
 	var argv []string
 	attachedLine := ""
 	switch cfg {
-	case cfgEmber, cfgEmberT1ms:
+	case cfgEmber, cfgEmberT1ms, cfgEmberWakers:
 		out := filepath.Join(b.dir, "window.pb.gz")
 		defer os.Remove(out)
 		argv = []string{b.ember, "record", "--mode", "offcpu", "--pid", strconv.Itoa(pid), "-o", out}
-		if cfg == cfgEmberT1ms {
+		switch cfg {
+		case cfgEmberT1ms:
 			argv = append(argv, "--offcpu-threshold", "1ms")
+		case cfgEmberWakers:
+			argv = append(argv, "--wakers")
 		}
 	case cfgEveryswitch:
 		prog := strings.ReplaceAll(everySwitchProgram, "cpid", strconv.Itoa(pid))
