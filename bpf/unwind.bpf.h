@@ -26,7 +26,10 @@
 enum unwind_cfa { CFA_NONE, CFA_SP, CFA_FP, CFA_PLT, CFA_EXPR, CFA_OTHER_REG, CFA_BAD_RULE, CFA_INVALID,
 		  CFA_DEREF_FP };
 enum unwind_fp { FP_SAME, FP_OFFSET, FP_UNDEFINED, FP_AT_FP };
-enum unwind_ra { RA_OFFSET, RA_LINK, RA_UNDEFINED };
+/* RA_SWITCH: as RA_OFFSET, at a switch of stacks (Go's systemstack,
+ * asmcgocall, mcall: from the g0 stack back to the goroutine's), where the
+ * CFA need not be above SP. */
+enum unwind_ra { RA_OFFSET, RA_LINK, RA_UNDEFINED, RA_SWITCH };
 
 struct unwind_row {
 	__u16 pc_lo; /* PC offset inside the page */
@@ -296,8 +299,9 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 		s->fp = 0;
 		break;
 	}
-	/* The caller's stack pointer is the CFA: the stack must move up. */
-	if (cfa <= s->sp && !(ra_rule == RA_LINK && cfa == s->sp))
+	/* The caller's stack pointer is the CFA: the stack must move up (but
+	 * for a switch of stacks; MAX_FRAMES bounds a walk that loops). */
+	if (cfa <= s->sp && !(ra_rule == RA_LINK && cfa == s->sp) && ra_rule != RA_SWITCH)
 		return unwind_stop(s, REASON_BAD_FRAME);
 	s->pc = ra;
 	s->sp = cfa;

@@ -30,7 +30,9 @@
 //     never guessed: the walker stops there and counts why. An FDE whose
 //     instructions cannot be decoded costs its own function (CFAInvalid);
 //     its error, with the offset, is kept in Table.Errors.
-//   - RA: at CFA+off (always CFA-8 on x86-64), still in the link register
+//   - RA: at CFA+off (always CFA-8 on x86-64; RASwitch where Go switches
+//     from the g0 stack back to a goroutine's, and the CFA may be below SP),
+//     still in the link register
 //     (arm64 leaf code; on x86-64 rdi, where glibc's __vfork keeps it across
 //     its system call), or undefined (the outermost frame, e.g. _start).
 //   - FP (rbp, x29): unchanged, saved at CFA+off, saved at FP+off (the
@@ -74,7 +76,7 @@
 //	enum unwind_cfa { CFA_NONE, CFA_SP, CFA_FP, CFA_PLT, CFA_EXPR, CFA_OTHER_REG, CFA_BAD_RULE, CFA_INVALID,
 //	                  CFA_DEREF_FP };
 //	enum unwind_fp  { FP_SAME, FP_OFFSET, FP_UNDEFINED, FP_AT_FP };
-//	enum unwind_ra  { RA_OFFSET, RA_LINK, RA_UNDEFINED };
+//	enum unwind_ra  { RA_OFFSET, RA_LINK, RA_UNDEFINED, RA_SWITCH };
 //
 //	struct unwind_row {      // 4 bytes, RowSize
 //		__u16 pc_lo;     // PC offset inside the page
@@ -229,7 +231,7 @@
 //		switch ((rules >> 6) & 3) {
 //		case RA_UNDEFINED: s->reason = REASON_COMPLETE; return 1;
 //		case RA_LINK:      if (i) { s->reason = REASON_BAD_FRAME; return 1; } ra = s->lr; break;
-//		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + r->ra_off))) {
+//		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + r->ra_off))) { // RA_OFFSET, RA_SWITCH
 //		                           s->reason = REASON_READ_FAILED; return 1; }
 //		}
 //		switch ((rules >> 4) & 3) {
@@ -239,7 +241,8 @@
 //		                           s->reason = REASON_READ_FAILED; return 1; } break;
 //		case FP_UNDEFINED: s->fp = 0; break;
 //		}
-//		if (cfa <= s->sp && !(((rules >> 6) & 3) == RA_LINK && cfa == s->sp)) {
+//		if (cfa <= s->sp && !(((rules >> 6) & 3) == RA_LINK && cfa == s->sp) &&
+//		    ((rules >> 6) & 3) != RA_SWITCH) {       // a switch of stacks may go anywhere
 //			s->reason = REASON_BAD_FRAME; return 1;   // the stack must move up
 //		}
 //		s->pc = ra; s->sp = cfa;

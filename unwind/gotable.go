@@ -30,8 +30,11 @@ import (
 // asmcgocall, mcall, morestack, gogo) write SP with something the pcsp table
 // cannot follow (a switch to another stack): past their entry they get a
 // frame-pointer step (CFA = FP+16), which is how frame pointers cross the
-// switch (the runtime keeps the caller's frame pointer in BP across it);
-// the walker's own checks stop it where that does not hold.
+// switch (the runtime keeps the caller's frame pointer in BP across it),
+// flagged RASwitch: the goroutine's stack may be below the g0 stack, so the
+// walker lets this step go down. The frame pointer leads to the frame of
+// the function that called systemstack, whose own PC is nowhere on either
+// stack: the walk goes on from its return address, one frame short.
 
 // GoStats counts what a Go table holds.
 type GoStats struct {
@@ -287,7 +290,7 @@ func goRow(arch Arch, pc uint64, delta int64, savesFP bool) Row {
 // fpStepRow is a frame-pointer step as a row: the frame record at FP holds
 // the caller's FP and, above it, the return address.
 func fpStepRow(pc uint64) Row {
-	return Row{PC: pc, CFA: CFAFP, CFAOffset: 16, RA: RAOffset, RAOffset: -8, FP: FPOffset, FPOffset: -16}
+	return Row{PC: pc, CFA: CFAFP, CFAOffset: 16, RA: RASwitch, RAOffset: -8, FP: FPOffset, FPOffset: -16}
 }
 
 // textReader reads code bytes of an ELF file a chunk at a time: the

@@ -102,6 +102,7 @@ const (
 	RAOffset    RARule = iota // saved at CFA + RAOffset (always CFA-8 on x86-64)
 	RALink                    // still in the link register: arm64's x30; on x86-64, rdi (see makeRow)
 	RAUndefined               // the outermost frame: the stack ends here
+	RASwitch                  // as RAOffset, at a switch of stacks: the CFA need not be above SP
 )
 
 // Row is one row of an unwind table: the rules that hold from PC up to the

@@ -132,7 +132,7 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 				return pcs, ReasonBadFrame // only the leaf can still hold its RA in a register
 			}
 			ra = lr
-		case RAOffset:
+		case RAOffset, RASwitch:
 			if ra, ok = read64(cfa + uint64(int64(row.RAOffset))); !ok {
 				return pcs, ReasonReadFailed
 			}
@@ -150,8 +150,9 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			fp = 0
 		}
 		// The caller's stack pointer is the CFA. It must move up, except in
-		// a leaf whose RA is still in LR, where the CFA may be SP.
-		if cfa <= sp && !(row.RA == RALink && cfa == sp) {
+		// a leaf whose RA is still in LR, where the CFA may be SP, and at a
+		// switch of stacks (Go's systemstack), where it may be anywhere.
+		if cfa <= sp && !(row.RA == RALink && cfa == sp) && row.RA != RASwitch {
 			return pcs, ReasonBadFrame
 		}
 		pc, sp = ra, cfa
