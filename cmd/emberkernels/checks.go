@@ -236,22 +236,27 @@ func testSummary(out string) string {
 	return strings.Join(parts, "; ")
 }
 
-// testFailure is the first error a failing test reported.
+// testFailure is the first error a failing test reported: an assertion
+// (t.Errorf, t.Fatalf) rather than the measurements it logged, else a panic
+// or the first --- FAIL line.
 func testFailure(out string) string {
 	lines := strings.Split(out, "\n")
-	for i, l := range lines {
-		if strings.Contains(l, "Error") || strings.Contains(l, "off by") || strings.Contains(l, "want") || strings.Contains(l, "panic:") || strings.Contains(l, "timed out") {
-			if m := testErrorRe.FindStringSubmatch(l); m != nil || strings.Contains(l, "panic:") {
-				if i+1 < len(lines) && m != nil && strings.HasSuffix(m[1], ":") {
-					return m[1] + " " + strings.TrimSpace(lines[i+1])
-				}
+	for _, l := range lines {
+		m := testErrorRe.FindStringSubmatch(l)
+		if m == nil || testBlocksRe.MatchString(l) || testSharesRe.MatchString(l) {
+			continue
+		}
+		for _, k := range []string{"want", "off by", "Error", "error", "fail", "timed out"} {
+			if strings.Contains(m[1], k) {
 				return strings.TrimSpace(l)
 			}
 		}
 	}
-	for _, l := range lines {
-		if strings.Contains(l, "--- FAIL") {
-			return strings.TrimSpace(l)
+	for _, k := range []string{"panic:", "--- FAIL"} {
+		for _, l := range lines {
+			if strings.Contains(l, k) {
+				return strings.TrimSpace(l)
+			}
 		}
 	}
 	return firstLine(out)
