@@ -217,6 +217,9 @@ func appendFuncRows(rows []Row, arch Arch, pt *gopclntab.Table, fn gopclntab.Fun
 	textByte func(uint64) (byte, bool), gs *GoStats) ([]Row, error) {
 	top := fn.Flag&gopclntab.FlagTopFrame != 0
 	spwrite := fn.Flag&gopclntab.FlagSPWrite != 0
+	// runtime.mcall switches to g0 and clears the frame pointer: Go's
+	// traceback ends there (SPWRITE), and so does this walk, complete.
+	mcall := spwrite && pt.Name(fn.NameOff) == "runtime.mcall"
 	if top {
 		gs.TopFrames++
 	}
@@ -241,6 +244,8 @@ func appendFuncRows(rows []Row, arch Arch, pt *gopclntab.Table, fn gopclntab.Fun
 		switch {
 		case top:
 			row.RA, row.RAOffset = RAUndefined, 0
+		case mcall && lo > fn.Entry:
+			row = Row{PC: lo, CFA: CFASP, RA: RAUndefined}
 		case spwrite && lo > fn.Entry:
 			row = fpStepRow(lo)
 		}
