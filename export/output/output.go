@@ -44,6 +44,7 @@ const (
 	HTML                     // interactive flame graph page
 	SVG                      // static flame graph
 	Folded                   // folded stacks
+	OTLP                     // OpenTelemetry profiles: an ExportProfilesServiceRequest in protobuf
 )
 
 // formats maps file name endings to forms; longer endings first.
@@ -51,6 +52,7 @@ var formats = []struct {
 	ext    string
 	format Format
 }{
+	{".otlp", OTLP},
 	{".pb.gz", PProf},
 	{".pprof", PProf},
 	{".pb", PProf},
@@ -99,6 +101,8 @@ func Write(w io.Writer, f Format, p *profile.Profile, opts Options) error {
 		return flamegraph.WriteSVG(w, p, fgOptions(opts))
 	case Folded:
 		return folded.Write(w, p, folded.Options{SampleType: opts.SampleType, ProcessRoot: !opts.NoProcess, GroupBy: opts.GroupBy})
+	case OTLP:
+		return writeOTLP(w, p)
 	}
 	return fmt.Errorf("%w: format %d", ErrFormat, f)
 }
@@ -108,7 +112,7 @@ func fgOptions(opts Options) flamegraph.Options {
 }
 
 // WriteFile writes p to path in the form its extension picks: .pb.gz, .pprof
-// or .pb (gzipped pprof), .html, .svg, .folded or .txt. The file is written
+// or .pb (gzipped pprof), .html, .svg, .folded or .txt, .otlp (OTLP protobuf). The file is written
 // under a temporary name and renamed into place, so that a reader never sees
 // half a file and a failure leaves no file behind.
 func WriteFile(path string, p *profile.Profile, opts Options) error {
