@@ -165,7 +165,9 @@ func checkMappings(t *testing.T, p *profile.Profile, bin string) {
 // in parent/child and one in parent itself are profiled with --cgroup
 // parent, whole stacks and a full share of samples each, and a sibling of
 // parent is not; --cgroup is repeatable (child and sibling, not parent). The
-// cgroups are made and removed by the test.
+// cgroups are made and removed by the test. The child is two levels down and
+// named as the kubelet and containerd name a pod's container, the sibling as
+// Docker names a container: their samples carry container_id and pod_uid.
 func TestRecordCgroupSubtree(t *testing.T) {
 	testutil.RequireRoot(t)
 	mnt := cgroup2Mount(t)
@@ -174,13 +176,26 @@ func TestRecordCgroupSubtree(t *testing.T) {
 		testutil.SkipOrFail(t, "cannot create a cgroup v2 under %s: %v", mnt, err)
 	}
 	t.Cleanup(func() { os.Remove(parent) })
-	child := filepath.Join(parent, "child")
-	if err := os.Mkdir(child, 0o755); err != nil {
+	const (
+		podUID = "0e6b1e8d-4c2a-4f3b-9a1d-7c5e2b8f6a30"
+		ctrID  = "3f1e5a0c9b7d4e2f8a6c1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f"
+		dockID = "c0ffee0c9b7d4e2f8a6c1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f"
+	)
+	pod := filepath.Join(parent, "kubepods-burstable-pod"+strings.ReplaceAll(podUID, "-", "_")+".slice")
+	child := filepath.Join(pod, "cri-containerd-"+ctrID+".scope")
+	for _, d := range []string{pod, child} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(d) })
+	}
+	siblingParent, err := os.MkdirTemp(mnt, "ember-test-sibling-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(child) })
-	sibling, err := os.MkdirTemp(mnt, "ember-test-sibling-")
-	if err != nil {
+	t.Cleanup(func() { os.Remove(siblingParent) })
+	sibling := filepath.Join(siblingParent, "docker-"+dockID+".scope")
+	if err := os.Mkdir(sibling, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(sibling) })
@@ -211,7 +226,7 @@ func TestRecordCgroupSubtree(t *testing.T) {
 	}
 
 	out := filepath.Join(dir, "parent.pb.gz")
-	stderr := runEmber(t, dir, "record", "-F", "499", "-d", "4s", "--cgroup", rel(parent), "-o", out)
+	stderr := runEmber(t, dir, "record", "-F", "999", "-d", "4s", "--cgroup", rel(parent), "-o", out)
 	if !strings.Contains(stderr, "and its descendants") {
 		t.Errorf("record does not say it profiles the subtree:\n%s", stderr)
 	}
@@ -227,14 +242,39 @@ func TestRecordCgroupSubtree(t *testing.T) {
 	if c, pa := got[pid[child]], got[pid[parent]]; c < pa*6/10 || pa < c*6/10 {
 		t.Errorf("child workload %d samples, parent workload %d: want about as many", c, pa)
 	}
-	checkShares(t, p, func(s *profile.Sample) bool { return s.NumLabel["pid"][0] == pid[child] }, cpuSplit, 0.05, 300)
+	checkShares(t, p, func(s *profile.Sample) bool { return s.NumLabel["pid"][0] == pid[child] }, cpuSplit, 0.07, 200)
+	checkContainerLabels(t, p, pid[child], ctrID, podUID)
+	checkContainerLabels(t, p, pid[parent], "", "")
 
 	out = filepath.Join(dir, "two.pb.gz")
 	runEmber(t, dir, "record", "-F", "499", "-d", "2s", "--cgroup", rel(child), "--cgroup", sibling, "-o", out)
-	got = samplesByPID(readProfile(t, out))
+	p = readProfile(t, out)
+	got = samplesByPID(p)
 	t.Logf("--cgroup parent/child --cgroup sibling: samples by pid %v", got)
 	if got[pid[child]] == 0 || got[pid[sibling]] == 0 || len(got) != 2 {
 		t.Errorf("want samples of the child's and the sibling's workloads only, got %v", got)
+	}
+	checkContainerLabels(t, p, pid[sibling], dockID, "")
+}
+
+// checkContainerLabels asserts every sample of pid is labelled with the
+// container ID and pod UID given, "" meaning no such label.
+func checkContainerLabels(t *testing.T, p *profile.Profile, pid int64, container, pod string) {
+	t.Helper()
+	n := 0
+	for _, s := range p.Sample {
+		if s.NumLabel["pid"][0] != pid {
+			continue
+		}
+		n++
+		for name, want := range map[string]string{"container_id": container, "pod_uid": pod} {
+			if got := strings.Join(s.Label[name], ","); got != want {
+				t.Fatalf("sample of pid %d labelled %s=%q, want %q", pid, name, got, want)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("no samples of pid %d to check labels on", pid)
 	}
 }
 

@@ -52,6 +52,12 @@ type Labels struct {
 	Comm, Thread   string
 	State, Cgroup  string
 	Service, Extra string
+	// ContainerID and PodUID name the container and the Kubernetes pod of
+	// the process; "" leaves them out. NSPID is the PID the process sees
+	// in its PID namespace, given only where it differs from PID; 0 leaves
+	// it out.
+	ContainerID, PodUID string
+	NSPID               int64
 	// WakerComm names the thread that woke an off-CPU block (--wakers),
 	// WakerPID its process; "" leaves both out.
 	WakerComm string
@@ -147,7 +153,7 @@ func (b *Builder) Add(locs []*profile.Location, v Value, l Labels) {
 		b.keyBuf.WriteString(strconv.FormatUint(loc.ID, 36))
 		b.keyBuf.WriteByte(',')
 	}
-	fmt.Fprintf(&b.keyBuf, "|%d|%d|%s|%s|%s|%s|%s|%s|%s|%d", l.PID, l.TID, l.Comm, l.Thread, l.State, l.Cgroup, l.Service, l.Extra, l.WakerComm, l.WakerPID)
+	fmt.Fprintf(&b.keyBuf, "|%d|%d|%s|%s|%s|%s|%s|%s|%s|%d|%s|%s|%d", l.PID, l.TID, l.Comm, l.Thread, l.State, l.Cgroup, l.Service, l.Extra, l.WakerComm, l.WakerPID, l.ContainerID, l.PodUID, l.NSPID)
 	key := b.keyBuf.String()
 	if s := b.samples[key]; s != nil {
 		for i := range vals {
@@ -158,13 +164,17 @@ func (b *Builder) Add(locs []*profile.Location, v Value, l Labels) {
 	s := &profile.Sample{Location: slices.Clone(locs), Value: vals}
 	s.Label = map[string][]string{}
 	s.NumLabel = map[string][]int64{"pid": {l.PID}, "tid": {l.TID}}
-	for name, val := range map[string]string{"comm": l.Comm, "thread": l.Thread, "state": l.State, "cgroup": l.Cgroup, "service_name": l.Service, "waker_comm": l.WakerComm} {
+	for name, val := range map[string]string{"comm": l.Comm, "thread": l.Thread, "state": l.State, "cgroup": l.Cgroup, "service_name": l.Service, "waker_comm": l.WakerComm,
+		"container_id": l.ContainerID, "pod_uid": l.PodUID} {
 		if val != "" {
 			s.Label[name] = []string{val}
 		}
 	}
 	if l.WakerComm != "" {
 		s.NumLabel["waker_pid"] = []int64{l.WakerPID}
+	}
+	if l.NSPID != 0 {
+		s.NumLabel["ns_pid"] = []int64{l.NSPID}
 	}
 	b.p.Sample = append(b.p.Sample, s)
 	b.samples[key] = s

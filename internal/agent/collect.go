@@ -75,6 +75,10 @@ func (c *collector) add(samples []tracer.Sample) {
 		l := pprof.Labels{PID: int64(s.PID), TID: int64(s.TID), Thread: s.Comm, Comm: s.Comm}
 		if p != nil {
 			l.Comm, l.Cgroup = p.Comm, p.Cgroup
+			l.ContainerID, l.PodUID = p.Container.ID, p.Container.PodUID
+			if p.NSPID != p.PID {
+				l.NSPID = int64(p.NSPID)
+			}
 		}
 		if c.service != nil {
 			l.Service = c.service(p)

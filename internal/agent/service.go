@@ -18,13 +18,8 @@ type ServiceNamer struct {
 	Mapping map[string]string
 }
 
-var (
-	// systemd: /system.slice/nginx.service, /user.slice/.../app.service
-	systemdUnit = regexp.MustCompile(`/([^/]+)\.service(?:/|$)`)
-	// docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope,
-	// libpod-<id>.scope, or a bare 64-hex ID (cgroupfs driver, kubepods).
-	containerID = regexp.MustCompile(`(?:docker-|cri-containerd-|crio-|libpod-|containerd-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)`)
-)
+// systemd: /system.slice/nginx.service, /user.slice/.../app.service
+var systemdUnit = regexp.MustCompile(`/([^/]+)\.service(?:/|$)`)
 
 // Name returns the service of process p.
 func (n *ServiceNamer) Name(p *proc.Process) string {
@@ -43,8 +38,8 @@ func (n *ServiceNamer) Name(p *proc.Process) string {
 			return s
 		}
 	}
-	if m := containerID.FindStringSubmatch(p.Cgroup); m != nil {
-		return "container/" + m[1][:12]
+	if id := p.Container.ID; id != "" {
+		return "container/" + id[:12]
 	}
 	if m := systemdUnit.FindAllStringSubmatch(p.Cgroup, -1); m != nil {
 		return m[len(m)-1][1]

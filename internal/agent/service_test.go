@@ -21,6 +21,7 @@ func TestServiceName(t *testing.T) {
 		{proc.Process{Exe: "/tmp/x (deleted)", Comm: "x"}, "x"},
 		{proc.Process{Comm: "kworker/0:1"}, "kworker/0:1"},
 	} {
+		c.p.Container = proc.ParseContainer(c.p.Cgroup) // as Table.Add sets it
 		if got := n.Name(&c.p); got != c.want {
 			t.Errorf("Name(%+v) = %q, want %q", c.p, got, c.want)
 		}

@@ -14,12 +14,13 @@ import (
 
 // Process is what Ember knows of one process, read while it lived.
 type Process struct {
-	PID      int
-	NSPID    int       // the PID the process sees in its own PID namespace (NSpid); PID outside one
-	Comm     string    // /proc/PID/comm
-	Exe      string    // /proc/PID/exe target
-	Cgroup   string    // cgroup v2 path, "" when unknown
-	Mappings []Mapping // executable file and anonymous mappings, sorted by Start
+	PID       int
+	NSPID     int       // the PID the process sees in its own PID namespace (NSpid); PID outside one
+	Comm      string    // /proc/PID/comm
+	Exe       string    // /proc/PID/exe target
+	Cgroup    string    // cgroup v2 path, "" when unknown
+	Container Container // the container and pod its cgroup names, if any
+	Mappings  []Mapping // executable file and anonymous mappings, sorted by Start
 
 	held   []fileKey // the files this process holds a reference to
 	exited bool
@@ -77,6 +78,7 @@ func (t *Table) Add(pid int) (*Process, error) {
 	}
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 	p.Cgroup = readCgroup(filepath.Join(dir, "cgroup"))
+	p.Container = ParseContainer(p.Cgroup)
 	for _, m := range all {
 		if m.Executable() {
 			p.Mappings = append(p.Mappings, m)
