@@ -8,7 +8,9 @@ DURATION ?= 10s
 # `make generate`, perf and bpftrace to compare with, binutils for readelf,
 # gdb to check unwinding, chromium for the flame graph browser test,
 # debuginfod (elfutils' server and debuginfod-find) for the debuginfod client's tests.
-DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils
+# util-linux and mount: setpriv, unshare and mount for the tests that run Ember
+# as an unprivileged user and a JIT in namespaces of its own.
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils util-linux mount
 
 .PHONY: all build generate check-generate run test test-kernels bench lint fuzz deps clean
 
@@ -27,7 +29,7 @@ check-generate: generate
 
 # Installs what is missing, with apt, once.
 deps:
-	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf; do \
+	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	if [ -n "$$missing" ]; then echo "installing (missing:$$missing)"; \

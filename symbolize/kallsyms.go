@@ -112,7 +112,7 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 		return nil, nil, nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
 	}
 	if text == 0 && zero > 0 {
-		return nil, nil, nil, fmt.Errorf("%s: all addresses are zero (kernel.kptr_restrict, or not root)", name)
+		return nil, nil, nil, fmt.Errorf("%s: all addresses are zero: kernel.kptr_restrict, or kernel.perf_event_paranoid above 1, hides them from a process without CAP_SYSLOG", name)
 	}
 	frames, ok, spans = make([]Frame, len(addrs)), make([]bool, len(addrs)), make([]span, len(addrs))
 	var cur *best

@@ -82,6 +82,9 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.tr = tr
+	for _, n := range tracer.CapabilityNotes() {
+		a.log.Warn(n)
+	}
 	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes, Open: a.open,
 		DebugSource: debugSource(cfg.Debuginfod)})
 	a.col = a.newCollector(time.Now())

@@ -127,6 +127,9 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 		return nil, err
 	}
 	defer tr.Close()
+	for _, n := range tracer.CapabilityNotes() {
+		fmt.Fprintf(stderr, "ember: %s\n", n)
+	}
 
 	start := time.Now()
 	col := newCollector(cfg.Mode, tc.Frequency, start, procs)

@@ -107,6 +107,41 @@ func OpenMapped(pid int, start, limit uint64) (*os.File, error) {
 	return openMapFile(fmt.Sprintf("%s/%d/map_files/%x-%x", procRoot, pid, start, limit))
 }
 
+// openMappingByPath opens the file of m by its path: inside the process's
+// root (which needs ptrace access to it, CAP_SYS_PTRACE for another user's
+// process), then on the host. It is kept only if it is the file mapped: the
+// same inode, and on the host the same device too (an overlayfs reports
+// its own device, where the mapping shows the layer's). A deleted file's
+// path names another file, or none.
+func openMappingByPath(pid int, m *Mapping) (*os.File, error) {
+	if m.Deleted() || !filepath.IsAbs(m.Path) {
+		return nil, fmt.Errorf("%s: no path to open it by", m.Path)
+	}
+	same := func(f *os.File, dev bool) bool {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) != nil || st.Ino != m.Inode || (dev && st.Dev != m.Dev) {
+			f.Close()
+			return false
+		}
+		return true
+	}
+	f, err1 := OpenInRoot(pid, m.Path, OpenOptions{})
+	if err1 == nil {
+		if same(f, false) {
+			return f, nil
+		}
+		err1 = fmt.Errorf("%s in process %d: not the file mapped (replaced since)", m.Path, pid)
+	}
+	f, err2 := OpenHost(m.Path, OpenOptions{})
+	if err2 == nil {
+		if same(f, true) {
+			return f, nil
+		}
+		err2 = fmt.Errorf("%s on the host: not the file process %d maps", m.Path, pid)
+	}
+	return nil, errors.Join(err1, err2)
+}
+
 // openMapFile opens a map_files entry: a magic link by nature (so not
 // through openat2 with RESOLVE_NO_MAGICLINKS), to the file the kernel has
 // mapped, never blocking and regular files only (a mapped device is not

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -115,6 +116,15 @@ func (t *Table) hold(pid int, m *Mapping) (fileKey, bool) {
 	// never resolves a path inside a container's root on the host.
 	name := fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit)
 	f, err := openMapFile(name)
+	if err != nil && t.root == procRoot {
+		// map_files is closed without CAP_CHECKPOINT_RESTORE: the file
+		// by its path, if it is still the one mapped.
+		if f2, err2 := openMappingByPath(pid, m); err2 == nil {
+			f, err = f2, nil
+		} else {
+			err = errors.Join(err, err2)
+		}
+	}
 	if err != nil {
 		// The mapping is gone: the process exec'd or unmapped it after
 		// its maps were read. It holds no reference for it.
