@@ -22,7 +22,76 @@ type symbol struct {
 	addr, size uint64
 	name       string
 	file       string // of the STT_FILE symbol before a local symbol
-	seq        int32  // position in the table, for sorting
+	// alias is the name perf would show for addr when it is not name: see
+	// perfPrefers. Profiles show it; RawFrames keeps llvm-symbolizer's
+	// choice (name), against which the symbolizer is measured.
+	alias string
+	seq   int32 // position in the table, for sorting
+	bind  uint8 // elf.SymBind
+}
+
+// shown is the symbol's name as a profile shows it: perf's choice among the
+// aliases at its address, without a symbol version.
+func (s *symbol) shown() string {
+	if s.alias != "" {
+		return s.alias
+	}
+	return unversioned(s.name)
+}
+
+// unversioned drops a symbol version ("pthread_create@@GLIBC_2.34",
+// "memcpy@GLIBC_2.2.5"): the assembler writes versioned definitions into
+// .symtab under such names, but the function is pthread_create, which is what
+// perf prints and what users search for.
+func unversioned(name string) string {
+	if i := strings.IndexByte(name, '@'); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// perfPrefers reports whether a is a better name than b for one address, as
+// perf chooses among aliases (tools/perf/util/symbol.c, choose_best_symbol):
+// a sized symbol over a zero-sized one, not weak over weak, global over
+// local, fewer leading underscores (malloc, not __libc_malloc), then the
+// longer name. Users know the public name; llvm-symbolizer's rule (the
+// largest, then the last in the table) often picks an internal one. One
+// departure: before the length, a name with only a compatibility version
+// (cfree@GLIBC_2.2.5, one '@') loses to the others, as new programs cannot
+// link against it; perf would show free as cfree.
+func perfPrefers(a, b *symbol) bool {
+	if (a.size == 0) != (b.size == 0) {
+		return a.size != 0
+	}
+	if aw, bw := a.bind == uint8(elf.STB_WEAK), b.bind == uint8(elf.STB_WEAK); aw != bw {
+		return bw
+	}
+	if ag, bg := a.bind == uint8(elf.STB_GLOBAL), b.bind == uint8(elf.STB_GLOBAL); ag != bg {
+		return ag
+	}
+	an, bn := unversioned(a.name), unversioned(b.name)
+	if au, bu := leadingUnderscores(an), leadingUnderscores(bn); au != bu {
+		return au < bu
+	}
+	if ac, bc := compatOnly(a.name), compatOnly(b.name); ac != bc {
+		return bc
+	}
+	return len(an) > len(bn)
+}
+
+// compatOnly reports a name versioned NAME@VERSION, a binding kept for old
+// binaries (the default version is NAME@@VERSION).
+func compatOnly(name string) bool {
+	i := strings.IndexByte(name, '@')
+	return i > 0 && !strings.HasPrefix(name[i:], "@@")
+}
+
+func leadingUnderscores(s string) int {
+	n := 0
+	for n < len(s) && s[n] == '_' {
+		n++
+	}
+	return n
 }
 
 func (t *symtab) empty() bool { return t == nil || len(t.syms) == 0 }
@@ -88,7 +157,7 @@ func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 		if len(name) > maxNameLen {
 			name = name[:maxNameLen]
 		}
-		sym := symbol{addr: s.Value, size: s.Size, name: name} // debug/elf's strings are copies already
+		sym := symbol{addr: s.Value, size: s.Size, name: name, bind: uint8(elf.ST_BIND(s.Info))} // debug/elf's strings are copies already
 		if elf.ST_BIND(s.Info) == elf.STB_LOCAL {
 			sym.file = file
 		}
@@ -98,7 +167,8 @@ func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 
 // sort orders symbols by address and keeps one per address, chosen as
 // llvm-symbolizer does: the largest, and of equal sizes the last in the
-// table (a global after its local aliases).
+// table (a global after its local aliases). The one kept also carries the
+// name perf would pick among them (alias), which profiles show.
 func (t *symtab) sort() {
 	for i := range t.syms {
 		t.syms[i].seq = int32(i)
@@ -113,11 +183,21 @@ func (t *symtab) sort() {
 		return int(a.seq - b.seq)
 	})
 	out := t.syms[:0]
-	for i, s := range t.syms {
-		if i+1 < len(t.syms) && t.syms[i+1].addr == s.addr {
+	best := -1 // perf's choice in the run of symbols at one address
+	for i := range t.syms {
+		if best < 0 || t.syms[best].addr != t.syms[i].addr || perfPrefers(&t.syms[i], &t.syms[best]) {
+			best = i
+		}
+		if i+1 < len(t.syms) && t.syms[i+1].addr == t.syms[i].addr {
 			continue
 		}
+		s := t.syms[i]
+		s.alias = ""
+		if b := t.syms[best].shown(); b != s.name {
+			s.alias = b
+		}
 		out = append(out, s)
+		best = -1
 	}
 	t.syms = slices.Clip(out)
 }
@@ -129,11 +209,11 @@ func mergeSymtabs(a, b *symtab) *symtab {
 	return t
 }
 
-// lookup returns the function symbol holding addr, and the source file an
+// lookup returns the function symbol holding addr; its file is the one an
 // STT_FILE symbol gives for it (local symbols only), as llvm-symbolizer uses.
-func (t *symtab) lookup(addr uint64) (name, file string, ok bool) {
+func (t *symtab) lookup(addr uint64) (sym *symbol, ok bool) {
 	if t == nil {
-		return "", "", false
+		return nil, false
 	}
 	i, _ := slices.BinarySearchFunc(t.syms, addr+1, func(s symbol, a uint64) int {
 		if s.addr < a {
@@ -142,13 +222,13 @@ func (t *symtab) lookup(addr uint64) (name, file string, ok bool) {
 		return 1
 	})
 	if i == 0 {
-		return "", "", false
+		return nil, false
 	}
-	s := t.syms[i-1]
+	s := &t.syms[i-1]
 	if s.size != 0 && addr-s.addr >= s.size {
-		return "", "", false
+		return nil, false
 	}
-	return s.name, s.file, true
+	return s, true
 }
 
 // readBuildIDs returns the GNU build ID (hex) and the Go build ID of ef.

@@ -242,6 +242,8 @@ func FuzzDemangle(f *testing.F) {
 		"_ZSt9__fill_a1IPiiEN9__gnu_cxx11__enable_ifIXsrSt11__is_scalarIT0_E7__valueEvE6__typeET_S8_RKS4_",
 		"_ZN4core3fmt5write17h0123456789abcdefE",
 		"_RINvCs32gj3y4fnmh_4main11sum_squaresdEB2_",
+		"_ZN44_$LT$main..Square$u20$as$u20$main..Shape$GT$4area17hc0ace132bc7b52a4E.llvm.13689570134783661793",
+		"_RNvXCs32gj3y4fnmh_4mainNtB2_6SquareNtB2_5Shape4area.llvm.17447152619116688077",
 		"main.main",
 	} {
 		f.Add(s)

@@ -64,7 +64,11 @@ func SymbolizeStream(r io.Reader, w io.Writer, o *Object, demangle bool) error {
 				fmt.Fprintf(bw, "%s\n\n", tok)
 				continue
 			}
-			frames, err := o.frames(addr, demangle)
+			names := namesLLVM // llvm-symbolizer's choice of alias and file
+			if demangle {
+				names = namesLLVMDemangled
+			}
+			frames, err := o.frames(addr, names)
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}

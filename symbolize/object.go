@@ -305,16 +305,36 @@ func (o *Object) Vaddr(m *profile.Mapping, addr uint64) (uint64, error) {
 // names the file and the table that could not be read; frames found by other
 // means are still returned with it.
 func (o *Object) Frames(addr uint64) (frames []Frame, err error) {
-	return o.frames(addr, true)
+	return o.frames(addr, namesShown)
 }
 
-// RawFrames is Frames without demangling: function names as the symbol table
-// and DWARF give them (llvm-symbolizer --no-demangle).
+// RawFrames is what llvm-symbolizer --no-demangle prints: function names as
+// the symbol table and DWARF give them, llvm's choice among aliases, symbol
+// versions kept and an STT_FILE name as the file where DWARF has none. The
+// symbolizer is measured against llvm-symbolizer with it.
 func (o *Object) RawFrames(addr uint64) (frames []Frame, err error) {
-	return o.frames(addr, false)
+	return o.frames(addr, namesLLVM)
 }
 
-func (o *Object) frames(addr uint64, demangle bool) (frames []Frame, err error) {
+// ShownFrames is Frames before demangling: perf's choice among aliases,
+// without symbol versions, and no file from STT_FILE symbols (they name an
+// object file, libc-start.o, which a profile would show as a source file
+// with line 0). Profiles take these as Function.SystemName.
+func (o *Object) ShownFrames(addr uint64) (frames []Frame, err error) {
+	return o.frames(addr, namesShownRaw)
+}
+
+// How frames name functions.
+const (
+	namesLLVM     = iota // as llvm-symbolizer --no-demangle
+	namesShownRaw        // as profiles show them, not demangled
+	namesShown           // as profiles show them, demangled
+	// as llvm-symbolizer prints them (ember symbolize), demangled as
+	// profiles show them
+	namesLLVMDemangled
+)
+
+func (o *Object) frames(addr uint64, names int) (frames []Frame, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -358,17 +378,21 @@ func (o *Object) frames(addr uint64, demangle bool) (frames []Frame, err error) 
 	// symbol table when it has one: it names clones (.isra.0, .cold) and
 	// covers units built with line tables only. The file comes from an
 	// STT_FILE symbol only where the debug info has none.
-	if name, file, ok := o.syms.lookup(addr); ok {
+	if sym, ok := o.syms.lookup(addr); ok {
 		if len(frames) == 0 {
 			frames = []Frame{{}}
 		}
 		last := &frames[len(frames)-1]
-		last.Function = name
-		if last.File == "" {
-			last.File = file
+		if names == namesLLVM || names == namesLLVMDemangled {
+			last.Function = sym.name
+			if last.File == "" {
+				last.File = sym.file
+			}
+		} else {
+			last.Function = sym.shown()
 		}
 	}
-	if demangle {
+	if names == namesShown || names == namesLLVMDemangled {
 		for i := range frames {
 			frames[i].Function = o.demangle(frames[i].Function)
 		}

@@ -146,7 +146,7 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 			firstErr = keepFirst(firstErr, err)
 			continue
 		}
-		frames, err := o.RawFrames(va)
+		frames, err := o.ShownFrames(va)
 		firstErr = keepFirst(firstErr, err)
 		fs.fillNamed(m, l, frames, o.Demangle)
 	}
