@@ -74,7 +74,7 @@ func (c *collector) add(samples []tracer.Sample) {
 		}
 		l := pprof.Labels{PID: int64(s.PID), TID: int64(s.TID), Thread: s.Comm, Comm: s.Comm}
 		if p != nil {
-			l.Comm, l.Cgroup = p.Comm, p.Cgroup
+			l.Comm, l.Cgroup = processComm(s.Comm, p), p.Cgroup
 			l.ContainerID, l.PodUID = p.Container.ID, p.Container.PodUID
 			if p.NSPID != p.PID {
 				l.NSPID = int64(p.NSPID)
@@ -93,6 +93,16 @@ func (c *collector) add(samples []tracer.Sample) {
 		}
 		c.b.Add(locs, v, l)
 	}
+}
+
+// processComm is the comm label of a sample: the process's, read from /proc,
+// or, when that read failed (the process was exiting), the comm the kernel
+// reported with the sample, rather than none.
+func processComm(kernel string, p *proc.Process) string {
+	if p != nil && p.Comm != "" {
+		return p.Comm
+	}
+	return kernel
 }
 
 // wakerLocations puts the waker of an off-CPU block beneath its stack (leaf
