@@ -239,3 +239,28 @@ func TestGoRowsWalkLeaf(t *testing.T) {
 		t.Errorf("walk %#x (%v), want [0x1008 0x2050 0x2abc] (no-mapping)", pcs, reason)
 	}
 }
+
+// TestGoOld: a Go binary older than Go 1.20 (here the test program with its
+// pclntab magic set to Go 1.18's) gets ErrOldGo, which the loader turns into
+// a frame-pointer mapping, counted.
+func TestGoOld(t *testing.T) {
+	path := buildGo(t, "amd64", true)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := f.Section(".gopclntab").Offset
+	f.Close()
+	b[off] = 0xf0 // 0xfffffff1 -> 0xfffffff0, little endian
+	old := filepath.Join(t.TempDir(), "old")
+	if err := os.WriteFile(old, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(old); !errors.Is(err, ErrOldGo) {
+		t.Errorf("Go 1.18 pclntab: %v, want ErrOldGo", err)
+	}
+}

@@ -63,6 +63,24 @@ var chainWorkloads = []chainWorkload{
 		// glibc 2.36 calls it __qsort_r (perf: __GI___qsort_r).
 		chain: []string{"compare", "qsort|qsort_r|__qsort_r|__GI___qsort_r", "sort_all", "run", "main"},
 	},
+	{
+		// Go, stripped: main.leaf has no frame, so a frame-pointer walk
+		// skips its caller; the table from the pclntab does not.
+		name: "go-frameless-leaf-stripped",
+		build: func(t testing.TB, dir string) string {
+			return testutil.BuildGo(t, filepath.Join(dir, "gomixed"), []string{"-ldflags=-s -w"}, "gomixed")
+		},
+		chain: []string{"main.leaf", "main.workA|main.workB|main.workC", "main.main", "runtime.main"},
+	},
+	{
+		// cgo: C without frame pointers (rows from .eh_frame) called from
+		// Go (rows from the pclntab) across asmcgocall's switch of stacks.
+		name: "go-cgo",
+		build: func(t testing.TB, dir string) string {
+			return testutil.BuildGo(t, filepath.Join(dir, "gocgo"), nil, "gocgo")
+		},
+		chain: []string{"c_hot", "c_mid", "runtime.asmcgocall", "main.goLevel", "main.main", "runtime.main"},
+	},
 }
 
 // frameIs reports whether a symbolized frame is the function want, one of

@@ -58,13 +58,14 @@ type UnwindStats struct {
 	Built      int           // tables built (or failed to), cache misses
 	BuildTime  time.Duration // total time building them
 	LoadFailed int           // processes whose entry could not be written
+	Largest    string        // the largest table's file
+	LargestB   int64         // and its size in the maps
+
 	// Go binaries: tables built from their pclntab, functions in them that
 	// could not be described (each walks no further), and mappings of Go
 	// before 1.20 walked with frame pointers instead (frameless leaves lose
 	// their callers there).
 	GoTables, GoBadFuncs, GoFramePointers int
-	Largest    string        // the largest table's file
-	LargestB   int64         // and its size in the maps
 }
 
 // unwinder loads the unwind tables of processes into the kernel maps, in

@@ -1,0 +1,3 @@
+module gomixed
+
+go 1.21
