@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/internal/proc"
 )
 
 // Options configures a Symbolizer. The zero value is usable.
@@ -41,6 +43,11 @@ type Symbolizer struct {
 
 	mu       sync.Mutex
 	perfMaps map[string]perfMapEntry
+
+	vdsoOnce sync.Once
+	vdso     *Object // the kernel's vDSO image, read from Ember's memory
+	vdsoSize uint64
+	vdsoErr  error
 }
 
 type perfMapEntry struct {
@@ -99,6 +106,8 @@ func (s *Symbolizer) Symbolize(p *profile.Profile) error {
 			err = s.symbolizeKernel(m, locs, fs)
 		case isPerfMap(m.File):
 			err = s.symbolizePerfMap(m, locs, fs)
+		case m.File == proc.VDSOPath:
+			err = s.symbolizeVDSO(m, locs, fs)
 		case m.File == "" || strings.HasPrefix(m.File, "["):
 			continue // [vdso], [anon], ...: nothing on disk to read
 		default:

@@ -1,0 +1,48 @@
+package symbolize
+
+import (
+	"fmt"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/internal/proc"
+)
+
+// symbolizeVDSO names the frames of a [vdso] mapping from the vDSO image in
+// Ember's own memory (proc.ReadOwnVDSO): the kernel maps the same image
+// into every native process, so its symbols (__vdso_clock_gettime, as perf
+// names them) are every process's. A mapping of another size is another
+// ABI's image (a 32-bit process) and keeps its addresses, with an error.
+func (s *Symbolizer) symbolizeVDSO(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
+	s.vdsoOnce.Do(func() {
+		b, err := proc.ReadOwnVDSO()
+		if err != nil {
+			s.vdsoErr = err
+			return
+		}
+		s.vdso, s.vdsoErr = newObjectBytes(b, proc.VDSOPath)
+		s.vdsoSize = uint64(len(b))
+	})
+	if s.vdsoErr != nil {
+		return fmt.Errorf("symbolize [vdso]: %w", s.vdsoErr)
+	}
+	if size := m.Limit - m.Start; size != s.vdsoSize {
+		return fmt.Errorf("symbolize [vdso]: a mapping of %d bytes, Ember's vDSO has %d: another ABI's image", size, s.vdsoSize)
+	}
+	o := s.vdso
+	if m.BuildID == "" {
+		m.BuildID = o.buildID
+	}
+	var firstErr error
+	for _, l := range locs {
+		va, err := o.Vaddr(m, l.Address)
+		if err != nil {
+			firstErr = keepFirst(firstErr, err)
+			continue
+		}
+		frames, err := o.ShownFrames(va)
+		firstErr = keepFirst(firstErr, err)
+		fs.fillNamed(m, l, frames, o.Demangle)
+	}
+	return firstErr
+}
