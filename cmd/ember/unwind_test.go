@@ -379,7 +379,8 @@ func parsePerfScript(out string) (stacks [][]string, weights []int64) {
 }
 
 var (
-	bpfRunRe  = regexp.MustCompile(`ember: bpf on_cpu_sample: \d+ runs, (\S+) run time`)
+	// The frame-pointer variant of the program is on_cpu_sample_fp.
+	bpfRunRe  = regexp.MustCompile(`ember: bpf on_cpu_sample(?:_fp)?: \d+ runs, (\S+) run time`)
 	samplesRe = regexp.MustCompile(`ember: (\d+) samples from`)
 )
 
