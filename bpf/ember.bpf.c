@@ -152,8 +152,21 @@ struct {
 	__type(value, __u8);
 } pids SEC(".maps");
 
+/*
+ * A hint in front of the pids hash, so that the tasks that are not filtered
+ * ones, most of those that switch, cost a load instead of a hash lookup:
+ * pid_hint[tgid % PID_HINTS] is set for every tgid put in pids (by user
+ * space before loading, by a followed fork), and never cleared; a tgid whose
+ * hint is clear is not in pids. 4 KiB of .bss whatever pid_max is. Setting
+ * a byte to 1 needs no atomic operation (BPF_OR is Linux 5.12).
+ */
+#define PID_HINTS 4096
+__u8 pid_hint[PID_HINTS];
+
 static __always_inline bool pid_wanted(__u32 tgid)
 {
+	if (!pid_hint[tgid & (PID_HINTS - 1)])
+		return false;
 	__u8 *w = bpf_map_lookup_elem(&pids, &tgid);
 	return w && *w;
 }
@@ -390,6 +403,8 @@ static __always_inline void fork_common(bool raw, struct task_struct *parent, st
 		return;
 	if (bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY))
 		stat_inc(STAT_PID_FILTER_FULL);
+	else
+		pid_hint[ctgid & (PID_HINTS - 1)] = 1;
 }
 
 SEC("tp_btf/sched_process_fork")

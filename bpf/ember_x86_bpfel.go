@@ -280,6 +280,7 @@ const (
 	emberVarOffcpuKinds           = "offcpu_kinds"
 	emberVarOffcpuMinNs           = "offcpu_min_ns"
 	emberVarOffcpuThresholdNs     = "offcpu_threshold_ns"
+	emberVarPidHint               = "pid_hint"
 	emberVarRqClock               = "rq_clock"
 	emberVarSelfTgid              = "self_tgid"
 	emberVarUnusedEvent           = "unused_event"
@@ -405,6 +406,7 @@ type emberVariableSpecs struct {
 	OffcpuKinds        *ebpf.VariableSpec `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.VariableSpec `ebpf:"offcpu_min_ns"`
 	OffcpuThresholdNs  *ebpf.VariableSpec `ebpf:"offcpu_threshold_ns"`
+	PidHint            *ebpf.VariableSpec `ebpf:"pid_hint"`
 	RqClock            *ebpf.VariableSpec `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -510,6 +512,7 @@ type emberVariables struct {
 	OffcpuKinds        *ebpf.Variable `ebpf:"offcpu_kinds"`
 	OffcpuMinNs        *ebpf.Variable `ebpf:"offcpu_min_ns"`
 	OffcpuThresholdNs  *ebpf.Variable `ebpf:"offcpu_threshold_ns"`
+	PidHint            *ebpf.Variable `ebpf:"pid_hint"`
 	RqClock            *ebpf.Variable `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`

@@ -105,6 +105,9 @@ type Config struct {
 	// given, or how many processes a followed command may have at once.
 	// 0: DefaultPIDEntries.
 	PIDEntries uint32
+	// PIDs are the processes that will be put in the pids map before the
+	// programs are attached: their pid_hint bytes are set at load.
+	PIDs []uint32
 	// Cgroups are cgroup v2 directories: only tasks in their subtrees are
 	// profiled (none: any). At most MaxCgroups.
 	Cgroups     []string
@@ -305,6 +308,9 @@ func Load(cfg Config) (*Objects, error) {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	if err := setPIDHints(spec, cfg.PIDs); err != nil {
+		return nil, err
 	}
 	resize := func(entries uint32, names ...string) {
 		if entries == 0 {

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/cilium/ebpf"
 )
 
 // MapMemory is the kernel memory one of Ember's maps holds.
@@ -34,4 +36,25 @@ func (o *Objects) MapMemory() ([]MapMemory, error) {
 		return cmp.Or(cmp.Compare(b.Bytes, a.Bytes), cmp.Compare(a.Name, b.Name))
 	})
 	return out, nil
+}
+
+// setPIDHints sets the pid_hint byte of each of pids in the object's .bss
+// before it is loaded (pid_hint in ember.bpf.c): the programs then ask the
+// pids hash only about tgids that share a hint with a filtered one.
+func setPIDHints(spec *ebpf.CollectionSpec, pids []uint32) error {
+	if len(pids) == 0 {
+		return nil
+	}
+	v := spec.Variables["pid_hint"]
+	if v == nil {
+		return fmt.Errorf("no pid_hint in the BPF object")
+	}
+	hints := make([]byte, v.Size())
+	for _, pid := range pids {
+		hints[pid%uint32(len(hints))] = 1
+	}
+	if err := v.Set(hints); err != nil {
+		return fmt.Errorf("set pid_hint: %w", err)
+	}
+	return nil
 }

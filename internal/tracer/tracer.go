@@ -118,6 +118,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		FilterPIDs:      len(cfg.PIDs) > 0 || cfg.FollowForks,
 		FollowForks:     cfg.FollowForks,
 		PIDEntries:      pidEntries(cfg),
+		PIDs:            pidList(cfg.PIDs),
 		Cgroups:         cfg.Cgroups,
 		IncludeIdle:     cfg.IncludeIdle,
 		OnCPU:           cfg.OnCPU,
@@ -150,7 +151,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
 	}
 	for _, pid := range cfg.PIDs {
-		if err := t.AddPID(pid); err != nil {
+		if err := t.addPID(pid); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -173,6 +174,15 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		}
 	}
 	return t, nil
+}
+
+// pidList converts the PIDs to filter for bpf.Config.
+func pidList(pids []int) []uint32 {
+	out := make([]uint32, len(pids))
+	for i, p := range pids {
+		out[i] = uint32(p)
+	}
+	return out
 }
 
 // pidEntries sizes the in-kernel PID filter: the PIDs given, or room for
@@ -244,8 +254,9 @@ func (t *Tracer) OffCPUMethod() (m OffCPUMethod, rqClock bool) {
 	return t.cfg.OffCPUMethod, t.objs.RQClock
 }
 
-// AddPID adds a process to the in-kernel filter.
-func (t *Tracer) AddPID(pid int) error {
+// addPID adds a process to the in-kernel filter; only before the programs
+// are attached, since its pid_hint byte is set at load (bpf.Config.PIDs).
+func (t *Tracer) addPID(pid int) error {
 	if err := t.objs.PIDs.Put(uint32(pid), uint8(1)); err != nil {
 		return fmt.Errorf("add pid %d to the filter: %w", pid, err)
 	}
