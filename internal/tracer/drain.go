@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -80,43 +81,8 @@ func (t *Tracer) Drain() ([]Sample, error) {
 	stacks := t.objs.Stacks[idle]
 	kstacks := t.objs.OffCPUKStacks[idle]
 	ustacks := t.objs.OffCPUUStacks[idle]
-	// Each map has its own id space; cache lookups per map.
-	type cacheKey struct {
-		m  *ebpf.Map
-		id int64
-	}
-	cache := map[cacheKey][]uint64{}
-	lookup := func(m *ebpf.Map, id int64) ([]uint64, int64) {
-		if id < 0 {
-			return nil, id
-		}
-		if pcs, ok := cache[cacheKey{m, id}]; ok {
-			return pcs, 0
-		}
-		var (
-			pcs []uint64
-			err error
-		)
-		switch m {
-		case kstacks:
-			var ks bpf.KStack
-			err = m.Lookup(uint64(id), &ks)
-			pcs = trimZeros(ks.Ips[:])
-		case ustacks:
-			var us bpf.UStack
-			err = m.Lookup(uint64(id), &us)
-			pcs = trimZeros(us.Ips[:])
-		default:
-			var raw [127]uint64
-			err = m.Lookup(uint32(id), &raw)
-			pcs = trimZeros(raw[:])
-		}
-		if err != nil {
-			return nil, -2
-		}
-		cache[cacheKey{m, id}] = pcs
-		return pcs, 0
-	}
+	d := stackLookup{kstacks: kstacks, ustacks: ustacks, cache: map[stackCacheKey][]uint64{}, failed: &t.drainLookupFailed}
+	lookup := d.lookup
 	out := make([]Sample, len(keys))
 	for i, k := range keys {
 		s := Sample{
@@ -162,6 +128,62 @@ func (t *Tracer) Drain() ([]Sample, error) {
 		}
 	}
 	return out, nil
+}
+
+// StackLookupFailed is the error code (in Sample.UserErr, KernErr and the
+// waker's) of a stack whose id a counts row holds but whose stack the idle
+// set's stack map does not: removed or never stored before the drain read
+// it. It is no errno (those are above -4096), so that it cannot be taken for
+// the kernel's own "no stack" (-ENOENT).
+const StackLookupFailed int64 = -4096
+
+type stackCacheKey struct {
+	m  *ebpf.Map
+	id int64
+}
+
+// stackLookup resolves stack ids to addresses during one drain. Each map has
+// its own id space; lookups are cached per map.
+type stackLookup struct {
+	kstacks, ustacks *ebpf.Map // the off-CPU maps, keyed by hash
+	cache            map[stackCacheKey][]uint64
+	failed           *atomic.Uint64 // lookups that found nothing
+}
+
+// lookup returns the addresses of stack id in m, or the negative code the
+// kernel stored instead of an id, or StackLookupFailed (counted) when the
+// map has no such stack.
+func (d *stackLookup) lookup(m *ebpf.Map, id int64) ([]uint64, int64) {
+	if id < 0 {
+		return nil, id
+	}
+	if pcs, ok := d.cache[stackCacheKey{m, id}]; ok {
+		return pcs, 0
+	}
+	var (
+		pcs []uint64
+		err error
+	)
+	switch m {
+	case d.kstacks:
+		var ks bpf.KStack
+		err = m.Lookup(uint64(id), &ks)
+		pcs = trimZeros(ks.Ips[:])
+	case d.ustacks:
+		var us bpf.UStack
+		err = m.Lookup(uint64(id), &us)
+		pcs = trimZeros(us.Ips[:])
+	default:
+		var raw [127]uint64
+		err = m.Lookup(uint32(id), &raw)
+		pcs = trimZeros(raw[:])
+	}
+	if err != nil {
+		d.failed.Add(1)
+		return nil, StackLookupFailed
+	}
+	d.cache[stackCacheKey{m, id}] = pcs
+	return pcs, 0
 }
 
 // drainCounts reads and deletes every row of a counts map, in batches where

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -76,6 +77,10 @@ type Tracer struct {
 
 	mu  sync.Mutex // serialises Drain
 	set uint32     // the live set
+
+	// drainLookupFailed counts stack ids that Drain found in a counts row
+	// but not in the stack map (Stats: drain_stack_lookup_failed).
+	drainLookupFailed atomic.Uint64
 
 	exitMu sync.Mutex
 	exits  []int // processes that exited since the last drain began
@@ -403,5 +408,6 @@ func (t *Tracer) Stats() (map[string]uint64, error) {
 		}
 		out[name] = sum
 	}
+	out["drain_stack_lookup_failed"] = t.drainLookupFailed.Load()
 	return out, nil
 }
