@@ -93,6 +93,7 @@ func hostMain() int {
 		buildDir    = flag.String("build", "build/kernels", "cache and work directory (debs, images, logs)")
 		repo        = flag.String("repo", ".", "Ember's working tree to build the guest's binaries from")
 		accel       = flag.String("accel", "auto", "tcg, kvm, or auto: kvm if it boots a test guest, else tcg")
+		cpuModel    = flag.String("cpu", "max", "qemu's -cpu model under TCG")
 		timeout     = flag.Duration("timeout", 8*time.Minute, "deadline for one kernel's boot and checks")
 	)
 	flag.Parse()
@@ -125,7 +126,7 @@ func hostMain() int {
 	}
 	logf("guest built in %.0fs: %s", time.Since(buildStart).Seconds(), initramfs)
 
-	q := qemuConfig{accel: "tcg", timeout: *timeout, checks: *checksFlag}
+	q := qemuConfig{accel: "tcg", cpu: *cpuModel, timeout: *timeout, checks: *checksFlag}
 	switch *accel {
 	case "kvm", "tcg":
 		q.accel = *accel

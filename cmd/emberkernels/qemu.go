@@ -33,6 +33,7 @@ type checkResult struct {
 // qemuConfig is how guests are run.
 type qemuConfig struct {
 	accel   string // "tcg" or "kvm"
+	cpu     string // qemu's -cpu model under TCG
 	timeout time.Duration
 	checks  string // ember.checks= for a subset, "" for all
 }
@@ -41,7 +42,7 @@ type qemuConfig struct {
 // multi-threaded TCG guests oopsed or hung once BPF programs attached, and
 // on 2 host CPUs one thread loses little.
 func (q qemuConfig) args(vmlinuz, initramfs, line, dataPath string) []string {
-	accel := []string{"-accel", "tcg,thread=single", "-cpu", "max"}
+	accel := []string{"-accel", "tcg,thread=single", "-cpu", q.cpu}
 	if q.accel == "kvm" {
 		accel = []string{"-accel", "kvm", "-cpu", "host"}
 	}
