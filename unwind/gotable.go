@@ -32,9 +32,12 @@ import (
 // frame-pointer step (CFA = FP+16), which is how frame pointers cross the
 // switch (the runtime keeps the caller's frame pointer in BP across it),
 // flagged RASwitch: the goroutine's stack may be below the g0 stack, so the
-// walker lets this step go down. The frame pointer leads to the frame of
-// the function that called systemstack, whose own PC is nowhere on either
-// stack: the walk goes on from its return address, one frame short.
+// walker lets this step go down. Since Go 1.21 the runtime keeps the frame
+// pointer chain whole across systemstack (its execution tracer unwinds with
+// frame pointers), and the walk finds systemstack's caller as Go's own
+// traceback does (runtime.wbBufFlush <- gcWriteBarrier in TestGoMatchesPprof,
+// Go 1.21 to 1.26). runtime.mcall clears the frame pointer: it ends the
+// walk instead, as it ends Go's.
 
 // GoStats counts what a Go table holds.
 type GoStats struct {
