@@ -270,6 +270,12 @@ func WriteSummary(w io.Writer, s *Summary) {
 	if us := s.UnwindStats; us != nil {
 		fmt.Fprintf(w, "ember: unwind tables: %d processes, %d tables, %d KiB in maps (largest %s, %d KiB); %d built in %s\n",
 			us.Processes, us.Tables, us.Bytes>>10, us.Largest, us.LargestB>>10, us.Built, us.BuildTime.Round(time.Millisecond))
+		if us.GoTables > 0 || us.GoFramePointers > 0 {
+			// A Go binary before Go 1.20 is walked with frame pointers:
+			// its frameless leaves lose their callers, so say so.
+			fmt.Fprintf(w, "ember: Go: %d tables from .gopclntab (%d functions not described); %d mappings of Go before 1.20 walked with frame pointers\n",
+				us.GoTables, us.GoBadFuncs, us.GoFramePointers)
+		}
 	} else if s.Unwind == tracer.UnwindFP {
 		fmt.Fprintln(w, "ember: user stacks walked with frame pointers only")
 	}
