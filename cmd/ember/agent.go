@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emberprof/ember/export/filesink"
+	"github.com/emberprof/ember/export/otlp"
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/export/pyroscope"
 	"github.com/emberprof/ember/export/sink"
@@ -34,6 +35,7 @@ func init() {
 		dinfo     debuginfodFlags
 
 		pyro        pyroscope.Flags
+		otlpFlags   otlp.Flags
 		selfProfile bool
 		fileFlags   filesink.Flags
 	)
@@ -42,7 +44,8 @@ func init() {
 		Short: "Profile continuously and ship profiles to Pyroscope and/or rotating files",
 		Long: `agent runs until SIGTERM or SIGINT. Every --interval it emits one CPU profile
 (and, with --mode offcpu|wall, one off-CPU profile) per service to every sink:
---pyroscope-url (Grafana Pyroscope's push API) and/or --output-dir (rotating
+--pyroscope-url (Grafana Pyroscope's push API), --otlp-endpoint (an OTLP
+profiles receiver, v1development protocol) and/or --output-dir (rotating
 files). On exit it delivers the last partial interval within --shutdown-timeout.
 
 Credentials come from flags, files (--*-file) or the environment
@@ -88,6 +91,18 @@ Credentials come from flags, files (--*-file) or the environment
 				}
 				sinks = append(sinks, s)
 			}
+			if otlpFlags.Endpoint != "" {
+				ocfg, err := otlpFlags.Config()
+				if err != nil {
+					return err
+				}
+				ocfg.Labels, ocfg.Registerer, ocfg.Logger = static, reg, log
+				s, err := otlp.NewSink(ocfg)
+				if err != nil {
+					return err
+				}
+				sinks = append(sinks, s)
+			}
 			if fileFlags.Dir != "" {
 				files := fileFlags.Config()
 				files.Labels, files.Registerer, files.Logger = static, reg, log
@@ -98,7 +113,7 @@ Credentials come from flags, files (--*-file) or the environment
 				sinks = append(sinks, s)
 			}
 			if len(sinks) == 0 {
-				return fmt.Errorf("no sink: give --pyroscope-url and/or --output-dir")
+				return fmt.Errorf("no sink: give --pyroscope-url, --otlp-endpoint and/or --output-dir")
 			}
 			cfg.Sink = sink.Multi(sinks...)
 			cfg.Logger = log
@@ -154,6 +169,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.StringVar(&metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. localhost:9464)")
 
 	pyro.Register(f)
+	otlpFlags.Register(f)
 	f.BoolVar(&selfProfile, "self-profile", false, "send Ember's own Go profiles to the same Pyroscope")
 	fileFlags.Register(f)
 	rootCmd.AddCommand(cmd)

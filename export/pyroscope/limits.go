@@ -127,9 +127,10 @@ func seriesLabels(name, service string, static, own map[string]string) ([]*types
 
 // encoded is a profile ready to queue.
 type encoded struct {
-	data    []byte // gzipped pprof
-	samples int    // samples kept
-	trimmed int    // samples dropped to fit the limits
+	data    []byte           // gzipped pprof
+	samples int              // samples kept
+	trimmed int              // samples dropped to fit the limits
+	prof    *profile.Profile // what data encodes, for a Transport's own encoding
 }
 
 // fit encodes p as gzipped pprof, without the sample labels in dropLabels
@@ -159,8 +160,9 @@ func fit(p *profile.Profile, maxSamples, maxBytes int, dropLabels []string) (enc
 	}
 	var order []int // sample indices, hottest first; built on first need
 	var raw bytes.Buffer
+	var q *profile.Profile
 	for {
-		q := p
+		q = p
 		if keep < n {
 			if order == nil {
 				order = hottestFirst(p)
@@ -190,7 +192,7 @@ func fit(p *profile.Profile, maxSamples, maxBytes int, dropLabels []string) (enc
 	if err := zw.Close(); err != nil {
 		return enc, err
 	}
-	return encoded{data: z.Bytes(), samples: keep, trimmed: n - keep}, nil
+	return encoded{data: z.Bytes(), samples: keep, trimmed: n - keep, prof: q}, nil
 }
 
 // valueIndex returns the index of the sample value that says how hot a

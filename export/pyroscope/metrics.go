@@ -59,8 +59,8 @@ type metrics struct {
 	s  Stats
 }
 
-func newMetrics(reg prometheus.Registerer, budget int64) (*metrics, error) {
-	const ns, sub = "ember", "pyroscope"
+func newMetrics(reg prometheus.Registerer, sub string, budget int64) (*metrics, error) {
+	const ns = "ember"
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
 	}

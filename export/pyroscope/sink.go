@@ -23,6 +23,7 @@ import (
 type Sink struct {
 	cfg    Config
 	client pushv1connect.PusherServiceClient
+	tr     *Transport // nil: the push API
 	m      *metrics
 
 	mu       sync.Mutex
@@ -54,17 +55,24 @@ type item struct {
 }
 
 // New returns a Sink that sends to cfg.URL, with its workers started.
-func New(cfg Config) (*Sink, error) {
+func New(cfg Config) (*Sink, error) { return newQueued(cfg, nil) }
+
+func newQueued(cfg Config, tr *Transport) (*Sink, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer, cfg.QueueBytes)
+	sub := "pyroscope"
+	if tr != nil {
+		sub = tr.Subsystem
+	}
+	m, err := newMetrics(cfg.Registerer, sub, cfg.QueueBytes)
 	if err != nil {
 		return nil, fmt.Errorf("pyroscope: registering metrics: %w", err)
 	}
 	s := &Sink{
 		cfg:     cfg,
+		tr:      tr,
 		m:       m,
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
@@ -136,6 +144,11 @@ func (s *Sink) prepare(p *sink.Profile) (*item, error) {
 			"service", p.Service, "name", p.Name, "trimmed", enc.trimmed, "kept", enc.samples)
 	}
 	s.m.trim(enc.trimmed)
+	if s.tr != nil {
+		if enc.data, err = s.tr.Encode(p, enc.prof); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
 	return &item{
 		id:      newID(),
 		labels:  labels,
@@ -290,6 +303,12 @@ type result struct {
 }
 
 func (s *Sink) attempt(ctx context.Context, it *item) result {
+	if s.tr != nil {
+		start := time.Now()
+		r := s.tr.Send(ctx, &Conn{Client: s.cfg.HTTPClient, auth: &s.cfg.Auth, now: s.cfg.now}, it.data)
+		s.m.attempt(time.Since(start).Seconds())
+		return result{status: r.Status, retryAfter: r.RetryAfter, err: r.Err}
+	}
 	req := connect.NewRequest(&pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{{
 		Labels:  it.labels,
 		Samples: []*pushv1.RawSample{{RawProfile: it.data, ID: it.id}},
@@ -413,6 +432,11 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.cfg.HTTPClient.CloseIdleConnections()
+	if s.tr != nil && s.tr.Close != nil {
+		if err := s.tr.Close(); err != nil {
+			s.cfg.Logger.Warn("pyroscope: closing the transport", "err", err)
+		}
+	}
 	close(s.done)
 	if n > 0 {
 		return fmt.Errorf("pyroscope: %d profiles (%d bytes) not delivered: %w", n, b, context.Cause(ctx))
