@@ -196,15 +196,30 @@ func emberTest(run string) func(*guest, string) result {
 			return result{"skip", "not run: the kernel lacks the method (see the record check)"}
 		}
 		env := []string{"EMBER_REQUIRE_BPF=1", "EMBER_BIN=" + guestEmber, "EMBER_TESTDATA_BIN=" + guestTestdata}
-		r := g.run(n, testTimeout, env, guestEmberTest, "-test.run", run, "-test.v", "-test.count=1", "-test.timeout", "200s")
-		out := r.stdout + r.stderr
-		if r.err == nil && strings.Contains(out, "--- PASS") {
-			return pass("%s", testSummary(out))
+		// Under emulation a guest's time is what the host leaves it: when the
+		// host is busy, a workload's start-up and the profiler's (seconds to
+		// the first sample under TCG) weigh on a few seconds of samples. A
+		// failed accuracy test runs once more, and the row says so; two
+		// failures fail the check.
+		var first string
+		for attempt := 1; attempt <= 2; attempt++ {
+			r := g.run(n, testTimeout, env, guestEmberTest, "-test.run", run, "-test.v", "-test.count=1", "-test.timeout", "200s")
+			out := r.stdout + r.stderr
+			if r.err == nil && strings.Contains(out, "--- PASS") {
+				if first != "" {
+					return pass("%s (second run; the first: %s)", testSummary(out), first)
+				}
+				return pass("%s", testSummary(out))
+			}
+			if r.err == nil {
+				return fail("no test ran (-test.run %s)", run)
+			}
+			if first != "" {
+				return fail("%s (and the first run: %s)", testFailure(out), first)
+			}
+			first = testFailure(out)
 		}
-		if r.err == nil {
-			return fail("no test ran (-test.run %s)", run)
-		}
-		return fail("%s", testFailure(out))
+		return fail("%s", first)
 	}
 }
 
