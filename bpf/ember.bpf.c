@@ -223,11 +223,21 @@ static __always_inline void stat_inc(__u32 idx)
 		(*v)++;
 }
 
-static __always_inline __u32 live_set(void)
+/* live_gen is the live set's generation: user space adds one at every flip,
+ * so that a stack id kept across flips (a long block's, taken at switch-out)
+ * is known stale however many flips passed; with the set index alone it
+ * matched again after two, and its map had been cleared in between. The
+ * live set is its low bit. */
+static __always_inline __u32 live_gen(void)
 {
 	__u32 zero = 0;
 	__u32 *s = bpf_map_lookup_elem(&active_set, &zero);
 	return s ? *s : 0;
+}
+
+static __always_inline __u32 live_set(void)
+{
+	return live_gen() & 1;
 }
 
 /* wanted reports whether samples of process tgid are to be kept. current

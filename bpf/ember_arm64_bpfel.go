@@ -46,7 +46,7 @@ type emberOffcpuTask struct {
 	_        structs.HostLayout
 	Hot      emberOffcpuHot
 	Ustack   int64
-	Set      uint32
+	Gen      uint32
 	Uflags   uint32
 	Weight   uint64
 	Pkind    uint32
@@ -57,7 +57,7 @@ type emberOffcpuTask struct {
 	WkKstack int64
 	WkPid    uint32
 	WkFlags  uint32
-	WkSet    uint32
+	WkGen    uint32
 	Pwoken   uint32
 	WkComm   [16]int8
 }

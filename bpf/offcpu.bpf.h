@@ -52,7 +52,7 @@ struct offcpu_hot {
 struct offcpu_task {
 	struct offcpu_hot hot; /* used when there is no offcpu_hot array */
 	__s64 ustack;    /* user stack taken at switch-out (HOT_USTACK) */
-	__u32 set;       /* live set when ustack was taken */
+	__u32 gen;       /* live_gen() when ustack was taken */
 	__u32 uflags;    /* sample_key.user_flags of ustack */
 	__u64 weight;    /* the pending block's weighted duration */
 	__u32 pkind;     /* its kind */
@@ -65,7 +65,7 @@ struct offcpu_task {
 	__s64 wk_kstack;   /* the waker's kernel stack key, or a negative errno */
 	__u32 wk_pid;
 	__u32 wk_flags;    /* WAKER_WOKE | user_flags of wk_ustack */
-	__u32 wk_set;      /* live set when the waker's stacks were stored */
+	__u32 wk_gen;      /* live_gen() when the waker's stacks were stored */
 	__u32 pwoken;      /* the pending block carries the waker above */
 	char wk_comm[TASK_COMM_LEN];
 };
@@ -318,11 +318,13 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 	return h;
 }
 
-/* emit_block counts a kept block; with woken, t holds its waker. */
-static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *comm,
+/* emit_block counts a kept block in generation gen's set; with woken, t
+ * holds its waker. */
+static __always_inline void emit_block(__u32 gen, __u32 pid, __u32 tid, char *comm,
 				       __s64 ustack, __u32 uflags, __s64 kstack, __u32 kind, __u64 weight,
 				       struct offcpu_task *t, bool woken)
 {
+	__u32 set = gen & 1;
 	struct sample_key key = {
 		.pid = pid,
 		.tid = tid,
@@ -337,7 +339,7 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 		key.waker_flags = t->wk_flags;
 		key.waker_user_stack = t->wk_ustack;
 		key.waker_kern_stack = t->wk_kstack;
-		if (t->wk_set != set) { /* stored in the other set's maps */
+		if (t->wk_gen != gen) { /* stored before a flip: drained since */
 			stat_inc(STAT_OFFCPU_STALE);
 			if (key.waker_user_stack >= 0)
 				key.waker_user_stack = -116; /* ESTALE */
@@ -355,7 +357,8 @@ static __always_inline void emit_block(__u32 set, __u32 pid, __u32 tid, char *co
 static __always_inline void finish_pending(void *ctx, bool raw, bool tables, struct offcpu_task *t,
 					   struct task_struct *task)
 {
-	__u32 set = live_set();
+	__u32 gen = live_gen();
+	__u32 set = gen & 1;
 	__u64 id = bpf_get_current_pid_tgid();
 	char comm[TASK_COMM_LEN];
 	__s64 ustack = -2; /* ENOENT */
@@ -364,7 +367,7 @@ static __always_inline void finish_pending(void *ctx, bool raw, bool tables, str
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (!is_kthread(task))
 		ustack = ustack_key(ctx, raw, tables, set, &uflags);
-	emit_block(set, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight, t,
+	emit_block(gen, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight, t,
 		   t->pwoken);
 }
 
@@ -493,8 +496,8 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 						}
 						if (take_ustack) {
 							__u32 uflags;
-							t->set = live_set();
-							t->ustack = ustack_key(ctx, raw, tables, t->set, &uflags);
+							t->gen = live_gen();
+							t->ustack = ustack_key(ctx, raw, tables, t->gen & 1, &uflags);
 							t->uflags = uflags;
 							h->flags |= HOT_USTACK;
 						}
@@ -571,13 +574,14 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 
 	if ((h->flags & HOT_USTACK) || is_kthread(next)) {
 		/* The user stack is known (or there is none): attribute now. */
-		__u32 set = live_set();
+		__u32 gen = live_gen();
+		__u32 set = gen & 1;
 		__s64 ustack = -2; /* ENOENT */
 		__u32 uflags = 0;
 		if (h->flags & HOT_USTACK) {
 			ustack = t->ustack;
 			uflags = t->uflags;
-			if (ustack >= 0 && t->set != set) {
+			if (ustack >= 0 && t->gen != gen) {
 				stat_inc(STAT_OFFCPU_STALE);
 				ustack = -116; /* ESTALE */
 			}
@@ -585,7 +589,7 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 		h->flags &= ~HOT_USTACK;
 		char comm[TASK_COMM_LEN];
 		BPF_CORE_READ_STR_INTO(&comm, next, comm);
-		emit_block(set, TASK_READ(raw, next, tgid), ntid, comm, ustack, uflags, kstack_key(set, t), h->kind,
+		emit_block(gen, TASK_READ(raw, next, tgid), ntid, comm, ustack, uflags, kstack_key(set, t), h->kind,
 			   weight, t, woken);
 		return 0;
 	}
@@ -754,14 +758,15 @@ static __always_inline void waking_common(void *ctx, bool raw, bool tables, stru
 		stat_inc(STAT_OFFCPU_STORAGE_FULL);
 		return;
 	}
-	__u32 set = live_set();
+	__u32 gen = live_gen();
+	__u32 set = gen & 1;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
 	__u32 uflags = 0;
 
 	t->wk_dw = d;
 	t->wk_pid = id >> 32;
-	t->wk_set = set;
+	t->wk_gen = gen;
 	bpf_get_current_comm(t->wk_comm, sizeof(t->wk_comm));
 	t->wk_kstack = current_kstack_key(ctx, raw, set);
 	t->wk_ustack = -2; /* ENOENT: a kernel thread, or an interrupt in idle */

@@ -67,8 +67,11 @@ func (t *Tracer) Drain() ([]Sample, error) {
 			t.procs.MarkExited(pid)
 		}
 	}()
-	idle := t.set
-	t.set ^= 1
+	// The BPF programs read a generation (live_gen), whose low bit is the
+	// live set: a stack stored in an earlier generation is stale, however
+	// many flips ago.
+	idle := t.set & 1
+	t.set++
 	if err := t.objs.ActiveSet.Put(uint32(0), t.set); err != nil {
 		return nil, fmt.Errorf("flip live map set: %w", err)
 	}

@@ -76,7 +76,7 @@ type Tracer struct {
 	unw   *unwinder // nil without unwind tables
 
 	mu  sync.Mutex // serialises Drain
-	set uint32     // the live set
+	set uint32     // the live set's generation; the set is its low bit
 
 	// drainLookupFailed counts stack ids that Drain found in a counts row
 	// but not in the stack map (Stats: drain_stack_lookup_failed).
