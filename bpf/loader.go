@@ -436,8 +436,9 @@ func fillCgroups(m *ebpf.Map, dirs []string) error {
 const maxHotTIDs = 1 << 20
 
 // DefaultPIDEntries is the capacity of the pids map for a followed command:
-// live processes at once, not processes over its life (exits leave).
-const DefaultPIDEntries = 8192
+// live processes at once, not processes over its life (exits leave). About
+// 330 KiB, preallocated.
+const DefaultPIDEntries = 4096
 
 // pidMax sizes the offcpu_hot array: one entry per possible thread ID
 // (kernel.pid_max), or 0 (the object's default) when it cannot be read.
