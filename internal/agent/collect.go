@@ -67,7 +67,7 @@ func (c *collector) add(samples []tracer.Sample) {
 		c.pids[s.PID] = true
 		p := c.process(s.PID, refreshed)
 		st := stack{kernel: s.Kernel, user: s.User, kernErr: s.KernErr, userErr: s.UserErr,
-			tables: s.UserTables, reason: s.UserReason, onCPU: s.Kind == bpf.KindOnCPU}
+			tables: s.UserTables, reason: s.UserReason, fpFallback: s.UserFPFallback, onCPU: s.Kind == bpf.KindOnCPU}
 		locs := c.locations(make([]*profile.Location, 0, len(s.Kernel)+len(s.User)+1), s.PID, p, st, refreshed)
 		if len(locs) == 0 {
 			locs = append(locs, c.b.Pseudo("[no stack]"))
@@ -139,8 +139,14 @@ type stack struct {
 	kernErr, userErr int64
 	tables           bool
 	reason           unwind.Reason
+	fpFallback       bool // walked with frame pointers: no tables yet
 	onCPU            bool
 }
+
+// FPFallbackFrame is the root-end pseudo-frame of a user stack walked with
+// frame pointers while tables were the method (the process's tables were not
+// in the kernel yet): its frameless functions' callers may be missing.
+const FPFallbackFrame = "[user stack walked with frame pointers: unwind tables not loaded yet]"
 
 // process returns the process of pid, read now if it was not known.
 func (c *collector) process(pid uint32, refreshed map[uint32]bool) *proc.Process {
@@ -187,6 +193,8 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 		locs = append(locs, c.b.Pseudo(lostName("user", st.userErr)))
 	} else if st.tables && st.reason != unwind.ReasonComplete {
 		locs = append(locs, c.b.Pseudo(truncatedName(st.reason)))
+	} else if st.fpFallback {
+		locs = append(locs, c.b.Pseudo(FPFallbackFrame))
 	}
 	return locs
 }

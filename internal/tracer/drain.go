@@ -29,6 +29,12 @@ type Sample struct {
 	// means the stack is truncated at its root end.
 	UserTables bool
 	UserReason unwind.Reason
+	// UserFPFallback says the user stack was walked with frame pointers
+	// although the tracer walks with tables: the process had no tables in
+	// the kernel yet (they are built after its first samples). Counted as
+	// unwind_fp_fallback; the stack may lack the callers of frameless
+	// functions.
+	UserFPFallback bool
 
 	// Waker is who woke an off-CPU block (Config.Wakers); nil when the
 	// block did not end in a wakeup the program saw (preemption).
@@ -109,6 +115,9 @@ func (t *Tracer) Drain() ([]Sample, error) {
 		if hashed {
 			s.UserTables = true
 			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
+		} else if t.unw != nil && len(s.User) > 0 {
+			s.UserFPFallback = true
+			t.fpFallbacks.Add(vals[i].Count)
 		}
 		if k.Kind != bpf.KindOnCPU && k.WakerFlags&bpf.WakerWoke != 0 {
 			w := &Waker{PID: k.WakerPid, Comm: commString(k.WakerComm[:])}

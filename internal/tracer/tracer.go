@@ -81,6 +81,10 @@ type Tracer struct {
 	// drainLookupFailed counts stack ids that Drain found in a counts row
 	// but not in the stack map (Stats: drain_stack_lookup_failed).
 	drainLookupFailed atomic.Uint64
+	// fpFallbacks counts user stacks walked with frame pointers while the
+	// tracer walks with tables, in samples (on-CPU ticks, off-CPU blocks)
+	// (Stats: unwind_fp_fallback).
+	fpFallbacks atomic.Uint64
 
 	exitMu sync.Mutex
 	exits  []int // processes that exited since the last drain began
@@ -409,5 +413,6 @@ func (t *Tracer) Stats() (map[string]uint64, error) {
 		out[name] = sum
 	}
 	out["drain_stack_lookup_failed"] = t.drainLookupFailed.Load()
+	out["unwind_fp_fallback"] = t.fpFallbacks.Load()
 	return out, nil
 }
