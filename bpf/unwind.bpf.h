@@ -210,6 +210,25 @@ static __always_inline long read_u64(__u64 *dst, __u64 addr)
 	return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
 }
 
+/* fp_step steps to the caller with frame pointers: [fp] is the caller's fp,
+ * [fp+8] the return address. Mappings without tables (MAPPING_FP: JIT code,
+ * Go before 1.20) and code a table has no row for are walked so, and the
+ * walk goes on with tables in the caller's mapping. It returns 1 to stop. */
+static __always_inline long fp_step(struct unwind_state *s)
+{
+	__u64 next[2];
+	if (s->fp == 0)
+		return unwind_stop(s, REASON_COMPLETE);
+	if (s->fp < s->sp)
+		return unwind_stop(s, REASON_BAD_FRAME);
+	if (bpf_probe_read_user(next, sizeof(next), (void *)s->fp))
+		return unwind_stop(s, REASON_READ_FAILED);
+	s->pc = next[1];
+	s->sp = s->fp + 16;
+	s->fp = next[0];
+	return 0;
+}
+
 /* unwind_step records the current frame and steps to its caller; it returns
  * 1 to stop. i is the frame number. */
 static long unwind_step(__u64 i, struct unwind_ctx *c)
@@ -229,34 +248,29 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 	if (!m)
 		return unwind_stop(s, REASON_NO_MAPPING);
 
-	if (m->flags & MAPPING_FP) {
-		__u64 next[2]; /* [fp] = caller's fp, [fp+8] = return address */
-		if (s->fp == 0)
-			return unwind_stop(s, REASON_COMPLETE);
-		if (s->fp < s->sp)
-			return unwind_stop(s, REASON_BAD_FRAME);
-		if (bpf_probe_read_user(next, sizeof(next), (void *)s->fp))
-			return unwind_stop(s, REASON_READ_FAILED);
-		s->pc = next[1];
-		s->sp = s->fp + 16;
-		s->fp = next[0];
-		return 0;
-	}
+	if (m->flags & MAPPING_FP)
+		return fp_step(s);
 
 	__u32 tid = m->table_id;
 	struct unwind_table *t = bpf_map_lookup_elem(&unwind_tables, &tid);
 	if (!t || t->npages == 0)
 		return unwind_stop(s, REASON_BAD_TABLE);
 	struct unwind_rule *r = find_rule(s, t, pc - m->bias);
-	if (!r)
+	if (!r) {
+		/* Code the table does not describe inside a tabled file (V8's
+		 * builtins embedded in node, hand-written trampolines): like JIT
+		 * code, it keeps frame pointers. */
+		if (s->reason == REASON_NO_ROW)
+			return fp_step(s);
 		return 1;
+	}
 
 	__u8 rules = r->cfa_rules & 0xff;
 	__s64 cfa_off = r->cfa_rules >> 8;
 	__u64 cfa;
 	switch (rules & 15) {
 	case CFA_NONE:
-		return unwind_stop(s, REASON_NO_ROW);
+		return fp_step(s); /* as no row */
 	case CFA_SP:
 		cfa = s->sp + cfa_off;
 		break;

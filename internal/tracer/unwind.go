@@ -203,7 +203,14 @@ func (u *unwinder) load(pid uint32) error {
 		}
 		m := &p.Mappings[i]
 		if m.Inode == 0 && m.Path != "[vdso]" {
-			continue // anonymous, JIT: the walk stops there
+			// Anonymous executable memory is JIT code (V8, Python's
+			// -X perf trampolines, the JVM), which has no CFI but keeps
+			// frame pointers: the walk goes through it with them and
+			// back into tabled code, instead of stopping at its first
+			// frame. (Code JITted after this reading is outside every
+			// mapping; the walk asks for a new reading, as for dlopen.)
+			ms = append(ms, unwind.Mapping{Start: m.Start, End: m.Limit, Flags: unwind.MappingFramePointers})
+			continue
 		}
 		um, lt, err := u.mapping(m)
 		if err != nil {
