@@ -34,6 +34,16 @@ func cpuProfile(leaf string) *profile.Profile {
 	}
 }
 
+// offCPUProfile is an off-CPU profile as the agent builds it: blocked time
+// in nanoseconds, no period; main calling leaf blocked for half a second.
+func offCPUProfile(leaf string) *profile.Profile {
+	p := cpuProfile(leaf)
+	p.SampleType = []*profile.ValueType{{Type: "offcpu", Unit: "nanoseconds"}}
+	p.PeriodType, p.Period = nil, 0
+	p.Sample[0].Value = []int64{5e8}
+	return p
+}
+
 // TestRealPyroscope exports through the agent's OTLP sink to the real
 // Pyroscope server, over gRPC and over HTTP/protobuf, both on its HTTP port
 // (where Pyroscope mounts its OTLP receiver: /v1development/profiles, and
@@ -79,4 +89,31 @@ func TestRealPyroscope(t *testing.T) {
 			t.Logf("%s: read back as %s %s %v after the export: total %d ns", protocol, cpuType, selector, time.Since(start).Round(time.Millisecond), fg.Total)
 		})
 	}
+	// Off-CPU time: Pyroscope's OTLP receiver files off_cpu/nanoseconds
+	// under the name off_cpu (the push API's is offcpu), without a period.
+	t.Run("offcpu", func(t *testing.T) {
+		const offType = "off_cpu:off_cpu:nanoseconds::"
+		service, leaf := "ember-otlp-offcpu", "leaf_blocked"
+		s, err := otlp.NewSink(otlp.SinkConfig{Protocol: otlp.ProtocolGRPC, Config: pyroscope.Config{URL: srv.URL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := s.Enqueue(sink.Profile{Service: service, Name: sink.NameOffCPU, Profile: offCPUProfile(leaf)}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		fg, err := srv.WaitFor(ctx, offType, `{service_name="`+service+`"}`, leaf, start.Add(-time.Hour), time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatalf("%v\nserver log:\n%s", err, srv.LogTail())
+		}
+		if fg.Total != 5e8 {
+			t.Fatalf("flame graph %+v: want a total of 5e8 ns", fg)
+		}
+		t.Logf("off-CPU read back as %s: total %d ns", offType, fg.Total)
+	})
 }
