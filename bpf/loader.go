@@ -273,8 +273,9 @@ func (o *Objects) FirstSampleNS() uint64 {
 // Programs returns the loaded programs by name.
 func (o *Objects) Programs() map[string]*ebpf.Program { return o.coll.Programs }
 
-// Load loads the programs cfg asks for into the kernel.
-func Load(cfg Config) (*Objects, error) {
+// spec returns the object's spec prepared for cfg: its variables set, its
+// maps sized, only the programs cfg loads, and the maps they use.
+func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	if len(cfg.Cgroups) > MaxCgroups {
 		return nil, fmt.Errorf("%d cgroups to profile: at most %d", len(cfg.Cgroups), MaxCgroups)
 	}
@@ -286,7 +287,6 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
 	raw := cfg.Hook == HookRaw
-	tw := cfg.OffCPU && (cfg.Hook == HookTaskWork || cfg.Hook == HookTaskWorkImpl)
 	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
 	// per possible thread, where that stays under 16 MiB.
@@ -363,6 +363,19 @@ func Load(cfg Config) (*Objects, error) {
 	if preallocRequired() {
 		preallocate(spec)
 	}
+	return spec, nil
+}
+
+// Load loads the programs cfg asks for into the kernel.
+func Load(cfg Config) (*Objects, error) {
+	spec, err := cfg.spec()
+	if err != nil {
+		return nil, err
+	}
+	onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit := cfg.programs()
+	raw := cfg.Hook == HookRaw
+	tw := cfg.OffCPU && (cfg.Hook == HookTaskWork || cfg.Hook == HookTaskWorkImpl)
+	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
 	})

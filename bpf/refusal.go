@@ -189,3 +189,41 @@ func preallocate(spec *ebpf.CollectionSpec) {
 		}
 	}
 }
+
+// ProbeHook loads only the off-CPU programs of cfg's hook, every map at its
+// smallest, and unloads them: whether the kernel takes the hook, at a small
+// part of a full load's cost (no on-CPU or process programs to verify, no
+// large maps to allocate), so that auto can try the hooks best first and
+// load everything once. The error is a LoadError, as Load's.
+func ProbeHook(cfg Config) error {
+	if !cfg.OffCPU {
+		return nil
+	}
+	spec, err := cfg.spec()
+	if err != nil {
+		return err
+	}
+	_, offSwitch, offSysExit, offWaking, _, _, _ := cfg.programs()
+	for name := range spec.Programs {
+		if name != offSwitch && name != offSysExit && name != offWaking {
+			delete(spec.Programs, name)
+		}
+	}
+	pruneMaps(spec)
+	for name, m := range spec.Maps {
+		switch m.Type {
+		case ebpf.Array, ebpf.PerCPUArray, ebpf.Hash, ebpf.PerCPUHash, ebpf.LRUHash, ebpf.StackTrace:
+			if !strings.HasPrefix(name, ".") {
+				m.MaxEntries = 1
+			}
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
+	})
+	if err != nil {
+		return newLoadError(spec, err)
+	}
+	coll.Close()
+	return nil
+}

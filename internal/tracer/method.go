@@ -109,12 +109,22 @@ func load(cfg Config, bcfg bpf.Config) (*bpf.Objects, OffCPUMethod, UnwindMode, 
 	if cfg.Unwind == UnwindAuto {
 		unwinds = []UnwindMode{UnwindTables, UnwindFP}
 	}
+	// Where there is a choice of hook, each is probed alone before the full
+	// load: a refused candidate then costs the verification of its off-CPU
+	// programs only.
+	probe := cfg.OffCPU && len(methods)*len(methods[0].hooks()) > 1
 	var tried []attempt
 	for _, u := range unwinds {
 		for _, m := range methods {
 			var err error
 			for _, h := range m.hooks() {
 				bcfg.Hook, bcfg.UnwindTables = h, u == UnwindTables
+				if probe {
+					if err = bpf.ProbeHook(bcfg); err != nil {
+						logRefusal(m, h, u, err)
+						continue
+					}
+				}
 				var objs *bpf.Objects
 				objs, err = bpf.Load(bcfg)
 				if err == nil {
