@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	collpb "go.opentelemetry.io/proto/otlp/collector/profiles/v1development"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/grpc"
@@ -224,5 +225,44 @@ func TestFlagsConfig(t *testing.T) {
 	f.Protocol, f.Endpoint = ProtocolHTTP, "https://host/custom/path"
 	if _, err := f.Config(); err != nil {
 		t.Errorf("an HTTP endpoint with its own path: %v", err)
+	}
+}
+
+// TestSinkMetricsBesidePyroscope: the agent registers both sinks on one
+// registry; the OTLP sink's counters are ember_otlp_*, apart from the
+// Pyroscope sink's, and count its own uploads.
+func TestSinkMetricsBesidePyroscope(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	p, err := pyroscope.New(pyroscope.Config{URL: srv.URL, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	cfg := testConfig(srv.URL, ProtocolHTTP)
+	cfg.Registerer = reg
+	s, err := NewSink(cfg)
+	if err != nil {
+		t.Fatalf("an OTLP sink beside a Pyroscope sink on one registry: %v", err)
+	}
+	if err := s.Enqueue(cpuSinkProfile()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent float64 = -1
+	for _, f := range families {
+		if f.GetName() == "ember_otlp_profiles_sent_total" {
+			sent = f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if sent != 1 {
+		t.Fatalf("ember_otlp_profiles_sent_total = %v, want 1", sent)
 	}
 }
