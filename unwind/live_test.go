@@ -407,12 +407,19 @@ func (p *liveProcess) gdbBacktrace(t testing.TB) (pcs []uint64, names []string) 
 }
 
 // compareWithGDB checks that the table walk found exactly the frames gdb
-// finds (gdb's frame 0 is where the process is now; it is still in hot).
+// finds. gdb's frame 0 is where the process is now: still in the leaf, or,
+// when it ran between our detach and its SIGSTOP (seen on a busy machine),
+// back in the leaf's caller, whose return address our walk found as its
+// second frame; every frame above must be ours exactly.
 func compareWithGDB(t *testing.T, p *liveProcess, pcs []uint64) {
 	t.Helper()
 	gdbPCs, gdbNames := p.gdbBacktrace(t)
 	t.Logf("gdb:            %v", gdbNames)
-	if len(gdbPCs) != len(pcs) || !slices.Equal(gdbPCs[1:], pcs[1:]) {
+	switch {
+	case len(gdbPCs) == len(pcs) && slices.Equal(gdbPCs[1:], pcs[1:]):
+	case len(pcs) > 2 && len(gdbPCs) == len(pcs)-1 && slices.Equal(gdbPCs[1:], pcs[2:]):
+		t.Logf("the process left its leaf before gdb stopped it: compared the frames above")
+	default:
 		t.Errorf("table walk %#x, gdb %#x", pcs, gdbPCs)
 	}
 }
