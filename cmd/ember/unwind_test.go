@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/emberprof/ember/internal/agent"
 	"github.com/emberprof/ember/internal/testutil"
 )
 
@@ -118,12 +119,19 @@ func hasChain(frames, chain []string) (complete, hot bool) {
 }
 
 // chainShare returns, over the samples that hold the hot function, the share
-// whose stacks hold the whole chain, and the number of those samples.
+// whose stacks hold the whole chain, and the number of those samples. Samples
+// marked as walked with frame pointers because the process's tables were not
+// loaded yet (its first milliseconds: counted and marked, issue #15's
+// window) are not the table walker's and are left out.
 func chainShare(p *profile.Profile, chain []string) (float64, int64) {
 	idx := testutil.SampleIndex(p, "samples")
 	var hot, full int64
 	for _, s := range p.Sample {
-		c, h := hasChain(testutil.Frames(s), chain)
+		frames := testutil.Frames(s)
+		if slices.Contains(frames, agent.FPFallbackFrame) {
+			continue
+		}
+		c, h := hasChain(frames, chain)
 		if h {
 			hot += s.Value[idx]
 		}
