@@ -31,8 +31,13 @@ func TestAgentPushesToPyroscope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := exec.Command(bin, "5")
+	// The workload waits in a shell until the agent has started, then execs
+	// into the same PID: its 5 s all fall in the agent's intervals however
+	// long loading takes (seconds on a busy machine, where a kernel's
+	// verifier refuses the first off-CPU method and auto falls back).
+	w := exec.Command("sh", "-c", `read _ && exec "$0" 5`, bin)
 	out, _ := w.StdoutPipe()
+	release, _ := w.StdinPipe()
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +54,9 @@ func TestAgentPushesToPyroscope(t *testing.T) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- a.Run(ctx) }()
+	if _, err := release.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
 	truth := map[string][3]int64{} // wall, cpu, blocked by thread name
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
