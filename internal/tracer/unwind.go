@@ -272,29 +272,12 @@ func (u *unwinder) vdso(size uint64) (*elf.File, error) {
 }
 
 func readOwnVDSO() (*elf.File, uint64, error) {
-	maps, err := os.Open("/proc/self/maps")
+	b, err := proc.ReadOwnVDSO()
 	if err != nil {
 		return nil, 0, err
 	}
-	ms, _ := proc.ParseMaps(maps)
-	maps.Close()
-	for _, m := range ms {
-		if m.Path != "[vdso]" || m.Limit-m.Start > 1<<20 {
-			continue
-		}
-		mem, err := os.Open("/proc/self/mem")
-		if err != nil {
-			return nil, 0, err
-		}
-		defer mem.Close()
-		b := make([]byte, m.Limit-m.Start)
-		if _, err := mem.ReadAt(b, int64(m.Start)); err != nil {
-			return nil, 0, fmt.Errorf("read own vDSO: %w", err)
-		}
-		ef, err := elf.NewFile(bytes.NewReader(b))
-		return ef, uint64(len(b)), err
-	}
-	return nil, 0, errors.New("no vDSO mapped")
+	ef, err := elf.NewFile(bytes.NewReader(b))
+	return ef, uint64(len(b)), err
 }
 
 // mapsKey identifies the executable mappings of p.
