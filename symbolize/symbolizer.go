@@ -148,7 +148,12 @@ func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Locatio
 			m.BuildID = o.goBuildID
 		}
 	}
-	firstErr := o.Err()
+	return fs.fillFrom(o, m, locs, o.Err())
+}
+
+// fillFrom names every location of m from object o, the frames as users read
+// them; the error is firstErr, else the first lookup's.
+func (fs *funcSet) fillFrom(o *Object, m *profile.Mapping, locs []*profile.Location, firstErr error) error {
 	for _, l := range locs {
 		va, err := o.Vaddr(m, l.Address)
 		if err != nil {

@@ -33,16 +33,5 @@ func (s *Symbolizer) symbolizeVDSO(m *profile.Mapping, locs []*profile.Location,
 	if m.BuildID == "" {
 		m.BuildID = o.buildID
 	}
-	var firstErr error
-	for _, l := range locs {
-		va, err := o.Vaddr(m, l.Address)
-		if err != nil {
-			firstErr = keepFirst(firstErr, err)
-			continue
-		}
-		frames, err := o.ShownFrames(va)
-		firstErr = keepFirst(firstErr, err)
-		fs.fillNamed(m, l, frames, o.Demangle)
-	}
-	return firstErr
+	return fs.fillFrom(o, m, locs, nil)
 }
