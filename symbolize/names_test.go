@@ -80,7 +80,7 @@ func TestShownNamesNoSTTFile(t *testing.T) {
 	}
 	out := filepath.Join(dir, "plain")
 	run(t, dir, cc, "-O2", "-o", out, src)
-	addr := symbolValue(t, out, "hidden")
+	addr := elfSymbol(t, out, "hidden").Value
 	o, err := OpenObject(out)
 	if err != nil {
 		t.Fatal(err)
@@ -94,26 +94,6 @@ func TestShownNamesNoSTTFile(t *testing.T) {
 	if len(shown) != 1 || shown[0].Function != "hidden" || shown[0].File != "" || shown[0].Line != 0 {
 		t.Errorf("shown frames %+v, want hidden with no file", shown)
 	}
-}
-
-func symbolValue(t *testing.T, path, name string) uint64 {
-	t.Helper()
-	ef, err := elf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ef.Close()
-	syms, err := ef.Symbols()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range syms {
-		if s.Name == name {
-			return s.Value
-		}
-	}
-	t.Fatalf("%s: no symbol %s", path, name)
-	return 0
 }
 
 // rustfiltNames are names rustfilt prints for functions of

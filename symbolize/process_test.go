@@ -225,7 +225,7 @@ func TestSymbolizeLiveGo(t *testing.T) {
 		t.Run(strings.Join(append([]string{"go"}, mode...), " "), func(t *testing.T) {
 			stripped, full := goBuild(true, mode...)(t)
 			cmd, addrs := startWaiting(t, stripped)
-			lo, size := addrs["nearest"], symbolSize(t, full, "main.nearest")
+			lo, size := addrs["nearest"], elfSymbol(t, full, "main.nearest").Size
 			var pcs []uint64
 			for a := lo; a < lo+size; a++ {
 				pcs = append(pcs, a)
@@ -253,8 +253,8 @@ func TestSymbolizeLiveGo(t *testing.T) {
 	}
 }
 
-// symbolSize returns the size of a function symbol in the ELF file at path.
-func symbolSize(t *testing.T, path, name string) uint64 {
+// elfSymbol returns the symbol called name in the ELF file at path.
+func elfSymbol(t *testing.T, path, name string) elf.Symbol {
 	t.Helper()
 	ef, err := elf.Open(path)
 	if err != nil {
@@ -267,11 +267,11 @@ func symbolSize(t *testing.T, path, name string) uint64 {
 	}
 	for _, s := range syms {
 		if s.Name == name {
-			return s.Size
+			return s
 		}
 	}
 	t.Fatalf("%s: no symbol %s", path, name)
-	return 0
+	return elf.Symbol{}
 }
 
 func TestSymbolizeDemanglesCXX(t *testing.T) {
