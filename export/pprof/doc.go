@@ -3,7 +3,7 @@
 //
 // A Builder deduplicates Mappings, Locations and samples as they are added, so
 // that a profile of many drains stays as small as its distinct stacks. The
-// sample types and labels follow DESIGN.md: on-CPU samples/count and
+// sample types and labels follow docs/design.md: on-CPU samples/count and
 // cpu/nanoseconds with period 1e9/Hz, off-CPU offcpu/nanoseconds, wall mode all
 // of them plus wall/nanoseconds; labels pid, tid (numbers), comm, thread,
 // state, cgroup (strings). Symbolization is a separate pass (package
