@@ -1,0 +1,283 @@
+package tracer
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/unwind"
+)
+
+// UnwindMode says how on-CPU user stacks are walked.
+type UnwindMode string
+
+const (
+	// UnwindAuto walks with unwind tables where the kernel can (bpf_loop,
+	// bpf_task_pt_regs), else with frame pointers.
+	UnwindAuto UnwindMode = ""
+	// UnwindTables walks with unwind tables built from .eh_frame (and Go
+	// code's from .gopclntab), falling back to frame pointers for Go before
+	// 1.20, binaries without CFI, and processes whose tables are not loaded
+	// yet.
+	UnwindTables UnwindMode = "tables"
+	// UnwindFP walks with frame pointers only (bpf_get_stackid).
+	UnwindFP UnwindMode = "fp"
+)
+
+// ParseUnwindMode parses the --unwind flag.
+func ParseUnwindMode(s string) (UnwindMode, error) {
+	switch m := UnwindMode(s); m {
+	case UnwindAuto, UnwindTables, UnwindFP:
+		return m, nil
+	}
+	return "", fmt.Errorf("unwind mode %q: want tables or fp", s)
+}
+
+// unwindCacheBudget bounds the memory of built tables kept for reuse (a
+// table takes about 24 bytes a row in Go: libc's 0.7 MB, libclang-cpp's
+// 32 MB). Tables evicted from it are rebuilt when a process needs them again.
+const unwindCacheBudget = 96 << 20
+
+// UnwindStats describes the tables loaded into the kernel.
+type UnwindStats struct {
+	Processes  int           // processes with an unwind_procs entry now
+	Tables     int           // tables in the maps now
+	Bytes      int64         // their size in the maps
+	Built      int           // tables built (or failed to), cache misses
+	BuildTime  time.Duration // total time building them
+	LoadFailed int           // processes whose entry could not be written
+	Largest    string        // the largest table's file
+	LargestB   int64         // and its size in the maps
+
+	// Go binaries: tables built from their pclntab, functions in them that
+	// could not be described (each walks no further), and mappings of Go
+	// before 1.20 walked with frame pointers instead (frameless leaves lose
+	// their callers there).
+	GoTables, GoBadFuncs, GoFramePointers int
+}
+
+// unwinder loads the unwind tables of processes into the kernel maps, in
+// the background: the sampling path never waits for it. Until a process's
+// entry is written, its stacks are walked with frame pointers.
+type unwinder struct {
+	objs  *bpf.Objects
+	procs *proc.Table
+	cache *unwind.Cache
+	jobs  chan unwindJob
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	mu                 sync.Mutex // guards what follows, for Stats
+	rows, rules, pages *unwind.Space
+	ids                *unwind.Space
+	tables             map[string]*loadedTable // by binary key
+	pids               map[uint32][]*loadedTable
+	written            map[uint32]string // pid -> mapsKey of its entry
+	stats              UnwindStats
+
+	vdsoOnce sync.Once
+	vdsoELF  *elf.File
+	vdsoSize uint64
+	vdsoErr  error
+}
+
+type unwindJob struct {
+	pid  uint32
+	exit bool
+}
+
+// loadedTable is a table in the maps, shared by the processes that map its
+// binary; with no users it stays loaded until its space is needed.
+type loadedTable struct {
+	key  string
+	id   uint32
+	info unwind.TableInfo
+	size int64
+	refs int
+}
+
+func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes) *unwinder {
+	u := &unwinder{
+		objs:    objs,
+		procs:   procs,
+		cache:   unwind.NewCache(unwindCacheBudget, 1),
+		jobs:    make(chan unwindJob, 4096),
+		done:    make(chan struct{}),
+		rows:    unwind.NewSpace(sizes.Rows),
+		rules:   unwind.NewSpace(sizes.Rules),
+		pages:   unwind.NewSpace(sizes.Pages),
+		ids:     unwind.NewSpace(sizes.Tables),
+		tables:  map[string]*loadedTable{},
+		pids:    map[uint32][]*loadedTable{},
+		written: map[uint32]string{},
+	}
+	u.wg.Add(1)
+	go u.run()
+	return u
+}
+
+// enqueue asks for pid's tables to be loaded (or, exit, dropped). It never
+// blocks: a full queue drops the request, and that process keeps frame
+// pointers.
+func (u *unwinder) enqueue(pid uint32, exit bool) {
+	select {
+	case u.jobs <- unwindJob{pid, exit}:
+	default:
+		slog.Debug("unwind queue full", "pid", pid)
+	}
+}
+
+func (u *unwinder) close() {
+	close(u.done)
+	u.wg.Wait()
+}
+
+func (u *unwinder) run() {
+	defer u.wg.Done()
+	for {
+		select {
+		case <-u.done:
+			return
+		case j := <-u.jobs:
+			if j.exit {
+				u.unload(j.pid)
+				continue
+			}
+			if err := u.load(j.pid); err != nil {
+				u.mu.Lock()
+				u.stats.LoadFailed++
+				u.mu.Unlock()
+				slog.Debug("load unwind tables", "pid", j.pid, "err", err)
+			}
+		}
+	}
+}
+
+// load writes the unwind_procs entry of pid, building and loading the
+// tables of its executable mappings first, so that the kernel never sees an
+// entry that points at a table not yet written.
+func (u *unwinder) load(pid uint32) error {
+	p := u.procs.Get(int(pid))
+	if p == nil {
+		return fmt.Errorf("process %d not known", pid)
+	}
+	mk := mapsKey(p)
+	u.mu.Lock()
+	same := u.written[pid] == mk
+	u.mu.Unlock()
+	if same {
+		// Nothing new mapped (a walk met JIT or anonymous code): leave the
+		// entry, and its stale flag, as they are, so it asks no more.
+		return nil
+	}
+	var (
+		ms   []unwind.Mapping
+		used []*loadedTable
+	)
+	for i := 0; i < len(p.Mappings); i++ {
+		select {
+		case <-u.done:
+			return errors.New("tracer closing")
+		default:
+		}
+		// Re-read meanwhile (the exec after a fork: the child's first
+		// reading is of Ember's own image, and building its table would
+		// keep the new program's samples on frame pointers): start over
+		// with the newest reading, keeping nothing from the old.
+		if q := u.procs.Get(int(pid)); q != nil && q != p {
+			u.release(used)
+			p, mk, ms, used, i = q, mapsKey(q), nil, nil, -1
+			continue
+		}
+		m := &p.Mappings[i]
+		if m.Inode == 0 && m.Path != "[vdso]" {
+			// Anonymous executable memory is JIT code (V8, Python's
+			// -X perf trampolines, the JVM), which has no CFI but keeps
+			// frame pointers: the walk goes through it with them and
+			// back into tabled code, instead of stopping at its first
+			// frame. (Code JITted after this reading is outside every
+			// mapping; the walk asks for a new reading, as for dlopen.)
+			ms = append(ms, unwind.Mapping{Start: m.Start, End: m.Limit, Flags: unwind.MappingFramePointers})
+			continue
+		}
+		um, lt, err := u.mapping(m)
+		if err != nil {
+			slog.Debug("unwind table", "pid", pid, "file", m.Path, "err", err)
+		}
+		if lt != nil {
+			used = append(used, lt)
+		}
+		ms = append(ms, um)
+	}
+	if len(ms) > unwind.MaxMappings {
+		ms = ms[:unwind.MaxMappings]
+	}
+	b, err := unwind.EncodeProc(ms)
+	if err == nil {
+		err = u.objs.UnwindProcs.Put(pid, b)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := u.pids[pid]
+	if err != nil {
+		used, old = old, used // keep the old entry's references
+	}
+	u.pids[pid] = used
+	for _, lt := range old {
+		lt.refs--
+	}
+	if err != nil {
+		return fmt.Errorf("write unwind_procs[%d]: %w", pid, err)
+	}
+	u.written[pid] = mk
+	slog.Debug("unwind tables loaded", "pid", pid, "mappings", len(ms), "tables", len(used))
+	return nil
+}
+
+// release drops references taken by mapping.
+func (u *unwinder) release(lts []*loadedTable) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, lt := range lts {
+		lt.refs--
+	}
+}
+
+// mapsKey identifies the executable mappings of p.
+func mapsKey(p *proc.Process) string {
+	var b []byte
+	for _, m := range p.Mappings {
+		b = fmt.Appendf(b, "%x-%x:%x:%d;", m.Start, m.Limit, m.Offset, m.Inode)
+	}
+	return string(b)
+}
+
+// unload deletes pid's entry and drops its references.
+func (u *unwinder) unload(pid uint32) {
+	if err := u.objs.UnwindProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		slog.Debug("delete unwind_procs entry", "pid", pid, "err", err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, lt := range u.pids[pid] {
+		lt.refs--
+	}
+	delete(u.pids, pid)
+	delete(u.written, pid)
+}
+
+// Stats returns what is loaded.
+func (u *unwinder) Stats() UnwindStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.stats
+	s.Processes, s.Tables = len(u.pids), len(u.tables)
+	return s
+}
