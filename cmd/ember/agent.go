@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/emberprof/ember/export/filesink"
 	"github.com/emberprof/ember/export/otlp"
@@ -30,14 +33,15 @@ func init() {
 		labels    []string
 		services  []string
 		metrics   string
+		memLimit  string
 		offState  string
 		offMethod string
 		dinfo     debuginfodFlags
 
-		pyro        pyroscope.Flags
-		otlpFlags   otlp.Flags
+		pyro        pyroscopeFlags
+		otlpFlags   otlpFlags
 		selfProfile bool
-		fileFlags   filesink.Flags
+		fileFlags   fileSinkFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -53,6 +57,21 @@ Credentials come from flags, files (--*-file) or the environment
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var err error
+			if err := checkAgentFlags(c.Flags(), &cfg, metrics); err != nil {
+				return err
+			}
+			if cfg.Memory, err = memoryBudget(memLimit); err != nil {
+				return err
+			}
+			if !c.Flags().Changed("symbol-cache-bytes") {
+				cfg.SymbolCacheBytes = cfg.Memory.SymbolCache
+			}
+			if !c.Flags().Changed("pyroscope-queue-bytes") {
+				pyro.QueueBytes = cfg.Memory.QueueBytes
+			}
+			if !c.Flags().Changed("otlp-queue-bytes") {
+				otlpFlags.QueueBytes = cfg.Memory.QueueBytes
+			}
 			if cfg.Mode, err = pprof.ParseMode(mode); err != nil {
 				return err
 			}
@@ -73,11 +92,11 @@ Credentials come from flags, files (--*-file) or the environment
 			if static["hostname"] == "" {
 				static["hostname"], _ = os.Hostname()
 			}
-			if cfg.Services.Mapping, err = keyValues(services, "--service"); err != nil {
+			if cfg.Services.Mapping, err = agent.ParseServiceRules(services); err != nil {
 				return err
 			}
 			reg := agent.NewRegistry()
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			log := slog.Default() // --log-level's handler
 			var sinks []sink.Sink
 			var pcfg pyroscope.Config
 			if pyro.URL != "" {
@@ -144,7 +163,8 @@ Credentials come from flags, files (--*-file) or the environment
 				}
 				defer sp.Stop(context.Background())
 			}
-			log.Info("ember agent started", "interval", cfg.Interval, "mode", cfg.Mode, "frequency", cfg.Tracer.Frequency, "sinks", len(sinks))
+			log.Info("ember agent started", "interval", cfg.Interval, "mode", cfg.Mode, "frequency", cfg.Tracer.Frequency, "sinks", len(sinks),
+				"memory_limit", cfg.Memory.Limit, "go_memory_limit", a.GoMemoryLimit())
 			return a.Run(ctx)
 		},
 	}
@@ -161,11 +181,12 @@ Credentials come from flags, files (--*-file) or the environment
 	f.StringVar(&cfg.Tracer.KernelBTF, "btf", os.Getenv("EMBER_BTF"), btfUsage)
 	dinfo.add(f)
 	f.BoolVar(&cfg.Tracer.Wakers, "wakers", false, wakersUsage)
-	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid")
+	f.StringVar(&cfg.SplitBy, "split-by", "service", "one profile per service, or per pid: service or pid")
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")
 	f.StringSliceVar(&labels, "label", nil, "k=v: a static label on every profile (repeatable)")
 	f.DurationVar(&cfg.FlushTimeout, "shutdown-timeout", 10*time.Second, "deadline to deliver the last interval at exit")
-	f.Int64Var(&cfg.SymbolCacheBytes, "symbol-cache-bytes", 256<<20, "byte budget of the symbolizer's cache")
+	f.Int64Var(&cfg.SymbolCacheBytes, "symbol-cache-bytes", 0, "byte budget of the symbolizer's cache (default: a quarter of --memory-limit)")
+	f.StringVar(&memLimit, "memory-limit", "128MiB", "memory budget of the agent: Go heap, binaries read, caches, queues and BPF maps together (e.g. 64MiB; at least 48MiB)")
 	f.StringVar(&metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. localhost:9464)")
 
 	pyro.Register(f)
@@ -186,4 +207,60 @@ func keyValues(kvs []string, flag string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// checkAgentFlags refuses, before anything is loaded, the values of the
+// agent's flags that no later step would question.
+func checkAgentFlags(f *pflag.FlagSet, cfg *agent.Config, metricsAddr string) error {
+	switch {
+	case cfg.Interval < time.Second:
+		return fmt.Errorf("--interval %v: want at least 1s (the kernel maps are drained every second)", cfg.Interval)
+	case cfg.Interval > time.Hour:
+		return fmt.Errorf("--interval %v: want at most 1h (Pyroscope rejects data older than an hour)", cfg.Interval)
+	case cfg.Tracer.Frequency < 1 || cfg.Tracer.Frequency > 1000:
+		return fmt.Errorf("--frequency %d: want 1 to 1000 Hz", cfg.Tracer.Frequency)
+	case cfg.SplitBy != "service" && cfg.SplitBy != "pid":
+		return fmt.Errorf("--split-by %q: want service or pid", cfg.SplitBy)
+	case cfg.FlushTimeout <= 0:
+		return fmt.Errorf("--shutdown-timeout %v: want a positive duration", cfg.FlushTimeout)
+	case cfg.Tracer.OffCPUThreshold < 0 || cfg.Tracer.OffCPUMin < 0:
+		return fmt.Errorf("--offcpu-threshold and --offcpu-min: want durations of 0 or more")
+	case f.Changed("symbol-cache-bytes") && cfg.SymbolCacheBytes <= 0:
+		return fmt.Errorf("--symbol-cache-bytes %d: want a positive budget", cfg.SymbolCacheBytes)
+	}
+	if metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %q: want host:port: %w", metricsAddr, err)
+		}
+	}
+	return nil
+}
+
+// memoryBudget parses --memory-limit (bytes, or with a KiB, MiB, GiB (or K,
+// M, G) suffix) and divides it.
+func memoryBudget(s string) (agent.Budget, error) {
+	n, err := parseBytes(s)
+	if err != nil {
+		return agent.Budget{}, fmt.Errorf("--memory-limit %q: %w", s, err)
+	}
+	return agent.PlanMemory(n)
+}
+
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("want a positive size such as 134217728, 128MiB or 1GiB")
+	}
+	return n * mult, nil
 }

@@ -39,7 +39,9 @@ var rootCmd = &cobra.Command{
 		if err := l.UnmarshalText([]byte(logLevel)); err != nil {
 			return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 		}
-		slog.SetLogLoggerLevel(l)
+		// One handler for every logger: the agent, its sinks and the
+		// libraries all log through slog.Default().
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
 		return nil
 	},
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/pprof/profile"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/pflag"
 
 	"github.com/emberprof/ember/export/sink"
 )
@@ -298,17 +297,5 @@ func TestExtHTML(t *testing.T) {
 	}
 	if _, err := New(Config{Dir: dir, Ext: ".exe"}); err == nil {
 		t.Error("an unknown extension was accepted")
-	}
-}
-
-func TestFlags(t *testing.T) {
-	var f Flags
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	f.Register(fs)
-	if err := fs.Parse([]string{"--output-dir=/d", "--output-max-age=24h"}); err != nil {
-		t.Fatal(err)
-	}
-	if c := f.Config(); c.Dir != "/d" || c.MaxAge != 24*time.Hour || c.MaxBytes != DefaultMaxBytes {
-		t.Errorf("config %+v", c)
 	}
 }

@@ -200,34 +200,6 @@ func TestSinkGRPC(t *testing.T) {
 	}
 }
 
-// TestFlagsConfig: the --otlp-* flags are checked before the agent starts.
-func TestFlagsConfig(t *testing.T) {
-	ok := Flags{Endpoint: "http://127.0.0.1:4040", Protocol: ProtocolGRPC, QueueBytes: 1 << 20, Headers: []string{"X-Scope-OrgID=t"}}
-	if c, err := ok.Config(); err != nil || c.Auth.Headers["X-Scope-OrgID"].Value() != "t" {
-		t.Fatalf("valid flags: %+v, %v", c, err)
-	}
-	for name, mod := range map[string]func(f *Flags){
-		"scheme":         func(f *Flags) { f.Endpoint = "grpc://host:4317" },
-		"no host":        func(f *Flags) { f.Endpoint = "http://" },
-		"protocol":       func(f *Flags) { f.Protocol = "http/json" },
-		"grpc path":      func(f *Flags) { f.Endpoint = "http://host:4317/v1development/profiles" },
-		"header":         func(f *Flags) { f.Headers = []string{"novalue"} },
-		"ca without tls": func(f *Flags) { f.CAFile = "/etc/ssl/ca.pem" },
-		"queue":          func(f *Flags) { f.QueueBytes = 0 },
-	} {
-		f := ok
-		mod(&f)
-		if _, err := f.Config(); err == nil {
-			t.Errorf("%s: accepted %+v", name, f)
-		}
-	}
-	f := ok
-	f.Protocol, f.Endpoint = ProtocolHTTP, "https://host/custom/path"
-	if _, err := f.Config(); err != nil {
-		t.Errorf("an HTTP endpoint with its own path: %v", err)
-	}
-}
-
 // TestSinkMetricsBesidePyroscope: the agent registers both sinks on one
 // registry; the OTLP sink's counters are ember_otlp_*, apart from the
 // Pyroscope sink's, and count its own uploads.

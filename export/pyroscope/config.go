@@ -18,11 +18,18 @@ import (
 
 // Defaults for a zero Config field.
 const (
-	DefaultQueueBytes  = 64 << 20
-	DefaultTimeout     = 30 * time.Second
-	DefaultMinBackoff  = 500 * time.Millisecond
-	DefaultMaxBackoff  = time.Minute
-	DefaultConcurrency = 2
+	DefaultQueueBytes = 64 << 20
+	DefaultTimeout    = 30 * time.Second
+	DefaultMinBackoff = 500 * time.Millisecond
+	// DefaultMaxBackoff bounds the wait between attempts while the server
+	// fails: each is a probe of one profile, so probing every few seconds
+	// costs little and the queue drains soon after the server is back.
+	DefaultMaxBackoff = 5 * time.Second
+	// DefaultMaxBatchProfiles and DefaultMaxBatchBytes bound one push
+	// request: the push API takes a list of series, one per profile.
+	DefaultMaxBatchProfiles = 64
+	DefaultMaxBatchBytes    = 2 << 20
+	DefaultConcurrency      = 2
 	// DefaultMaxAge keeps a margin below the server's one hour for clock
 	// skew and for the time the last attempt spends in flight.
 	DefaultMaxAge = 55 * time.Minute
@@ -31,6 +38,12 @@ const (
 	// of the uncompressed pprof).
 	DefaultMaxSamples      = 16000
 	DefaultMaxProfileBytes = 4 << 20
+)
+
+// Environment variables read for credentials not given by flag or file.
+const (
+	EnvBasicPassword = "EMBER_PYROSCOPE_PASSWORD"
+	EnvBearerToken   = "EMBER_PYROSCOPE_TOKEN"
 )
 
 // Sizes of things read from files and the environment.
@@ -193,6 +206,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Concurrency is the number of uploads in flight at once.
 	Concurrency int
+	// MaxBatchProfiles and MaxBatchBytes (encoded) bound the profiles one
+	// push request carries. A transport (OTLP) sends one at a time.
+	MaxBatchProfiles int
+	MaxBatchBytes    int64
 	// MaxSamples and MaxProfileBytes are the server's per-profile limits;
 	// a profile over them loses its coldest samples. Negative disables.
 	MaxSamples      int
@@ -282,6 +299,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
 	}
+	if c.MaxBatchProfiles <= 0 {
+		c.MaxBatchProfiles = DefaultMaxBatchProfiles
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	// A request in flight is a copy of its profiles (the encoded message)
+	// beside the queue: keep those copies a small part of the budget.
+	c.MaxBatchBytes = max(1, min(c.MaxBatchBytes, c.QueueBytes/int64(4*c.Concurrency)))
 	if c.MaxSamples == 0 {
 		c.MaxSamples = DefaultMaxSamples
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +34,9 @@ type Config struct {
 	// Debuginfod, if set, fetches missing debug files in the background;
 	// later profiles get their names. The caller closes it.
 	Debuginfod *debuginfod.Client
+	// Memory is --memory-limit divided (PlanMemory); its zero value leaves
+	// the maps, the cache and the Go runtime at their defaults.
+	Memory Budget
 }
 
 // Agent is a running `ember agent`.
@@ -46,8 +48,11 @@ type Agent struct {
 	sym    *symbolize.Symbolizer
 	health health
 
-	mu  sync.Mutex
-	col *collector // the interval being collected; also the symbolizer's opener
+	mu     sync.Mutex
+	symCol *collector // the interval being symbolized: the symbolizer's opener
+
+	goLimit int64 // the Go runtime's memory limit set from cfg.Memory
+	drops   dropCounts
 }
 
 // agentDrainEvery is how often the agent empties the kernel maps within an
@@ -66,7 +71,10 @@ func Start(cfg Config) (*Agent, error) {
 		cfg.Tracer.Frequency = 19
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SplitBy != "" && cfg.SplitBy != "service" && cfg.SplitBy != "pid" {
+		return nil, fmt.Errorf("agent: split by %q: want service or pid", cfg.SplitBy)
 	}
 	if cfg.Sink == nil {
 		return nil, errors.New("agent: no sink configured (give --output-dir and/or --pyroscope-url)")
@@ -75,6 +83,12 @@ func Start(cfg Config) (*Agent, error) {
 	tc.OnCPU = cfg.Mode != pprof.ModeOffCPU
 	tc.OffCPU = cfg.Mode != pprof.ModeCPU
 	tc.DrainInterval = agentDrainEvery
+	if cfg.Memory.Limit > 0 {
+		tc.UnwindRowBytes = cfg.Memory.UnwindRowBytes
+		if cfg.SymbolCacheBytes <= 0 {
+			cfg.SymbolCacheBytes = cfg.Memory.SymbolCache
+		}
+	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, procs: proc.NewTable()}
 	tr, err := tracer.Start(tc, a.procs)
 	if err != nil {
@@ -87,7 +101,11 @@ func Start(cfg Config) (*Agent, error) {
 	}
 	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes, Open: a.open,
 		DebugSource: debugSource(cfg.Debuginfod)})
-	a.col = a.newCollector(time.Now())
+	if cfg.Memory.Limit > 0 {
+		a.goLimit = cfg.Memory.applyGoLimit(a.mapBytes(), os.Getenv("GOMEMLIMIT"))
+		a.log.Debug("memory budget", "limit", cfg.Memory.Limit, "bpf_maps", a.mapBytes(),
+			"symbol_cache", cfg.SymbolCacheBytes, "go_limit", a.goLimit)
+	}
 	return a, nil
 }
 
@@ -109,80 +127,25 @@ func (a *Agent) collectMode() pprof.Mode {
 
 func (a *Agent) open(m *profile.Mapping) (*os.File, error) {
 	a.mu.Lock()
-	c := a.col
+	c := a.symCol
 	a.mu.Unlock()
+	if c == nil {
+		return nil, errors.New("no interval is being symbolized")
+	}
 	return c.open(m)
 }
 
-// Run samples until ctx ends, emitting a profile per service every
-// interval; at the end it emits the last partial interval and closes the
-// sink within FlushTimeout.
-func (a *Agent) Run(ctx context.Context) error {
-	defer a.close()
-	drain := time.NewTicker(agentDrainEvery)
-	defer drain.Stop()
-	emit := time.NewTicker(a.cfg.Interval)
-	defer emit.Stop()
-	a.health.ok(time.Now())
-	for {
-		select {
-		case <-ctx.Done():
-			a.drain()
-			a.emit(time.Now())
-			flush, cancel := context.WithTimeout(context.Background(), a.cfg.FlushTimeout)
-			defer cancel()
-			if err := a.cfg.Sink.Close(flush); err != nil {
-				return fmt.Errorf("flush sinks: %w", err)
-			}
-			return nil
-		case <-drain.C:
-			a.drain()
-		case now := <-emit.C:
-			a.drain()
-			a.emit(now)
-		}
-	}
-}
-
-func (a *Agent) drain() {
-	samples, err := a.tr.Drain()
+// mapBytes is the kernel memory of the tracer's BPF maps.
+func (a *Agent) mapBytes() int64 {
+	maps, err := a.tr.MapMemory()
 	if err != nil {
-		a.log.Error("drain kernel maps", "err", err)
-		return
+		return 0
 	}
-	a.col.add(samples)
-	a.health.ok(time.Now())
-}
-
-// emit finishes the interval's profile, symbolizes it once, splits it per
-// service (and kind) and hands the pieces to the sink, then starts the next
-// interval and forgets processes that exited.
-func (a *Agent) emit(now time.Time) {
-	a.mu.Lock()
-	col := a.col
-	a.mu.Unlock()
-	p := col.b.Profile(now)
-	if st, err := a.tr.Stats(); err == nil {
-		col.b.Comment("ember: %s", statsLine(st))
+	var n int64
+	for _, m := range maps {
+		n += int64(m.Bytes)
 	}
-	if len(p.Sample) > 0 {
-		if err := a.sym.Symbolize(p); err != nil {
-			a.log.Debug("symbolize", "err", err)
-		}
-		if a.cfg.Mode != pprof.ModeCPU {
-			annotateOffCPU(p)
-		}
-		for _, out := range a.split(p) {
-			out.Time = now
-			if err := a.cfg.Sink.Enqueue(out); err != nil {
-				a.log.Warn("profile refused by a sink", "service", out.Service, "name", out.Name, "err", err)
-			}
-		}
-	}
-	a.mu.Lock()
-	a.col = a.newCollector(now)
-	a.mu.Unlock()
-	a.procs.Sweep()
+	return n
 }
 
 // close releases the tracer, symbolizer and process table.
@@ -198,25 +161,8 @@ func (a *Agent) Stats() (map[string]uint64, error) { return a.tr.Stats() }
 // MapMemory returns the kernel memory of every BPF map, largest first.
 func (a *Agent) MapMemory() ([]tracer.MapMemory, error) { return a.tr.MapMemory() }
 
+// GoMemoryLimit is the Go runtime's memory limit the agent set (or found).
+func (a *Agent) GoMemoryLimit() int64 { return a.goLimit }
+
 // SymbolCache returns the symbolizer's cached objects and bytes.
 func (a *Agent) SymbolCache() (int, int64) { return a.sym.CacheStats() }
-
-// Healthy reports whether the kernel maps were drained recently.
-func (a *Agent) Healthy() bool { return a.health.since() < 5*agentDrainEvery }
-
-type health struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (h *health) ok(t time.Time) {
-	h.mu.Lock()
-	h.last = t
-	h.mu.Unlock()
-}
-
-func (h *health) since() time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return time.Since(h.last)
-}

@@ -11,7 +11,6 @@ import (
 	"github.com/google/pprof/profile"
 	"golang.org/x/sys/unix"
 
-	"github.com/emberprof/ember/bpf"
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
@@ -54,10 +53,10 @@ func newCollector(mode pprof.Mode, hz int, start time.Time, procs *proc.Table) *
 }
 
 var stateLabel = map[uint32]string{
-	bpf.KindOffCPUSleep: "sleeping",
-	bpf.KindOffCPUDisk:  "disk",
-	bpf.KindOffCPURunQ:  "runnable",
-	bpf.KindOffCPUOther: "other",
+	tracer.KindOffCPUSleep: "sleeping",
+	tracer.KindOffCPUDisk:  "disk",
+	tracer.KindOffCPURunQ:  "runnable",
+	tracer.KindOffCPUOther: "other",
 }
 
 // add adds one drain's samples.
@@ -67,7 +66,7 @@ func (c *collector) add(samples []tracer.Sample) {
 		c.pids[s.PID] = true
 		p := c.process(s.PID, refreshed)
 		st := stack{kernel: s.Kernel, user: s.User, kernErr: s.KernErr, userErr: s.UserErr,
-			tables: s.UserTables, reason: s.UserReason, fpFallback: s.UserFPFallback, onCPU: s.Kind == bpf.KindOnCPU}
+			tables: s.UserTables, reason: s.UserReason, fpFallback: s.UserFPFallback, onCPU: s.Kind == tracer.KindOnCPU}
 		locs := c.locations(make([]*profile.Location, 0, len(s.Kernel)+len(s.User)+1), s.PID, p, st, refreshed)
 		if len(locs) == 0 {
 			locs = append(locs, c.b.Pseudo("[no stack]"))
@@ -84,7 +83,7 @@ func (c *collector) add(samples []tracer.Sample) {
 			l.Service = c.service(p)
 		}
 		v := pprof.Value{}
-		if s.Kind == bpf.KindOnCPU {
+		if s.Kind == tracer.KindOnCPU {
 			v.Samples = int64(s.Count)
 		} else {
 			v.OffCPUNS, v.Blocks = int64(s.NS), int64(s.Count)

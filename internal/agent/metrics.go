@@ -22,6 +22,9 @@ type metrics struct {
 	cacheBytes *prometheus.Desc
 	cacheObjs  *prometheus.Desc
 	mapBytes   *prometheus.Desc
+	dropped    *prometheus.Desc
+	late       *prometheus.Desc
+	limit      *prometheus.Desc
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -35,6 +38,13 @@ func newMetrics(a *Agent) *metrics {
 		mapBytes: prometheus.NewDesc("ember_bpf_map_memory_bytes",
 			"Kernel memory held by each of Ember's BPF maps (the kernel's memlock accounting of the map).",
 			[]string{"map"}, nil),
+		dropped: prometheus.NewDesc("ember_intervals_dropped_total",
+			"Whole intervals of samples shed because a later stage was behind: symbolize (the symbolizer was busy when the interval ended), ship (the sinks were busy with two intervals), shutdown (not handed over within --shutdown-timeout).",
+			[]string{"stage"}, nil),
+		late: prometheus.NewDesc("ember_drains_late_total",
+			"Drains of the kernel maps that came more than two drain periods after the one before.", nil, nil),
+		limit: prometheus.NewDesc("ember_memory_limit_bytes",
+			"The memory budget (--memory-limit) and the Go runtime's soft limit set from it.", []string{"of"}, nil),
 	}
 }
 
@@ -43,6 +53,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.cacheBytes
 	ch <- m.cacheObjs
 	ch <- m.mapBytes
+	ch <- m.dropped
+	ch <- m.late
+	ch <- m.limit
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -55,6 +68,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for _, mm := range maps {
 			ch <- prometheus.MustNewConstMetric(m.mapBytes, prometheus.GaugeValue, float64(mm.Bytes), mm.Name)
 		}
+	}
+	drops := m.a.drops.all()
+	for _, stage := range []string{stageSymbolize, stageShip, stageShutdown} {
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(drops[stage]), stage)
+	}
+	ch <- prometheus.MustNewConstMetric(m.late, prometheus.CounterValue, float64(m.a.health.lateDrains()))
+	if l := m.a.cfg.Memory.Limit; l > 0 {
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(l), "budget")
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(m.a.goLimit), "go_runtime")
 	}
 	objs, bytes := m.a.SymbolCache()
 	ch <- prometheus.MustNewConstMetric(m.cacheBytes, prometheus.GaugeValue, float64(bytes))
@@ -78,11 +100,12 @@ func (a *Agent) ServeMetrics(ctx context.Context, addr string, reg *prometheus.R
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.Healthy() {
-			http.Error(w, "kernel maps not drained recently", http.StatusServiceUnavailable)
-			return
+		ok, body := a.Health()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		fmt.Fprintln(w, "ok")
+		fmt.Fprint(w, body)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/internal/tracer"
 )
 
 // ParseOffCPUState turns --offcpu-state into the kernel's kind mask.
@@ -15,13 +15,13 @@ func ParseOffCPUState(s string) (uint32, error) {
 		case "all", "":
 			mask |= 0xff
 		case "sleep", "interruptible":
-			mask |= 1 << bpf.KindOffCPUSleep
+			mask |= 1 << tracer.KindOffCPUSleep
 		case "disk", "uninterruptible":
-			mask |= 1 << bpf.KindOffCPUDisk
+			mask |= 1 << tracer.KindOffCPUDisk
 		case "runnable", "runq", "preempted":
-			mask |= 1 << bpf.KindOffCPURunQ
+			mask |= 1 << tracer.KindOffCPURunQ
 		case "other":
-			mask |= 1 << bpf.KindOffCPUOther
+			mask |= 1 << tracer.KindOffCPUOther
 		default:
 			return 0, fmt.Errorf("unknown --offcpu-state %q (want all, sleep, disk, runnable, other)", part)
 		}

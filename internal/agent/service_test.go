@@ -30,3 +30,32 @@ func TestServiceName(t *testing.T) {
 		t.Errorf("Name(nil) = %q", got)
 	}
 }
+
+// Overlapping cgroup rules: the longest prefix wins, whatever the map's
+// order, and a prefix covers whole path components only.
+func TestServiceLongestPrefix(t *testing.T) {
+	rules, err := ParseServiceRules([]string{"/kubepods=all-pods", "/kubepods/burstable/=burstable", "/kubepods/burstable/podX=pod-x", "/=root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &ServiceNamer{Mapping: rules}
+	for cg, want := range map[string]string{
+		"/kubepods/burstable/podX/c1": "pod-x",
+		"/kubepods/burstable/podX":    "pod-x",
+		"/kubepods/burstable/podXY/c": "burstable",
+		"/kubepods/besteffort/podZ":   "all-pods",
+		"/kubepodsfoo/a":              "root",
+		"/system.slice/a.service":     "root",
+	} {
+		for range 20 { // map order changes from call to call
+			if got := n.Name(&proc.Process{Exe: "/bin/x", Comm: "x", Cgroup: cg}); got != want {
+				t.Fatalf("cgroup %s: %q, want %q", cg, got, want)
+			}
+		}
+	}
+	for _, bad := range [][]string{{"java"}, {"=svc"}, {"java="}, {"a/b=svc"}, {"java=a", "java=b"}, {"/a/=x", "/a=y"}, {"x=a\nb"}} {
+		if _, err := ParseServiceRules(bad); err == nil {
+			t.Errorf("ParseServiceRules(%q) accepted", bad)
+		}
+	}
+}

@@ -59,6 +59,9 @@ type Config struct {
 	StackEntries  uint32
 	CountsEntries uint32
 	DrainInterval time.Duration
+	// UnwindRowBytes caps the kernel memory of the unwind-rows array, the
+	// largest map; 0 keeps the default (24 MiB).
+	UnwindRowBytes int64
 }
 
 // MaxCgroups is how many cgroup subtrees Config.Cgroups may name.
@@ -141,7 +144,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		StackEntries:    cfg.StackEntries,
 		KStackEntries:   16384,
 		UStackEntries:   65536,
-		UnwindSizes:     bpf.DefaultUnwindSizes,
+		UnwindSizes:     unwindSizes(cfg),
 		KernelTypes:     kernelTypes,
 		Refuse:          cfg.refuse,
 	}

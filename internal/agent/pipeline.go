@@ -1,0 +1,226 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/export/sink"
+)
+
+// The agent is a pipeline of three loops joined by bounded queues:
+//
+//	drain (every second, on time) -> [1 interval] -> symbolize -> [2 intervals] -> ship (sink.Enqueue)
+//
+// Draining never waits for the stages after it: when the symbolizer (a cold
+// DWARF index, a debuginfod fetch) or the sinks (a slow disk) fall behind,
+// the interval that finds the queue full is dropped whole and counted
+// (ember_intervals_dropped_total{stage}), so the kernel maps keep being
+// emptied on schedule and stay within the size they were given for one
+// drain. /healthz says which stage is late and why.
+
+// interval is one interval's samples on their way to the sinks.
+type interval struct {
+	col        *collector
+	start, end time.Time
+	stats      map[string]uint64 // the kernel counters at its end, for the profile's comments
+	last       bool              // the partial interval at shutdown: waited for, never dropped
+}
+
+// The stages, as named in ember_intervals_dropped_total and /healthz.
+const (
+	stageSymbolize = "symbolize" // the symbolizer was still busy when an interval ended
+	stageShip      = "ship"      // the sinks were still busy with two symbolized intervals
+	stageShutdown  = "shutdown"  // the last interval was not handed over within --shutdown-timeout
+)
+
+// lateDrain is how long after the previous drain a drain counts as late.
+const lateDrain = 2 * agentDrainEvery
+
+// Run samples until ctx ends, emitting a profile per service every
+// interval; at the end it drains once more, symbolizes and ships the last
+// partial interval and closes the sinks, all within FlushTimeout. Its error
+// says what was not delivered.
+func (a *Agent) Run(ctx context.Context) error {
+	symQ := make(chan *interval, 1)
+	shipQ := make(chan *shipment, 2)
+	symDone, shipDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(symDone); a.symbolizeLoop(symQ, shipQ) }()
+	go func() { defer close(shipDone); a.shipLoop(shipQ) }()
+	deadline := a.drainLoop(ctx, symQ)
+
+	flush, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var errs []error
+	select {
+	case <-shipDone:
+	case <-flush.Done():
+		errs = append(errs, fmt.Errorf("the last interval was not symbolized and handed to the sinks within --shutdown-timeout (%v)", a.cfg.FlushTimeout))
+	}
+	if err := a.cfg.Sink.Close(flush); err != nil {
+		errs = append(errs, fmt.Errorf("flush sinks: %w", err))
+	}
+	select {
+	case <-symDone:
+		a.close()
+	default:
+		a.tr.Close() // the symbolizer is still at work: leave its files open, the process is exiting
+	}
+	if n := a.drops.get(stageShutdown); n > 0 {
+		errs = append(errs, fmt.Errorf("%d interval(s) dropped at shutdown", n))
+	}
+	return errors.Join(errs...)
+}
+
+// drainLoop empties the kernel maps every agentDrainEvery into the current
+// interval and hands each finished interval to the symbolizer without
+// waiting. When ctx ends it drains once more and hands over the partial
+// interval, waiting for the symbolizer until FlushTimeout from then, which
+// it returns as the shutdown's deadline.
+func (a *Agent) drainLoop(ctx context.Context, symQ chan<- *interval) time.Time {
+	defer close(symQ)
+	drain := time.NewTicker(agentDrainEvery)
+	defer drain.Stop()
+	emit := time.NewTicker(a.cfg.Interval)
+	defer emit.Stop()
+	iv := a.newInterval(time.Now())
+	a.health.drained(time.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			deadline := time.Now().Add(a.cfg.FlushTimeout)
+			a.drain(iv)
+			a.finish(iv, time.Now())
+			iv.last = true
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			select {
+			case symQ <- iv:
+			case <-t.C:
+				a.dropInterval(stageShutdown, iv)
+			}
+			return deadline
+		case <-drain.C:
+			a.drain(iv)
+		case now := <-emit.C:
+			a.drain(iv)
+			a.finish(iv, now)
+			select {
+			case symQ <- iv:
+			default:
+				a.dropInterval(stageSymbolize, iv)
+			}
+			iv = a.newInterval(now)
+		}
+	}
+}
+
+func (a *Agent) newInterval(start time.Time) *interval {
+	return &interval{col: a.newCollector(start), start: start}
+}
+
+// drain moves the kernel maps' samples into iv.
+func (a *Agent) drain(iv *interval) {
+	samples, err := a.tr.Drain()
+	now := time.Now()
+	if late := a.health.drained(now); late > 0 {
+		a.log.Warn("kernel maps drained late", "after", late.Round(time.Millisecond))
+	}
+	if err != nil {
+		a.log.Error("drain kernel maps", "err", err)
+		return
+	}
+	iv.col.add(samples)
+}
+
+func (a *Agent) finish(iv *interval, end time.Time) {
+	iv.end = end
+	if st, err := a.tr.Stats(); err == nil {
+		iv.stats = st
+	}
+}
+
+// dropInterval counts an interval shed at stage and says so, naming the
+// stage that is busy and for how long.
+func (a *Agent) dropInterval(stage string, iv *interval) {
+	n := a.drops.add(stage)
+	busy, since := a.health.busyWith()
+	a.log.Warn("interval dropped: a later stage is behind", "stage", stage, "interval_end", iv.end.Format(time.TimeOnly),
+		"busy", busy, "busy_for", since.Round(time.Second), "dropped_total", n)
+}
+
+// shipment is one interval's profiles for the sinks.
+type shipment struct {
+	end      time.Time
+	profiles []sink.Profile
+	last     bool
+}
+
+// symbolizeLoop turns each interval into its profiles and hands them to the
+// ship loop without waiting (except for the last), then forgets processes
+// that exited.
+func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ chan<- *shipment) {
+	defer close(shipQ)
+	for iv := range symQ {
+		a.health.busy(stageSymbolize, iv.end)
+		sh := &shipment{end: iv.end, profiles: a.profiles(iv), last: iv.last}
+		a.health.idle(stageSymbolize)
+		a.procs.Sweep()
+		if len(sh.profiles) == 0 {
+			continue
+		}
+		if sh.last {
+			shipQ <- sh
+			continue
+		}
+		select {
+		case shipQ <- sh:
+		default:
+			a.dropInterval(stageShip, iv)
+		}
+	}
+}
+
+// profiles finishes iv's profile, symbolizes it once and splits it per
+// service (and kind).
+func (a *Agent) profiles(iv *interval) []sink.Profile {
+	p := iv.col.b.Profile(iv.end)
+	if iv.stats != nil {
+		p.Comments = append(p.Comments, "ember: "+statsLine(iv.stats))
+	}
+	if len(p.Sample) == 0 {
+		return nil
+	}
+	a.mu.Lock()
+	a.symCol = iv.col
+	a.mu.Unlock()
+	if err := a.sym.Symbolize(p); err != nil {
+		a.log.Debug("symbolize", "err", err)
+	}
+	a.mu.Lock()
+	a.symCol = nil
+	a.mu.Unlock()
+	if a.cfg.Mode != pprof.ModeCPU {
+		annotateOffCPU(p)
+	}
+	out := a.split(p)
+	for i := range out {
+		out[i].Time = iv.end
+	}
+	return out
+}
+
+// shipLoop hands each interval's profiles to the sinks.
+func (a *Agent) shipLoop(shipQ <-chan *shipment) {
+	for sh := range shipQ {
+		a.health.busy(stageShip, sh.end)
+		for _, out := range sh.profiles {
+			if err := a.cfg.Sink.Enqueue(out); err != nil {
+				a.log.Warn("profile refused by a sink", "service", out.Service, "name", out.Name, "err", err)
+			}
+		}
+		a.health.idle(stageShip)
+	}
+}

@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/export/sink"
+	"github.com/emberprof/ember/internal/testutil"
+)
+
+// slowSink takes delay for every profile it is given, as a slow disk or a
+// blocking sink would.
+type slowSink struct {
+	delay    time.Duration
+	profiles atomic.Int64
+}
+
+func (s *slowSink) Enqueue(sink.Profile) error {
+	time.Sleep(s.delay)
+	s.profiles.Add(1)
+	return nil
+}
+
+func (s *slowSink) Close(context.Context) error { return nil }
+
+// A sink far slower than the interval does not hold up draining: no drain is
+// late, whole intervals are dropped at the ship stage and counted, /healthz
+// names the stage at work, and SIGTERM (cancel) still ships the last
+// interval within the shutdown timeout.
+func TestPipelineShedsIntervalsNotDrains(t *testing.T) {
+	testutil.RequireRoot(t)
+	w := exec.Command("sh", "-c", "while :; do :; done")
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { w.Process.Kill(); w.Wait() }()
+	slow := &slowSink{delay: 4 * time.Second}
+	a, err := Start(Config{Tracer: tracerConfig(w.Process.Pid), Mode: pprof.ModeCPU, Interval: time.Second,
+		Sink: slow, FlushTimeout: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	time.Sleep(9 * time.Second)
+	ok, health := a.Health()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	drops := a.drops.all()
+	t.Logf("healthz (ok=%v):\n%sdrops %v, late drains %d, profiles shipped %d", ok, health, drops, a.health.lateDrains(), slow.profiles.Load())
+	if a.health.lateDrains() != 0 {
+		t.Errorf("%d drains late behind a slow sink", a.health.lateDrains())
+	}
+	if drops[stageShip] == 0 {
+		t.Errorf("no interval dropped at the ship stage with a sink 4x slower than the interval: %v", drops)
+	}
+	if drops[stageShutdown] != 0 {
+		t.Errorf("the last interval was dropped at shutdown: %v", drops)
+	}
+	if !strings.Contains(health, "ship: at work on the interval ending") || !strings.Contains(health, "intervals dropped at ship") {
+		t.Errorf("/healthz does not say the ship stage is busy and dropping:\n%s", health)
+	}
+	if slow.profiles.Load() < 2 {
+		t.Errorf("%d profiles shipped: want the first intervals and the last", slow.profiles.Load())
+	}
+}
