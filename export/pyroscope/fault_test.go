@@ -96,6 +96,7 @@ func TestFinalAnswersNotRetried(t *testing.T) {
 	srv := pyroscopetest.New(t, pyroscopetest.Options{TenantID: "t1"})
 	cfg := fastConfig(srv.URL)
 	cfg.Auth.TenantID = "t1"
+	cfg.MaxBatchProfiles = 1 // one request per profile (TestRefusedBatchSplit covers batches)
 	s := newSink(t, cfg)
 
 	srv.FailNext(1, http.StatusBadRequest)
@@ -371,5 +372,80 @@ func TestConcurrentAccounting(t *testing.T) {
 	}
 	if got := uint64(len(srv.Series())); got != st.Sent {
 		t.Errorf("server holds %d profiles, the sink counted %d sent", got, st.Sent)
+	}
+}
+
+// While the server fails, the sink sends one profile at a time (a probe),
+// at most MaxBackoff apart; once a probe succeeds the rest of the queue goes
+// in push requests of many series, so a backlog clears in a few requests.
+func TestProbeThenBatches(t *testing.T) {
+	srv := pyroscopetest.New(t, pyroscopetest.Options{})
+	const failures = 6
+	srv.FailNext(failures, http.StatusServiceUnavailable)
+	cfg := fastConfig(srv.URL)
+	cfg.Concurrency = 2
+	cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 100*time.Millisecond
+	cfg.MaxBatchProfiles = 16
+	s := newSink(t, cfg)
+	const n = 40
+	for i := range n {
+		if err := s.Enqueue(seqProfile(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSeries(t, srv, n)
+	if err := s.Flush(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	reqs := srv.Requests()
+	var sizes []int
+	for _, r := range reqs {
+		sizes = append(sizes, r.Series)
+	}
+	t.Logf("series per request: %v", sizes)
+	// The first request may carry a batch (the sink did not know the server
+	// was failing); every later failure is a probe of one profile.
+	for i, r := range reqs[1:failures] {
+		if r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("request %d answered %d, want the scripted 503", i+1, r.Status)
+		}
+	}
+	for i := 1; i < failures; i++ {
+		if reqs[i].Start.Before(reqs[i-1].End) {
+			t.Errorf("requests %d and %d overlap while the server fails: one probe at a time", i-1, i)
+		}
+		if w := reqs[i].Start.Sub(reqs[i-1].End); w > time.Second {
+			t.Errorf("wait of %v before request %d: MaxBackoff is %v", w, i, cfg.MaxBackoff)
+		}
+	}
+	if ok := len(reqs) - failures; ok > n/cfg.MaxBatchProfiles+3 {
+		t.Errorf("%d successful requests for %d profiles: want batches of up to %d", ok, n, cfg.MaxBatchProfiles)
+	}
+	if st := s.Stats(); st.Sent != n || st.DroppedTotal() != 0 {
+		t.Errorf("stats %+v: want %d sent, none dropped", st, n)
+	}
+}
+
+// A batch the server refuses (400) is split: each profile goes alone, and
+// only the one the server refuses is dropped.
+func TestRefusedBatchSplit(t *testing.T) {
+	srv := pyroscopetest.New(t, pyroscopetest.Options{})
+	srv.FailNext(1, http.StatusBadRequest)
+	cfg := fastConfig(srv.URL)
+	s := newSink(t, cfg)
+	for i := range 5 {
+		if err := s.Enqueue(seqProfile(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	t.Logf("requests %d, stats %+v", len(srv.Requests()), st)
+	// The scripted 400 answers the first request: a batch of the profiles
+	// queued by then (split and resent) or a single one (dropped).
+	if st.Sent+st.Dropped[DropRejected] != 5 || st.Dropped[DropRejected] > 1 {
+		t.Errorf("stats %+v: want all 5 sent but at most the one refused alone", st)
 	}
 }

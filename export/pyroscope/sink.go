@@ -1,13 +1,16 @@
 package pyroscope
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +38,7 @@ type Sink struct {
 	failures int           // consecutive failed rounds of attempts
 	round    int           // changes when failures does, and at Close
 	retryAt  time.Time     // no attempt starts before this
+	probing  bool          // while failing, one single-profile attempt (a probe) is in flight
 	lastLog  time.Time     // of the last "dropping" warning
 	done     chan struct{} // closed when Close has finished
 	wg       sync.WaitGroup
@@ -51,6 +55,7 @@ type item struct {
 	service, name string
 	inflight      bool
 	gone          bool // removed from the queue (evicted, shut down) while in flight
+	solo          bool // refused in a batch: sent alone, so that only a profile the server refuses is dropped
 	cancel        context.CancelFunc
 }
 
@@ -229,35 +234,43 @@ func (s *Sink) isClosing() bool {
 func (s *Sink) worker() {
 	defer s.wg.Done()
 	for {
-		it, ctx, round, ok := s.next()
+		b, ok := s.next()
 		if !ok {
 			return
 		}
-		r := s.attempt(ctx, it)
-		s.finish(it, round, r)
+		r := s.attempt(b.ctx, b.items)
+		s.finish(b, r)
 	}
 }
 
-// next waits for an item to send: the oldest one not in flight, once the
-// backoff has passed. It returns the attempt's context and the round the
-// attempt belongs to: only the first failure of a round backs off.
-func (s *Sink) next() (*item, context.Context, int, bool) {
+// batch is one attempt: the profiles it carries, in one push request.
+type batch struct {
+	items  []*item
+	ctx    context.Context
+	cancel context.CancelFunc
+	round  int  // the round of attempts it belongs to: only its first failure backs off
+	probe  bool // sent while failing: the one attempt that tells whether the server is back
+}
+
+// next waits for an attempt to make. While the server answers, that is the
+// oldest profiles not in flight, up to MaxBatchProfiles and MaxBatchBytes,
+// in one request (a profile once refused in a batch goes alone). While it
+// fails, it is a probe: one profile, one attempt at a time, at most
+// MaxBackoff after the last, so that the queue drains in batches as soon as
+// the server is back instead of after a long sleep.
+func (s *Sink) next() (*batch, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		if s.stopped {
-			return nil, nil, 0, false
+			return nil, false
 		}
 		now := s.cfg.now()
 		s.expireLocked(now)
 		wait := s.retryAt.Sub(now)
-		if wait <= 0 {
-			for _, it := range s.items {
-				if !it.inflight {
-					ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-					it.inflight, it.cancel = true, cancel
-					return it, ctx, s.round, true
-				}
+		if wait <= 0 && !s.probing {
+			if b := s.takeLocked(); b != nil {
+				return b, true
 			}
 		}
 		ch := s.changed
@@ -274,6 +287,37 @@ func (s *Sink) next() (*item, context.Context, int, bool) {
 		}
 		s.mu.Lock()
 	}
+}
+
+// takeLocked marks the next attempt's profiles in flight and returns it, or
+// nil if every profile is in flight.
+func (s *Sink) takeLocked() *batch {
+	b := &batch{round: s.round, probe: s.failures > 0}
+	timeout := s.cfg.Timeout
+	if b.probe {
+		timeout = min(timeout, s.cfg.MaxBackoff+5*time.Second)
+	}
+	var size int64
+	for _, it := range s.items {
+		if it.inflight {
+			continue
+		}
+		if len(b.items) > 0 && (it.solo || b.items[0].solo || b.probe || s.tr != nil ||
+			len(b.items) >= s.cfg.MaxBatchProfiles || size+int64(len(it.data)) > s.cfg.MaxBatchBytes) {
+			break
+		}
+		b.items = append(b.items, it)
+		size += int64(len(it.data))
+	}
+	if len(b.items) == 0 {
+		return nil
+	}
+	b.ctx, b.cancel = context.WithTimeout(context.Background(), timeout)
+	for _, it := range b.items {
+		it.inflight, it.cancel = true, b.cancel
+	}
+	s.probing = b.probe
+	return b
 }
 
 // expireLocked drops the queued items the server would reject as too old.
@@ -302,17 +346,18 @@ type result struct {
 	err        error
 }
 
-func (s *Sink) attempt(ctx context.Context, it *item) result {
+func (s *Sink) attempt(ctx context.Context, items []*item) result {
 	if s.tr != nil {
 		start := time.Now()
-		r := s.tr.Send(ctx, &Conn{Client: s.cfg.HTTPClient, auth: &s.cfg.Auth, now: s.cfg.now}, it.data)
+		r := s.tr.Send(ctx, &Conn{Client: s.cfg.HTTPClient, auth: &s.cfg.Auth, now: s.cfg.now}, items[0].data)
 		s.m.attempt(time.Since(start).Seconds())
 		return result{status: r.Status, retryAfter: r.RetryAfter, err: r.Err}
 	}
-	req := connect.NewRequest(&pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{{
-		Labels:  it.labels,
-		Samples: []*pushv1.RawSample{{RawProfile: it.data, ID: it.id}},
-	}}})
+	series := make([]*pushv1.RawProfileSeries, len(items))
+	for i, it := range items {
+		series[i] = &pushv1.RawProfileSeries{Labels: it.labels, Samples: []*pushv1.RawSample{{RawProfile: it.data, ID: it.id}}}
+	}
+	req := connect.NewRequest(&pushv1.PushRequest{Series: series})
 	var resp response
 	ctx = context.WithValue(ctx, responseKey{}, &resp)
 	start := time.Now()
@@ -334,21 +379,32 @@ func (r *result) retryable() bool {
 	return false
 }
 
-func (s *Sink) finish(it *item, round int, r result) {
-	it.cancel()
+func (s *Sink) finish(b *batch, r result) {
+	b.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.changedLocked()
-	it.inflight = false
-	if it.gone {
-		return // evicted or shut down while in flight, and counted then
+	if b.probe {
+		s.probing = false
+	}
+	var live []*item
+	for _, it := range b.items {
+		it.inflight = false
+		if !it.gone { // evicted or shut down while in flight, and counted then
+			live = append(live, it)
+		}
 	}
 	if r.err == nil {
-		s.removeLocked(it)
-		s.m.send(len(it.data))
+		for _, it := range live {
+			s.removeLocked(it)
+			s.m.send(len(it.data))
+		}
 		s.failures, s.retryAt = 0, time.Time{}
 		s.round++
 		return
+	}
+	if len(live) < len(b.items) && errors.Is(r.err, context.Canceled) {
+		return // cancelled because a profile of the batch was evicted: the rest go again, no backoff
 	}
 	code := "transport"
 	if r.status != 0 {
@@ -356,14 +412,24 @@ func (s *Sink) finish(it *item, round int, r result) {
 	}
 	s.m.fail(code)
 	if !r.retryable() {
-		s.removeLocked(it)
-		s.m.drop(DropRejected)
-		s.cfg.Logger.Warn("pyroscope: server refused a profile", "service", it.service, "name", it.name,
-			"status", r.status, "err", r.err)
+		if len(b.items) > 1 {
+			// One of them may be what the server refuses: try each alone.
+			for _, it := range live {
+				it.solo = true
+			}
+			s.cfg.Logger.Debug("pyroscope: server refused a batch; sending its profiles one by one", "profiles", len(b.items), "status", r.status, "err", r.err)
+			return
+		}
+		for _, it := range live {
+			s.removeLocked(it)
+			s.m.drop(DropRejected)
+			s.cfg.Logger.Warn("pyroscope: server refused a profile", "service", it.service, "name", it.name,
+				"status", r.status, "err", r.err)
+		}
 		return
 	}
-	s.cfg.Logger.Debug("pyroscope: upload failed, will retry", "service", it.service, "status", r.status, "err", r.err)
-	if round != s.round {
+	s.cfg.Logger.Debug("pyroscope: upload failed, will retry", "profiles", len(b.items), "status", r.status, "err", r.err)
+	if b.round != s.round {
 		return // another attempt of the same round already backed off, or Close reset it
 	}
 	s.failures++
@@ -423,6 +489,7 @@ func (s *Sink) Close(ctx context.Context) error {
 
 	s.mu.Lock()
 	n, b := len(s.items), s.bytes
+	what := undelivered(s.items)
 	for len(s.items) > 0 {
 		s.removeLocked(s.items[0])
 		s.m.drop(DropShutdown)
@@ -439,9 +506,43 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	close(s.done)
 	if n > 0 {
-		return fmt.Errorf("pyroscope: %d profiles (%d bytes) not delivered: %w", n, b, context.Cause(ctx))
+		return fmt.Errorf("%s: %d profiles (%d bytes) not delivered (%s): %w", s.name(), n, b, what, context.Cause(ctx))
 	}
 	return nil
+}
+
+// name is the sink's name in messages: pyroscope, or the transport's.
+func (s *Sink) name() string {
+	if s.tr != nil {
+		return s.tr.Subsystem
+	}
+	return "pyroscope"
+}
+
+// undelivered says which profiles items are: per kind and service, how many,
+// and the span of their times.
+func undelivered(items []*item) string {
+	type key struct{ name, service string }
+	count := map[key]int{}
+	var first, last time.Time
+	for _, it := range items {
+		count[key{it.name, it.service}]++
+		if first.IsZero() || it.stamp.Before(first) {
+			first = it.stamp
+		}
+		if it.stamp.After(last) {
+			last = it.stamp
+		}
+	}
+	keys := slices.SortedFunc(maps.Keys(count), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.service, b.service))
+	})
+	parts := make([]string, 0, len(keys)+1)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %s x%d", k.name, k.service, count[k]))
+	}
+	parts = append(parts, fmt.Sprintf("from %s to %s", first.UTC().Format(time.TimeOnly), last.UTC().Format(time.TimeOnly)))
+	return strings.Join(parts, ", ")
 }
 
 // waitEmpty waits until the queue is empty or ctx is done, and returns

@@ -55,6 +55,7 @@ type Request struct {
 	End    time.Time
 	Status int    // the answer; 0 if the client gave up while it hung
 	Error  string // why a request was refused
+	Series int    // the profiles it delivered (a push request carries a list)
 }
 
 // Server is a Pyroscope stand-in. Its methods may be called concurrently.
@@ -213,6 +214,7 @@ func (s *Server) changedLocked() {
 func (s *Server) record(r Request, accepted []Series) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r.Series = len(accepted)
 	s.requests = append(s.requests, r)
 	s.series = append(s.series, accepted...)
 	s.changedLocked()
