@@ -15,6 +15,7 @@ type health struct {
 	mu        sync.Mutex
 	lastDrain time.Time
 	late      uint64
+	maxGap    time.Duration // the longest time between two drains
 	stages    map[string]stageState
 }
 
@@ -29,7 +30,9 @@ func (h *health) drained(now time.Time) time.Duration {
 	defer h.mu.Unlock()
 	var late time.Duration
 	if !h.lastDrain.IsZero() {
-		if d := now.Sub(h.lastDrain); d > lateDrain {
+		d := now.Sub(h.lastDrain)
+		h.maxGap = max(h.maxGap, d)
+		if d > lateDrain {
 			late = d
 			h.late++
 		}
@@ -75,6 +78,13 @@ func (h *health) lateDrains() uint64 {
 	return h.late
 }
 
+// longestGap is the longest time between two drains so far.
+func (h *health) longestGap() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.maxGap
+}
+
 // report returns whether the agent is healthy and the lines of /healthz:
 // unhealthy when the maps were not drained for 5 drain periods, or a stage
 // has been at one interval for more than 3 intervals (its intervals are
@@ -99,7 +109,7 @@ func (h *health) report(interval time.Duration, drops map[string]uint64) (bool, 
 		}
 		lines = append(lines, line)
 	}
-	lines = append(lines, fmt.Sprintf("drains: last %v ago, %d late", since.Round(time.Millisecond), h.late))
+	lines = append(lines, fmt.Sprintf("drains: last %v ago, %d late, longest gap %v", since.Round(time.Millisecond), h.late, h.maxGap.Round(time.Millisecond)))
 	for _, k := range slices.Sorted(maps.Keys(drops)) {
 		lines = append(lines, fmt.Sprintf("intervals dropped at %s: %d", k, drops[k]))
 	}

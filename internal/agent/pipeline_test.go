@@ -56,8 +56,11 @@ func TestPipelineShedsIntervalsNotDrains(t *testing.T) {
 	}
 	drops := a.drops.all()
 	t.Logf("healthz (ok=%v):\n%sdrops %v, late drains %d, profiles shipped %d", ok, health, drops, a.health.lateDrains(), slow.profiles.Load())
-	if a.health.lateDrains() != 0 {
-		t.Errorf("%d drains late behind a slow sink", a.health.lateDrains())
+	// A drain that waited for the sink would come at least its 4 s late;
+	// a loaded machine may delay one by a second or so (counted as late,
+	// and logged: rerun before debugging).
+	if gap := a.health.longestGap(); gap >= slow.delay {
+		t.Errorf("drains %v apart behind a sink taking %v per profile: draining waited for it", gap, slow.delay)
 	}
 	if drops[stageShip] == 0 {
 		t.Errorf("no interval dropped at the ship stage with a sink 4x slower than the interval: %v", drops)
