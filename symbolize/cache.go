@@ -2,14 +2,11 @@ package symbolize
 
 import (
 	"container/list"
-	"fmt"
-	"os"
 	"sync"
-	"syscall"
 )
 
-// objectCache holds indexed objects keyed by build ID, or by file identity
-// (device, inode, size, mtime) for files without one, within a byte budget,
+// objectCache holds indexed objects keyed by objfile.Key: the build ID, or the file's
+// identity for files without one, within a byte budget,
 // evicting the least recently used. An object in use is reference counted
 // and closed only when both evicted and released.
 type objectCache struct {
@@ -30,14 +27,6 @@ type cacheEntry struct {
 
 func newObjectCache(budget int64) *objectCache {
 	return &objectCache{budget: budget, lru: list.New(), byKey: make(map[string]*list.Element)}
-}
-
-// fileKey identifies a file without a build ID.
-func fileKey(st os.FileInfo) string {
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		return fmt.Sprintf("file:%d:%d:%d:%d", s.Dev, s.Ino, st.Size(), st.ModTime().UnixNano())
-	}
-	return fmt.Sprintf("file:%s:%d:%d", st.Name(), st.Size(), st.ModTime().UnixNano())
 }
 
 // get returns the cached object for key, referenced; release it when done.

@@ -19,7 +19,7 @@
 //     .gnu_debugdata (xz). As llvm-symbolizer does, the outermost frame takes
 //     the symbol table's name when there is one (it names clones such as
 //     foo.cold and foo.isra.0).
-//   - /proc/kallsyms for kernel addresses: Frame.File is KernelFile for the
+//   - /proc/kallsyms for kernel addresses: Frame.File is pprof.KernelFile for the
 //     core kernel and "[module]" for a module's symbols; no line numbers.
 //   - /tmp/perf-PID.map for JIT code (Python -X perf, node --perf-basic-prof):
 //     the map's name, no file.

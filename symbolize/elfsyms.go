@@ -1,10 +1,7 @@
 package symbolize
 
 import (
-	"bytes"
 	"debug/elf"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -229,78 +226,6 @@ func (t *symtab) lookup(addr uint64) (sym *symbol, ok bool) {
 		return nil, false
 	}
 	return s, true
-}
-
-// readBuildIDs returns the GNU build ID (hex) and the Go build ID of ef.
-func readBuildIDs(ef *elf.File, data []byte) (gnu, goid string) {
-	for _, p := range ef.Progs {
-		if p.Type != elf.PT_NOTE {
-			continue
-		}
-		notes, err := io.ReadAll(io.LimitReader(p.Open(), 1<<20))
-		if err != nil {
-			continue
-		}
-		forEachNote(notes, ef.ByteOrder, p.Align, func(name string, typ uint32, desc []byte) {
-			switch {
-			case name == "GNU\x00" && typ == 3 && gnu == "":
-				gnu = hex.EncodeToString(desc)
-			case name == "Go\x00\x00" && typ == 4 && goid == "":
-				goid = string(bytes.TrimRight(desc, "\x00"))
-			}
-		})
-	}
-	if gnu == "" {
-		if s := ef.Section(".note.gnu.build-id"); s != nil && s.Type == elf.SHT_NOTE {
-			if b, err := s.Data(); err == nil {
-				forEachNote(b, ef.ByteOrder, s.Addralign, func(name string, typ uint32, desc []byte) {
-					if name == "GNU\x00" && typ == 3 && gnu == "" {
-						gnu = hex.EncodeToString(desc)
-					}
-				})
-			}
-		}
-	}
-	if goid == "" {
-		if s := ef.Section(".note.go.buildid"); s != nil {
-			if b, err := s.Data(); err == nil {
-				forEachNote(b, ef.ByteOrder, 4, func(name string, typ uint32, desc []byte) {
-					if typ == 4 && goid == "" {
-						goid = string(bytes.TrimRight(desc, "\x00"))
-					}
-				})
-			}
-		}
-	}
-	return gnu, goid
-}
-
-// forEachNote walks ELF notes (namesz, descsz, type, name, desc; each padded
-// to 4 bytes, or 8 in segments aligned to 8).
-func forEachNote(b []byte, bo binary.ByteOrder, align uint64, fn func(name string, typ uint32, desc []byte)) {
-	pad := uint64(4)
-	if align == 8 {
-		pad = 8
-	}
-	up := func(n uint64) uint64 { return (n + pad - 1) &^ (pad - 1) }
-	for len(b) >= 12 {
-		namesz, descsz, typ := uint64(bo.Uint32(b)), uint64(bo.Uint32(b[4:])), bo.Uint32(b[8:])
-		b = b[12:]
-		if namesz > uint64(len(b)) || up(namesz) > uint64(len(b)) {
-			return
-		}
-		name := string(b[:namesz])
-		b = b[up(namesz):]
-		if descsz > uint64(len(b)) {
-			return
-		}
-		desc := b[:descsz]
-		fn(name, typ, desc)
-		if up(descsz) > uint64(len(b)) {
-			return
-		}
-		b = b[up(descsz):]
-	}
 }
 
 type bytesReaderAtType struct{ b []byte }

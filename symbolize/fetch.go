@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/symbolize/debuginfod"
 )
 
@@ -89,7 +90,7 @@ func (s *Symbolizer) Prefetch(p *profile.Profile) {
 		}
 	}
 	for _, m := range p.Mapping {
-		if !want[m] || m.File == "" || m.File == KernelFile || strings.HasPrefix(m.File, "[") || isPerfMap(m.File) {
+		if !want[m] || m.File == "" || m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[") || isPerfMap(m.File) {
 			continue
 		}
 		if e, err := s.object(m); err == nil {

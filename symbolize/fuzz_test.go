@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emberprof/ember/internal/gopclntab"
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 // Fuzz targets, one per parser. In a plain `go test` run each executes only

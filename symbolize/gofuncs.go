@@ -3,7 +3,7 @@ package symbolize
 import (
 	"fmt"
 
-	"github.com/emberprof/ember/internal/gopclntab"
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 func (t *goTable) fileLine(f gopclntab.Func, pc uint64) (string, int) {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/emberprof/ember/internal/gopclntab"
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 // goTable symbolizes Go code with its pclntab (Go 1.20 and later), read by
-// package internal/gopclntab, which package unwind shares: function names,
+// package symbolize/gopclntab, which package unwind shares: function names,
 // file:line, and the inline tree (FUNCDATA_InlTree indexed by
 // PCDATA_InlTreeIndex), as the runtime does in runtime/symtab.go and
 // runtime/symtabinl.go. The table is in the binary even when it is linked

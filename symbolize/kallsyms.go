@@ -8,11 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-)
 
-// KernelFile is the Mapping.File of kernel frames, and the Frame.File given to
-// symbols of the core kernel. Symbols of a module get "[module]".
-const KernelFile = "[kernel.kallsyms]"
+	"github.com/emberprof/ember/export/pprof"
+)
 
 const (
 	maxKallsymsLines = 1 << 23
@@ -55,7 +53,7 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 	// One more gap than addresses: the symbols above the last one, for its
 	// span's end.
 	gaps := make([]best, len(addrs)+1)
-	modules := []string{KernelFile}
+	modules := []string{pprof.KernelFile}
 	moduleIndex := map[string]int{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLen)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // Frame is one source-level frame of an address. Function is demangled.
@@ -178,7 +180,7 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool, sr
 			o.loads = append(o.loads, p.ProgHeader)
 		}
 	}
-	o.buildID, o.goBuildID = readBuildIDs(ef, data)
+	o.buildID, o.goBuildID = objfile.BuildIDs(ef)
 	var errs []error
 	var rt map[string]uint64
 	o.syms, rt, err = newSymtab(ef)

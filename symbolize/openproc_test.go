@@ -10,13 +10,16 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/emberprof/ember/internal/proc"
 )
 
-// TestOpenInProcessStaysInRoot runs a static workload chrooted into a
+// TestOpenMappedFileStaysInRoot runs a static workload chrooted into a
 // directory that holds an absolute symlink to a host file, and checks that
-// OpenInProcess opens the workload's own binary through /proc/PID/root but
+// proc.OpenMappedFile, the opener of every file the symbolizer reads in a
+// process, opens the workload's own binary through /proc/PID/root but
 // resolves the symlink inside the process's root, not on the host.
-func TestOpenInProcessStaysInRoot(t *testing.T) {
+func TestOpenMappedFileStaysInRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if strict() {
 			t.Fatal("needs root to chroot")
@@ -56,7 +59,14 @@ func TestOpenInProcessStaysInRoot(t *testing.T) {
 
 	// By path inside the root (start/limit that match no mapping, so the
 	// map_files route fails and openat2 is used).
-	f, err := OpenInProcess(cmd.Process.Pid, "/work", 1, 2)
+	inode := func(name string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(name, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	f, err := proc.OpenMappedFile(cmd.Process.Pid, &proc.Mapping{Path: "/work", Start: 1, Limit: 2, Inode: inode(filepath.Join(root, "work"))})
 	if err != nil {
 		t.Fatalf("open /work in the process's root: %v", err)
 	}
@@ -65,15 +75,17 @@ func TestOpenInProcessStaysInRoot(t *testing.T) {
 	if st.Size() != int64(len(b)) {
 		t.Errorf("opened a file of %d bytes, want %d", st.Size(), len(b))
 	}
-	// The absolute symlink resolves inside the root, where hostFile does not exist.
-	if f, err := OpenInProcess(cmd.Process.Pid, "/escape", 1, 2); err == nil {
+	// The absolute symlink resolves inside the root, where hostFile does not
+	// exist. (The mapping names hostFile's inode, so that the same-file check
+	// cannot hide an escape.)
+	if f, err := proc.OpenMappedFile(cmd.Process.Pid, &proc.Mapping{Path: "/escape", Start: 1, Limit: 2, Inode: inode(hostFile)}); err == nil {
 		f.Close()
 		t.Fatal("a symlink in the process's root opened a host file")
 	} else if !errors.Is(err, unix.ENOENT) {
 		t.Logf("escape refused with: %v", err)
 	}
 	// Magic links (/proc/self/...) are refused.
-	if f, err := OpenInProcess(os.Getpid(), "/proc/self/exe", 1, 2); err == nil {
+	if f, err := proc.OpenMappedFile(os.Getpid(), &proc.Mapping{Path: "/proc/self/exe", Start: 1, Limit: 2, Inode: inode("/proc/self/exe")}); err == nil {
 		f.Close()
 		t.Error("opened /proc/self/exe, a magic link, through openat2")
 	}
@@ -104,7 +116,7 @@ func TestSymbolizeMemfdExecutable(t *testing.T) {
 	if m := p.Location[0].Mapping; !strings.HasPrefix(m.File, "/memfd:ember-test") {
 		t.Fatalf("mapping file %q, want a memfd", m.File)
 	}
-	s := New(Options{Open: ProcessOpener(cmd.Process.Pid)})
+	s := New(Options{Open: processOpener(t, cmd.Process.Pid)})
 	defer s.Close()
 	if err := s.Symbolize(p); err != nil {
 		t.Fatal(err)

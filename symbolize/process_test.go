@@ -3,6 +3,7 @@ package symbolize
 import (
 	"bufio"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/internal/proc"
 )
 
 // startWaiting runs a work binary that prints its own function addresses and
@@ -69,9 +72,15 @@ func processProfile(t *testing.T, pid int, addrs ...uint64) *profile.Profile {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	maps, err := ParseMaps(f)
+	all, err := proc.ParseMaps(f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var maps []*profile.Mapping
+	for _, m := range all {
+		if m.Executable() && m.Path != "" {
+			maps = append(maps, &profile.Mapping{ID: uint64(len(maps) + 1), Start: m.Start, Limit: m.Limit, Offset: m.Offset, File: m.Path})
+		}
 	}
 	p := &profile.Profile{Mapping: maps}
 	for i, a := range addrs {
@@ -87,6 +96,26 @@ func processProfile(t *testing.T, pid int, addrs ...uint64) *profile.Profile {
 		p.Location = append(p.Location, &profile.Location{ID: uint64(i + 1), Address: a, Mapping: m})
 	}
 	return p
+}
+
+// processOpener is an Options.Open for the mappings of process pid, as the
+// agent opens them: through a process table (internal/proc), by the mapping
+// that starts where the profile's does.
+func processOpener(t *testing.T, pid int) func(m *profile.Mapping) (*os.File, error) {
+	t.Helper()
+	tab := proc.NewTable()
+	t.Cleanup(tab.Close)
+	p, err := tab.Add(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(m *profile.Mapping) (*os.File, error) {
+		pm := p.Find(m.Start)
+		if pm == nil || pm.Start != m.Start {
+			return nil, fmt.Errorf("%s: no mapping of process %d at %#x", m.File, pid, m.Start)
+		}
+		return tab.Open(pid, pm)
+	}
 }
 
 // wantOuter checks that a location's outermost line is function fn in a
@@ -125,7 +154,7 @@ func TestSymbolizeLivePIE(t *testing.T) {
 	}
 	// The same through /proc/PID/map_files, and for a deleted executable.
 	p2 := processProfile(t, cmd.Process.Pid, pc)
-	s2 := New(Options{Open: ProcessOpener(cmd.Process.Pid)})
+	s2 := New(Options{Open: processOpener(t, cmd.Process.Pid)})
 	defer s2.Close()
 	if err := s2.Symbolize(p2); err != nil {
 		t.Fatal(err)
@@ -160,7 +189,7 @@ func TestSymbolizeDeletedExecutable(t *testing.T) {
 	if err := plain.Symbolize(processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)); err == nil || !strings.Contains(err.Error(), "work-deleted") {
 		t.Errorf("symbolizing a deleted file by path: err = %v, want one naming the file", err)
 	}
-	s := New(Options{Open: ProcessOpener(cmd.Process.Pid)})
+	s := New(Options{Open: processOpener(t, cmd.Process.Pid)})
 	defer s.Close()
 	if err := s.Symbolize(p); err != nil {
 		t.Fatal(err)
@@ -231,7 +260,7 @@ func TestSymbolizeLiveGo(t *testing.T) {
 				pcs = append(pcs, a)
 			}
 			p := processProfile(t, cmd.Process.Pid, pcs...)
-			s := New(Options{Open: ProcessOpener(cmd.Process.Pid)})
+			s := New(Options{Open: processOpener(t, cmd.Process.Pid)})
 			defer s.Close()
 			if err := s.Symbolize(p); err != nil {
 				t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/export/pprof"
 )
 
 func TestSymbolizeKernel(t *testing.T) {
@@ -41,7 +43,7 @@ func TestSymbolizeKernel(t *testing.T) {
 		}
 		t.Skip("kallsyms shows no address for schedule (kptr_restrict, not root?)")
 	}
-	m := &profile.Mapping{ID: 1, File: KernelFile}
+	m := &profile.Mapping{ID: 1, File: pprof.KernelFile}
 	p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: sched + 1, Mapping: m}}}
 	if mod != 0 {
 		p.Location = append(p.Location, &profile.Location{ID: 2, Address: mod, Mapping: m})
@@ -51,7 +53,7 @@ func TestSymbolizeKernel(t *testing.T) {
 	if err := s.Symbolize(p); err != nil {
 		t.Fatal(err)
 	}
-	if l := p.Location[0].Line; len(l) != 1 || l[0].Function.Name != "schedule" || l[0].Function.Filename != KernelFile {
+	if l := p.Location[0].Line; len(l) != 1 || l[0].Function.Name != "schedule" || l[0].Function.Filename != pprof.KernelFile {
 		t.Errorf("schedule+1: %+v", l)
 	}
 	if mod != 0 {
@@ -77,10 +79,10 @@ func TestResolveKallsyms(t *testing.T) {
 		name, mod string
 	}{
 		{0x1000, "", ""}, // below every symbol
-		{0xffffffff81000010, "_text", KernelFile},
-		{0xffffffff81000011, "_text", KernelFile},
-		{0xffffffff81001fff, "do_one_initcall_alias", KernelFile},
-		{0xffffffff81002000, "do_one_initcall_alias", KernelFile}, // data symbols are not text
+		{0xffffffff81000010, "_text", pprof.KernelFile},
+		{0xffffffff81000011, "_text", pprof.KernelFile},
+		{0xffffffff81001fff, "do_one_initcall_alias", pprof.KernelFile},
+		{0xffffffff81002000, "do_one_initcall_alias", pprof.KernelFile}, // data symbols are not text
 		{0xffffffffc0000005, "init_fn", "[nf_tables]"},
 		{0xffffffffc0001005, "helper_fn", "[nf_tables]"},
 		{0xffffffffc0002000, "other_fn", "[xfs]"},
@@ -126,7 +128,7 @@ func TestResolveKallsymsWhole(t *testing.T) {
 		if a == 0 {
 			continue
 		}
-		mod := KernelFile
+		mod := pprof.KernelFile
 		if len(fl) == 4 {
 			mod = fl[3]
 		}
@@ -173,8 +175,8 @@ func TestResolveKallsymsWhole(t *testing.T) {
 		// A span is given exactly where the answer and the next symbol
 		// are both of the core kernel, and is [answer, next symbol).
 		var wantSpan span
-		if want.mod == KernelFile && next != 0 {
-			if n, _ := oracle(next); n.mod == KernelFile {
+		if want.mod == pprof.KernelFile && next != 0 {
+			if n, _ := oracle(next); n.mod == pprof.KernelFile {
 				wantSpan = span{want.addr, next}
 			}
 		}
@@ -348,14 +350,14 @@ func TestKernelSpansSparePasses(t *testing.T) {
 		passes int64 // passes so far, after this address
 		module string
 	}{
-		{0xffffffff81000105, "alpha", KernelFile, 1, ""},
-		{0xffffffff81000210, "beta", KernelFile, 2, ""},
-		{0xffffffff81000120, "alpha", KernelFile, 2, ""}, // same function: no pass
-		{0xffffffff810001ff, "alpha", KernelFile, 2, ""}, // data symbols do not end text
-		{0xffffffff81000200, "beta", KernelFile, 2, ""},
-		{0xffffffff810002ff, "beta", KernelFile, 2, ""},
-		{0xffffffff81000301, "gamma", KernelFile, 3, ""}, // followed by module text: not kept
-		{0xffffffff81000302, "gamma", KernelFile, 4, ""},
+		{0xffffffff81000105, "alpha", pprof.KernelFile, 1, ""},
+		{0xffffffff81000210, "beta", pprof.KernelFile, 2, ""},
+		{0xffffffff81000120, "alpha", pprof.KernelFile, 2, ""}, // same function: no pass
+		{0xffffffff810001ff, "alpha", pprof.KernelFile, 2, ""}, // data symbols do not end text
+		{0xffffffff81000200, "beta", pprof.KernelFile, 2, ""},
+		{0xffffffff810002ff, "beta", pprof.KernelFile, 2, ""},
+		{0xffffffff81000301, "gamma", pprof.KernelFile, 3, ""}, // followed by module text: not kept
+		{0xffffffff81000302, "gamma", pprof.KernelFile, 4, ""},
 		{0xffffffffc0000001, "mymod_fn", "[mymod]", 5, ""},
 		{0xffffffffc0000001, "other_fn", "[other]", 6, "other"}, // unloaded, another in its place
 		{0xffffffff80000001, "low_fn", "[lowmod]", 7, ""},       // module text followed by the kernel's
@@ -364,7 +366,7 @@ func TestKernelSpansSparePasses(t *testing.T) {
 		if c.module != "" {
 			write(c.module)
 		}
-		m := &profile.Mapping{ID: 1, File: KernelFile}
+		m := &profile.Mapping{ID: 1, File: pprof.KernelFile}
 		p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: c.addr, Mapping: m}}}
 		if err := s.Symbolize(p); err != nil {
 			t.Fatal(err)

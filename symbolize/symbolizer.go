@@ -12,7 +12,8 @@ import (
 
 	"github.com/google/pprof/profile"
 
-	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // Options configures a Symbolizer. The zero value is usable.
@@ -20,7 +21,9 @@ type Options struct {
 	// CacheBytes is the byte budget of the object cache; 0 means 256 MiB.
 	CacheBytes int64
 	// Open opens the file of a mapping; nil means os.Open(m.File). The
-	// symbolizer closes the file. OpenInProcess is a good base for one.
+	// symbolizer closes the file. An agent opens a process's files safely
+	// (internal/proc's Table.Open) and keeps track of which process each
+	// mapping came from.
 	Open func(m *profile.Mapping) (*os.File, error)
 	// KallsymsPath is the kernel symbol file; "" means /proc/kallsyms.
 	KallsymsPath string
@@ -102,11 +105,11 @@ func (s *Symbolizer) Symbolize(p *profile.Profile) error {
 		slices.SortFunc(locs, func(a, b *profile.Location) int { return cmpU64(a.Address, b.Address) })
 		var err error
 		switch {
-		case m.File == KernelFile || strings.HasPrefix(m.File, "[kernel."):
+		case m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[kernel."):
 			err = s.symbolizeKernel(m, locs, fs)
 		case isPerfMap(m.File):
 			err = s.symbolizePerfMap(m, locs, fs)
-		case m.File == proc.VDSOPath:
+		case m.File == objfile.VDSOPath:
 			err = s.symbolizeVDSO(m, locs, fs)
 		case m.File == "" || strings.HasPrefix(m.File, "["):
 			continue // [vdso], [anon], ...: nothing on disk to read
@@ -179,7 +182,7 @@ func keepFirst(first, err error) error {
 func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	var keys []string
 	if m.BuildID != "" {
-		keys = append(keys, "build:"+m.BuildID)
+		keys = append(keys, objfile.BuildIDKey(m.BuildID))
 		if e, ok := s.cache.get(keys[0]); ok {
 			return e, nil
 		}
@@ -195,7 +198,7 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	fk := fileKey(st)
+	fk := objfile.FileKey(st)
 	if e, ok := s.cache.get(fk); ok {
 		return e, nil
 	}
@@ -207,7 +210,7 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	if o.buildID == "" {
 		return s.cache.add(fk, o), nil
 	}
-	e := s.cache.add("build:"+o.buildID, o)
+	e := s.cache.add(objfile.BuildIDKey(o.buildID), o)
 	s.cache.alias(e, fk)
 	return e, nil
 }

@@ -5,22 +5,22 @@ import (
 
 	"github.com/google/pprof/profile"
 
-	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // symbolizeVDSO names the frames of a [vdso] mapping from the vDSO image in
-// Ember's own memory (proc.ReadOwnVDSO): the kernel maps the same image
+// Ember's own memory (objfile.ReadOwnVDSO): the kernel maps the same image
 // into every native process, so its symbols (__vdso_clock_gettime, as perf
 // names them) are every process's. A mapping of another size is another
 // ABI's image (a 32-bit process) and keeps its addresses, with an error.
 func (s *Symbolizer) symbolizeVDSO(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
 	s.vdsoOnce.Do(func() {
-		b, err := proc.ReadOwnVDSO()
+		b, err := objfile.ReadOwnVDSO()
 		if err != nil {
 			s.vdsoErr = err
 			return
 		}
-		s.vdso, s.vdsoErr = newObjectBytes(b, proc.VDSOPath)
+		s.vdso, s.vdsoErr = newObjectBytes(b, objfile.VDSOPath)
 		s.vdsoSize = uint64(len(b))
 	})
 	if s.vdsoErr != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emberprof/ember/internal/gopclntab"
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 // Fuzz targets for the parsers. Run one with, for example:

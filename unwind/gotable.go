@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/emberprof/ember/internal/gopclntab"
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 // Go code is described by its pclntab, not by CFI: a stripped Go binary has

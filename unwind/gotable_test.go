@@ -9,7 +9,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/emberprof/ember/internal/gopclntab"
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 // buildGo builds testdata/goarm64 (leaf and framed functions, sort, fmt)

@@ -36,7 +36,10 @@ func (m Mode) String() string {
 	return [...]string{"cpu", "offcpu", "wall"}[m]
 }
 
-// KernelFile is the Mapping.File of kernel frames, as perf names it.
+// KernelFile is the Mapping.File of kernel frames, as perf names it, and
+// the Frame.File package symbolize gives symbols of the core kernel (those
+// of a module get "[module]"). It is defined here, once: every profile
+// Ember builds names its kernel mapping so, and the symbolizer reads it.
 const KernelFile = "[kernel.kallsyms]"
 
 // Value is what one sample adds, before it is laid out by Mode.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
-	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/proc"
@@ -280,23 +279,7 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 	case src.m.Inode == 0:
 		return nil, fmt.Errorf("%s: an anonymous mapping of process %d: %w", pm.File, src.pid, fs.ErrNotExist)
 	}
-	f, err := c.procs.OpenMapping(&src.m)
-	if err == nil {
-		return f, nil
-	}
-	// Not held (the process was gone before we saw it, or map_files is not
-	// permitted): try its path in the process's root, then the same path on
-	// the host if it is the very file that was mapped (device and inode).
-	f, err2 := proc.OpenInProcess(src.pid, pm.File, src.m.Start, src.m.Limit)
-	if err2 == nil {
-		return f, nil
-	}
-	if f, err3 := proc.OpenHost(pm.File, proc.OpenOptions{}); err3 == nil {
-		var st unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &st) == nil && st.Ino == src.m.Inode && st.Dev == src.m.Dev {
-			return f, nil
-		}
-		f.Close()
-	}
-	return nil, errors.Join(err, err2)
+	// Held since the process was seen, else opened now, safely, in its
+	// root (proc.Table.Open: the one opener of a process's files).
+	return c.procs.Open(src.pid, &src.m)
 }

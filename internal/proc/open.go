@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -154,15 +153,16 @@ func openMapFile(name string) (*os.File, error) {
 	return keepRegular(fd, name, OpenOptions{})
 }
 
-// OpenInProcess opens the file mapped at [start, limit) in process pid,
-// named path in the process's view: through map_files first, then by path
-// inside the process's root (OpenInRoot).
-func OpenInProcess(pid int, path string, start, limit uint64) (*os.File, error) {
-	f, err1 := OpenMapped(pid, start, limit)
+// OpenMappedFile opens the file mapped at m in process pid: the very file,
+// through map_files, or else the file by m's path inside the process's root
+// and then on the host, kept only if it is the same inode (openMappingByPath).
+// Table.Open tries the descriptor held since the process was seen first.
+func OpenMappedFile(pid int, m *Mapping) (*os.File, error) {
+	f, err1 := OpenMapped(pid, m.Start, m.Limit)
 	if err1 == nil {
 		return f, nil
 	}
-	f, err2 := OpenInRoot(pid, strings.TrimSuffix(path, " (deleted)"), OpenOptions{})
+	f, err2 := openMappingByPath(pid, m)
 	if err2 != nil {
 		return nil, errors.Join(err1, err2)
 	}

@@ -112,18 +112,13 @@ func (t *Table) hold(pid int, m *Mapping) (fileKey, bool) {
 		h.refs++
 		return k, true
 	}
-	// map_files reaches the very file mapped (deleted or memfd included) and
-	// never resolves a path inside a container's root on the host.
-	name := fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit)
-	f, err := openMapFile(name)
-	if err != nil && t.root == procRoot {
-		// map_files is closed without CAP_CHECKPOINT_RESTORE: the file
-		// by its path, if it is still the one mapped.
-		if f2, err2 := openMappingByPath(pid, m); err2 == nil {
-			f, err = f2, nil
-		} else {
-			err = errors.Join(err, err2)
-		}
+	var f *os.File
+	var err error
+	if t.root == procRoot {
+		f, err = OpenMappedFile(pid, m)
+	} else {
+		// A test's fake /proc: its map_files only.
+		f, err = openMapFile(fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit))
 	}
 	if err != nil {
 		// The mapping is gone: the process exec'd or unmapped it after
@@ -156,18 +151,37 @@ func (t *Table) Get(pid int) *Process {
 	return t.procs[pid]
 }
 
-// OpenMapping returns a new descriptor of the file behind m, read from the
-// descriptor held since the process was first seen, so it works after the
-// process exited or the file was deleted. The caller closes it.
+// Open returns a new descriptor of the file behind m, a mapping of process
+// pid: from the descriptor held since the process was first seen, so that it
+// works after the process exited or the file was deleted, else opened now by
+// OpenMappedFile (a file the table could not hold then). The caller closes
+// it. It is how Ember opens a process's mapped files, for unwind tables and
+// for symbols alike.
+func (t *Table) Open(pid int, m *Mapping) (*os.File, error) {
+	f, err := t.openHeld(m)
+	if err == nil {
+		return f, nil
+	}
+	if m.Inode == 0 {
+		return nil, err
+	}
+	f, err2 := OpenMappedFile(pid, m)
+	if err2 != nil {
+		return nil, errors.Join(err, err2)
+	}
+	return f, nil
+}
+
+// openHeld reopens the descriptor held for m's file.
 //
 // It opens under the lock: a descriptor released meanwhile would be closed,
 // and its number could already name another file.
-func (t *Table) OpenMapping(m *Mapping) (*os.File, error) {
+func (t *Table) openHeld(m *Mapping) (*os.File, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.files[fileKey{m.Dev, m.Inode}]
 	if h == nil {
-		return nil, fmt.Errorf("%s: %w", m.Path, os.ErrNotExist)
+		return nil, fmt.Errorf("%s: not held: %w", m.Path, os.ErrNotExist)
 	}
 	return os.Open(fmt.Sprintf("/proc/self/fd/%d", h.f.Fd()))
 }

@@ -56,7 +56,7 @@ func TestOpenMappingDuringReread(t *testing.T) {
 	var first error
 	for i := 0; i < 20000; i++ {
 		m := files[i%len(files)]
-		f, err := tab.OpenMapping(&m)
+		f, err := tab.openHeld(&m)
 		if err != nil {
 			if failed++; first == nil {
 				first = err
@@ -119,7 +119,7 @@ func TestRereadAfterFailedHold(t *testing.T) {
 	if len(p.Mappings) != 1 {
 		t.Fatalf("%d mappings, want 1", len(p.Mappings))
 	}
-	f, err := tab.OpenMapping(&p.Mappings[0])
+	f, err := tab.openHeld(&p.Mappings[0])
 	if err != nil {
 		t.Fatalf("open the loader after the process was read again: %v", err)
 	}
@@ -128,7 +128,7 @@ func TestRereadAfterFailedHold(t *testing.T) {
 	// Forgetting the process releases what it held, once.
 	tab.MarkExited(42)
 	tab.Sweep()
-	if _, err := tab.OpenMapping(&p.Mappings[0]); err == nil {
+	if _, err := tab.openHeld(&p.Mappings[0]); err == nil {
 		t.Error("the loader is still held after its only process was forgotten")
 	}
 }

@@ -6,32 +6,59 @@ package tracer
 import (
 	"bytes"
 	"debug/elf"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/symbolize/objfile"
 	"github.com/emberprof/ember/unwind"
 )
 
-// mapping returns the unwind_mapping of one executable file mapping and the
-// table it uses (nil for a frame-pointer mapping), with a reference taken.
-func (u *unwinder) mapping(m *proc.Mapping) (unwind.Mapping, *loadedTable, error) {
+// mapping returns the unwind_mapping of one executable file mapping of
+// process pid and the table it uses (nil for a frame-pointer mapping), with
+// a reference taken.
+//
+// It is the tracer's ELF boundary: everything read from the file happens
+// inside it, and a panic there (a binary some parser does not survive)
+// costs this file its table and nothing else. The mapping is walked with
+// frame pointers, the file is counted (UnwindStats.BadBinaries) and logged
+// once, and not read again for other processes.
+func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *loadedTable, err error) {
 	fp := unwind.Mapping{Start: m.Start, End: m.Limit, Flags: unwind.MappingFramePointers}
+	bad := badFile{m.Dev, m.Inode}
+	if u.isBad(bad) {
+		return fp, nil, fmt.Errorf("%s: %w", m.Path, errBadBinary)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if lt != nil {
+				u.release([]*loadedTable{lt})
+			}
+			um, lt, err = fp, nil, u.recovered(bad, m.Path, r)
+		}
+	}()
+	if testHookMapping != nil {
+		testHookMapping(m)
+	}
 	var ef *elf.File
-	if m.Path == "[vdso]" {
-		var err error
+	var st os.FileInfo
+	if m.Path == objfile.VDSOPath {
 		if ef, err = u.vdso(m.Limit - m.Start); err != nil {
 			return fp, nil, err
 		}
 	} else {
-		f, err := u.procs.OpenMapping(m)
+		f, err := u.procs.Open(int(pid), m)
 		if err != nil {
 			return fp, nil, err
 		}
 		defer f.Close()
+		if st, err = f.Stat(); err != nil {
+			return fp, nil, err
+		}
 		if ef, err = elf.NewFile(f); err != nil {
 			return fp, nil, err
 		}
@@ -41,9 +68,9 @@ func (u *unwinder) mapping(m *proc.Mapping) (unwind.Mapping, *loadedTable, error
 		return fp, nil, err
 	}
 	fp.Bias = bias
-	key := binaryKey(ef, m)
+	key := binaryKey(ef, st)
 	u.mu.Lock()
-	lt := u.tables[key]
+	lt = u.tables[key]
 	if lt != nil {
 		lt.refs++
 	}
@@ -100,7 +127,7 @@ func (u *unwinder) vdso(size uint64) (*elf.File, error) {
 }
 
 func readOwnVDSO() (*elf.File, uint64, error) {
-	b, err := proc.ReadOwnVDSO()
+	b, err := objfile.ReadOwnVDSO()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -108,32 +135,52 @@ func readOwnVDSO() (*elf.File, uint64, error) {
 	return ef, uint64(len(b)), err
 }
 
-// binaryKey names a binary for the table cache: its GNU build ID, or the
-// file's device and inode when it has none.
-func binaryKey(ef *elf.File, m *proc.Mapping) string {
-	if id := gnuBuildID(ef); id != "" {
-		return "build:" + id
+// binaryKey names a binary for the table cache as symbolize names it for
+// its object cache (objfile.Key): its GNU build ID, else the identity of the
+// file (st; nil for the vDSO, which is one image per ABI).
+func binaryKey(ef *elf.File, st os.FileInfo) string {
+	id, _ := objfile.BuildIDs(ef)
+	if id == "" && st == nil {
+		return objfile.VDSOPath
 	}
-	return fmt.Sprintf("file:%x:%d", m.Dev, m.Inode)
+	return objfile.Key(id, st)
 }
 
-// gnuBuildID returns the hex GNU build ID note of ef, or "".
-func gnuBuildID(ef *elf.File) string {
-	s := ef.Section(".note.gnu.build-id")
-	if s == nil || s.Size > 1024 {
-		return ""
-	}
-	b, err := s.Data()
-	if err != nil || len(b) < 16 {
-		return ""
-	}
-	namesz := binary.LittleEndian.Uint32(b[0:])
-	descsz := binary.LittleEndian.Uint32(b[4:])
-	typ := binary.LittleEndian.Uint32(b[8:])
-	off := 12 + (uint64(namesz)+3)&^3
-	if typ != 3 /* NT_GNU_BUILD_ID */ || namesz != 4 || !bytes.HasPrefix(b[12:], []byte("GNU")) ||
-		off+uint64(descsz) > uint64(len(b)) || descsz == 0 {
-		return ""
-	}
-	return hex.EncodeToString(b[off : off+uint64(descsz)])
+// errBadBinary is the error of a mapping whose file once panicked a parser.
+var errBadBinary = errors.New("a binary that could not be read before (see the first error logged for it)")
+
+// maxBadFiles bounds the files remembered as bad; past it they are forgotten
+// and read (and recovered from) again.
+const maxBadFiles = 4096
+
+// badFile identifies a file that panicked a parser: the device and inode of
+// its mappings.
+type badFile struct{ dev, inode uint64 }
+
+func (u *unwinder) isBad(f badFile) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.bad[f]
 }
+
+// recovered turns the panic r, met reading the file of a mapping, into its
+// error: the file is counted, remembered as bad and logged, once.
+func (u *unwinder) recovered(f badFile, path string, r any) error {
+	err := fmt.Errorf("%s: unwind table: %w: %v", path, errBadBinary, r)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.bad[f] {
+		return err
+	}
+	if len(u.bad) >= maxBadFiles {
+		clear(u.bad)
+	}
+	u.bad[f] = true
+	u.stats.BadBinaries++
+	slog.Warn("a binary could not be read for unwind tables; its code is walked with frame pointers", "file", path, "panic", r, "stack", string(debug.Stack()))
+	return err
+}
+
+// testHookMapping, if set, is called by mapping with each file mapping
+// before it is read: tests panic in it to stand for a parser that does.
+var testHookMapping func(m *proc.Mapping)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -27,25 +26,6 @@ func TestParseUnwindMode(t *testing.T) {
 	}
 	if _, err := ParseUnwindMode("dwarf"); err == nil {
 		t.Error("ParseUnwindMode(dwarf) succeeded")
-	}
-}
-
-// gnuBuildID agrees with readelf.
-func TestGNUBuildID(t *testing.T) {
-	readelf := testutil.RequireTool(t, "readelf")
-	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-Wl,--build-id=sha1"}, "unwind/chain.c")
-	out := testutil.Run(t, "", readelf, "-n", bin)
-	m := regexp.MustCompile(`Build ID: ([0-9a-f]+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("readelf shows no build ID:\n%s", out)
-	}
-	ef, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ef.Close()
-	if got := gnuBuildID(ef); got != m[1] {
-		t.Errorf("gnuBuildID = %q, readelf %q", got, m[1])
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -61,6 +62,12 @@ type UnwindStats struct {
 	// before 1.20 walked with frame pointers instead (frameless leaves lose
 	// their callers there).
 	GoTables, GoBadFuncs, GoFramePointers int
+
+	// BadBinaries counts files whose reading panicked (a hostile or
+	// corrupt binary): their code is walked with frame pointers.
+	// Recovered counts jobs of the worker that panicked outside any one
+	// file's reading; the process keeps frame pointers until its next job.
+	BadBinaries, Recovered int
 }
 
 // unwinder loads the unwind tables of processes into the kernel maps, in
@@ -80,6 +87,7 @@ type unwinder struct {
 	tables             map[string]*loadedTable // by binary key
 	pids               map[uint32][]*loadedTable
 	written            map[uint32]string // pid -> mapsKey of its entry
+	bad                map[badFile]bool  // files that panicked a parser
 	stats              UnwindStats
 
 	vdsoOnce sync.Once
@@ -117,6 +125,7 @@ func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes) *u
 		tables:  map[string]*loadedTable{},
 		pids:    map[uint32][]*loadedTable{},
 		written: map[uint32]string{},
+		bad:     map[badFile]bool{},
 	}
 	u.wg.Add(1)
 	go u.run()
@@ -146,19 +155,46 @@ func (u *unwinder) run() {
 		case <-u.done:
 			return
 		case j := <-u.jobs:
-			if j.exit {
-				u.unload(j.pid)
-				continue
-			}
-			if err := u.load(j.pid); err != nil {
-				u.mu.Lock()
-				u.stats.LoadFailed++
-				u.mu.Unlock()
-				slog.Debug("load unwind tables", "pid", j.pid, "err", err)
-			}
+			u.do(j)
 		}
 	}
 }
+
+// do runs one job. A panic in it is recovered, counted and logged once, so
+// that the worker goes on loading other processes' tables: mapping recovers
+// what one file's reading throws, and this catches the rest.
+func (u *unwinder) do(j unwindJob) {
+	defer func() {
+		if r := recover(); r != nil {
+			u.mu.Lock()
+			u.stats.Recovered++
+			first := u.stats.Recovered == 1
+			u.mu.Unlock()
+			if first {
+				slog.Warn("unwind table worker recovered from a panic; that process walks with frame pointers", "pid", j.pid, "panic", r, "stack", string(debug.Stack()))
+			} else {
+				slog.Debug("unwind table worker recovered from a panic", "pid", j.pid, "panic", r)
+			}
+		}
+	}()
+	if testHookJob != nil {
+		testHookJob(j)
+	}
+	if j.exit {
+		u.unload(j.pid)
+		return
+	}
+	if err := u.load(j.pid); err != nil {
+		u.mu.Lock()
+		u.stats.LoadFailed++
+		u.mu.Unlock()
+		slog.Debug("load unwind tables", "pid", j.pid, "err", err)
+	}
+}
+
+// testHookJob, if set, is called by the worker with each job: tests panic
+// in it.
+var testHookJob func(j unwindJob)
 
 // load writes the unwind_procs entry of pid, building and loading the
 // tables of its executable mappings first, so that the kernel never sees an
@@ -207,7 +243,7 @@ func (u *unwinder) load(pid uint32) error {
 			ms = append(ms, unwind.Mapping{Start: m.Start, End: m.Limit, Flags: unwind.MappingFramePointers})
 			continue
 		}
-		um, lt, err := u.mapping(m)
+		um, lt, err := u.mapping(pid, m)
 		if err != nil {
 			slog.Debug("unwind table", "pid", pid, "file", m.Path, "err", err)
 		}

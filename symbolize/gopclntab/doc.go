@@ -12,6 +12,10 @@
 // by its header. Everything read is treated as hostile: offsets are checked,
 // decoding steps are capped, and no panic escapes (Find and Parse recover).
 //
+// It is a public package beside symbolize, not under internal/, because
+// both libraries import it and libraries import nothing under internal/
+// (internal/layering). It imports nothing of Ember's.
+//
 // Go's debug/gosym does not expose pcsp, hence this package. Before Go 1.20
 // (magic 0xfffffff0 and older) ErrOldGo is returned, wrapped, so that callers
 // can fall back (unwinding with frame pointers) and say why.

@@ -1,0 +1,141 @@
+package layering
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/emberprof/ember/internal/testutil"
+)
+
+const module = "github.com/emberprof/ember"
+
+// libraries are the packages (with their subpackages) that must stay free of
+// the kernel side and of internal/.
+var libraries = []string{"symbolize", "unwind", "export"}
+
+// forbidden reports why a library must not depend on dep, or "".
+func forbidden(dep string) string {
+	switch {
+	case dep == module+"/bpf":
+		return "the kernel side: only internal/tracer imports package bpf"
+	case dep == "github.com/cilium/ebpf" || strings.HasPrefix(dep, "github.com/cilium/ebpf/"):
+		return "the kernel side: cilium/ebpf belongs to bpf and internal/tracer"
+	case strings.HasPrefix(dep, module+"/internal/"):
+		return "internal/ is the agent's wiring: a library takes what it needs as an interface or a value"
+	}
+	return ""
+}
+
+// bpfImporters may import package bpf directly: internal/tracer, and
+// internal/agent until its import of bpf is removed (#18, engineer
+// "agent"): then this list tightens to internal/tracer alone.
+var bpfImporters = []string{module + "/internal/tracer", module + "/internal/agent"}
+
+type pkg struct {
+	path    string
+	imports []string
+	deps    []string
+}
+
+// list runs go list over the module: each package's direct imports and
+// all its dependencies, tests excluded (what the package itself links).
+func list(t *testing.T) []pkg {
+	t.Helper()
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(goTool, "list", "-f", "{{.ImportPath}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", "./...")
+	cmd.Dir = testutil.RepoRoot()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	var pkgs []pkg
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "|")
+		if len(f) != 3 {
+			t.Fatalf("go list line %q", sc.Text())
+		}
+		pkgs = append(pkgs, pkg{f[0], strings.Fields(f[1]), strings.Fields(f[2])})
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+func isLibrary(path string) bool {
+	for _, l := range libraries {
+		if path == module+"/"+l || strings.HasPrefix(path, module+"/"+l+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// why returns a chain of imports from p to dep, for the error.
+func why(pkgs []pkg, from, dep string) string {
+	imports := map[string][]string{}
+	for _, p := range pkgs {
+		imports[p.path] = p.imports
+	}
+	prev := map[string]string{from: ""}
+	queue := []string{from}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		if cur == dep {
+			var chain []string
+			for c := dep; c != ""; c = prev[c] {
+				chain = append(chain, strings.TrimPrefix(c, module+"/"))
+			}
+			slices.Reverse(chain)
+			return strings.Join(chain, " -> ")
+		}
+		for _, i := range imports[cur] {
+			if _, seen := prev[i]; !seen {
+				prev[i] = cur
+				queue = append(queue, i)
+			}
+		}
+	}
+	return from + " -> ... -> " + dep
+}
+
+// TestLibrariesStayLibraries: no library depends, even through another
+// package, on the kernel side or on internal/.
+func TestLibrariesStayLibraries(t *testing.T) {
+	pkgs := list(t)
+	n := 0
+	for _, p := range pkgs {
+		if !isLibrary(p.path) {
+			continue
+		}
+		n++
+		for _, d := range p.deps {
+			if reason := forbidden(d); reason != "" {
+				t.Errorf("%s depends on %s (%s): %s", p.path, d, why(pkgs, p.path, d), reason)
+			}
+		}
+	}
+	if n < len(libraries) {
+		t.Fatalf("only %d library packages found", n)
+	}
+}
+
+// TestOnlyTracerImportsBPF: package bpf is the tracer's.
+func TestOnlyTracerImportsBPF(t *testing.T) {
+	for _, p := range list(t) {
+		if slices.Contains(p.imports, module+"/bpf") && !slices.Contains(bpfImporters, p.path) {
+			t.Errorf("%s imports package bpf: only internal/tracer may (the kernel side stays behind it)", p.path)
+		}
+	}
+}
