@@ -32,10 +32,8 @@ func forbidden(dep string) string {
 	return ""
 }
 
-// bpfImporters may import package bpf directly: internal/tracer, and
-// internal/agent until its import of bpf is removed (#18, engineer
-// "agent"): then this list tightens to internal/tracer alone.
-var bpfImporters = []string{module + "/internal/tracer", module + "/internal/agent"}
+// bpfImporters may import package bpf directly: internal/tracer alone.
+var bpfImporters = []string{module + "/internal/tracer"}
 
 type pkg struct {
 	path    string
