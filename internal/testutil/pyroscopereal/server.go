@@ -52,6 +52,11 @@ type Server struct {
 	// server's own gRPC port does not serve OTLP.
 	URL string
 	dir string
+
+	bin    string
+	args   []string
+	cmd    *exec.Cmd     // nil while stopped
+	exited chan struct{} // closed when cmd has exited
 }
 
 // Dir returns the directory holding pyroscope.xz: $EMBER_PYROSCOPE_DIR, else
@@ -93,30 +98,29 @@ func Start(t testing.TB) *Server {
 		"-compactor.ring.instance-addr=" + a, "-distributor.ring.instance-addr=" + a, "-ingester.lifecycler.addr=" + a,
 		"-overrides-exporter.ring.instance-addr=" + a, "-query-frontend.instance-addr=" + a, "-query-scheduler.ring.instance-addr=" + a,
 		"-segment-writer.lifecycler.addr=" + a, "-store-gateway.sharding-ring.instance-addr=" + a}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	logf, err := os.Create(filepath.Join(dir, "log"))
+	s := &Server{URL: fmt.Sprintf("http://%s:%d", a, httpPort), dir: dir, bin: bin, args: args}
+	t.Cleanup(s.stop)
+	s.run(t)
+	return s
+}
+
+// run starts the server process and waits up to two minutes for /ready.
+func (s *Server) run(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Dir = s.dir
+	logf, err := os.OpenFile(filepath.Join(s.dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
+		logf.Close()
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		// Graceful shutdown takes up to ~30 s; after that, kill.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(35 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-	})
-	s := &Server{URL: fmt.Sprintf("http://%s:%d", a, httpPort), dir: dir}
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
@@ -127,13 +131,38 @@ func Start(t testing.TB) *Server {
 		if resp, err := http.Get(s.URL + "/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		time.Sleep(time.Second)
 	}
 	t.Fatalf("pyroscope not ready in 2 minutes:\n%s", s.LogTail())
-	return nil
+}
+
+// stop ends the server: gracefully (up to ~30 s), else killed.
+func (s *Server) stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(35 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+}
+
+// Stop stops the server, keeping its data and ports, for a test of an
+// outage; Restart starts it again.
+func (s *Server) Stop() { s.stop() }
+
+// Restart starts a stopped server again on the same ports and data, and
+// waits for it to be ready (45-100 s on 2 CPUs).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.run(t)
 }
 
 // LogTail returns the end of the server's log, for a failing test to show.
