@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -51,8 +52,9 @@ type Agent struct {
 	mu     sync.Mutex
 	symCol *collector // the interval being symbolized: the symbolizer's opener
 
-	goLimit int64 // the Go runtime's memory limit set from cfg.Memory
-	drops   dropCounts
+	goLimit   int64 // the Go runtime's memory limit set from cfg.Memory
+	drops     dropCounts
+	intervals atomic.Uint64 // intervals finished, the last partial one included
 }
 
 // agentDrainEvery is how often the agent empties the kernel maps within an
@@ -85,6 +87,7 @@ func Start(cfg Config) (*Agent, error) {
 	tc.DrainInterval = agentDrainEvery
 	if cfg.Memory.Limit > 0 {
 		tc.UnwindRowBytes = cfg.Memory.UnwindRowBytes
+		tc.StackMapBytes = cfg.Memory.StackMapBytes
 		if cfg.SymbolCacheBytes <= 0 {
 			cfg.SymbolCacheBytes = cfg.Memory.SymbolCache
 		}

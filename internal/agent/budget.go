@@ -21,13 +21,15 @@ const DefaultMemoryLimit = 128 << 20
 type Budget struct {
 	Limit          int64
 	UnwindRowBytes int64 // kernel memory of the unwind-rows array
+	StackMapBytes  int64 // kernel memory of each stack-trace map (4 of them)
 	SymbolCache    int64 // the symbolizer's object cache
 	QueueBytes     int64 // each remote sink's upload queue
 }
 
 // PlanMemory splits limit. At the default 128 MiB: 16 MiB of unwind rows,
-// 32 MiB of symbolizer cache, 8 MiB per upload queue; at 64 MiB, half of
-// each.
+// stack-trace maps of at most 8 MiB each (the 4096 stacks 19 Hz needs on
+// 2 CPUs take 4 MiB; 2048 fit at 64 MiB), 32 MiB of symbolizer cache, 8 MiB
+// per upload queue; at 64 MiB, half of each.
 func PlanMemory(limit int64) (Budget, error) {
 	if limit < MinMemoryLimit {
 		return Budget{}, fmt.Errorf("--memory-limit %d MiB: the agent needs at least %d MiB", limit>>20, MinMemoryLimit>>20)
@@ -35,6 +37,7 @@ func PlanMemory(limit int64) (Budget, error) {
 	return Budget{
 		Limit:          limit,
 		UnwindRowBytes: limit / 8,
+		StackMapBytes:  limit / 16,
 		SymbolCache:    limit / 4,
 		QueueBytes:     limit / 16,
 	}, nil

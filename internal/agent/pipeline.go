@@ -137,6 +137,7 @@ func (a *Agent) drain(iv *interval) {
 
 func (a *Agent) finish(iv *interval, end time.Time) {
 	iv.end = end
+	a.intervals.Add(1)
 	if st, err := a.tr.Stats(); err == nil {
 		iv.stats = st
 	}

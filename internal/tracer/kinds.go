@@ -24,3 +24,16 @@ func unwindSizes(cfg Config) bpf.UnwindSizes {
 	}
 	return s
 }
+
+// stackEntryBytes is the kernel memory of one stack-trace map entry: 127
+// frames of 8 bytes and the bucket's header.
+const stackEntryBytes = 1040
+
+// capEntries returns n cut to at most limit, as a power of 2 of at least 1024.
+func capEntries(n uint32, limit int64) uint32 {
+	c := uint32(1024)
+	for int64(c)*2 <= limit && c < n {
+		c <<= 1
+	}
+	return min(n, c)
+}

@@ -62,6 +62,10 @@ type Config struct {
 	// UnwindRowBytes caps the kernel memory of the unwind-rows array, the
 	// largest map; 0 keeps the default (24 MiB).
 	UnwindRowBytes int64
+	// StackMapBytes caps the kernel memory of each stack-trace map when
+	// StackEntries is 0 (the size from the rate is cut to fit); the counts
+	// maps get 4 entries per stack entry. 0: no cap.
+	StackMapBytes int64
 }
 
 // MaxCgroups is how many cgroup subtrees Config.Cgroups may name.
@@ -118,6 +122,10 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	}
 	if cfg.StackEntries == 0 {
 		cfg.StackEntries = stackEntries(cfg.Frequency, len(cpus), cfg.DrainInterval)
+		if cfg.StackMapBytes > 0 && cfg.CountsEntries == 0 {
+			cfg.StackEntries = capEntries(cfg.StackEntries, cfg.StackMapBytes/stackEntryBytes)
+			cfg.CountsEntries = min(max(cfg.StackEntries, 16384), 4*cfg.StackEntries)
+		}
 	}
 	if cfg.CountsEntries == 0 {
 		cfg.CountsEntries = max(cfg.StackEntries, 16384)
