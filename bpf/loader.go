@@ -2,11 +2,13 @@ package bpf
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -282,10 +284,11 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	if cfg.OffCPUThreshold >= 1<<32 {
 		return nil, fmt.Errorf("the off-CPU sampling threshold %v is too long: at most %v", cfg.OffCPUThreshold, time.Duration(1<<32-1))
 	}
-	spec, err := loadEmber()
+	parsed, err := parsedEmber()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
+	spec := parsed.Copy()
 	raw := cfg.Hook == HookRaw
 	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
@@ -366,6 +369,29 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
+// parsedEmber is the embedded object, parsed once per process: spec copies
+// it, so that probes and the load that follows them do not parse it again.
+var parsedEmber = sync.OnceValues(loadEmber)
+
+// ObjectHash identifies the embedded BPF object (a SHA-256 of its bytes):
+// what a kernel accepted of one build of Ember's programs says nothing of
+// another's.
+var ObjectHash = sync.OnceValue(func() [32]byte { return sha256.Sum256(_EmberBytes) })
+
+// kernelBTF holds the kernel's BTF, decoded once per process and shared by
+// every load (probes, the load, a reload): cilium/ebpf decodes it afresh
+// for each collection otherwise (for tp_btf targets, kfuncs and CO-RE),
+// 15-40 ms each time on this machine.
+var kernelBTF = btf.NewCache()
+
+// collectionOptions are the options of every collection cfg loads.
+func (cfg Config) collectionOptions() ebpf.CollectionOptions {
+	return ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
+		Cache:    kernelBTF,
+	}
+}
+
 // Load loads the programs cfg asks for into the kernel.
 func Load(cfg Config) (*Objects, error) {
 	spec, err := cfg.spec()
@@ -376,9 +402,7 @@ func Load(cfg Config) (*Objects, error) {
 	raw := cfg.Hook == HookRaw
 	tw := cfg.OffCPU && (cfg.Hook == HookTaskWork || cfg.Hook == HookTaskWorkImpl)
 	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
-	})
+	coll, err := ebpf.NewCollectionWithOptions(spec, cfg.collectionOptions())
 	if err != nil {
 		return nil, newLoadError(spec, err)
 	}

@@ -218,9 +218,7 @@ func ProbeHook(cfg Config) error {
 			}
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
-	})
+	coll, err := ebpf.NewCollectionWithOptions(spec, cfg.collectionOptions())
 	if err != nil {
 		return newLoadError(spec, err)
 	}

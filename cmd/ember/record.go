@@ -36,6 +36,7 @@ func init() {
 		dinfo        debuginfodFlags
 		dinfoWait    time.Duration
 		wakers       bool
+		selfProfile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "record [flags] [-- COMMAND [ARGS...]]",
@@ -46,6 +47,11 @@ symbolized profile. With no --pid, --cgroup or COMMAND it profiles the whole
 system.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			stopProfile, err := startSelfProfile(selfProfile)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			m, err := pprof.ParseMode(mode)
 			if err != nil {
 				return err
@@ -102,6 +108,7 @@ system.`,
 			}
 			agent.WriteSummary(os.Stderr, sum)
 			if sum.ExitCode != 0 {
+				stopProfile()
 				os.Exit(sum.ExitCode)
 			}
 			return nil
@@ -125,6 +132,7 @@ system.`,
 	f.StringVar(&unwindMode, "unwind", "", "walk user stacks with unwind tables from .eh_frame (tables) or frame pointers only (fp) (default: tables where the kernel loads the table walker)")
 	f.BoolVar(&wakers, "wakers", false, wakersUsage)
 	f.StringVar(&btfFile, "btf", os.Getenv("EMBER_BTF"), btfUsage)
+	f.StringVar(&selfProfile, "self-profile", "", "write Ember's own CPU profile (runtime/pprof) to this file, for measuring Ember itself")
 	dinfo.add(f)
 	f.DurationVar(&dinfoWait, "debuginfod-wait", agent.DefaultDebuginfodWait, "at the end, wait at most this long for debug files from debuginfod before symbolizing")
 	rootCmd.AddCommand(cmd)

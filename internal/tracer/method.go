@@ -93,7 +93,9 @@ type attempt struct {
 // frame pointers, then task-work, sys-exit and raw-tp, each only where the
 // user left the choice to Ember (auto). The kernel decides by loading or
 // refusing each; a fallback is said once, with the reason the better
-// candidate was refused, and the verifier's whole log goes to debug.
+// candidate was refused, and the verifier's whole log goes to debug. Where
+// there is a choice, the decision is cached per kernel build (decision.go)
+// and a later run loads the decided candidate directly.
 func load(cfg Config, bcfg bpf.Config) (*bpf.Objects, OffCPUMethod, UnwindMode, error) {
 	methods := []OffCPUMethod{cfg.OffCPUMethod}
 	if cfg.OffCPUMethod == MethodAuto {
@@ -113,7 +115,15 @@ func load(cfg Config, bcfg bpf.Config) (*bpf.Objects, OffCPUMethod, UnwindMode, 
 	// load: a refused candidate then costs the verification of its off-CPU
 	// programs only.
 	probe := cfg.OffCPU && len(methods)*len(methods[0].hooks()) > 1
+	var cache *decisions
+	if probe && len(bcfg.Refuse) == 0 {
+		cache = openDecisions(cfg)
+	}
+	if objs, d := loadDecided(cache, bcfg); objs != nil {
+		return objs, d.Method, d.Unwind, nil
+	}
 	var tried []attempt
+	var refusals []error
 	for _, u := range unwinds {
 		for _, m := range methods {
 			var err error
@@ -122,16 +132,24 @@ func load(cfg Config, bcfg bpf.Config) (*bpf.Objects, OffCPUMethod, UnwindMode, 
 				if probe {
 					if err = bpf.ProbeHook(bcfg); err != nil {
 						logRefusal(m, h, u, err)
+						refusals = append(refusals, err)
 						continue
 					}
 				}
 				var objs *bpf.Objects
 				objs, err = bpf.Load(bcfg)
 				if err == nil {
-					sayFallback(cfg, tried, m, u)
+					said := fallbackLines(cfg, tried, m, u)
+					for _, l := range said {
+						slog.Info(l)
+					}
+					if cacheable(refusals) {
+						cache.put(decision{Method: m, Hook: h, Unwind: u, Said: said})
+					}
 					return objs, m, u, nil
 				}
 				logRefusal(m, h, u, err)
+				refusals = append(refusals, err)
 			}
 			tried = append(tried, attempt{m, u, explainRefusal(m, u, err)})
 		}
@@ -139,27 +157,54 @@ func load(cfg Config, bcfg bpf.Config) (*bpf.Objects, OffCPUMethod, UnwindMode, 
 	return nil, "", "", refusedAll(cfg, tried)
 }
 
-// sayFallback says, once, why the chosen candidate is not the best one.
-func sayFallback(cfg Config, tried []attempt, m OffCPUMethod, u UnwindMode) {
+// loadDecided loads the candidate cached for this kernel build, and says
+// again why the better ones are not used, once, naming the cache. If the
+// kernel refuses it, the cache is forgotten and nil returned: auto then
+// decides the normal way.
+func loadDecided(cache *decisions, bcfg bpf.Config) (*bpf.Objects, *decision) {
+	d := cache.get()
+	if d == nil {
+		return nil, nil
+	}
+	bcfg.Hook, bcfg.UnwindTables = d.Hook, d.Unwind == UnwindTables
+	objs, err := bpf.Load(bcfg)
+	if err != nil {
+		slog.Debug("the cached decision was refused; deciding again", "file", cache.path, "method", d.Method, "unwind", d.Unwind, "err", err)
+		cache.forget()
+		return nil, nil
+	}
+	note := " (decided on an earlier run on this kernel build, cached in " + cache.path + ")"
+	for _, l := range d.Said {
+		slog.Info(l + note)
+	}
+	if len(d.Said) == 0 {
+		slog.Debug("loaded auto's cached decision"+note, "method", d.Method, "unwind", d.Unwind)
+	}
+	return objs, d
+}
+
+// fallbackLines say why the chosen candidate is not the best one.
+func fallbackLines(cfg Config, tried []attempt, m OffCPUMethod, u UnwindMode) []string {
+	var said []string
 	if u == UnwindFP && cfg.Unwind == UnwindAuto {
 		for _, a := range tried {
 			if a.unwind == UnwindTables && a.method == m {
-				slog.Info("walking user stacks with frame pointers only: the kernel refused the table walker: " + a.err.Error())
+				said = append(said, "walking user stacks with frame pointers only: the kernel refused the table walker: "+a.err.Error())
 			}
 		}
 	}
 	if !cfg.OffCPU || cfg.OffCPUMethod != MethodAuto {
 		if !cfg.OffCPU && m == MethodRawTP {
-			slog.Info("following processes with raw tracepoints: the kernel refused BTF-enabled ones (tp_btf)")
+			said = append(said, "following processes with raw tracepoints: the kernel refused BTF-enabled ones (tp_btf)")
 		}
-		return
+		return said
 	}
 	for _, a := range tried {
 		if a.unwind == u && a.method != m {
-			slog.Info(fmt.Sprintf("off-CPU method %s: %s was refused: %v", m, a.method, a.err))
-			return
+			return append(said, fmt.Sprintf("off-CPU method %s: %s was refused: %v", m, a.method, a.err))
 		}
 	}
+	return said
 }
 
 // logRefusal puts the whole refusal at debug, and the verifier's log after
