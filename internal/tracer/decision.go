@@ -200,15 +200,23 @@ func (d *decisions) put(dec decision) {
 // writePrivate writes b to path through a temporary file in the same
 // directory, mode 0600, in a directory created 0700 if missing.
 func writePrivate(path string, b []byte) error {
+	return writePrivateFunc(path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writePrivateFunc is writePrivate with the contents written by write.
+func writePrivateFunc(path string, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".auto-*")
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
-	_, err = tmp.Write(b)
+	err = write(tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

@@ -79,7 +79,7 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 		t, err, ok := u.cache.Get(key)
 		if !ok {
 			start := time.Now()
-			t, err = u.cache.GetOrBuild(key, func() (*unwind.Table, error) { return unwind.NewTable(ef) })
+			t, err = u.cache.GetOrBuild(key, func() (*unwind.Table, error) { return buildTableCached(key, ef) })
 			u.mu.Lock()
 			u.stats.Built++
 			u.stats.BuildTime += time.Since(start)
