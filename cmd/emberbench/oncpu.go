@@ -338,20 +338,31 @@ func (b *bench) perfRun(work []string, timeout time.Duration) (*cpuResult, error
 	if res.samples, err = parsePerfRecord(r.Stderr); err != nil {
 		return nil, err
 	}
-	s, err := runCmd(b.ctx, []string{"perf", "script", "-i", data}, runOpts{Timeout: timeout})
+	s, post, err := b.perfScriptFold(data, script, folded, timeout)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(script, []byte(s.Stdout), 0o644); err != nil {
-		return nil, err
-	}
-	f, err := runCmd(b.ctx, []string{b.self, "fold", script, folded}, runOpts{Timeout: timeout})
-	if err != nil {
-		return nil, err
-	}
-	res.postCPU, res.postWall = s.CPU+f.CPU, s.Wall+f.Wall
-	if t, err := firstPerfSample(s.Stdout); err == nil {
+	res.postCPU, res.postWall = post.CPU, post.Wall
+	if t, err := firstPerfSample(s); err == nil {
 		res.first = t - r.Start
 	}
 	return res, nil
+}
+
+// perfScriptFold is the rest of perf's pipeline after perf record: perf
+// script into a file, then folding it in a process of its own. It returns
+// perf script's output and the two steps' CPU and wall time together.
+func (b *bench) perfScriptFold(data, script, folded string, timeout time.Duration) (string, run, error) {
+	s, err := runCmd(b.ctx, []string{"perf", "script", "-i", data}, runOpts{Timeout: timeout})
+	if err != nil {
+		return "", run{}, err
+	}
+	if err := os.WriteFile(script, []byte(s.Stdout), 0o644); err != nil {
+		return "", run{}, err
+	}
+	f, err := runCmd(b.ctx, []string{b.self, "fold", script, folded}, runOpts{Timeout: timeout})
+	if err != nil {
+		return "", run{}, err
+	}
+	return s.Stdout, run{CPU: s.CPU + f.CPU, Wall: s.Wall + f.Wall}, nil
 }

@@ -134,19 +134,12 @@ func (b *bench) systemRun(cfg string) (*systemResult, error) {
 	if res.samples, err = parsePerfRecord(r.Stderr); err != nil {
 		return nil, err
 	}
-	s, err := runCmd(b.ctx, []string{"perf", "script", "-i", data}, runOpts{Timeout: timeout})
+	s, post, err := b.perfScriptFold(data, script, folded, timeout)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(script, []byte(s.Stdout), 0o644); err != nil {
-		return nil, err
-	}
-	f, err := runCmd(b.ctx, []string{b.self, "fold", script, folded}, runOpts{Timeout: timeout})
-	if err != nil {
-		return nil, err
-	}
-	res.postCPU = s.CPU + f.CPU
-	if t, err := firstPerfSample(s.Stdout); err == nil && t > r.Start {
+	res.postCPU = post.CPU
+	if t, err := firstPerfSample(s); err == nil && t > r.Start {
 		res.first = t - r.Start
 	}
 	return res, nil
