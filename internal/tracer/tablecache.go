@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/emberprof/ember/symbolize/objfile"
 	"github.com/emberprof/ember/unwind"
 )
 
@@ -74,28 +75,18 @@ var tableDir = sync.OnceValue(func() string {
 	return filepath.Join(dir, "unwind", id)
 })
 
-// goBuildID reads the Go build ID note of an executable.
+// goBuildID reads the Go build ID of an executable, through the one reader
+// of build IDs, as a path component.
 func goBuildID(name string) (string, error) {
 	ef, err := elf.Open(name)
 	if err != nil {
 		return "", err
 	}
 	defer ef.Close()
-	s := ef.Section(".note.go.buildid")
-	if s == nil || s.Size > 1024 {
-		return "", errors.New("no Go build ID note")
+	_, id := objfile.BuildIDs(ef)
+	if id == "" {
+		return "", errors.New("no Go build ID")
 	}
-	b, err := s.Data()
-	if err != nil || len(b) < 16 {
-		return "", fmt.Errorf("Go build ID note: %w", err)
-	}
-	namesz := binary.LittleEndian.Uint32(b[0:])
-	descsz := binary.LittleEndian.Uint32(b[4:])
-	off := 12 + (uint64(namesz)+3)&^3
-	if off+uint64(descsz) > uint64(len(b)) {
-		return "", errors.New("Go build ID note: truncated")
-	}
-	id := string(b[off : off+uint64(descsz)])
 	// A path component: the ID's own characters are base64url and '/'.
 	return strings.ReplaceAll(id, "/", "_"), nil
 }
@@ -108,7 +99,7 @@ func buildTableCached(key string, ef *elf.File) (*unwind.Table, error) {
 
 // buildTableIn is buildTableCached with the directory given.
 func buildTableIn(dir, key string, ef *elf.File) (*unwind.Table, error) {
-	id, ok := strings.CutPrefix(key, "build:")
+	id, ok := strings.CutPrefix(key, objfile.BuildIDKey(""))
 	if dir == "" || !ok || strings.ContainsAny(id, "/.") {
 		return unwind.NewTable(ef)
 	}
