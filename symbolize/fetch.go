@@ -93,7 +93,7 @@ func (s *Symbolizer) Prefetch(p *profile.Profile) {
 		if !want[m] || m.File == "" || m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[") || isPerfMap(m.File) {
 			continue
 		}
-		if e, err := s.object(m); err == nil {
+		if e, err := s.object(m, s.opts.Open); err == nil {
 			s.cache.release(e)
 		}
 	}

@@ -197,6 +197,38 @@ func TestSymbolizeDeletedExecutable(t *testing.T) {
 	wantOuter(t, p.Location[0], "nearest", "work.c")
 }
 
+// SymbolizeWith opens with the opener it is given (an agent passes each
+// interval's own, which knows that interval's processes), not Options.Open,
+// and keeps none of it: the next Symbolize opens by path again.
+func TestSymbolizeWithOpener(t *testing.T) {
+	gcc := requireTool(t, "gcc")
+	exe := built(t, "work-pie", func(dir, out string) {
+		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
+	})
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(t.TempDir(), "work-deleted")
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd, addrs := startWaiting(t, tmp)
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{})
+	defer s.Close()
+	p := processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)
+	if err := s.SymbolizeWith(p, processOpener(t, cmd.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	wantOuter(t, p.Location[0], "nearest", "work.c")
+	if err := s.Symbolize(processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)); err == nil || !strings.Contains(err.Error(), "work-deleted") {
+		t.Errorf("Symbolize after SymbolizeWith: err = %v, want the deleted file's (the opener was that profile's)", err)
+	}
+}
+
 func TestSymbolizeSharedLibraryInProcess(t *testing.T) {
 	gcc := requireTool(t, "gcc")
 	lib, _ := sharedLibBuild(t)

@@ -24,7 +24,7 @@ type Options struct {
 	// symbolizer closes the file. An agent opens a process's files safely
 	// (internal/proc's Table.Open) and keeps track of which process each
 	// mapping came from.
-	Open func(m *profile.Mapping) (*os.File, error)
+	Open Opener
 	// KallsymsPath is the kernel symbol file; "" means /proc/kallsyms.
 	KallsymsPath string
 	// DebugDirs are searched for separate debug files; nil means /usr/lib/debug.
@@ -89,6 +89,19 @@ func (s *Symbolizer) CacheStats() (objects int, bytes int64) { return s.cache.st
 // the file, is returned joined with the others, and the other mappings are
 // still symbolized.
 func (s *Symbolizer) Symbolize(p *profile.Profile) error {
+	return s.SymbolizeWith(p, s.opts.Open)
+}
+
+// Opener opens the file behind a mapping of a profile; the symbolizer
+// closes it. nil opens m.File.
+type Opener func(m *profile.Mapping) (*os.File, error)
+
+// SymbolizeWith is Symbolize with the files of p's mappings opened by open
+// instead of Options.Open. Which process a mapping came from, and so how to
+// open its file, belongs to the profile, not to the symbolizer: an agent
+// that symbolizes one interval while it collects the next passes each
+// profile's own opener, and the symbolizer's caches serve them all.
+func (s *Symbolizer) SymbolizeWith(p *profile.Profile, open Opener) error {
 	byMapping := make(map[*profile.Mapping][]*profile.Location)
 	for _, l := range p.Location {
 		if len(l.Line) == 0 && l.Mapping != nil {
@@ -108,13 +121,13 @@ func (s *Symbolizer) Symbolize(p *profile.Profile) error {
 		case m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[kernel."):
 			err = s.symbolizeKernel(m, locs, fs)
 		case isPerfMap(m.File):
-			err = s.symbolizePerfMap(m, locs, fs)
+			err = s.symbolizePerfMap(m, locs, fs, open)
 		case m.File == objfile.VDSOPath:
 			err = s.symbolizeVDSO(m, locs, fs)
 		case m.File == "" || strings.HasPrefix(m.File, "["):
 			continue // [vdso], [anon], ...: nothing on disk to read
 		default:
-			err = s.symbolizeObject(m, locs, fs)
+			err = s.symbolizeObject(m, locs, fs, open)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -129,11 +142,11 @@ func isPerfMap(file string) bool {
 	return strings.HasPrefix(base, "perf-") && strings.HasSuffix(base, ".map")
 }
 
-func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
-	e, err := s.object(m)
+func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet, open Opener) error {
+	e, err := s.object(m, open)
 	if err == nil && s.stale(e) {
 		s.cache.drop(e)
-		e, err = s.object(m)
+		e, err = s.object(m, open)
 	}
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
@@ -179,7 +192,7 @@ func keepFirst(first, err error) error {
 }
 
 // object returns the cache entry of m's file, opening it on a miss.
-func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
+func (s *Symbolizer) object(m *profile.Mapping, open Opener) (*cacheEntry, error) {
 	var keys []string
 	if m.BuildID != "" {
 		keys = append(keys, objfile.BuildIDKey(m.BuildID))
@@ -187,7 +200,7 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 			return e, nil
 		}
 	}
-	f, err := s.open(m)
+	f, err := open.open(m)
 	if err != nil {
 		if f, err = s.openFetched(m, err); err != nil {
 			return nil, err
@@ -215,9 +228,9 @@ func (s *Symbolizer) object(m *profile.Mapping) (*cacheEntry, error) {
 	return e, nil
 }
 
-func (s *Symbolizer) open(m *profile.Mapping) (*os.File, error) {
-	if s.opts.Open != nil {
-		return s.opts.Open(m)
+func (open Opener) open(m *profile.Mapping) (*os.File, error) {
+	if open != nil {
+		return open(m)
 	}
 	return os.Open(m.File)
 }
@@ -263,8 +276,8 @@ func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Locatio
 	return nil
 }
 
-func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
-	f, err := s.open(m) // in a container, Options.Open finds its /tmp
+func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Location, fs *funcSet, open Opener) error {
+	f, err := open.open(m) // in a container, the opener finds its /tmp
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
 	}

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/pprof/profile"
 
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/export/sink"
@@ -48,9 +45,6 @@ type Agent struct {
 	tr     *tracer.Tracer
 	sym    *symbolize.Symbolizer
 	health health
-
-	mu     sync.Mutex
-	symCol *collector // the interval being symbolized: the symbolizer's opener
 
 	goLimit   int64 // the Go runtime's memory limit set from cfg.Memory
 	drops     dropCounts
@@ -102,7 +96,7 @@ func Start(cfg Config) (*Agent, error) {
 	for _, n := range tracer.CapabilityNotes() {
 		a.log.Warn(n)
 	}
-	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes, Open: a.open,
+	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes,
 		DebugSource: debugSource(cfg.Debuginfod)})
 	if cfg.Memory.Limit > 0 {
 		a.goLimit = cfg.Memory.applyGoLimit(a.mapBytes(), os.Getenv("GOMEMLIMIT"))
@@ -126,16 +120,6 @@ func (a *Agent) collectMode() pprof.Mode {
 		return pprof.ModeCPU
 	}
 	return pprof.ModeWall
-}
-
-func (a *Agent) open(m *profile.Mapping) (*os.File, error) {
-	a.mu.Lock()
-	c := a.symCol
-	a.mu.Unlock()
-	if c == nil {
-		return nil, errors.New("no interval is being symbolized")
-	}
-	return c.open(m)
 }
 
 // mapBytes is the kernel memory of the tracer's BPF maps.

@@ -194,15 +194,11 @@ func (a *Agent) profiles(iv *interval) []sink.Profile {
 	if len(p.Sample) == 0 {
 		return nil
 	}
-	a.mu.Lock()
-	a.symCol = iv.col
-	a.mu.Unlock()
-	if err := a.sym.Symbolize(p); err != nil {
+	// The interval's own collector knows which process each mapping came
+	// from, and opens its files.
+	if err := a.sym.SymbolizeWith(p, iv.col.open); err != nil {
 		a.log.Debug("symbolize", "err", err)
 	}
-	a.mu.Lock()
-	a.symCol = nil
-	a.mu.Unlock()
 	if a.cfg.Mode != pprof.ModeCPU {
 		annotateOffCPU(p)
 	}
