@@ -185,7 +185,7 @@ Credentials come from flags, files (--*-file) or the environment
 	f.StringSliceVar(&services, "service", nil, "name=service: map an executable, comm or cgroup path prefix to a service (repeatable)")
 	f.StringSliceVar(&labels, "label", nil, "k=v: a static label on every profile (repeatable)")
 	f.DurationVar(&cfg.FlushTimeout, "shutdown-timeout", 10*time.Second, "deadline to deliver the last interval at exit")
-	f.Int64Var(&cfg.SymbolCacheBytes, "symbol-cache-bytes", 0, "byte budget of the symbolizer's cache (default: a quarter of --memory-limit)")
+	f.Int64Var(&cfg.SymbolCacheBytes, "symbol-cache-bytes", 0, "byte budget of the symbolizer's cache (default: an eighth of --memory-limit)")
 	f.StringVar(&memLimit, "memory-limit", "128MiB", "memory budget of the agent: Go heap, binaries read, caches, queues and BPF maps together (e.g. 64MiB; at least 48MiB)")
 	f.StringVar(&metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. localhost:9464)")
 

@@ -2,7 +2,10 @@ package agent
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 )
 
 // MinMemoryLimit is the smallest --memory-limit the agent runs in: its BPF
@@ -28,7 +31,7 @@ type Budget struct {
 
 // PlanMemory splits limit. At the default 128 MiB: 16 MiB of unwind rows,
 // stack-trace maps of at most 8 MiB each (the 4096 stacks 19 Hz needs on
-// 2 CPUs take 4 MiB; 2048 fit at 64 MiB), 32 MiB of symbolizer cache, 8 MiB
+// 2 CPUs take 4 MiB; 2048 fit at 64 MiB), 16 MiB of symbolizer cache, 8 MiB
 // per upload queue; at 64 MiB, half of each.
 func PlanMemory(limit int64) (Budget, error) {
 	if limit < MinMemoryLimit {
@@ -38,17 +41,19 @@ func PlanMemory(limit int64) (Budget, error) {
 		Limit:          limit,
 		UnwindRowBytes: limit / 8,
 		StackMapBytes:  limit / 16,
-		SymbolCache:    limit / 4,
+		SymbolCache:    limit / 8,
 		QueueBytes:     limit / 16,
 	}, nil
 }
 
 // goLimit returns the Go runtime's soft memory limit once the maps hold
-// mapBytes: the limit less the maps and the symbolizer's file-backed
-// mappings, and never less than a quarter of the limit (the collector then
-// runs often rather than the heap growing past the budget unnoticed).
-func (b Budget) goLimit(mapBytes int64) int64 {
-	return max(b.Limit-mapBytes-b.SymbolCache, b.Limit/4)
+// mapBytes and the agent's own binary has fileBytes resident (its text, read
+// as it runs: about 19 MiB, which no budget can shrink): the limit less
+// those and half the symbolizer's cache (the binaries it maps; the indexes
+// it builds are Go heap), and never less than a quarter of the limit (the
+// collector then runs often rather than the heap growing unnoticed).
+func (b Budget) goLimit(mapBytes, fileBytes int64) int64 {
+	return max(b.Limit-mapBytes-fileBytes-b.SymbolCache/2, b.Limit/4)
 }
 
 // applyGoLimit sets the Go runtime's memory limit from the budget, unless
@@ -57,7 +62,23 @@ func (b Budget) applyGoLimit(mapBytes int64, gomemlimit string) int64 {
 	if gomemlimit != "" || b.Limit == 0 {
 		return debug.SetMemoryLimit(-1)
 	}
-	l := b.goLimit(mapBytes)
+	l := b.goLimit(mapBytes, residentFileBytes())
 	debug.SetMemoryLimit(l)
 	return l
+}
+
+// residentFileBytes returns this process's file-backed resident memory
+// (RssFile in /proc/self/status), 0 if unknown.
+func residentFileBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

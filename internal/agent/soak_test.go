@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emberprof/ember/export/filesink"
+	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/export/sink"
+	"github.com/emberprof/ember/internal/testutil"
+	"github.com/emberprof/ember/internal/tracer"
+)
+
+// SoakEnv gives TestAgentSoak its duration (e.g. 10m; `make soak` sets it).
+const SoakEnv = "EMBER_SOAK"
+
+// timedSink takes delay per profile, like a slow disk, and remembers which
+// intervals (by end time) reached it.
+type timedSink struct {
+	delay time.Duration
+	mu    sync.Mutex
+	ends  map[time.Time]bool
+	n     int
+}
+
+func (s *timedSink) Enqueue(p sink.Profile) error {
+	time.Sleep(s.delay)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ends[p.Time] = true
+	s.n++
+	return nil
+}
+
+func (s *timedSink) Close(context.Context) error { return nil }
+
+// The agent in its default 128 MiB budget (EMBER_SOAK_LIMIT_MIB sets another)
+// for EMBER_SOAK (10 minutes in CI, by `make
+// soak`): thousands of short processes (copies of one binary under 16
+// names, so 16 services, each process spinning 10 ms) in a cgroup of their
+// own, on- and off-CPU at 49 Hz, 5 s intervals, shipped to real files and to
+// a sink that takes 250 ms per profile (about 9 s per interval of 5 s: it
+// falls behind). RSS plus the kernel memory of the BPF maps stays under the
+// budget, no drain is late, and every interval is accounted for: shipped,
+// or dropped and counted at the stage that was behind.
+func TestAgentSoak(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv(SoakEnv))
+	if err != nil || d <= 0 {
+		t.Skipf("set %s to a duration (make soak: 10m) to soak the agent", SoakEnv)
+	}
+	testutil.RequireRoot(t)
+	limit := int64(DefaultMemoryLimit)
+	if v := os.Getenv(SoakEnv + "_LIMIT_MIB"); v != "" {
+		n, _ := strconv.Atoi(v)
+		limit = int64(n) << 20
+	}
+	budget, err := PlanMemory(limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := testutil.BuildCC(t, "clang-19", filepath.Join(dir, "cpusplit"), []string{"-O2", "-g", "-fno-omit-frame-pointer", "-pthread"}, "cpusplit/cpusplit.c")
+	var bins []string
+	for i := range 16 {
+		b := filepath.Join(dir, "svc"+strconv.Itoa(i))
+		if err := os.Link(bin, b); err != nil {
+			t.Fatal(err)
+		}
+		bins = append(bins, b)
+	}
+	cg, err := os.MkdirTemp(cgroupMount(t), "ember-soak-")
+	if err != nil {
+		testutil.SkipOrFail(t, "cannot create a cgroup v2: %v", err)
+	}
+	defer os.Remove(cg)
+	files, err := filesink.New(filesink.Config{Dir: filepath.Join(dir, "out"), MaxBytes: 32 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &timedSink{delay: 250 * time.Millisecond, ends: map[time.Time]bool{}}
+	a, err := Start(Config{
+		Tracer:   tracer.Config{Frequency: 49, Cgroups: []string{cg}},
+		Mode:     pprof.ModeWall,
+		Interval: 5 * time.Second,
+		Sink:     sink.Multi(files, slow),
+		Memory:   budget,
+		// The slow sink takes 5 s per interval, and two may be queued
+		// before the last.
+		FlushTimeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	// A shell in the cgroup starts the processes, so they are born in it.
+	script := `echo $$ > "$1/cgroup.procs"; shift; end=$(( $(date +%s) + $1 )); shift; n=0
+		while [ "$(date +%s)" -lt "$end" ]; do for b in "$@"; do "$b" 0.01 >/dev/null; n=$((n+1)); done; done; echo $n`
+	churn := exec.Command("sh", append([]string{"-c", script, "sh", cg, strconv.Itoa(int(d.Seconds()))}, bins...)...)
+	var out strings.Builder
+	churn.Stdout = &out
+	if err := churn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	churned := make(chan error, 1)
+	go func() { churned <- churn.Wait() }()
+
+	var maxRSS, maxMaps, maxSum int64
+	start := time.Now()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for running := true; running; {
+		select {
+		case err := <-churned:
+			if err != nil {
+				t.Fatalf("churn: %v", err)
+			}
+			running = false
+		case <-tick.C:
+			rss, maps := selfRSS(t), a.mapBytes()
+			maxRSS, maxMaps, maxSum = max(maxRSS, rss), max(maxMaps, maps), max(maxSum, rss+maps)
+		}
+	}
+	_, health := a.Health()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(out.String()))
+	drops := a.drops.all()
+	slow.mu.Lock()
+	shipped, profiles := len(slow.ends), slow.n
+	slow.mu.Unlock()
+	intervals := a.intervals.Load()
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	t.Logf("soak %v: %d processes; max RSS %.1f MiB + max BPF maps %.1f MiB, max of the sum %.1f MiB, limit %d MiB (Go limit %.1f MiB)",
+		time.Since(start).Round(time.Second), n, mib(maxRSS), mib(maxMaps), mib(maxSum), limit>>20, mib(a.goLimit))
+	t.Logf("intervals %d: %d reached the slow sink (%d profiles), dropped %v; late drains %d, longest gap between drains %v",
+		intervals, shipped, profiles, drops, a.health.lateDrains(), a.health.longestGap())
+	t.Logf("healthz at the end:\n%s", health)
+	if n < 1000 {
+		t.Errorf("only %d processes: not the churn this test is about", n)
+	}
+	if maxSum >= limit {
+		t.Errorf("RSS + BPF maps reached %.1f MiB, over the %d MiB limit", mib(maxSum), limit>>20)
+	}
+	if late := a.health.lateDrains(); late != 0 {
+		t.Errorf("%d drains late (longest gap %v)", late, a.health.longestGap())
+	}
+	if drops[stageShip]+drops[stageSymbolize] == 0 {
+		t.Errorf("nothing dropped behind a sink slower than the interval: %v", drops)
+	}
+	if got := uint64(shipped) + drops[stageShip] + drops[stageSymbolize] + drops[stageShutdown]; got != intervals {
+		t.Errorf("%d intervals, but %d shipped + %v dropped = %d: intervals unaccounted for", intervals, shipped, drops, got)
+	}
+}
+
+// selfRSS returns this process's resident set in bytes.
+func selfRSS(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// cgroupMount returns the cgroup2 mount point.
+func cgroupMount(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	testutil.SkipOrFail(t, "no cgroup2 file system mounted")
+	return ""
+}
