@@ -25,6 +25,7 @@ type Process struct {
 
 	held   []fileKey // the files this process holds a reference to
 	exited bool
+	start  uint64 // start time, clock ticks after boot (0: unknown)
 }
 
 // Find returns the mapping that contains addr, or nil.
@@ -73,7 +74,7 @@ func (t *Table) Add(pid int) (*Process, error) {
 	if len(all) == 0 && perr != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, perr)
 	}
-	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid)}
+	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid), start: startTime(dir)}
 	if b, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil {
 		p.Comm = strings.TrimSpace(string(b))
 	}

@@ -95,6 +95,12 @@ type Tracer struct {
 
 	exitMu sync.Mutex
 	exits  []int // processes that exited since the last drain began
+
+	// missedExits counts processes found gone without an exit event
+	// (MissedExits).
+	missedExits atomic.Uint64
+	stopWatch   chan struct{} // closed by Close: watch returns
+	watchDone   chan struct{}
 }
 
 // Start checks privileges, loads and attaches the programs, and starts
@@ -187,6 +193,8 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	}
 	t.wg.Add(1)
 	go t.followProcesses()
+	t.stopWatch, t.watchDone = make(chan struct{}), make(chan struct{})
+	go t.watch(t.stopWatch, t.watchDone)
 	for _, fd := range t.fds {
 		if err := enablePerf(fd); err != nil {
 			t.Close()
@@ -301,6 +309,9 @@ func (t *Tracer) followProcesses() {
 		}
 		typ := binary.NativeEndian.Uint32(rec.RawSample[0:4])
 		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:8]))
+		if testHookDropEvent != nil && testHookDropEvent(typ, pid) {
+			continue
+		}
 		switch typ {
 		case bpf.EventNewProcess, bpf.EventExec, bpf.EventMapsChanged:
 			if _, err := t.procs.Add(pid); err != nil {
@@ -323,6 +334,11 @@ func (t *Tracer) followProcesses() {
 
 // Close detaches and unloads everything.
 func (t *Tracer) Close() error {
+	if t.stopWatch != nil {
+		close(t.stopWatch)
+		<-t.watchDone
+		t.stopWatch = nil
+	}
 	for _, fd := range t.fds {
 		unix.Close(fd)
 	}
@@ -408,6 +424,11 @@ func (t *Tracer) MapMemory() ([]MapMemory, error) {
 	}
 	return m, nil
 }
+
+// MissedExits returns how many processes were found gone though no exit
+// event said so (the kernel counts the events it could not send as
+// events_lost); they were treated as exited.
+func (t *Tracer) MissedExits() uint64 { return t.missedExits.Load() }
 
 // Stats returns the kernel-side counters summed over CPUs, by name.
 func (t *Tracer) Stats() (map[string]uint64, error) {

@@ -68,6 +68,9 @@ type UnwindStats struct {
 	// Recovered counts jobs of the worker that panicked outside any one
 	// file's reading; the process keeps frame pointers until its next job.
 	BadBinaries, Recovered int
+	// Swept counts entries unloaded by the watch: processes gone without
+	// an exit job (a lost exit event, or a full queue).
+	Swept int
 }
 
 // unwinder loads the unwind tables of processes into the kernel maps, in
@@ -97,8 +100,9 @@ type unwinder struct {
 }
 
 type unwindJob struct {
-	pid  uint32
-	exit bool
+	pid   uint32
+	exit  bool
+	sweep bool // unload the entries of processes that no longer run
 }
 
 // loadedTable is a table in the maps, shared by the processes that map its
@@ -137,9 +141,44 @@ func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes) *u
 // pointers.
 func (u *unwinder) enqueue(pid uint32, exit bool) {
 	select {
-	case u.jobs <- unwindJob{pid, exit}:
+	case u.jobs <- unwindJob{pid: pid, exit: exit}:
 	default:
 		slog.Debug("unwind queue full", "pid", pid)
+	}
+}
+
+// enqueueSweep asks the worker to unload the entries of processes that no
+// longer run (the tracer's watch); dropped when the queue is full, as the
+// next watch asks again.
+func (u *unwinder) enqueueSweep() {
+	select {
+	case u.jobs <- unwindJob{sweep: true}:
+	default:
+	}
+}
+
+// sweep unloads the entries of processes the table has forgotten or that
+// no longer run. It runs on the worker, so no load of the same process runs
+// beside it.
+func (u *unwinder) sweep() {
+	u.mu.Lock()
+	pids := make([]uint32, 0, len(u.pids))
+	for pid := range u.pids {
+		pids = append(pids, pid)
+	}
+	u.mu.Unlock()
+	n := 0
+	for _, pid := range pids {
+		if !u.procs.Alive(int(pid)) {
+			u.unload(pid)
+			n++
+		}
+	}
+	if n > 0 {
+		u.mu.Lock()
+		u.stats.Swept += n
+		u.mu.Unlock()
+		slog.Debug("unwind entries of processes gone without an exit job", "count", n)
 	}
 }
 
@@ -180,7 +219,11 @@ func (u *unwinder) do(j unwindJob) {
 	if testHookJob != nil {
 		testHookJob(j)
 	}
-	if j.exit {
+	switch {
+	case j.sweep:
+		u.sweep()
+		return
+	case j.exit:
 		u.unload(j.pid)
 		return
 	}
