@@ -23,7 +23,7 @@ func init() {
 		duration     time.Duration
 		pids         []int
 		cgroups      []string
-		output       string
+		outputs      []string
 		mode         string
 		stackSize    uint32
 		idle, self   bool
@@ -72,7 +72,7 @@ system.`,
 				Mode:     m,
 				Duration: duration,
 				Command:  args,
-				Output:   output,
+				Outputs:  outputs,
 				BPFStats: bpfStats,
 			}
 			cfg.Tracer.Frequency = hz
@@ -106,7 +106,7 @@ system.`,
 			if err != nil {
 				return err
 			}
-			agent.WriteSummary(os.Stderr, sum)
+			agent.WriteSummary(os.Stderr, sum, slog.Default().Enabled(ctx, slog.LevelDebug))
 			if sum.ExitCode != 0 {
 				stopProfile()
 				os.Exit(sum.ExitCode)
@@ -119,7 +119,7 @@ system.`,
 	f.DurationVarP(&duration, "duration", "d", 0, "stop after this long (default: Ctrl-C, or when COMMAND exits)")
 	f.IntSliceVarP(&pids, "pid", "p", nil, "profile this process and its threads (repeatable)")
 	f.StringArrayVar(&cgroups, "cgroup", nil, cgroupUsage)
-	f.StringVarP(&output, "output", "o", "ember.pb.gz", "output file (gzipped pprof)")
+	f.StringArrayVarP(&outputs, "output", "o", []string{"ember.pb.gz"}, "output file; its extension picks the form (.pb.gz, .html, .svg, .folded, .otlp); repeat for several forms of one recording")
 	f.StringVar(&mode, "mode", "cpu", "cpu, offcpu or wall")
 	f.Uint32Var(&stackSize, "stack-map-size", 0, "entries per stack-trace map (default: sized from rate and CPUs)")
 	f.BoolVar(&idle, "include-idle", false, "count the idle task")

@@ -30,12 +30,21 @@ func TestRecordCommandC(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	bin := buildCPUSplit(t, dir)
-	out := filepath.Join(dir, "c.pb.gz")
-	stderr := runEmber(t, dir, "record", "-F", "997", "-o", out, "--", bin, "6", "2")
-	if !strings.Contains(stderr, "samples from") || !strings.Contains(stderr, "user_stack_collision=") {
-		t.Errorf("summary lacks samples or loss counters:\n%s", stderr)
+	out, folded := filepath.Join(dir, "c.pb.gz"), filepath.Join(dir, "c.folded")
+	stderr := runEmber(t, dir, "record", "-F", "997", "-o", out, "-o", folded, "--", bin, "6", "2")
+	// The summary says what matters (no zero counters, no per-map list);
+	// the profile's comments have every counter and every map.
+	if !regexp.MustCompile(`samples from \d+ processes written to .*c\.pb\.gz, .*c\.folded`).MatchString(stderr) ||
+		regexp.MustCompile(`(?m)^ember: lost .*=0\b`).MatchString(stderr) || strings.Contains(stderr, "unwind_rows=") {
+		t.Errorf("summary lacks its outputs, or shows zero counters or every map:\n%s", stderr)
 	}
 	p := readProfile(t, out)
+	if c := strings.Join(p.Comments, "\n"); !strings.Contains(c, "user_stack_collision=") || !strings.Contains(c, "kernel memory of BPF maps") {
+		t.Errorf("profile comments lack the counters or the maps' memory: %v", p.Comments)
+	}
+	if b, err := os.ReadFile(folded); err != nil || !strings.Contains(string(b), "work_a") {
+		t.Errorf("second output %s: %v, %.200q", folded, err, b)
+	}
 	checkShares(t, p, nil, cpuSplit, 0.03, 2000)
 	checkPprofTool(t, out, "work_a", "cpusplit.c:")
 	checkMappings(t, p, bin)
@@ -53,14 +62,18 @@ func TestRecordPIDStrippedGo(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	out := filepath.Join(dir, "go.pb.gz")
 	stderr := runEmber(t, dir, "record", "-F", "997", "-d", "6s", "--pid", strconv.Itoa(w.Process.Pid), "-o", out)
-	// The summary gives every map's kernel memory; the PID filter's follows
-	// the one PID, not kernel.pid_max (8 bytes per possible PID before).
-	if m := regexp.MustCompile(`kernel memory of BPF maps .*\spids=(\d+)K`).FindStringSubmatch(stderr); m == nil {
-		t.Errorf("summary lacks the kernel memory of the pids map:\n%s", stderr)
+	// The profile's comments give every map's kernel memory (and the
+	// summary's total); the PID filter's follows the one PID, not
+	// kernel.pid_max (8 bytes per possible PID before).
+	p := readProfile(t, out)
+	if !strings.Contains(stderr, "kernel memory of BPF maps") {
+		t.Errorf("summary lacks the maps' kernel memory:\n%s", stderr)
+	}
+	if m := regexp.MustCompile(`kernel memory of BPF maps .*\spids=(\d+)K`).FindStringSubmatch(strings.Join(p.Comments, "\n")); m == nil {
+		t.Errorf("profile comments lack the kernel memory of the pids map: %v", p.Comments)
 	} else if k, _ := strconv.Atoi(m[1]); k > 8 {
 		t.Errorf("the pids map of a --pid run holds %d KiB, want at most 8", k)
 	}
-	p := readProfile(t, out)
 	for _, s := range p.Sample {
 		if v := s.NumLabel["pid"]; len(v) != 1 || v[0] != int64(w.Process.Pid) {
 			t.Fatalf("sample of pid %v in a --pid %d profile", v, w.Process.Pid)

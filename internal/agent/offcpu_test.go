@@ -35,7 +35,7 @@ func TestOffCPUHotRecordsInTaskStorage(t *testing.T) {
 	defer work.Process.Kill()
 	time.Sleep(500 * time.Millisecond)
 
-	cfg := RecordConfig{Mode: pprof.ModeOffCPU, Duration: 4 * time.Second, Output: filepath.Join(dir, "out.pb.gz")}
+	cfg := RecordConfig{Mode: pprof.ModeOffCPU, Duration: 4 * time.Second, Outputs: []string{filepath.Join(dir, "out.pb.gz")}}
 	cfg.Tracer = tracer.Config{PIDs: []int{work.Process.Pid}, OffCPUThreshold: time.Millisecond, OffCPUHotInStorage: true}
 	sum, err := Record(context.Background(), cfg)
 	if err != nil {

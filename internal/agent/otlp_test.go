@@ -39,7 +39,7 @@ func TestRecordOTLPRoundTrip(t *testing.T) {
 	defer func() { _ = work.Process.Kill(); _ = work.Wait() }()
 	// The whole system, with the workload in it: many processes, many
 	// resources.
-	cfg := RecordConfig{Mode: pprof.ModeWall, Duration: 2 * time.Second, Output: out}
+	cfg := RecordConfig{Mode: pprof.ModeWall, Duration: 2 * time.Second, Outputs: []string{out}}
 	cfg.Tracer = tracer.Config{Frequency: 499}
 	sum, err := Record(context.Background(), cfg)
 	if err != nil {

@@ -26,7 +26,9 @@ type RecordConfig struct {
 	Mode     pprof.Mode
 	Duration time.Duration // 0: until ctx ends or Command exits
 	Command  []string      // launch and profile this, with its children
-	Output   string
+	// Outputs are the files to write, each in the form its extension picks
+	// (several forms of one recording).
+	Outputs  []string
 	Stderr   *os.File // summary and live status; nil for os.Stderr
 	BPFStats bool     // account the BPF programs' run time and report it
 	// Debuginfod, if set, fetches missing debug files before the profile
@@ -44,7 +46,7 @@ type Summary struct {
 	Samples   uint64            // on-CPU samples taken (after filtering)
 	Processes int               // distinct processes in the profile
 	Stats     map[string]uint64 // every kernel-side counter
-	Output    string
+	Outputs   []string
 	Profile   *profile.Profile
 	ExitCode  int // of the launched command
 
@@ -90,8 +92,13 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
-	if err := checkOutput(cfg.Output); err != nil {
-		return nil, err
+	if len(cfg.Outputs) == 0 {
+		return nil, errors.New("record: no output file")
+	}
+	for _, o := range cfg.Outputs {
+		if err := checkOutput(o); err != nil {
+			return nil, err
+		}
 	}
 	tc := cfg.Tracer
 	tc.OnCPU = cfg.Mode != pprof.ModeOffCPU
@@ -148,7 +155,7 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	tick := time.NewTicker(drainEvery)
 	defer tick.Stop()
 	term := isTerminal(stderr)
-	sum := &Summary{Output: cfg.Output}
+	sum := &Summary{Outputs: cfg.Outputs}
 	var cmdErr error
 loop:
 	for {
@@ -205,6 +212,12 @@ loop:
 	sum.ExitCode = exitCode(cmdErr)
 
 	col.b.Comment("ember: %s", statsLine(sum.Stats))
+	if sum.Stats["offcpu_blocks"] > 0 {
+		col.b.Comment("ember: off-CPU: %s", sum.offCPULine())
+	}
+	for _, line := range sum.details() {
+		col.b.Comment("ember: %s", line)
+	}
 	p := col.b.Profile(end)
 	sym := symbolize.New(symbolize.Options{Open: col.open, DebugSource: debugSource(cfg.Debuginfod)})
 	defer sym.Close()
@@ -218,8 +231,10 @@ loop:
 	if tc.OffCPU {
 		annotateOffCPU(p)
 	}
-	if err := writeOutput(cfg.Output, p); err != nil {
-		return nil, err
+	for _, o := range cfg.Outputs {
+		if err := writeOutput(o, p); err != nil {
+			return nil, err
+		}
 	}
 	sum.Samples = sum.Stats["samples"]
 	sum.Processes = len(col.pids)
@@ -244,52 +259,82 @@ func exitCode(err error) int {
 	return 0
 }
 
-// WriteSummary prints the end-of-record summary: samples, processes, every
-// loss counter (zero included, so their absence is never a question) and the
-// output path.
-func WriteSummary(w io.Writer, s *Summary) {
-	fmt.Fprintf(w, "ember: %d samples from %d processes written to %s\n", s.Samples, s.Processes, s.Output)
+// WriteSummary prints the end-of-record summary: samples, processes and
+// outputs, off-CPU blocks when there were any, the lost stacks by reason
+// when any were lost, the time to the first sample, and the kernel memory
+// of the BPF maps. With detail (--log-level debug) it adds every loss
+// counter (zeros included), the unwind tables, each map's memory and the
+// BPF programs' run times; the profile's comments have those too.
+func WriteSummary(w io.Writer, s *Summary, detail bool) {
+	fmt.Fprintf(w, "ember: %d samples from %d processes written to %s\n", s.Samples, s.Processes, strings.Join(s.Outputs, ", "))
 	if s.Stats["offcpu_blocks"] > 0 {
-		clock := "bpf_ktime_get_ns"
-		if s.RQClock {
-			clock = "runqueue clock"
-		}
-		fmt.Fprintf(w, "ember: off-CPU: %d blocks, %d kept by duration-weighted sampling (method %s, %s)\n",
-			s.Stats["offcpu_blocks"], s.Stats["offcpu_blocks_kept"], s.OffCPUMethod, clock)
+		fmt.Fprintf(w, "ember: off-CPU: %s\n", s.offCPULine())
 	}
 	var parts []string
 	for _, k := range sortedKeys(s.Stats) {
-		if isLossStat(k) {
+		if isLossStat(k) && (detail || s.Stats[k] > 0) {
 			parts = append(parts, fmt.Sprintf("%s=%d", k, s.Stats[k]))
 		}
 	}
-	fmt.Fprintf(w, "ember: lost %d: %s\n", s.Lost(), strings.Join(parts, " "))
+	if s.Lost() > 0 || detail {
+		fmt.Fprintf(w, "ember: lost %d: %s\n", s.Lost(), strings.Join(parts, " "))
+	}
 	if s.FirstSample > 0 {
 		fmt.Fprintf(w, "ember: first sample %.1fms after start\n", float64(s.FirstSample.Microseconds())/1000)
 	}
-	if us := s.UnwindStats; us != nil {
-		fmt.Fprintf(w, "ember: unwind tables: %d processes, %d tables, %d KiB in maps (largest %s, %d KiB); %d built in %s\n",
-			us.Processes, us.Tables, us.Bytes>>10, us.Largest, us.LargestB>>10, us.Built, us.BuildTime.Round(time.Millisecond))
-		if us.GoTables > 0 || us.GoFramePointers > 0 {
-			// A Go binary before Go 1.20 is walked with frame pointers:
-			// its frameless leaves lose their callers, so say so.
-			fmt.Fprintf(w, "ember: Go: %d tables from .gopclntab (%d functions not described); %d mappings of Go before 1.20 walked with frame pointers\n",
-				us.GoTables, us.GoBadFuncs, us.GoFramePointers)
-		}
-	} else if s.Unwind == tracer.UnwindFP {
-		fmt.Fprintln(w, "ember: user stacks walked with frame pointers only")
-	}
 	if len(s.Maps) > 0 {
-		fmt.Fprintf(w, "ember: %s\n", MapMemoryLine(s.Maps))
+		var total uint64
+		for _, m := range s.Maps {
+			total += m.Bytes
+		}
+		if !detail {
+			fmt.Fprintf(w, "ember: kernel memory of BPF maps %.1f MiB in %d maps\n", float64(total)/(1<<20), len(s.Maps))
+		}
+	}
+	if detail {
+		for _, line := range s.details() {
+			fmt.Fprintf(w, "ember: %s\n", line)
+		}
 	}
 	sort.Slice(s.Programs, func(i, j int) bool { return s.Programs[i].Name < s.Programs[j].Name })
-	for _, p := range s.Programs {
+	for _, p := range s.Programs { // asked for with --bpf-stats
 		per := time.Duration(0)
 		if p.Runs > 0 {
 			per = p.RunTime / time.Duration(p.Runs)
 		}
 		fmt.Fprintf(w, "ember: bpf %s: %d runs, %s run time, %s per run\n", p.Name, p.Runs, p.RunTime, per)
 	}
+}
+
+func (s *Summary) offCPULine() string {
+	clock := "bpf_ktime_get_ns"
+	if s.RQClock {
+		clock = "runqueue clock"
+	}
+	return fmt.Sprintf("%d blocks, %d kept by duration-weighted sampling (method %s, %s)",
+		s.Stats["offcpu_blocks"], s.Stats["offcpu_blocks_kept"], s.OffCPUMethod, clock)
+}
+
+// details are the summary's lines for --log-level debug and the profile's
+// comments: how user stacks were walked, and each BPF map's memory.
+func (s *Summary) details() []string {
+	var out []string
+	if us := s.UnwindStats; us != nil {
+		out = append(out, fmt.Sprintf("unwind tables: %d processes, %d tables, %d KiB in maps (largest %s, %d KiB); %d built in %s",
+			us.Processes, us.Tables, us.Bytes>>10, us.Largest, us.LargestB>>10, us.Built, us.BuildTime.Round(time.Millisecond)))
+		if us.GoTables > 0 || us.GoFramePointers > 0 {
+			// A Go binary before Go 1.20 is walked with frame pointers:
+			// its frameless leaves lose their callers, so say so.
+			out = append(out, fmt.Sprintf("Go: %d tables from .gopclntab (%d functions not described); %d mappings of Go before 1.20 walked with frame pointers",
+				us.GoTables, us.GoBadFuncs, us.GoFramePointers))
+		}
+	} else if s.Unwind == tracer.UnwindFP {
+		out = append(out, "user stacks walked with frame pointers only")
+	}
+	if len(s.Maps) > 0 {
+		out = append(out, MapMemoryLine(s.Maps))
+	}
+	return out
 }
 
 // MapMemoryLine renders the kernel memory of the BPF maps: the total, then
