@@ -67,8 +67,9 @@ test-kernels:
 
 # Ember beside perf and bpftrace, in alternating rounds (root; ~12 min on 2 CPUs):
 # one table on stdout and in bench/results.md. Go micro-benchmarks: go test -bench.
+# BENCHFLAGS passes flags to cmd/emberbench, e.g. BENCHFLAGS='-rounds 3 -note "shared machine"'.
 bench: deps build
-	$(GO) run ./cmd/emberbench -ember $(EMBER) -out bench/results.md
+	$(GO) run ./cmd/emberbench -ember $(EMBER) -out bench/results.md $(BENCHFLAGS)
 
 # gofmt, go vet, and arm64: vet and every package's tests compile there too.
 lint:

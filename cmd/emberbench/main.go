@@ -88,6 +88,7 @@ func benchMain() error {
 	flag.IntVar(&b.threads, "threads", runtime.NumCPU(), "threads of the on-CPU workload")
 	flag.Float64Var(&b.rssSeconds, "rss-seconds", 30, "length of each whole-system recording, in seconds")
 	flag.IntVar(&b.rssRuns, "rss-runs", 5, "whole-system recordings")
+	note := flag.String("note", "", "a line about the machine or the run for the results' header (e.g. that the machine is shared)")
 	only := flag.String("sections", "cpu,system,offcpu,memory,symbolize", "sections to run, comma-separated")
 	flag.Parse()
 	if b.rounds < 1 || b.offRounds < 1 || b.seconds <= 0 || b.threads < 1 || b.rssSeconds <= 0 || b.rssRuns < 0 {
@@ -113,6 +114,7 @@ func benchMain() error {
 	}
 
 	m := describeMachine(b)
+	m.note = *note
 	for _, s := range sections {
 		if !want[s.name] {
 			continue
@@ -211,6 +213,7 @@ type machine struct {
 	start, end                       time.Time
 	loadStart, loadEnd               string
 	settings                         string
+	note                             string
 }
 
 func describeMachine(b *bench) *machine {
@@ -273,7 +276,11 @@ func (b *bench) writeResults(w io.Writer, m *machine) {
 	fmt.Fprintf(w, "- run: %s to %s UTC; load average (1, 5, 15 min) %s at the start, %s at the end\n",
 		m.start.Format("2006-01-02 15:04"), m.end.Format("15:04"), m.loadStart, m.loadEnd)
 	fmt.Fprintf(w, "- ember %s; %s\n", m.commit, m.tools)
-	fmt.Fprintf(w, "- settings: %s\n\n", m.settings)
+	fmt.Fprintf(w, "- settings: %s\n", m.settings)
+	if m.note != "" {
+		fmt.Fprintf(w, "- note: %s\n", m.note)
+	}
+	fmt.Fprintln(w)
 	writeTable(w, b.rows)
 	fmt.Fprint(w, method)
 	if len(b.warnings) > 0 {
@@ -332,6 +339,9 @@ const method = `
   processes' user+system time (perf's in-kernel sampling not attributed, as above). A 10 s recording is
   dominated by fixed costs (loading and verifying the programs, kallsyms, symbolizing each binary once), so
   these rows are where start-up shows. Ember's time to first sample (its own report) and peak RSS come from
-  the same runs, under that load.
+  the same runs, under that load. Ember keeps auto's decision and unwind tables between runs in its cache
+  directory (README, Kernels); the harness leaves it as a machine that runs Ember would have it: for a new
+  build of Ember the first recording fills it and the later ones read it. A recording of the whole machine
+  also unwinds and symbolizes whatever else runs on it, so on a shared machine these rows move with the load.
 - Nothing in ` + "`make test`" + ` depends on these timings.
 `
