@@ -76,7 +76,7 @@ type Tracer struct {
 	cfg   Config
 	objs  *bpf.Objects
 	procs *proc.Table
-	fds   []int
+	cpus  map[int]*cpuEvent // the cpu-clock event of each CPU sampled (hotplug.go)
 	links []link.Link
 	rb    *ringbuf.Reader
 	wg    sync.WaitGroup
@@ -99,6 +99,7 @@ type Tracer struct {
 	// missedExits counts processes found gone without an exit event
 	// (MissedExits).
 	missedExits atomic.Uint64
+	cpusOpened  atomic.Uint64 // CPU events opened after start (CPUsOpened)
 	stopWatch   chan struct{} // closed by Close: watch returns
 	watchDone   chan struct{}
 }
@@ -193,14 +194,14 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	}
 	t.wg.Add(1)
 	go t.followProcesses()
-	t.stopWatch, t.watchDone = make(chan struct{}), make(chan struct{})
-	go t.watch(t.stopWatch, t.watchDone)
-	for _, fd := range t.fds {
-		if err := enablePerf(fd); err != nil {
+	for _, e := range t.cpus {
+		if err := enablePerf(e.fd); err != nil {
 			t.Close()
 			return nil, fmt.Errorf("enable perf event: %w", err)
 		}
 	}
+	t.stopWatch, t.watchDone = make(chan struct{}), make(chan struct{})
+	go t.watch(t.stopWatch, t.watchDone)
 	return t, nil
 }
 
@@ -265,12 +266,13 @@ func (t *Tracer) attach(cpus []int) error {
 		t.links = append(t.links, l)
 	}
 	if o.OnCPUSample != nil {
+		t.cpus = make(map[int]*cpuEvent, len(cpus))
 		for _, cpu := range cpus {
 			fd, err := openCPUClock(cpu, t.cfg.Frequency, o.OnCPUSample)
 			if err != nil {
 				return err
 			}
-			t.fds = append(t.fds, fd)
+			t.cpus[cpu] = &cpuEvent{fd: fd}
 		}
 	}
 	return nil
@@ -339,10 +341,10 @@ func (t *Tracer) Close() error {
 		<-t.watchDone
 		t.stopWatch = nil
 	}
-	for _, fd := range t.fds {
-		unix.Close(fd)
+	for _, e := range t.cpus {
+		unix.Close(e.fd)
 	}
-	t.fds = nil
+	t.cpus = nil
 	for _, l := range t.links {
 		l.Close()
 	}

@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// The tracer's watch looks, every watchInterval, for what its events miss:
+// processes whose exit was not told (here) and CPUs brought online after
+// start (hotplug.go).
+//
 // The tracer learns of processes from events, and an event can be lost: the
 // ring buffer is full when a burst of processes exits. A process whose exit
 // was missed would keep its table entry, its held files and its unwind
@@ -28,6 +32,7 @@ func (t *Tracer) watch(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		case <-tick.C:
 			t.sweepMissedExits()
+			t.watchCPUs()
 		}
 	}
 }
