@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -268,32 +269,13 @@ func (s *Sink) writeTemp(p *sink.Profile) (string, int64, error) {
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		cp.Comments = append(cp.Comments, "ember: "+k+"="+labels[k])
 	}
-	f, err := os.CreateTemp(s.cfg.Dir, tmpPrefix+"*")
+	name, size, err := output.WriteTemp(s.cfg.Dir, tmpPrefix+"*", 0o640, func(w io.Writer) error {
+		return output.Write(w, s.format, cp, output.Options{})
+	})
 	if err != nil {
 		return "", 0, fmt.Errorf("filesink: %w", err)
 	}
-	err = output.Write(f, s.format, cp, output.Options{})
-	if err == nil {
-		err = f.Chmod(0o640)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	var size int64
-	if err == nil {
-		var info fs.FileInfo
-		if info, err = f.Stat(); err == nil {
-			size = info.Size()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return "", 0, fmt.Errorf("filesink: %w", err)
-	}
-	return f.Name(), size, nil
+	return name, size, nil
 }
 
 // linkLocked gives the temporary file its name, adding -1, -2, ... before

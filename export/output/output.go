@@ -126,28 +126,52 @@ func WriteFile(path string, p *profile.Profile, opts Options) error {
 	return writeAtomic(path, func(w io.Writer) error { return Write(w, f, p, opts) })
 }
 
-// writeAtomic writes path through a temporary file in the same directory.
+// writeAtomic writes path through a temporary file in the same directory,
+// synced before it is renamed into place.
 func writeAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	tmp, _, err := WriteTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*", 0o644, write)
 	if err != nil {
-		return fmt.Errorf("output: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := write(tmp); err != nil {
-		tmp.Close()
 		return fmt.Errorf("output: %s: %w", path, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("output: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("output: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("output: %w", err)
 	}
 	return nil
+}
+
+// WriteTemp is Ember's one way of writing a file whole: write fills a new
+// temporary file in dir (os.CreateTemp's pattern), which gets mode perm and
+// is synced to disk and closed; it returns the file's name and size, for the
+// caller to rename or link into place (a reader never sees half a file, and
+// a crash leaves no empty one behind the name). On error nothing is left.
+func WriteTemp(dir, pattern string, perm os.FileMode, write func(io.Writer) error) (string, int64, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", 0, err
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	var size int64
+	if err == nil {
+		var info os.FileInfo
+		if info, err = f.Stat(); err == nil {
+			size = info.Size()
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return f.Name(), size, nil
 }
 
 // MaxProfileSize caps the size of a profile file ReadProfile reads.
