@@ -94,10 +94,7 @@ func TestOpenMappedFileStaysInRoot(t *testing.T) {
 // TestSymbolizeMemfdExecutable runs a binary from a memfd (as some
 // container runtimes and packers do) and symbolizes it through map_files.
 func TestSymbolizeMemfdExecutable(t *testing.T) {
-	gcc := requireTool(t, "gcc")
-	exe := built(t, "work-pie", func(dir, out string) {
-		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
-	})
+	exe := workPIE(t)
 	b, err := os.ReadFile(exe)
 	if err != nil {
 		t.Fatal(err)

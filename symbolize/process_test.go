@@ -132,10 +132,7 @@ func wantOuter(t *testing.T, l *profile.Location, fn, file string) {
 }
 
 func TestSymbolizeLivePIE(t *testing.T) {
-	gcc := requireTool(t, "gcc")
-	exe := built(t, "work-pie", func(dir, out string) {
-		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
-	})
+	exe := workPIE(t)
 	cmd, addrs := startWaiting(t, exe)
 	pc := addrs["nearest"] + 4
 	p := processProfile(t, cmd.Process.Pid, pc)
@@ -162,12 +159,20 @@ func TestSymbolizeLivePIE(t *testing.T) {
 	wantOuter(t, p2.Location[0], "nearest", "work.c")
 }
 
-func TestSymbolizeDeletedExecutable(t *testing.T) {
+// workPIE builds testdata/work.c as a position-independent executable.
+func workPIE(t *testing.T) string {
+	t.Helper()
 	gcc := requireTool(t, "gcc")
-	exe := built(t, "work-pie", func(dir, out string) {
+	return built(t, "work-pie", func(dir, out string) {
 		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
 	})
-	b, err := os.ReadFile(exe)
+}
+
+// startDeleted runs a copy of workPIE named work-deleted, waiting, and
+// deletes the copy: the process maps a file no path names any more.
+func startDeleted(t *testing.T) (*exec.Cmd, map[string]uint64) {
+	t.Helper()
+	b, err := os.ReadFile(workPIE(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +184,11 @@ func TestSymbolizeDeletedExecutable(t *testing.T) {
 	if err := os.Remove(tmp); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, addrs
+}
+
+func TestSymbolizeDeletedExecutable(t *testing.T) {
+	cmd, addrs := startDeleted(t)
 	p := processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)
 	if !strings.HasSuffix(p.Location[0].Mapping.File, " (deleted)") {
 		t.Fatalf("mapping file %q is not marked deleted", p.Location[0].Mapping.File)
@@ -201,22 +211,7 @@ func TestSymbolizeDeletedExecutable(t *testing.T) {
 // interval's own, which knows that interval's processes), not Options.Open,
 // and keeps none of it: the next Symbolize opens by path again.
 func TestSymbolizeWithOpener(t *testing.T) {
-	gcc := requireTool(t, "gcc")
-	exe := built(t, "work-pie", func(dir, out string) {
-		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
-	})
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(t.TempDir(), "work-deleted")
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd, addrs := startWaiting(t, tmp)
-	if err := os.Remove(tmp); err != nil {
-		t.Fatal(err)
-	}
+	cmd, addrs := startDeleted(t)
 	s := New(Options{})
 	defer s.Close()
 	p := processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)
@@ -253,10 +248,7 @@ func TestSymbolizeSharedLibraryInProcess(t *testing.T) {
 }
 
 func TestSymbolizeBadFileCostsOnlyItsFrames(t *testing.T) {
-	gcc := requireTool(t, "gcc")
-	exe := built(t, "work-pie", func(dir, out string) {
-		run(t, dir, gcc, "-O2", "-g", "-fPIE", "-pie", "-o", out, srcPath(t, "work.c"))
-	})
+	exe := workPIE(t)
 	cmd, addrs := startWaiting(t, exe)
 	p := processProfile(t, cmd.Process.Pid, addrs["nearest"]+4)
 	bad := filepath.Join(t.TempDir(), "garbage.so")

@@ -2,8 +2,6 @@ package tracer
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/internal/proc"
-	"github.com/emberprof/ember/internal/testutil"
 )
 
 // TestCPUBackOnlineSampled takes CPU 1 offline and back online while the
@@ -20,10 +17,7 @@ import (
 // down and opens one when it comes up (the old event would count nothing
 // ever after). It takes CPU 1 down for about half a second.
 func TestCPUBackOnlineSampled(t *testing.T) {
-	testutil.RequireRoot(t)
-	if err := Preflight(""); err != nil {
-		testutil.SkipOrFail(t, "%v", err)
-	}
+	requireBPF(t)
 	const ctl = "/sys/devices/system/cpu/cpu1/online"
 	if b, err := os.ReadFile(ctl); err != nil || strings.TrimSpace(string(b)) != "1" {
 		t.Skipf("CPU 1 cannot be taken offline here (%s: %q, %v)", ctl, b, err)
@@ -37,12 +31,7 @@ func TestCPUBackOnlineSampled(t *testing.T) {
 	}
 	defer setOnline(true)
 
-	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-g"}, "unwind/chain.c")
-	w := exec.Command(bin, "30")
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { w.Process.Kill(); w.Wait() }()
+	w := startChain(t, "30", "-O2", "-g")
 	pin := func() {
 		var set unix.CPUSet
 		set.Set(1)

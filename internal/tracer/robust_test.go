@@ -95,10 +95,7 @@ func entryOf(t *testing.T, tr *Tracer, pid int, within time.Duration) map[uint64
 // panic in the worker itself is survived, and the workload beside them is
 // still sampled with tables.
 func TestHostileBinaryCostsItsOwnTables(t *testing.T) {
-	testutil.RequireRoot(t)
-	if err := Preflight(""); err != nil {
-		testutil.SkipOrFail(t, "%v", err)
-	}
+	requireBPF(t)
 	dir := t.TempDir()
 	chain := testutil.BuildC(t, filepath.Join(dir, "chain"), []string{"-O2", "-g", "-fomit-frame-pointer", "-Wl,--build-id=sha1"}, "unwind/chain.c")
 	mapexec := testutil.BuildC(t, filepath.Join(dir, "mapexec"), []string{"-O2"}, "unwind/mapexec.c")

@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -33,16 +32,8 @@ func TestParseUnwindMode(t *testing.T) {
 // executable mappings, and whose tables hold, byte for byte, what
 // unwind.Table.Encode makes of its binaries.
 func TestUnwinderLoadsProcess(t *testing.T) {
-	testutil.RequireRoot(t)
-	if err := Preflight(""); err != nil {
-		testutil.SkipOrFail(t, "%v", err)
-	}
-	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "unwind/chain.c")
-	w := exec.Command(bin, "10")
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { w.Process.Kill(); w.Wait() }()
+	requireBPF(t)
+	w := startChain(t, "10", "-O2", "-g", "-fomit-frame-pointer")
 	procs := proc.NewTable()
 	defer procs.Close()
 	tr, err := Start(Config{Frequency: 499, PIDs: []int{w.Process.Pid}, OnCPU: true, Unwind: UnwindTables}, procs)

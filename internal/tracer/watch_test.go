@@ -2,8 +2,6 @@ package tracer
 
 import (
 	"errors"
-	"os/exec"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,16 +18,8 @@ import (
 // next drain its table entry is forgotten and its held files closed, and
 // its unwind entry is unloaded from the kernel map and from the unwinder.
 func TestMissedExitSwept(t *testing.T) {
-	testutil.RequireRoot(t)
-	if err := Preflight(""); err != nil {
-		testutil.SkipOrFail(t, "%v", err)
-	}
-	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "unwind/chain.c")
-	w := exec.Command(bin, "3")
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { w.Process.Kill(); w.Wait() }()
+	requireBPF(t)
+	w := startChain(t, "3", "-O2", "-g", "-fomit-frame-pointer")
 	pid := w.Process.Pid
 
 	defer func(d time.Duration) { watchInterval = d }(watchInterval)
