@@ -182,4 +182,4 @@ func (c *Cache) Stats() CacheStats {
 	}
 }
 
-func errPanic(r any) error { return fmt.Errorf("unwind: building table panicked: %v", r) }
+func errPanic(r any) error { return fmt.Errorf("%w: building table panicked: %v", ErrInternal, r) }

@@ -170,7 +170,7 @@ func mergeTables(a, b []Row) []Row {
 func GoRows(arch Arch, pt *gopclntab.Table, textByte func(addr uint64) (byte, bool)) (rows []Row, gs GoStats, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			rows, err = nil, fmt.Errorf("unwind: internal error reading pclntab: %v", r)
+			rows, err = nil, fmt.Errorf("%w reading pclntab: %v", ErrInternal, r)
 		}
 	}()
 	if arch != AMD64 && arch != ARM64 {

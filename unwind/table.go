@@ -17,6 +17,10 @@ var (
 	ErrUnsupportedArch = errors.New("unwind: unsupported architecture")
 	// ErrTooLarge: a section or table is over the caps of this package.
 	ErrTooLarge = errors.New("unwind: too large")
+	// ErrInternal reports a panic recovered while building a table: a
+	// bug that hostile input reached. The binary's table is lost, and the
+	// caller counts it (the tracer's UnwindStats.BadBinaries).
+	ErrInternal = errors.New("unwind: internal error")
 )
 
 // Caps for hostile input. The biggest binary on the development machine
@@ -269,7 +273,7 @@ func BuildTable(arch Arch, secs ...Section) (*Table, error) {
 func buildTable(arch Arch, secs []Section, keep func(lo, hi uint64) bool) (t *Table, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("unwind: internal error building table: %v", r)
+			t, err = nil, fmt.Errorf("%w building table: %v", ErrInternal, r)
 		}
 	}()
 	var fpReg uint64

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/testutil"
+	"github.com/emberprof/ember/symbolize/objfile"
 	"github.com/emberprof/ember/unwind"
 )
 
@@ -129,7 +131,7 @@ func TestHostileBinaryCostsItsOwnTables(t *testing.T) {
 	}
 	defer func() { testHookMapping, testHookJob = nil, nil }()
 
-	work := exec.Command(chain, "8")
+	work := exec.Command(chain, "60")
 	if err := work.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -190,13 +192,35 @@ func TestHostileBinaryCostsItsOwnTables(t *testing.T) {
 	tr.unw.enqueue(uint32(later.Process.Pid), false)
 	entryOf(t, tr, later.Process.Pid, 15*time.Second)
 
+	// A panic recovered inside package unwind (ErrInternal: here a cached
+	// result stands for one) costs the same and is counted the same.
+	internal := hostileCopy(t, chain, filepath.Join(dir, "internal-error"), 0x44, nil)
+	ef, err := elf.Open(internal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := objfile.BuildIDs(ef)
+	ef.Close()
+	tr.unw.cache.Add(objfile.BuildIDKey(id), nil, fmt.Errorf("%w: a parser's panic", unwind.ErrInternal))
+	third := startMapping(t, mapexec, internal)
+	if _, err := procs.Add(third.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	tr.unw.enqueue(uint32(third.Process.Pid), false)
+	flags := entryOf(t, tr, third.Process.Pid, 15*time.Second)
+	for _, m := range procs.Get(third.Process.Pid).Mappings {
+		if m.Path == internal && flags[m.Start]&unwind.MappingFramePointers == 0 {
+			t.Errorf("the mapping of a binary whose table build panicked has a table")
+		}
+	}
+
 	st, _ := tr.UnwindStats()
 	t.Logf("unwind stats: %+v", st)
 	if n := panicked.Load(); n != 1 {
 		t.Errorf("the panicking file was read %d times, want once (then remembered as bad)", n)
 	}
-	if st.BadBinaries != 1 {
-		t.Errorf("BadBinaries = %d, want 1", st.BadBinaries)
+	if st.BadBinaries != 2 {
+		t.Errorf("BadBinaries = %d, want 2 (the panic in the tracer's reading, and ErrInternal)", st.BadBinaries)
 	}
 	if jobPanics.Load() < 1 || st.Recovered != 1 {
 		t.Errorf("worker panics: %d hooked, %d recovered, want 1 recovered", jobPanics.Load(), st.Recovered)

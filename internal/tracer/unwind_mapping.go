@@ -94,6 +94,11 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 			u.mu.Unlock()
 			return fp, nil, fmt.Errorf("walked with frame pointers: %w", err)
 		}
+		if errors.Is(err, unwind.ErrInternal) {
+			// A parser panicked on this binary and recovered: the same
+			// cost, count and log as a panic met here.
+			return fp, nil, u.recovered(bad, m.Path, err)
+		}
 		if err != nil {
 			return fp, nil, err
 		}
@@ -177,7 +182,12 @@ func (u *unwinder) recovered(f badFile, path string, r any) error {
 	}
 	u.bad[f] = true
 	u.stats.BadBinaries++
-	slog.Warn("a binary could not be read for unwind tables; its code is walked with frame pointers", "file", path, "panic", r, "stack", string(debug.Stack()))
+	if _, ok := r.(error); ok {
+		// Recovered inside package unwind, which said where.
+		slog.Warn("a binary could not be read for unwind tables; its code is walked with frame pointers", "file", path, "err", r)
+	} else {
+		slog.Warn("a binary could not be read for unwind tables; its code is walked with frame pointers", "file", path, "panic", r, "stack", string(debug.Stack()))
+	}
 	return err
 }
 
