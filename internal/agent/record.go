@@ -328,6 +328,12 @@ func (s *Summary) details() []string {
 			out = append(out, fmt.Sprintf("Go: %d tables from .gopclntab (%d functions not described); %d mappings of Go before 1.20 walked with frame pointers",
 				us.GoTables, us.GoBadFuncs, us.GoFramePointers))
 		}
+		if us.BadBinaries > 0 || us.Recovered > 0 {
+			// Hostile or corrupt binaries: their code was walked with
+			// frame pointers (tracer's ELF boundary, #17).
+			out = append(out, fmt.Sprintf("unwind tables: %d binaries could not be read (walked with frame pointers), %d worker panics recovered",
+				us.BadBinaries, us.Recovered))
+		}
 	} else if s.Unwind == tracer.UnwindFP {
 		out = append(out, "user stacks walked with frame pointers only")
 	}
