@@ -134,7 +134,10 @@ func (b *bench) systemRun(cfg string) (*systemResult, error) {
 	if res.samples, err = parsePerfRecord(r.Stderr); err != nil {
 		return nil, err
 	}
-	s, post, err := b.perfScriptFold(data, script, folded, timeout)
+	// perf script resolves inlined frames with addr2line, which on some
+	// runs took over 5 minutes on this machine's large binaries; such a
+	// round is dropped (and warned about) after 2 minutes.
+	s, post, err := b.perfScriptFold(data, script, folded, 2*time.Minute)
 	if err != nil {
 		return nil, err
 	}
