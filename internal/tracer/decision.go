@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/export/output"
 )
 
 // Auto's choice of program variants is the same on every run on one kernel
@@ -206,27 +207,22 @@ func writePrivate(path string, b []byte) error {
 	})
 }
 
-// writePrivateFunc is writePrivate with the contents written by write.
+// writePrivateFunc is writePrivate with the contents written by write,
+// through output.WriteTemp, Ember's one way of writing a file whole.
 func writePrivateFunc(path string, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, _, err := output.WriteTemp(dir, ".tmp-*", 0o600, write)
 	if err != nil {
 		return err
 	}
-	err = write(tmp)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return nil
 }
 
 // forget removes a decision the kernel no longer agrees with.
