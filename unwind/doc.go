@@ -149,105 +149,19 @@
 // # The walk
 //
 // Unwind is the reference walker: it reads only those encoded bytes, in the
-// order the BPF program must. Its Reason values are the indexes of the BPF
-// program's truncation counters; a stack that is not ReasonComplete is marked
-// truncated with that reason, never silently cut. In BPF C (the frame loop
-// can be a bpf_loop callback, kernel 5.17+, so the verifier checks one step;
-// without bpf_loop, walk 8 frames per program and bpf_tail_call itself with
-// the state in a per-CPU array):
-//
-//	enum unwind_reason {  // Reason; one per-CPU counter each
-//		REASON_COMPLETE, REASON_NO_MAPPING, REASON_NO_ROW, REASON_UNSUPPORTED,
-//		REASON_READ_FAILED, REASON_BAD_FRAME, REASON_MAX_FRAMES, REASON_BAD_TABLE,
-//	};
-//
-//	struct unwind_state { __u64 pc, sp, fp, lr; __u32 n, reason; __u64 pcs[UNWIND_MAX_FRAMES]; };
-//	// proc = bpf_map_lookup_elem(&unwind_procs, &tgid), looked up once per sample.
-//
-//	static int unwind_step(__u32 i, struct unwind_state *s)   // returns 1 to stop
-//	{
-//		if (s->pc == 0) { s->reason = REASON_COMPLETE; return 1; }
-//		if (s->n >= UNWIND_MAX_FRAMES) return 1;   // s->reason starts as REASON_MAX_FRAMES
-//		s->pcs[s->n++] = s->pc;
-//		__u64 pc = i ? s->pc - 1 : s->pc;          // a return address points after the call
-//		struct unwind_mapping *m = NULL;
-//		if (proc) {
-//			__u32 lo = 0, hi = proc->nmappings; // find the last m with start <= pc
-//			if (hi == 0 || hi > UNWIND_MAX_MAPPINGS) { s->reason = REASON_NO_MAPPING; return 1; }
-//			for (int k = 0; k < UNWIND_MAPPING_STEPS && hi - lo > 1; k++) {
-//				__u32 mid = lo + (hi - lo) / 2;
-//				if (proc->m[mid & (UNWIND_MAX_MAPPINGS-1)].start <= pc) lo = mid; else hi = mid;
-//			}
-//			m = &proc->m[lo & (UNWIND_MAX_MAPPINGS-1)];
-//			if (pc < m->start || pc >= m->end) { s->reason = REASON_NO_MAPPING; return 1; }
-//		}
-//		if (!m || (m->flags & MAPPING_FP)) {        // frame-pointer step
-//			__u64 next[2];                      // [fp] = caller's fp, [fp+8] = RA
-//			if (s->fp == 0) { s->reason = REASON_COMPLETE; return 1; }
-//			if (s->fp < s->sp) { s->reason = REASON_BAD_FRAME; return 1; }
-//			if (bpf_probe_read_user(next, 16, (void *)s->fp)) { s->reason = REASON_READ_FAILED; return 1; }
-//			s->pc = next[1]; s->sp = s->fp + 16; s->fp = next[0];
-//			return 0;
-//		}
-//		struct unwind_table *t = bpf_map_lookup_elem(&unwind_tables, &m->table_id);
-//		if (!t || t->npages == 0) { s->reason = REASON_BAD_TABLE; return 1; }
-//		__u64 vaddr = pc - m->bias;
-//		if (vaddr < t->base || (vaddr - t->base) >> UNWIND_PAGE_SHIFT >= t->npages) {
-//			s->reason = REASON_NO_ROW; return 1;
-//		}
-//		__u32 pidx = t->first_page + ((vaddr - t->base) >> UNWIND_PAGE_SHIFT);
-//		struct unwind_page *pg = bpf_map_lookup_elem(&unwind_pages, &pidx);
-//		if (!pg || pg->nrows == 0) { s->reason = REASON_BAD_TABLE; return 1; }
-//		__u16 rel = vaddr - t->base;                 // offset inside the page
-//		__u32 base = t->first_row + pg->first_row, lo = 0, hi = pg->nrows;
-//		for (int k = 0; k < UNWIND_SEARCH_STEPS && hi - lo > 1; k++) {   // last row with pc_lo <= rel
-//			__u32 mid = lo + (hi - lo) / 2, idx = base + mid;
-//			struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
-//			if (!row) { s->reason = REASON_BAD_TABLE; return 1; }
-//			if (row->pc_lo <= rel) lo = mid; else hi = mid;
-//		}
-//		if (hi - lo > 1) { s->reason = REASON_BAD_TABLE; return 1; }
-//		__u32 idx = base + lo;
-//		struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
-//		if (!row || row->rule >= t->nrules) { s->reason = REASON_BAD_TABLE; return 1; }
-//		__u32 ridx = t->first_rule + row->rule;
-//		struct unwind_rule *r = bpf_map_lookup_elem(&unwind_rules, &ridx);
-//		if (!r) { s->reason = REASON_BAD_TABLE; return 1; }
-//		__u64 cfa;
-//		__u8 rules = r->cfa_rules & 0xff;
-//		__s64 cfa_off = r->cfa_rules >> 8;
-//		switch (rules & 15) {
-//		case CFA_NONE: s->reason = REASON_NO_ROW; return 1;
-//		case CFA_SP:   cfa = s->sp + cfa_off; break;
-//		case CFA_FP:   cfa = s->fp + cfa_off; break;
-//		case CFA_PLT:  cfa = s->sp + cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0); break;
-//		case CFA_DEREF_FP:
-//			if (bpf_probe_read_user(&cfa, 8, (void *)(s->fp + cfa_off))) {
-//				s->reason = REASON_READ_FAILED; return 1; }
-//			break;
-//		default:       s->reason = REASON_UNSUPPORTED; return 1;
-//		}
-//		__u64 ra;
-//		switch ((rules >> 6) & 3) {
-//		case RA_UNDEFINED: s->reason = REASON_COMPLETE; return 1;
-//		case RA_LINK:      if (i) { s->reason = REASON_BAD_FRAME; return 1; } ra = s->lr; break;
-//		default:           if (bpf_probe_read_user(&ra, 8, (void *)(cfa + r->ra_off))) { // RA_OFFSET, RA_SWITCH
-//		                           s->reason = REASON_READ_FAILED; return 1; }
-//		}
-//		switch ((rules >> 4) & 3) {
-//		case FP_OFFSET:    if (bpf_probe_read_user(&s->fp, 8, (void *)(cfa + r->fp_off))) {
-//		                           s->reason = REASON_READ_FAILED; return 1; } break;
-//		case FP_AT_FP:     if (bpf_probe_read_user(&s->fp, 8, (void *)(s->fp + r->fp_off))) {
-//		                           s->reason = REASON_READ_FAILED; return 1; } break;
-//		case FP_UNDEFINED: s->fp = 0; break;
-//		}
-//		if (cfa <= s->sp && !(((rules >> 6) & 3) == RA_LINK && cfa == s->sp) &&
-//		    ((rules >> 6) & 3) != RA_SWITCH) {       // a switch of stacks may go anywhere
-//			s->reason = REASON_BAD_FRAME; return 1;   // the stack must move up
-//		}
-//		s->pc = ra; s->sp = cfa;
-//		return 0;
-//	}
+// order the BPF program (unwind_step in bpf/unwind.bpf.h, one frame per
+// bpf_loop callback) does, and each of its steps is the BPF step's: find
+// the mapping of PC (PC-1 for a return address) by binary search; in a
+// MAPPING_FP mapping (JIT code, Go before 1.20, a table not loaded yet), or
+// at code its table has no row for (no FDE: V8's builtins embedded in node,
+// hand-written trampolines), take a frame-pointer step ([fp] is the caller's
+// fp, [fp+8] its return address) and go on with tables in the caller's
+// mapping; otherwise find the page, binary search its rows, and apply the
+// row's CFA, return-address and frame-pointer rules. The stack must move up
+// (but for a leaf whose return address is still in LR, and a switch of
+// stacks). Its Reason values are the indexes of the BPF program's
+// truncation counters; a stack that is not ReasonComplete is marked
+// truncated with that reason, never silently cut.
 //
 // After UNWIND_MAX_FRAMES steps without stopping the reason is
 // REASON_MAX_FRAMES. The registers come from the perf event's pt_regs (for
@@ -256,6 +170,7 @@
 //
 // Not handled, and counted rather than guessed: signal frames (the 'S'
 // augmentation; the walk stops at the trampoline's expression rows), code
-// without CFI inside a binary that has a table (ReasonNoRow), JIT code
-// (ReasonNoMapping).
+// outside every known mapping (ReasonNoMapping), and frame-pointer steps
+// through code that keeps no frame pointer (x86-64's CPython -X perf
+// trampoline in an interpreter built without them: ReasonBadFrame).
 package unwind

@@ -46,8 +46,9 @@ func (r Reason) String() string {
 // Unwind walks the user stack of process pid from regs with the tables in m,
 // exactly as the BPF walker does, and returns the PCs, leaf first: the first
 // is regs.PC, the others are return addresses. Mappings flagged
-// MappingFramePointers, and every frame of a process m does not know, are
-// walked with frame pointers.
+// MappingFramePointers, code in a tabled mapping that its table has no row
+// for, and every frame of a process m does not know, are walked with frame
+// pointers, and the walk goes on with tables in the caller's mapping.
 func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) {
 	proc := m.Procs[pid]
 	pcs := make([]uint64, 0, 32)
@@ -58,6 +59,24 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			return 0, false
 		}
 		return binary.LittleEndian.Uint64(b), true
+	}
+	// fpStep steps to the caller with frame pointers, as the BPF walker's
+	// fp_step: [fp] is the caller's fp, [fp+8] the return address. stop
+	// says the walk ends here, for reason r.
+	fpStep := func() (r Reason, stop bool) {
+		if fp == 0 {
+			return ReasonComplete, true
+		}
+		if fp < sp {
+			return ReasonBadFrame, true
+		}
+		nfp, ok1 := read64(fp)
+		ra, ok2 := read64(fp + 8)
+		if !ok1 || !ok2 {
+			return ReasonReadFailed, true
+		}
+		pc, sp, fp = ra, fp+16, nfp
+		return ReasonComplete, false
 	}
 	for i := 0; i < MaxFrames; i++ {
 		if pc == 0 {
@@ -78,19 +97,9 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			}
 		}
 		if !found || mp.Flags&MappingFramePointers != 0 {
-			// Frame pointer step: [fp] is the caller's fp, [fp+8] the return address.
-			if fp == 0 {
-				return pcs, ReasonComplete
+			if r, stop := fpStep(); stop {
+				return pcs, r
 			}
-			if fp < sp {
-				return pcs, ReasonBadFrame
-			}
-			nfp, ok1 := read64(fp)
-			ra, ok2 := read64(fp + 8)
-			if !ok1 || !ok2 {
-				return pcs, ReasonReadFailed
-			}
-			pc, sp, fp = ra, fp+16, nfp
 			continue
 		}
 		var ti TableInfo
@@ -99,14 +108,22 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			return pcs, ReasonBadTable
 		}
 		row, reason := lookupRow(m, ti, lookup-mp.Bias)
+		if reason == ReasonNoRow || reason == ReasonComplete && row.CFA == CFANone {
+			// Code a table has no row for inside a tabled file (V8's
+			// builtins embedded in node, hand-written trampolines) keeps
+			// frame pointers, like JIT code: step through it with them and
+			// go on with tables in the caller.
+			if r, stop := fpStep(); stop {
+				return pcs, r
+			}
+			continue
+		}
 		if reason != ReasonComplete {
 			return pcs, reason
 		}
 		var ok bool
 		var cfa uint64
 		switch row.CFA {
-		case CFANone:
-			return pcs, ReasonNoRow
 		case CFASP:
 			cfa = sp + uint64(int64(row.CFAOffset))
 		case CFAFP:

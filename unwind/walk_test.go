@@ -32,6 +32,10 @@ func (s fakeStack) read(addr uint64, n int) ([]byte, error) {
 //	gap   0x1080..0x1090: no FDE
 //	expr  0x1090..0x10a0: an unsupported expression
 //	drap  0x10a0..0x10b0: a realigned frame
+//
+// Its mapping goes on past the table (0x10b0..0x30000: code with no row, as
+// V8's builtins embedded in node), and 0x90000..0x91000 is JIT code walked
+// with frame pointers.
 func synthetic(t *testing.T) (*Maps, uint64) {
 	rows := []Row{
 		{PC: 0x1000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
@@ -53,7 +57,7 @@ func synthetic(t *testing.T) (*Maps, uint64) {
 	}
 	const bias = 0x10000
 	if err := m.SetProc(1, []Mapping{
-		{Start: bias + 0x1000, End: bias + 0x10b0, Bias: bias, TableID: id},
+		{Start: bias + 0x1000, End: bias + 0x30000, Bias: bias, TableID: id},
 		{Start: 0x90000, End: 0x91000, Flags: MappingFramePointers},
 	}); err != nil {
 		t.Fatal(err)
@@ -114,10 +118,47 @@ func TestUnwindSynthetic(t *testing.T) {
 		want:   []uint64{b + 0x10a4, b + 0x1045},
 		reason: ReasonComplete,
 	}, {
-		name:   "gap",
+		// Code without a row (no FDE) takes a frame-pointer step, as the
+		// BPF walker's fp_step, and the walk goes on with the table in mid.
+		name: "gap-frame-pointer-step",
+		regs: Regs{PC: b + 0x1084, SP: sp, FP: sp + 0x10},
+		stack: fakeStack{
+			sp + 0x10: sp + 0x40,  // [fp]: mid's rbp
+			sp + 0x18: b + 0x1020, // [fp+8]: RA into mid
+			sp + 0x40: sp + 0x100, // mid's saved rbp at CFA-16 (CFA = rbp+16 = sp+0x50)
+			sp + 0x48: b + 0x1045, // mid's RA into outer
+		},
+		want:   []uint64{b + 0x1084, b + 0x1020, b + 0x1045},
+		reason: ReasonComplete,
+	}, {
+		// The same for code in the mapping past the table's pages.
+		name:   "past-table-frame-pointer-step",
+		regs:   Regs{PC: b + 0x20010, SP: sp, FP: sp + 0x10},
+		stack:  fakeStack{sp + 0x10: sp + 0x40, sp + 0x18: b + 0x1020, sp + 0x40: sp + 0x100, sp + 0x48: b + 0x1045},
+		want:   []uint64{b + 0x20010, b + 0x1020, b + 0x1045},
+		reason: ReasonComplete,
+	}, {
+		// Without a frame pointer there the walk ends, as at any fp 0.
+		name:   "gap-no-frame-pointer",
 		regs:   Regs{PC: b + 0x1084, SP: sp},
 		want:   []uint64{b + 0x1084},
-		reason: ReasonNoRow,
+		reason: ReasonComplete,
+	}, {
+		// Tabled code called from JIT code called from tabled code: the
+		// frameless leaf's row finds its RA in the JIT mapping, a
+		// frame-pointer step crosses the JIT frame (rbp untouched by the
+		// leaf), and mid's row (CFA = rbp+16) takes it back to outer.
+		name: "tables-jit-tables",
+		regs: Regs{PC: b + 0x1004, SP: sp, FP: sp + 0x20},
+		stack: fakeStack{
+			sp:        0x90010,    // leaf's RA into the JIT code
+			sp + 0x20: sp + 0x50,  // the JIT frame's [fp]: mid's rbp
+			sp + 0x28: b + 0x1020, // its [fp+8]: RA into mid
+			sp + 0x50: sp + 0x100, // mid's saved rbp (CFA = sp+0x60)
+			sp + 0x58: b + 0x1045, // mid's RA into outer
+		},
+		want:   []uint64{b + 0x1004, 0x90010, b + 0x1020, b + 0x1045},
+		reason: ReasonComplete,
 	}, {
 		name:   "unsupported",
 		regs:   Regs{PC: b + 0x1094, SP: sp},
