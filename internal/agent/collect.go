@@ -32,6 +32,11 @@ type collector struct {
 
 	// wakers puts each off-CPU block's waker beneath its stack.
 	wakers bool
+
+	// jitMaps holds each JIT process's perf map open from the drain that
+	// first saw its JIT code until symbolizing is done (close): once the
+	// process has exited, /proc/PID/root, the only way to its /tmp, is gone.
+	jitMaps map[int]*os.File
 }
 
 type mappingSource struct {
@@ -44,10 +49,19 @@ type mappingSource struct {
 
 func newCollector(mode pprof.Mode, hz int, start time.Time, procs *proc.Table) *collector {
 	return &collector{
-		b:     pprof.NewBuilder(mode, hz, start),
-		procs: procs,
-		files: map[*profile.Mapping]mappingSource{},
-		pids:  map[uint32]bool{},
+		b:       pprof.NewBuilder(mode, hz, start),
+		procs:   procs,
+		files:   map[*profile.Mapping]mappingSource{},
+		pids:    map[uint32]bool{},
+		jitMaps: map[int]*os.File{},
+	}
+}
+
+// close releases the perf maps held for symbolizing.
+func (c *collector) close() {
+	for pid, f := range c.jitMaps {
+		f.Close()
+		delete(c.jitMaps, pid)
 	}
 }
 
@@ -252,9 +266,12 @@ func (c *collector) userMapping(pid uint32, m *proc.Mapping) *profile.Mapping {
 			if p := c.procs.Get(int(pid)); p != nil && p.NSPID > 0 {
 				nspid = p.NSPID
 			}
-			f, err := proc.OpenPerfMap(int(pid), nspid)
-			if err == nil {
-				f.Close()
+			var err error
+			if _, held := c.jitMaps[int(pid)]; !held {
+				var f *os.File
+				if f, err = proc.OpenPerfMap(int(pid), nspid); err == nil {
+					c.jitMaps[int(pid)] = f
+				}
 			}
 			if !errors.Is(err, fs.ErrNotExist) {
 				pm.File = fmt.Sprintf("/proc/%d/root%s", pid, proc.PerfMapPath(nspid))
@@ -275,6 +292,12 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 	case !ok:
 		return nil, fmt.Errorf("%s: no process is known to map it", pm.File)
 	case src.nspid > 0:
+		if f, ok := c.jitMaps[src.pid]; ok {
+			// A file of its own (offset and all) on the held one, which
+			// the runtime may have appended to since, and which outlives
+			// the process.
+			return os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+		}
 		return proc.OpenPerfMap(src.pid, src.nspid)
 	case src.m.Inode == 0:
 		return nil, fmt.Errorf("%s: an anonymous mapping of process %d: %w", pm.File, src.pid, fs.ErrNotExist)

@@ -146,6 +146,7 @@ func (a *Agent) finish(iv *interval, end time.Time) {
 // dropInterval counts an interval shed at stage and says so, naming the
 // stage that is busy and for how long.
 func (a *Agent) dropInterval(stage string, iv *interval) {
+	iv.col.close()
 	n := a.drops.add(stage)
 	busy, since := a.health.busyWith()
 	a.log.Warn("interval dropped: a later stage is behind", "stage", stage, "interval_end", iv.end.Format(time.TimeOnly),
@@ -187,6 +188,7 @@ func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ chan<- *shipment) {
 // profiles finishes iv's profile, symbolizes it once and splits it per
 // service (and kind).
 func (a *Agent) profiles(iv *interval) []sink.Profile {
+	defer iv.col.close() // the perf maps it held for symbolizing
 	p := iv.col.b.Profile(iv.end)
 	if iv.stats != nil {
 		p.Comments = append(p.Comments, "ember: "+statsLine(iv.stats))

@@ -141,6 +141,7 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	start := time.Now()
 	col := newCollector(cfg.Mode, tc.Frequency, start, procs)
 	col.wakers = tc.OffCPU && tc.Wakers
+	defer col.close()
 	exited := make(chan error, 1)
 	if cmd != nil {
 		if err := cmd.release(); err != nil {
