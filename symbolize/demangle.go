@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/ianlancetaylor/demangle"
@@ -30,6 +31,9 @@ func demangleName(name string) (out string) {
 	}()
 	if isRust(name) {
 		base, suffix := rustSuffix(name)
+		if strings.HasPrefix(base, "_ZN") {
+			base = keepLegacyUnderscores(base)
+		}
 		s, err := demangle.ToString(base, demangle.MaxLength(16))
 		if err != nil {
 			return name
@@ -41,6 +45,43 @@ func demangleName(name string) (out string) {
 		return name
 	}
 	return s
+}
+
+// keepLegacyUnderscores works around the demangle package's legacy Rust
+// demangler, which drops the first character of an identifier that starts
+// with '_' (it takes it for v0's separator after a length, which legacy
+// names do not have): std::sys::backtrace::__rust_begin_short_backtrace,
+// on every Rust thread's stack, came out with one underscore. Each such
+// identifier gets one more '_' for the package to drop. A name that does not
+// parse as _ZN{<length><bytes>}E is returned unchanged.
+func keepLegacyUnderscores(name string) string {
+	rest, ok := strings.CutPrefix(name, "_ZN")
+	if !ok || !strings.Contains(rest, "_") {
+		return name
+	}
+	var b strings.Builder
+	b.WriteString("_ZN")
+	for len(rest) > 0 && rest[0] != 'E' {
+		i := 0
+		for i < len(rest) && i < 6 && '0' <= rest[i] && rest[i] <= '9' {
+			i++
+		}
+		n, err := strconv.Atoi(rest[:i])
+		if err != nil || n <= 0 || i+n > len(rest) {
+			return name
+		}
+		id := rest[i : i+n]
+		if id[0] == '_' {
+			b.WriteString(strconv.Itoa(n + 1))
+			b.WriteByte('_')
+		} else {
+			b.WriteString(rest[:i])
+		}
+		b.WriteString(id)
+		rest = rest[i+n:]
+	}
+	b.WriteString(rest)
+	return b.String()
 }
 
 // isRust reports a v0 name (_R...) or a legacy one: an Itanium-looking
@@ -70,7 +111,7 @@ func isRust(name string) bool {
 // for ThinLTO, .cold and the like): a v0 symbol at its first '.', which v0
 // never uses; a legacy one, whose paths use "..", after the last "E." (the
 // end of the hash). It returns the suffix to print after the demangled name:
-// none for .llvm.HEX, as rustc-demangle drops it, else the suffix as it is.
+// the suffix as it is, less a .llvm.HEX in it, which rustc-demangle drops.
 func rustSuffix(name string) (base, suffix string) {
 	i := strings.IndexByte(name, '.')
 	if strings.HasPrefix(name, "_ZN") {
@@ -82,8 +123,10 @@ func rustSuffix(name string) (base, suffix string) {
 		return name, ""
 	}
 	base, suffix = name[:i], name[i:]
-	if h, ok := strings.CutPrefix(suffix, ".llvm."); ok && strings.Trim(h, "0123456789ABCDEF@") == "" {
-		suffix = ""
+	// rustc-demangle drops ".llvm.HEX" wherever it is in the suffix: a
+	// static's "E.0.llvm.HEX" keeps ".0".
+	if j := strings.Index(suffix, ".llvm."); j >= 0 && strings.Trim(suffix[j+len(".llvm."):], "0123456789ABCDEF@") == "" {
+		suffix = suffix[:j]
 	}
 	return base, suffix
 }
