@@ -11,16 +11,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/emberprof/ember/internal/testutil"
 )
 
 // Test binaries are built from the sources in testdata, once per test run,
 // into one temporary directory.
 
-// strict reports whether missing tools fail the tests instead of skipping
-// them (CI sets one of these).
-func strict() bool { return os.Getenv("EMBER_REQUIRE_BPF") == "1" || os.Getenv("CI") == "true" }
-
-// requireTool returns the path of a tool, or skips (fails in CI) the test.
+// requireTool returns the path of a tool (or of one of its alternatives), or
+// skips the test: testutil.SkipOrFail, a failure under EMBER_REQUIRE_BPF=1.
 func requireTool(tb testing.TB, name string, alts ...string) string {
 	tb.Helper()
 	for _, n := range append([]string{name}, alts...) {
@@ -28,10 +27,7 @@ func requireTool(tb testing.TB, name string, alts ...string) string {
 			return p
 		}
 	}
-	if strict() {
-		tb.Fatalf("%s is not installed; CI must install it", name)
-	}
-	tb.Skipf("%s is not installed", name)
+	testutil.SkipOrFail(tb, "%s is not installed (make deps installs it)", name)
 	return ""
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emberprof/ember/internal/testutil"
 	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
@@ -30,7 +31,7 @@ import (
 func tinyELFs(f *testing.F) [][]byte {
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		if strict() {
+		if testutil.Required() {
 			f.Fatal("gcc is not installed")
 		}
 		return nil

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emberprof/ember/internal/testutil"
 )
 
 // A matrix entry: the file ember symbolizes, and the file llvm-symbolizer
@@ -91,7 +93,7 @@ func rustBuild(mangling string) func(tb testing.TB) (string, string) {
 			if _, err2 := os.Stat("/root/.cargo/bin/rustc"); err2 == nil {
 				rustc = "/root/.cargo/bin/rustc"
 			} else {
-				tb.Skip("rustc is not installed (not in PATH nor /root/.cargo/bin): skipping the Rust binaries")
+				testutil.SkipOrFail(tb, "rustc is not installed (not in PATH nor /root/.cargo/bin; make deps installs it)")
 			}
 		}
 		p := built(tb, "rust-"+mangling, func(dir, out string) {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/testutil"
 )
 
 // TestOpenMappedFileStaysInRoot runs a static workload chrooted into a
@@ -21,10 +22,7 @@ import (
 // resolves the symlink inside the process's root, not on the host.
 func TestOpenMappedFileStaysInRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if strict() {
-			t.Fatal("needs root to chroot")
-		}
-		t.Skip("needs root to chroot")
+		testutil.SkipOrFail(t, "needs root to chroot")
 	}
 	gcc := requireTool(t, "gcc")
 	exe := built(t, "work-static", func(dir, out string) {
@@ -101,7 +99,7 @@ func TestSymbolizeMemfdExecutable(t *testing.T) {
 	}
 	fd, err := unix.MemfdCreate("ember-test", 0)
 	if err != nil {
-		t.Skipf("memfd_create: %v", err)
+		testutil.SkipOrFail(t, "memfd_create: %v", err)
 	}
 	mf := os.NewFile(uintptr(fd), "memfd")
 	defer mf.Close()

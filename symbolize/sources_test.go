@@ -15,12 +15,13 @@ import (
 	"github.com/google/pprof/profile"
 
 	"github.com/emberprof/ember/export/pprof"
+	"github.com/emberprof/ember/internal/testutil"
 )
 
 func TestSymbolizeKernel(t *testing.T) {
 	f, err := os.Open("/proc/kallsyms")
 	if err != nil {
-		t.Skipf("no /proc/kallsyms: %v", err)
+		testutil.SkipOrFail(t, "no /proc/kallsyms: %v", err)
 	}
 	defer f.Close()
 	var sched, mod uint64
@@ -40,10 +41,7 @@ func TestSymbolizeKernel(t *testing.T) {
 		}
 	}
 	if sched == 0 {
-		if strict() {
-			t.Fatal("kallsyms shows no address for schedule (kptr_restrict, not root?)")
-		}
-		t.Skip("kallsyms shows no address for schedule (kptr_restrict, not root?)")
+		testutil.SkipOrFail(t, "kallsyms shows no address for schedule (kptr_restrict, not root?)")
 	}
 	m := &profile.Mapping{ID: 1, File: pprof.KernelFile}
 	p := &profile.Profile{Mapping: []*profile.Mapping{m}, Location: []*profile.Location{{ID: 1, Address: sched + 1, Mapping: m}}}
@@ -114,7 +112,7 @@ func TestResolveKallsyms(t *testing.T) {
 func TestResolveKallsymsWhole(t *testing.T) {
 	b, err := os.ReadFile("/proc/kallsyms")
 	if err != nil {
-		t.Skipf("no /proc/kallsyms: %v", err)
+		testutil.SkipOrFail(t, "no /proc/kallsyms: %v", err)
 	}
 	type sym struct {
 		addr      uint64
@@ -137,10 +135,7 @@ func TestResolveKallsymsWhole(t *testing.T) {
 		syms = append(syms, sym{a, fl[2], mod})
 	}
 	if len(syms) == 0 {
-		if strict() {
-			t.Fatal("no text symbols with addresses in /proc/kallsyms (not root?)")
-		}
-		t.Skip("no text symbols with addresses in /proc/kallsyms")
+		testutil.SkipOrFail(t, "no text symbols with addresses in /proc/kallsyms (not root?)")
 	}
 	slices.SortStableFunc(syms, func(a, b sym) int { return cmpU64(a.addr, b.addr) })
 	var addrs []uint64
@@ -275,7 +270,7 @@ func TestPerfMapFromRealJITs(t *testing.T) {
 		jits = append(jits, jit{"node", []string{node, "--perf-basic-prof", "-e", "function fib(n){return n<2?n:fib(n-1)+fib(n-2)}; fib(27)"}, nil})
 	}
 	if len(jits) == 0 {
-		t.Skip("neither python >= 3.12 nor node is installed")
+		testutil.SkipOrFail(t, "neither python >= 3.12 nor node is installed (make deps installs both)")
 	}
 	for _, j := range jits {
 		t.Run(j.name, func(t *testing.T) {

@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberprof/ember/export/internal/synth"
 	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/export/internal/synth"
+	"github.com/emberprof/ember/internal/testutil"
 )
 
 // The browser tests open the HTML page in a real, headless Chromium
@@ -26,7 +28,7 @@ import (
 
 // chromium returns the path of a Chromium or Chrome binary: $EMBER_CHROMIUM,
 // else the first of the usual names on $PATH. Without one the test is
-// skipped, or fails when CI=true or EMBER_REQUIRE_BPF=1 ask for every test.
+// skipped, or fails under EMBER_REQUIRE_BPF=1 (testutil.SkipOrFail).
 func chromium(tb testing.TB) string {
 	tb.Helper()
 	if p := os.Getenv("EMBER_CHROMIUM"); p != "" {
@@ -37,11 +39,7 @@ func chromium(tb testing.TB) string {
 			return p
 		}
 	}
-	msg := "no chromium on $PATH (Debian: apt-get install chromium; or set EMBER_CHROMIUM)"
-	if os.Getenv("CI") == "true" || os.Getenv("EMBER_REQUIRE_BPF") == "1" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
+	testutil.SkipOrFail(tb, "no chromium on $PATH (Debian: apt-get install chromium; or set EMBER_CHROMIUM)")
 	return ""
 }
 
