@@ -10,7 +10,9 @@ DURATION ?= 10s
 # debuginfod (elfutils' server and debuginfod-find) for the debuginfod client's tests.
 # util-linux and mount: setpriv, unshare and mount for the tests that run Ember
 # as an unprivileged user and a JIT in namespaces of its own.
-DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils libc6-dbg util-linux mount
+# nodejs for the JIT tests (node --perf-basic-prof); rustc and rustfilt for the
+# Rust name tests (rustfilt is the reference the demangled names must equal).
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils libc6-dbg util-linux mount nodejs rustc rustfilt
 
 .PHONY: all build generate check-generate run test soak test-kernels bench lint fuzz deps clean
 
@@ -29,7 +31,7 @@ check-generate: generate
 
 # Installs what is missing, with apt, once.
 deps:
-	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount; do \
+	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount node rustc rustfilt; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
