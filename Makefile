@@ -11,10 +11,21 @@ DURATION ?= 10s
 # util-linux and mount: setpriv, unshare and mount for the tests that run Ember
 # as an unprivileged user and a JIT in namespaces of its own.
 # nodejs for the JIT tests (node --perf-basic-prof); rustc and rustfilt for the
-# Rust name tests (rustfilt is the reference the demangled names must equal).
-DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils libc6-dbg util-linux mount nodejs rustc rustfilt
+# Rust name tests (rustfilt is the reference the demangled names must equal);
+# make for building the -X perf Python below.
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-perf bpftrace binutils gcc g++ libc6-dev gdb chromium xz-utils debuginfod elfutils libc6-dbg util-linux mount nodejs rustc rustfilt make
 
-.PHONY: all build generate check-generate run test soak test-kernels bench lint fuzz deps clean
+# A CPython with -X perf (3.12+) and frame pointers, for the JIT tests: Debian
+# 12's python3 is 3.11, which has no perf trampolines, and Debian 12 packages no
+# later one. deps builds Debian 13's python3.13 source package, fetched by apt
+# through a private sources list (the host's apt is left as it was) from the
+# host's own Debian mirror, into PERF_PYTHON_PREFIX, with the frame pointers
+# Python's perf documentation asks for (x86-64's trampoline keeps none of its
+# own, so a frame-pointer step through it needs the interpreter's).
+PERF_PYTHON_PREFIX := /opt/ember-python3.13
+PERF_PYTHON := $(PERF_PYTHON_PREFIX)/bin/python3.13
+
+.PHONY: all build generate check-generate run test soak test-kernels bench lint fuzz deps perf-python clean
 
 all: build
 
@@ -31,12 +42,32 @@ check-generate: generate
 
 # Installs what is missing, with apt, once.
 deps:
-	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount node rustc rustfilt; do \
+	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount node rustc rustfilt make; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	if [ -n "$$missing" ]; then echo "installing (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; fi
+	@$(PERF_PYTHON) -X perf -c '' 2>/dev/null || $(MAKE) --no-print-directory perf-python
+
+# Builds PERF_PYTHON (see above); about 5 minutes on 2 CPUs.
+perf-python: SHELL := /bin/bash
+perf-python:
+	@echo "building $(PERF_PYTHON) from Debian's python3.13 source package"
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	uri=$$(apt-get indextargets --format '$$(REPO_URI)' 'Created-By: Packages' | grep -v security | head -n 1); \
+	[ -n "$$uri" ] || { echo "perf-python: the host's apt has no Debian mirror configured" >&2; exit 1; }; \
+	mkdir -p "$$d/etc/sources.list.d" "$$d/state/lists/partial" "$$d/cache/archives/partial" "$$d/src"; \
+	echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $$uri trixie main" > "$$d/etc/sources.list"; \
+	: > "$$d/state/status"; \
+	apt="apt-get -q -o Dir::Etc::SourceList=$$d/etc/sources.list -o Dir::Etc::SourceParts=$$d/etc/sources.list.d -o Dir::State=$$d/state -o Dir::State::status=$$d/state/status -o Dir::Cache=$$d/cache -o Acquire::Languages=none"; \
+	$$apt update >/dev/null; \
+	(cd "$$d/src" && $$apt source --download-only python3.13 >/dev/null); \
+	tar -C "$$d/src" -xf "$$d"/src/python3.13_*.orig.tar.xz; \
+	cd "$$d"/src/Python-3.13.*/; \
+	{ ./configure --prefix=$(PERF_PYTHON_PREFIX) --without-ensurepip --disable-test-modules CFLAGS="-fno-omit-frame-pointer -mno-omit-leaf-frame-pointer" && \
+		$(MAKE) -j$$(nproc) && $(MAKE) altinstall; } >"$$d/build.log" 2>&1 || { tail -n 30 "$$d/build.log" >&2; exit 1; }; \
+	$(PERF_PYTHON) -X perf -c 'import sys; print(sys.version)'
 
 # Profile this machine for $(DURATION): a pprof and an HTML flame graph, then the top functions.
 run: build

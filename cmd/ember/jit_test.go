@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -125,4 +127,60 @@ func TestNodeJITChains(t *testing.T) {
 	script := testutil.Testdata("jit", "chain.js")
 	chain := []string{"hot", "level3", "level2", "level1", "node::Start", "__libc_start_call_main"}
 	checkJITChains(t, dir, chain, node, "--perf-basic-prof", "--interpreted-frames-native-stack", "--no-turbo-inlining", script, "4")
+}
+
+// TestPythonPerfTrampolineChains: CPython 3.12+ with -X perf runs
+// testdata/jit/chain.py. Every Python call enters the interpreter through a
+// trampoline of its own, in anonymous executable memory named
+// "py::FUNCTION:FILE" in the perf map; the walker crosses each with a
+// frame-pointer step, so the Python callers of hot() are on the stack, down
+// to the module and the interpreter's main (python's main tail-calls
+// Py_BytesMain, which is on the stack in its place).
+func TestPythonPerfTrampolineChains(t *testing.T) {
+	testutil.RequireRoot(t)
+	python := perfPython(t)
+	dir := t.TempDir()
+	script := testutil.Testdata("jit", "chain.py")
+	chain := []string{"hot", "level3", "level2", "level1", "<module>", "Py_RunMain", "Py_BytesMain", "__libc_start_call_main"}
+	checkJITChains(t, dir, chain, python, "-X", "perf", script, "4")
+}
+
+// perfPythonDefault is where `make deps` builds CPython 3.13 (from Debian's
+// source package) with frame pointers.
+const perfPythonDefault = "/opt/ember-python3.13/bin/python3.13"
+
+// perfPython returns a CPython 3.12+ built with frame pointers: $EMBER_PYTHON,
+// the one `make deps` builds, or python3.13/python3.12 on the PATH. x86-64's
+// -X perf trampoline (Python/asm_trampoline.S) sets up no frame of its own,
+// so the frame-pointer step through it finds its caller's frame only if the
+// interpreter keeps frame pointers, as Python's perf documentation asks
+// (-fno-omit-frame-pointer -mno-omit-leaf-frame-pointer).
+func perfPython(t *testing.T) string {
+	t.Helper()
+	candidates := []string{os.Getenv("EMBER_PYTHON"), perfPythonDefault}
+	for _, name := range []string{"python3.13", "python3.12", "python3"} {
+		if p, err := exec.LookPath(name); err == nil {
+			candidates = append(candidates, p)
+		}
+	}
+	var seen []string
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		out, err := exec.Command(c, "-c", `import sys, sysconfig
+assert sys.version_info >= (3, 12)
+print("-fno-omit-frame-pointer" in (sysconfig.get_config_var("CFLAGS") or "") + (sysconfig.get_config_var("CONFIG_ARGS") or ""))`).Output()
+		if err != nil {
+			seen = append(seen, c+": not a Python 3.12+")
+			continue
+		}
+		if strings.TrimSpace(string(out)) != "True" {
+			seen = append(seen, c+": no frame pointers")
+			continue
+		}
+		return c
+	}
+	testutil.SkipOrFail(t, "needs a CPython 3.12+ built with frame pointers (make deps builds %s); found %s", perfPythonDefault, strings.Join(seen, "; "))
+	return ""
 }
