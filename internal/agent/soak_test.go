@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	runtimepprof "runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +118,7 @@ func TestAgentSoak(t *testing.T) {
 
 	var maxRSS, maxMaps, maxSum int64
 	start := time.Now()
+	lastLog := start
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for running := true; running; {
@@ -125,9 +128,20 @@ func TestAgentSoak(t *testing.T) {
 				t.Fatalf("churn: %v", err)
 			}
 			running = false
-		case <-tick.C:
+		case now := <-tick.C:
 			rss, maps := selfRSS(t), a.mapBytes()
+			if rss+maps >= limit && maxSum < limit {
+				dumpProfiles(t) // the first time over the limit: what holds the memory
+			}
 			maxRSS, maxMaps, maxSum = max(maxRSS, rss), max(maxMaps, maps), max(maxSum, rss+maps)
+			if now.Sub(lastLog) >= time.Minute {
+				lastLog = now
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				t.Logf("+%v: RSS %.1f MiB, maps %.1f MiB, Go heap in use %.1f MiB, %d goroutines, drops %v",
+					now.Sub(start).Round(time.Second), float64(rss)/(1<<20), float64(maps)/(1<<20), float64(ms.HeapInuse)/(1<<20),
+					runtime.NumGoroutine(), a.drops.all())
+			}
 		}
 	}
 	_, health := a.Health()
@@ -162,6 +176,25 @@ func TestAgentSoak(t *testing.T) {
 	if got := uint64(shipped) + drops[stageShip] + drops[stageSymbolize] + drops[stageShutdown]; got != intervals {
 		t.Errorf("%d intervals, but %d shipped + %v dropped = %d: intervals unaccounted for", intervals, shipped, drops, got)
 	}
+}
+
+// dumpProfiles writes this process's heap and goroutine profiles to
+// $EMBER_SOAK_PROFILES.heap and .goroutine, if that is set.
+func dumpProfiles(t *testing.T) {
+	base := os.Getenv(SoakEnv + "_PROFILES")
+	if base == "" {
+		return
+	}
+	for _, name := range []string{"heap", "goroutine"} {
+		f, err := os.Create(base + "." + name)
+		if err != nil {
+			t.Log(err)
+			return
+		}
+		runtimepprof.Lookup(name).WriteTo(f, 0)
+		f.Close()
+	}
+	t.Logf("over the limit: profiles in %s.heap and .goroutine", base)
 }
 
 // selfRSS returns this process's resident set in bytes.
