@@ -126,7 +126,7 @@ func TestAgentChurn(t *testing.T) {
 	// The churn runs in a cgroup of its own and the agent profiles that
 	// cgroup, so that other tests running beside this one do not change
 	// what the agent sees.
-	cg, err := os.MkdirTemp(cgroup2Mount(t), "ember-churn-")
+	cg, err := os.MkdirTemp(testutil.Cgroup2Mount(t), "ember-churn-")
 	if err != nil {
 		testutil.SkipOrFail(t, "cannot create a cgroup v2: %v", err)
 	}

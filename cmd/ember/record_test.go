@@ -183,7 +183,7 @@ func checkMappings(t *testing.T, p *profile.Profile, bin string) {
 // Docker names a container: their samples carry container_id and pod_uid.
 func TestRecordCgroupSubtree(t *testing.T) {
 	testutil.RequireRoot(t)
-	mnt := cgroup2Mount(t)
+	mnt := testutil.Cgroup2Mount(t)
 	parent, err := os.MkdirTemp(mnt, "ember-test-")
 	if err != nil {
 		testutil.SkipOrFail(t, "cannot create a cgroup v2 under %s: %v", mnt, err)
@@ -289,18 +289,4 @@ func checkContainerLabels(t *testing.T, p *profile.Profile, pid int64, container
 	if n == 0 {
 		t.Errorf("no samples of pid %d to check labels on", pid)
 	}
-}
-
-func cgroup2Mount(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 3 && f[2] == "cgroup2" {
-			return f[1]
-		}
-	}
-	testutil.SkipOrFail(t, "no cgroup2 file system mounted")
-	return ""
 }

@@ -77,7 +77,7 @@ func TestAgentSoak(t *testing.T) {
 		}
 		bins = append(bins, b)
 	}
-	cg, err := os.MkdirTemp(cgroupMount(t), "ember-soak-")
+	cg, err := os.MkdirTemp(testutil.Cgroup2Mount(t), "ember-soak-")
 	if err != nil {
 		testutil.SkipOrFail(t, "cannot create a cgroup v2: %v", err)
 	}
@@ -211,19 +211,4 @@ func selfRSS(t *testing.T) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
-}
-
-// cgroupMount returns the cgroup2 mount point.
-func cgroupMount(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 3 && f[2] == "cgroup2" {
-			return f[1]
-		}
-	}
-	testutil.SkipOrFail(t, "no cgroup2 file system mounted")
-	return ""
 }

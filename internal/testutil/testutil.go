@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -134,4 +135,21 @@ func Prebuilt(t testing.TB, out string) (string, bool) {
 		t.Fatalf("%s=%s but no prebuilt %s: %v", PrebuiltEnv, dir, filepath.Base(out), err)
 	}
 	return p, true
+}
+
+// Cgroup2Mount returns where the cgroup v2 file system is mounted, or skips
+// the test (fails it under EMBER_REQUIRE_BPF=1) when none is.
+func Cgroup2Mount(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	SkipOrFail(t, "no cgroup2 file system mounted")
+	return ""
 }
