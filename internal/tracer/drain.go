@@ -83,15 +83,34 @@ func (t *Tracer) Drain() ([]Sample, error) {
 	}
 	time.Sleep(flipGrace)
 
-	keys, vals, err := drainCounts(t.objs.Counts[idle])
+	set := idleSet{counts: t.objs.Counts[idle], stacks: t.objs.Stacks[idle],
+		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.OffCPUUStacks[idle]}
+	out, fpFallbacks, err := set.drain(t.unw != nil, &t.drainLookupFailed)
+	t.fpFallbacks.Add(fpFallbacks)
+	return out, err
+}
+
+// idleSet is the maps of the idle set, which no BPF program writes.
+type idleSet struct {
+	counts  *ebpf.Map // sample_key -> sample_value
+	stacks  *ebpf.Map // on-CPU STACK_TRACE map: id -> frames
+	kstacks *ebpf.Map // off-CPU kernel stacks, by hash
+	ustacks *ebpf.Map // user stacks walked with tables and off-CPU ones, by hash
+}
+
+// drain reads and clears the set. tables says user stacks are meant to be
+// walked with tables: the samples walked with frame pointers instead are
+// marked, and their count returned. Stack ids no map holds are counted in
+// failed.
+func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, error) {
+	keys, vals, err := drainCounts(m.counts)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	stacks := t.objs.Stacks[idle]
-	kstacks := t.objs.OffCPUKStacks[idle]
-	ustacks := t.objs.OffCPUUStacks[idle]
-	d := stackLookup{kstacks: kstacks, ustacks: ustacks, cache: map[stackCacheKey][]uint64{}, failed: &t.drainLookupFailed}
+	stacks, kstacks, ustacks := m.stacks, m.kstacks, m.ustacks
+	d := stackLookup{kstacks: kstacks, ustacks: ustacks, cache: map[stackCacheKey][]uint64{}, failed: failed}
 	lookup := d.lookup
+	var fpFallbacks uint64
 	out := make([]Sample, len(keys))
 	for i, k := range keys {
 		s := Sample{
@@ -115,9 +134,9 @@ func (t *Tracer) Drain() ([]Sample, error) {
 		if hashed {
 			s.UserTables = true
 			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
-		} else if t.unw != nil && len(s.User) > 0 {
+		} else if tables && len(s.User) > 0 {
 			s.UserFPFallback = true
-			t.fpFallbacks.Add(vals[i].Count)
+			fpFallbacks += vals[i].Count
 		}
 		if k.Kind != bpf.KindOnCPU && k.WakerFlags&bpf.WakerWoke != 0 {
 			w := &Waker{PID: k.WakerPid, Comm: commString(k.WakerComm[:])}
@@ -132,14 +151,14 @@ func (t *Tracer) Drain() ([]Sample, error) {
 		out[i] = s
 	}
 	if err := clearMap[uint32](stacks); err != nil {
-		return out, err
+		return out, fpFallbacks, err
 	}
 	for _, m := range []*ebpf.Map{kstacks, ustacks} {
 		if err := clearMap[uint64](m); err != nil {
-			return out, err
+			return out, fpFallbacks, err
 		}
 	}
-	return out, nil
+	return out, fpFallbacks, nil
 }
 
 // StackLookupFailed is the error code (in Sample.UserErr, KernErr and the
