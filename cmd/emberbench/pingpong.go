@@ -80,11 +80,17 @@ type window struct {
 // withinRun runs one pingpong for rounds × configs profiled windows, and
 // returns the rate of every window (cfgNone's too) and, per configuration
 // and round, the ratio of its rate to the mean of the neighbouring cfgNone
-// windows.
-func (b *bench) withinRun(configs []string) (rates, ratio series, err error) {
-	taskset, err := exec.LookPath("taskset")
-	if err != nil {
-		return nil, nil, fmt.Errorf("taskset: %w", err)
+// windows. Pinned, both threads share CPU 0: every round trip is two direct
+// context switches. Unpinned, as real programs run, the scheduler spreads
+// them over the CPUs and the rate also measures how fast an idle CPU wakes.
+func (b *bench) withinRun(configs []string, pin bool, rounds int) (rates, ratio series, err error) {
+	var pinArgv []string
+	if pin {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return nil, nil, fmt.Errorf("taskset: %w", err)
+		}
+		pinArgv = []string{taskset, "-c", "0"}
 	}
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
@@ -93,16 +99,16 @@ func (b *bench) withinRun(configs []string) (rates, ratio series, err error) {
 	// peak RSS is inherited by the processes it starts, whose ru_maxrss the
 	// memory rows read.)
 	per := 2*(windowLen+settle) + 10*time.Second // a window of none, one profiled, a profiler's start and exit
-	limit := time.Duration(b.offRounds*len(configs))*per + time.Minute
-	work := exec.CommandContext(ctx, taskset, "-c", "0", b.bins.pingpong,
-		strconv.Itoa(int(limit.Seconds())), "timeline")
+	limit := time.Duration(rounds*len(configs))*per + time.Minute
+	argv := append(pinArgv, b.bins.pingpong, strconv.Itoa(int(limit.Seconds())), "timeline")
+	work := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out bytes.Buffer
 	work.Stdout = &out
 	if err := work.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start pingpong: %w", err)
 	}
 	defer work.Process.Kill()
-	pid := work.Process.Pid // taskset execs pingpong
+	pid := work.Process.Pid // taskset, if any, execs pingpong
 
 	var wins []window
 	idle := func() {
@@ -111,7 +117,7 @@ func (b *bench) withinRun(configs []string) (rates, ratio series, err error) {
 		time.Sleep(windowLen)
 		wins = append(wins, window{cfgNone, a, monotonic()})
 	}
-	for r := 0; r < b.offRounds; r++ {
+	for r := 0; r < rounds; r++ {
 		for k := range configs {
 			c := configs[(r+k)%len(configs)]
 			idle()
@@ -162,10 +168,13 @@ func (b *bench) attachedWindow(ctx context.Context, cfg string, pid int) (window
 	var argv []string
 	attachedLine := ""
 	switch cfg {
-	case cfgEmber, cfgEmberT1ms, cfgEmberWakers:
+	case cfgEmber, cfgEmberT1ms, cfgEmberWakers, cfgMethod("task-work"), cfgMethod("sys-exit"), cfgMethod("raw-tp"):
 		out := filepath.Join(b.dir, "window.pb.gz")
 		defer os.Remove(out)
 		argv = []string{b.ember, "record", "--mode", "offcpu", "--pid", strconv.Itoa(pid), "-o", out}
+		if m, ok := methodOf(cfg); ok {
+			argv = append(argv, "--offcpu-method", m)
+		}
 		switch cfg {
 		case cfgEmberT1ms:
 			argv = append(argv, "--offcpu-threshold", "1ms")
