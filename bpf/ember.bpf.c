@@ -339,6 +339,7 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 }
 
 #include "unwind.bpf.h"
+#include "stackcopy.bpf.h"
 #include "offcpu.bpf.h"
 
 /* user_stack takes current's user stack: with unwind tables when the
@@ -352,6 +353,13 @@ static __always_inline void user_stack(void *ctx, bool tables, __u32 set, __u32 
 			__u32 reason;
 			key->user_stack = unwind_user(UNWIND_SCRATCH_ONCPU, set, tgid, proc, &reason);
 			key->user_flags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
+			return;
+		}
+		/* Tables not loaded yet: user space walks a copy (stackcopy.bpf.h). */
+		__s64 c = copy_user_stack(tgid);
+		if (c >= 0) {
+			key->user_stack = c;
+			key->user_flags = USER_STACK_COPIED;
 			return;
 		}
 	}

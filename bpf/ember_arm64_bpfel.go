@@ -236,6 +236,8 @@ const (
 	emberMapOffcpuUstacks1        = "offcpu_ustacks1"
 	emberMapOffcpuZero            = "offcpu_zero"
 	emberMapPids                  = "pids"
+	emberMapStackCopies           = "stack_copies"
+	emberMapStackCopySeq          = "stack_copy_seq"
 	emberMapStacks0               = "stacks0"
 	emberMapStacks1               = "stacks1"
 	emberMapStats                 = "stats"
@@ -380,6 +382,8 @@ type emberMapSpecs struct {
 	OffcpuUstacks1 *ebpf.MapSpec `ebpf:"offcpu_ustacks1"`
 	OffcpuZero     *ebpf.MapSpec `ebpf:"offcpu_zero"`
 	Pids           *ebpf.MapSpec `ebpf:"pids"`
+	StackCopies    *ebpf.MapSpec `ebpf:"stack_copies"`
+	StackCopySeq   *ebpf.MapSpec `ebpf:"stack_copy_seq"`
 	Stacks0        *ebpf.MapSpec `ebpf:"stacks0"`
 	Stacks1        *ebpf.MapSpec `ebpf:"stacks1"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
@@ -454,6 +458,8 @@ type emberMaps struct {
 	OffcpuUstacks1 *ebpf.Map `ebpf:"offcpu_ustacks1"`
 	OffcpuZero     *ebpf.Map `ebpf:"offcpu_zero"`
 	Pids           *ebpf.Map `ebpf:"pids"`
+	StackCopies    *ebpf.Map `ebpf:"stack_copies"`
+	StackCopySeq   *ebpf.Map `ebpf:"stack_copy_seq"`
 	Stacks0        *ebpf.Map `ebpf:"stacks0"`
 	Stacks1        *ebpf.Map `ebpf:"stacks1"`
 	Stats          *ebpf.Map `ebpf:"stats"`
@@ -485,6 +491,8 @@ func (m *emberMaps) Close() error {
 		m.OffcpuUstacks1,
 		m.OffcpuZero,
 		m.Pids,
+		m.StackCopies,
+		m.StackCopySeq,
 		m.Stacks0,
 		m.Stacks1,
 		m.Stats,

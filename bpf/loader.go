@@ -243,6 +243,10 @@ type Objects struct {
 
 	// The unwind tables (unwind/doc.go); nil unless Config.UnwindTables.
 	UnwindRows, UnwindRules, UnwindPages, UnwindTables, UnwindProcs *ebpf.Map
+	// StackCopies is the ring buffer of user stacks copied for processes
+	// whose tables are not loaded yet (stackcopy.bpf.h; records as
+	// internal/tracer/stackcopy.go reads them); nil unless UnwindTables.
+	StackCopies *ebpf.Map
 
 	OnCPUSample   *ebpf.Program
 	OffCPUSwitch  *ebpf.Program
@@ -346,6 +350,9 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 		resize(cmp.Or(us.Pages, def.Pages), "unwind_pages")
 		resize(cmp.Or(us.Tables, def.Tables), "unwind_tables")
 		resize(cmp.Or(us.Procs, def.Procs), "unwind_procs")
+	} else {
+		// Stacks are copied only for the table walker (stackcopy.bpf.h).
+		resize(uint32(os.Getpagesize()), "stack_copies")
 	}
 
 	onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit := cfg.programs()
@@ -437,6 +444,7 @@ func Load(cfg Config) (*Objects, error) {
 		o.UnwindRows, o.UnwindRules = coll.Maps["unwind_rows"], coll.Maps["unwind_rules"]
 		o.UnwindPages, o.UnwindTables = coll.Maps["unwind_pages"], coll.Maps["unwind_tables"]
 		o.UnwindProcs = coll.Maps["unwind_procs"]
+		o.StackCopies = coll.Maps["stack_copies"]
 	}
 	return o, nil
 }

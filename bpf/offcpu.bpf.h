@@ -292,6 +292,11 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 			*uflags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
 			return k;
 		}
+		__s64 c = copy_user_stack(tgid); /* stackcopy.bpf.h */
+		if (c >= 0) {
+			*uflags = USER_STACK_COPIED;
+			return c;
+		}
 	}
 	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &zero);
 
@@ -472,6 +477,9 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 			h->flags = 0;
 			if ((offcpu_kinds & (1 << kind)) && !(prev_state & TASK_DEAD)) {
 				h->kind = kind;
+				/* Read its mappings while it blocks: a process that
+				 * exits right after its block is gone by then. */
+				note_process(ptgid);
 				/* Without task_work, a preempted thread has its user
 				 * stack taken now, while it is current: preempted in
 				 * user mode it will not pass sys_exit, and preempted on

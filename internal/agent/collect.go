@@ -213,7 +213,8 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 
 func lostName(which string, errno int64) string {
 	reason := map[int64]string{-17: "stack map bucket collision", -14: "unreadable", -12: "stack map full", -116: "taken before a drain",
-		tracer.StackLookupFailed: "not in the stack map at drain"}[errno]
+		tracer.StackLookupFailed:  "not in the stack map at drain",
+		tracer.StackCopyNotWalked: "copied before its tables were loaded, not walked"}[errno]
 	if reason == "" {
 		reason = fmt.Sprintf("errno %d", -errno)
 	}

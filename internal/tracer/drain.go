@@ -69,6 +69,9 @@ func (t *Tracer) Drain() ([]Sample, error) {
 	t.exits = nil
 	t.exitMu.Unlock()
 	defer func() {
+		if t.copies != nil {
+			t.copies.forget(exited)
+		}
 		for _, pid := range exited {
 			t.procs.MarkExited(pid)
 		}
@@ -85,7 +88,7 @@ func (t *Tracer) Drain() ([]Sample, error) {
 
 	set := idleSet{counts: t.objs.Counts[idle], stacks: t.objs.Stacks[idle],
 		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.OffCPUUStacks[idle]}
-	out, fpFallbacks, err := set.drain(t.unw != nil, &t.drainLookupFailed)
+	out, fpFallbacks, err := set.drain(t.unw != nil, t.copies, &t.drainLookupFailed)
 	t.fpFallbacks.Add(fpFallbacks)
 	return out, err
 }
@@ -102,7 +105,7 @@ type idleSet struct {
 // walked with tables: the samples walked with frame pointers instead are
 // marked, and their count returned. Stack ids no map holds are counted in
 // failed.
-func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, error) {
+func (m idleSet) drain(tables bool, copies *stackCopies, failed *atomic.Uint64) ([]Sample, uint64, error) {
 	keys, vals, err := drainCounts(m.counts)
 	if err != nil {
 		return nil, 0, err
@@ -111,6 +114,7 @@ func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, er
 	d := stackLookup{kstacks: kstacks, ustacks: ustacks, cache: map[stackCacheKey][]uint64{}, failed: failed}
 	lookup := d.lookup
 	var fpFallbacks uint64
+	copied := copies.takeFor(keys)
 	out := make([]Sample, len(keys))
 	for i, k := range keys {
 		s := Sample{
@@ -126,14 +130,19 @@ func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, er
 		} else {
 			s.Kernel, s.KernErr = lookup(kstacks, k.KernStack)
 		}
-		if k.Kind == bpf.KindOnCPU && !hashed {
+		switch {
+		case k.UserFlags&bpf.UserStackCopied != 0:
+			copies.fill(&s, copied, k.UserStack, vals[i].Count) // stackcopy.go
+		case k.Kind == bpf.KindOnCPU && !hashed:
 			s.User, s.UserErr = lookup(stacks, k.UserStack)
-		} else {
+		default:
 			s.User, s.UserErr = lookup(ustacks, k.UserStack)
 		}
 		if hashed {
 			s.UserTables = true
 			s.UserReason = unwind.Reason(k.UserFlags & bpf.UserStackReasonMask)
+		} else if k.UserFlags&bpf.UserStackCopied != 0 {
+			// filled from the copy's walk
 		} else if tables && len(s.User) > 0 {
 			s.UserFPFallback = true
 			fpFallbacks += vals[i].Count
@@ -141,7 +150,13 @@ func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, er
 		if k.Kind != bpf.KindOnCPU && k.WakerFlags&bpf.WakerWoke != 0 {
 			w := &Waker{PID: k.WakerPid, Comm: commString(k.WakerComm[:])}
 			w.Kernel, w.KernErr = lookup(kstacks, k.WakerKernStack)
-			w.User, w.UserErr = lookup(ustacks, k.WakerUserStack)
+			if k.WakerFlags&bpf.UserStackCopied != 0 {
+				var ws Sample
+				copies.fill(&ws, copied, k.WakerUserStack, vals[i].Count)
+				w.User, w.UserErr, w.UserTables, w.UserReason = ws.User, ws.UserErr, ws.UserTables, ws.UserReason
+			} else {
+				w.User, w.UserErr = lookup(ustacks, k.WakerUserStack)
+			}
 			if k.WakerFlags&bpf.UserStackHashed != 0 {
 				w.UserTables = true
 				w.UserReason = unwind.Reason(k.WakerFlags & bpf.UserStackReasonMask)

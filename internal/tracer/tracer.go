@@ -81,6 +81,9 @@ type Tracer struct {
 	rb    *ringbuf.Reader
 	wg    sync.WaitGroup
 	unw   *unwinder // nil without unwind tables
+	// copies walks the user stacks copied for processes whose tables were
+	// not loaded yet (stackcopy.go); nil without unwind tables.
+	copies *stackCopies
 
 	mu  sync.Mutex // serialises Drain
 	set uint32     // the live set's generation; the set is its low bit
@@ -176,6 +179,12 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	t := &Tracer{cfg: cfg, objs: objs, procs: procs}
 	if unwind == UnwindTables {
 		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
+		if objs.StackCopies != nil {
+			if t.copies, err = newStackCopies(t); err != nil {
+				t.Close()
+				return nil, err
+			}
+		}
 	}
 	for _, pid := range cfg.PIDs {
 		if err := t.addPID(pid); err != nil {
@@ -354,6 +363,10 @@ func (t *Tracer) Close() error {
 		t.wg.Wait()
 		t.rb = nil
 	}
+	if t.copies != nil {
+		t.copies.close()
+		t.copies = nil
+	}
 	if t.unw != nil {
 		t.unw.close()
 		t.unw = nil
@@ -448,5 +461,9 @@ func (t *Tracer) Stats() (map[string]uint64, error) {
 	}
 	out["drain_stack_lookup_failed"] = t.drainLookupFailed.Load()
 	out["unwind_fp_fallback"] = t.fpFallbacks.Load()
+	out["unwind_stack_copy_not_walked"] = 0
+	if t.copies != nil {
+		out["unwind_stack_copy_not_walked"] = t.copies.notWalked.Load()
+	}
 	return out, nil
 }

@@ -93,6 +93,10 @@ type unwinder struct {
 	bad                map[badFile]bool  // files that panicked a parser
 	stats              UnwindStats
 
+	// loaded, if set, is called after each load job with its error (the
+	// stack copies' walker, stackcopy.go).
+	loaded func(pid uint32, err error)
+
 	vdsoOnce sync.Once
 	vdsoELF  *elf.File
 	vdsoSize uint64
@@ -227,11 +231,15 @@ func (u *unwinder) do(j unwindJob) {
 		u.unload(j.pid)
 		return
 	}
-	if err := u.load(j.pid); err != nil {
+	err := u.load(j.pid)
+	if err != nil {
 		u.mu.Lock()
 		u.stats.LoadFailed++
 		u.mu.Unlock()
 		slog.Debug("load unwind tables", "pid", j.pid, "err", err)
+	}
+	if u.loaded != nil {
+		u.loaded(j.pid, err)
 	}
 }
 

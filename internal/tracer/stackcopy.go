@@ -1,0 +1,338 @@
+package tracer
+
+// Copies of user stacks (bpf/stackcopy.bpf.h): a process's first samples,
+// taken before its unwind tables are in the kernel, carry a copy of the
+// sampled thread's user registers and stack instead of a frame-pointer walk.
+// This walks each copy with the same tables, in Go (unwind.Unwind), as soon
+// as the unwinder has loaded them, and the drain takes the walked stacks
+// from here, so a 50 ms program built without frame pointers is walked from
+// its first sample as a long-running one is. As perf does with mmap records,
+// the process's mappings are read and its files held (proc.Table) while it
+// lives: the on-CPU program and the off-CPU block's switch-out note a new
+// process to user space at once.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/unwind"
+)
+
+// StackCopyNotWalked is the error code (Sample.UserErr) of a user stack the
+// kernel copied but user space could not walk: the process was gone before
+// its mappings were read, or its tables could not be loaded. It is no
+// errno, as StackLookupFailed.
+const StackCopyNotWalked int64 = -4097
+
+// stackCopyWait bounds how long a drain waits for copies taken before its
+// flip to be walked (their tables being built: a large binary's take
+// hundreds of milliseconds the first time).
+const stackCopyWait = 3 * time.Second
+
+// stackCopyHeader is the size of struct stack_copy before its stack bytes.
+const stackCopyHeader = 8 + 4 + 4 + 4*8 + 4 + 4
+
+// stackCopy is one struct stack_copy.
+type stackCopy struct {
+	id       uint64
+	pid, tid uint32
+	regs     unwind.Regs
+	sp       uint64
+	stack    []byte
+}
+
+func parseStackCopy(b []byte) (stackCopy, error) {
+	if len(b) < stackCopyHeader {
+		return stackCopy{}, fmt.Errorf("stack copy of %d bytes, want at least %d", len(b), stackCopyHeader)
+	}
+	le := binary.NativeEndian
+	c := stackCopy{id: le.Uint64(b[0:]), pid: le.Uint32(b[8:]), tid: le.Uint32(b[12:])}
+	c.regs = unwind.Regs{PC: le.Uint64(b[16:]), SP: le.Uint64(b[24:]), FP: le.Uint64(b[32:]), LR: le.Uint64(b[40:])}
+	c.sp = c.regs.SP
+	n := int(le.Uint32(b[48:]))
+	if n > bpf.StackCopyBytes || stackCopyHeader+n > len(b) {
+		return stackCopy{}, fmt.Errorf("stack copy claims %d bytes of stack, has %d", n, len(b)-stackCopyHeader)
+	}
+	c.stack = b[stackCopyHeader : stackCopyHeader+n]
+	return c, nil
+}
+
+// read is the walk's memory: the copied bytes, nothing else.
+func (c *stackCopy) read(addr uint64, n int) ([]byte, error) {
+	if addr < c.sp || addr-c.sp > uint64(len(c.stack)) || uint64(len(c.stack))-(addr-c.sp) < uint64(n) {
+		return nil, errors.New("outside the copied stack")
+	}
+	off := addr - c.sp
+	return c.stack[off : off+uint64(n)], nil
+}
+
+// walkedCopy is a copy's walk: its PCs, why it stopped, or that it could
+// not be walked.
+type walkedCopy struct {
+	pcs    []uint64
+	reason unwind.Reason
+	failed bool
+}
+
+// stackCopies walks the copies of one tracer.
+type stackCopies struct {
+	rb    *ringbuf.Reader
+	unw   *unwinder
+	procs *proc.Table
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	views   map[uint32]*unwind.Maps // pid -> its tables as the kernel has them
+	viewKey map[uint32]string       // pid -> the mapsKey its view was built for
+	failed  map[uint32]bool         // pid -> its tables could not be loaded
+	pending map[uint32][]stackCopy  // pid -> copies waiting for its tables
+	walked  map[uint64]walkedCopy   // copy id -> its walk, until drained
+
+	wait              time.Duration // stackCopyWait; shorter in tests
+	copies, notWalked atomic.Uint64
+}
+
+func newStackCopies(t *Tracer) (*stackCopies, error) {
+	rb, err := ringbuf.NewReader(t.objs.StackCopies)
+	if err != nil {
+		return nil, fmt.Errorf("open the stack copy ring buffer: %w", err)
+	}
+	s := &stackCopies{
+		rb: rb, unw: t.unw, procs: t.procs,
+		views:   map[uint32]*unwind.Maps{},
+		viewKey: map[uint32]string{},
+		failed:  map[uint32]bool{},
+		pending: map[uint32][]stackCopy{},
+		walked:  map[uint64]walkedCopy{},
+		wait:    stackCopyWait,
+	}
+	s.cond = sync.NewCond(&s.mu)
+	t.unw.loaded = s.loaded
+	s.wg.Add(1)
+	go s.read()
+	return s, nil
+}
+
+func (s *stackCopies) close() {
+	s.rb.Close()
+	s.wg.Wait()
+}
+
+// read takes copies off the ring buffer: walked at once where the process's
+// tables are loaded, else kept until they are (loaded).
+func (s *stackCopies) read() {
+	defer s.wg.Done()
+	for {
+		rec, err := s.rb.Read()
+		if err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
+			slog.Debug("read stack copies", "err", err)
+			continue
+		}
+		c, err := parseStackCopy(rec.RawSample)
+		if err != nil {
+			slog.Debug("stack copy", "err", err)
+			continue
+		}
+		s.copies.Add(1)
+		s.mu.Lock()
+		if m := s.views[c.pid]; m != nil || s.failed[c.pid] {
+			s.walkLocked(m, c)
+		} else {
+			s.pending[c.pid] = append(s.pending[c.pid], c)
+		}
+		s.mu.Unlock()
+		// Its mappings are read now, while it lives (the first sample's
+		// event may not have been read yet), and its files held.
+		if s.procs.Get(int(c.pid)) == nil {
+			if _, err := s.procs.Add(int(c.pid)); err != nil {
+				slog.Debug("read process of a stack copy", "pid", c.pid, "err", err)
+			}
+		}
+		// The process's first sample asked for its tables already; a copy
+		// taken before its first reading's load asks again (a no-op when
+		// loaded), so that no copy waits on a job dropped from a full queue.
+		s.unw.enqueue(c.pid, false)
+	}
+}
+
+// walkLocked walks c with m (nil: not walkable) and stores the result.
+// s.mu is held.
+func (s *stackCopies) walkLocked(m *unwind.Maps, c stackCopy) {
+	if m == nil {
+		s.walked[c.id] = walkedCopy{failed: true}
+	} else {
+		pcs, r := unwind.Unwind(c.regs, c.read, m, c.pid)
+		s.walked[c.id] = walkedCopy{pcs: pcs, reason: r}
+	}
+	s.cond.Broadcast()
+}
+
+// loaded is called by the unwinder's worker after each load job of pid,
+// with the error of the load: it builds the Go view of the tables the
+// kernel now has for pid and walks the copies waiting for them.
+func (s *stackCopies) loaded(pid uint32, loadErr error) {
+	var m *unwind.Maps
+	s.unw.mu.Lock()
+	key := s.unw.written[pid]
+	s.unw.mu.Unlock()
+	s.mu.Lock()
+	current := s.views[pid] != nil && s.viewKey[pid] == key
+	s.mu.Unlock()
+	if loadErr == nil && !current {
+		// A new entry (the first, or a reading with more mappings): build
+		// its view; an entry seen before keeps the one built for it.
+		var err error
+		if m, err = s.unw.view(pid); err != nil {
+			slog.Debug("tables for stack copies", "pid", pid, "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m != nil {
+		s.views[pid], s.viewKey[pid] = m, key
+		delete(s.failed, pid)
+	} else if s.views[pid] == nil {
+		s.failed[pid] = true
+	}
+	for _, c := range s.pending[pid] {
+		s.walkLocked(s.views[pid], c)
+	}
+	delete(s.pending, pid)
+}
+
+// take returns the walks of ids, waiting up to s.wait for those not walked
+// yet (their tables being built), and forgets them.
+func (s *stackCopies) take(ids []uint64) map[uint64]walkedCopy {
+	out := make(map[uint64]walkedCopy, len(ids))
+	deadline := time.Now().Add(s.wait)
+	timer := time.AfterFunc(s.wait, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer timer.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		for {
+			if w, ok := s.walked[id]; ok {
+				out[id] = w
+				delete(s.walked, id)
+				break
+			}
+			if !time.Now().Before(deadline) {
+				out[id] = walkedCopy{failed: true}
+				break
+			}
+			s.cond.Wait()
+		}
+	}
+	return out
+}
+
+// forget drops what is kept for processes that exited, once a drain has
+// taken their last samples.
+func (s *stackCopies) forget(pids []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pid := range pids {
+		delete(s.views, uint32(pid))
+		delete(s.viewKey, uint32(pid))
+		delete(s.failed, uint32(pid))
+		for _, c := range s.pending[uint32(pid)] {
+			s.walked[c.id] = walkedCopy{failed: true}
+		}
+		delete(s.pending, uint32(pid))
+	}
+}
+
+// view returns the tables of pid's unwind_procs entry as unwind.Unwind
+// reads them: the entry as written, and each table it names at its id. It
+// runs on the worker, right after pid's load, so the entry and its tables'
+// ids are those the kernel walks with.
+func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
+	var entry []byte
+	if err := u.objs.UnwindProcs.Lookup(pid, &entry); err != nil {
+		return nil, fmt.Errorf("read unwind_procs[%d]: %w", pid, err)
+	}
+	u.mu.Lock()
+	lts := append([]*loadedTable(nil), u.pids[pid]...)
+	u.mu.Unlock()
+	m := &unwind.Maps{Procs: map[uint32][]byte{pid: entry}}
+	for _, lt := range lts {
+		t, err, ok := u.cache.Get(lt.key)
+		if !ok || err != nil {
+			continue // its mappings stop the walk (bad table), as said
+		}
+		e, err := t.Encode()
+		if err != nil {
+			continue
+		}
+		ti := unwind.TableInfo{
+			Base:     e.Base,
+			FirstRow: uint32(len(m.Rows) / unwind.RowSize), NumRows: uint32(e.NumRows()),
+			FirstPage: uint32(len(m.Pages) / unwind.PageSize), NumPages: uint32(e.NumPages()),
+			FirstRule: uint32(len(m.Rules) / unwind.RuleSize), NumRules: uint32(e.NumRules()),
+			Arch: e.Arch,
+		}
+		m.Rows = append(m.Rows, e.Rows...)
+		m.Rules = append(m.Rules, e.Rules...)
+		m.Pages = append(m.Pages, e.Pages...)
+		off := int(lt.id) * unwind.TableInfoSize
+		if need := off + unwind.TableInfoSize; len(m.Tables) < need {
+			m.Tables = append(m.Tables, make([]byte, need-len(m.Tables))...)
+		}
+		b, _ := ti.MarshalBinary()
+		copy(m.Tables[off:], b)
+	}
+	return m, nil
+}
+
+// takeFor returns the walks of the copies the drained keys name, waiting
+// for those not walked yet (take); nil when there are none (or s is nil).
+func (s *stackCopies) takeFor(keys []bpf.SampleKey) map[uint64]walkedCopy {
+	if s == nil {
+		return nil
+	}
+	var ids []uint64
+	for _, k := range keys {
+		if k.UserFlags&bpf.UserStackCopied != 0 {
+			ids = append(ids, uint64(k.UserStack))
+		}
+		if k.WakerFlags&bpf.WakerWoke != 0 && k.WakerFlags&bpf.UserStackCopied != 0 {
+			ids = append(ids, uint64(k.WakerUserStack))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.take(ids)
+}
+
+// fill sets the user stack of s from the walk of copy id; a copy that could
+// not be walked is counted (unwind_stack_copy_not_walked, in samples) and
+// marked (StackCopyNotWalked).
+func (s *stackCopies) fill(smp *Sample, walked map[uint64]walkedCopy, id int64, count uint64) {
+	w, ok := walked[uint64(id)]
+	if s == nil || !ok || w.failed || len(w.pcs) == 0 {
+		smp.UserErr = StackCopyNotWalked
+		if s != nil {
+			s.notWalked.Add(count)
+		}
+		return
+	}
+	smp.User, smp.UserTables, smp.UserReason = w.pcs, true, w.reason
+}

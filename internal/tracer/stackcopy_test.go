@@ -1,0 +1,95 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/unwind"
+)
+
+// stackCopyRecord builds a struct stack_copy as the BPF program writes it.
+func stackCopyRecord(id uint64, pid uint32, sp uint64, stack []byte, claim uint32) []byte {
+	b := make([]byte, stackCopyHeader+bpf.StackCopyBytes)
+	le := binary.NativeEndian
+	le.PutUint64(b[0:], id)
+	le.PutUint32(b[8:], pid)
+	le.PutUint32(b[12:], pid)
+	le.PutUint64(b[16:], 0x401000) // pc
+	le.PutUint64(b[24:], sp)
+	le.PutUint32(b[48:], claim)
+	copy(b[stackCopyHeader:], stack)
+	return b
+}
+
+// TestParseStackCopy: a copy's header and stack are read as written, its
+// memory is the copied bytes and nothing else, and a record that claims
+// more stack than it holds, or is cut short, is refused without a panic.
+func TestParseStackCopy(t *testing.T) {
+	stack := make([]byte, 64)
+	binary.LittleEndian.PutUint64(stack[8:], 0xdeadbeef)
+	c, err := parseStackCopy(stackCopyRecord(7, 42, 0x7ffc0000, stack, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.id != 7 || c.pid != 42 || c.regs.PC != 0x401000 || c.regs.SP != 0x7ffc0000 || len(c.stack) != 64 {
+		t.Fatalf("parsed %+v", c)
+	}
+	if b, err := c.read(0x7ffc0008, 8); err != nil || binary.LittleEndian.Uint64(b) != 0xdeadbeef {
+		t.Errorf("read at sp+8: %x, %v", b, err)
+	}
+	for _, r := range []struct {
+		addr uint64
+		n    int
+	}{{0x7ffc0000 - 8, 8}, {0x7ffc0000 + 60, 8}, {0x7ffc0000 + 64, 1}, {^uint64(0) - 2, 8}} {
+		if _, err := c.read(r.addr, r.n); err == nil {
+			t.Errorf("read %d bytes at %#x outside the copy: no error", r.n, r.addr)
+		}
+	}
+	if _, err := parseStackCopy(stackCopyRecord(1, 1, 0x1000, nil, bpf.StackCopyBytes+8)); err == nil {
+		t.Error("a copy claiming more than STACK_COPY_BYTES was accepted")
+	}
+	if _, err := parseStackCopy(stackCopyRecord(1, 1, 0x1000, nil, 64)[:stackCopyHeader+32]); err == nil {
+		t.Error("a copy cut short of its claimed length was accepted")
+	}
+	if _, err := parseStackCopy(make([]byte, stackCopyHeader-1)); err == nil {
+		t.Error("a record shorter than the header was accepted")
+	}
+}
+
+// TestStackCopyNotWalkedCountedAndMarked: a copied sample whose copy was
+// walked gets the walk as a table walk; one whose copy never came, or whose
+// process's tables could not be loaded, is counted (in samples) and marked
+// StackCopyNotWalked, never passed off as a stack.
+func TestStackCopyNotWalkedCountedAndMarked(t *testing.T) {
+	s := &stackCopies{
+		views: map[uint32]*unwind.Maps{}, viewKey: map[uint32]string{}, failed: map[uint32]bool{},
+		pending: map[uint32][]stackCopy{}, walked: map[uint64]walkedCopy{}, wait: 50 * time.Millisecond,
+	}
+	s.cond = sync.NewCond(&s.mu)
+	s.walked[1] = walkedCopy{pcs: []uint64{0x401000, 0x401234}, reason: unwind.ReasonComplete}
+	s.pending[9] = []stackCopy{{id: 2, pid: 9}}
+	s.mu.Lock()
+	s.walkLocked(nil, s.pending[9][0]) // pid 9's tables failed to load
+	s.mu.Unlock()
+	got := s.take([]uint64{1, 2, 3}) // 3 never arrives
+	var ok, lost Sample
+	s.fill(&ok, got, 1, 4)
+	if len(ok.User) != 2 || !ok.UserTables || ok.UserErr != 0 {
+		t.Errorf("walked copy: %+v", ok)
+	}
+	s.fill(&lost, got, 2, 3)
+	var never Sample
+	s.fill(&never, got, 3, 5)
+	if lost.UserErr != StackCopyNotWalked || never.UserErr != StackCopyNotWalked || lost.User != nil {
+		t.Errorf("copies not walked: %+v, %+v", lost, never)
+	}
+	if n := s.notWalked.Load(); n != 8 {
+		t.Errorf("unwind_stack_copy_not_walked = %d, want 8 (3 + 5 samples)", n)
+	}
+	if len(s.walked) != 0 {
+		t.Errorf("%d walks kept after they were taken", len(s.walked))
+	}
+}
