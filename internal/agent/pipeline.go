@@ -12,7 +12,7 @@ import (
 
 // The agent is a pipeline of three loops joined by bounded queues:
 //
-//	drain (every second, on time) -> [1 interval] -> symbolize -> [2 intervals] -> ship (sink.Enqueue)
+//	drain (every second, on time) -> [1 interval] -> symbolize -> [1 interval] -> ship (sink.Enqueue)
 //
 // Draining never waits for the stages after it: when the symbolizer (a cold
 // DWARF index, a debuginfod fetch) or the sinks (a slow disk) fall behind,
@@ -32,7 +32,7 @@ type interval struct {
 // The stages, as named in ember_intervals_dropped_total and /healthz.
 const (
 	stageSymbolize = "symbolize" // the symbolizer was still busy when an interval ended
-	stageShip      = "ship"      // the sinks were still busy with two symbolized intervals
+	stageShip      = "ship"      // the sinks were still busy with a symbolized interval
 	stageShutdown  = "shutdown"  // the last interval was not handed over within --shutdown-timeout
 )
 
@@ -45,7 +45,7 @@ const lateDrain = 2 * agentDrainEvery
 // says what was not delivered.
 func (a *Agent) Run(ctx context.Context) error {
 	symQ := make(chan *interval, 1)
-	shipQ := make(chan *shipment, 2)
+	shipQ := make(chan *shipment, 1)
 	symDone, shipDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(symDone); a.symbolizeLoop(symQ, shipQ) }()
 	go func() { defer close(shipDone); a.shipLoop(shipQ) }()
