@@ -3,6 +3,7 @@ package bpf
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"slices"
 
 	"github.com/cilium/ebpf"
@@ -18,7 +19,11 @@ type MapMemory struct {
 // the memlock of its fdinfo, which is the kernel's own accounting of the
 // map (map_mem_usage(), Linux 6.5 on) or, before, its estimate from entry
 // and value sizes. Data sections (.rodata, .bss) are maps too and are
-// counted. A map whose size cannot be read is an error, not a zero.
+// counted. Before 6.5 some kernels (Debian's 6.1) report no memlock for a
+// ring buffer: its memory is then its data area (max_entries bytes) and its
+// two pages of positions, what the kernel allocates for it
+// (kernel/bpf/ringbuf.c, bpf_ringbuf_alloc). Any other map whose size cannot
+// be read is an error, not a zero.
 func (o *Objects) MapMemory() ([]MapMemory, error) {
 	out := make([]MapMemory, 0, len(o.coll.Maps))
 	for name, m := range o.coll.Maps {
@@ -27,6 +32,9 @@ func (o *Objects) MapMemory() ([]MapMemory, error) {
 			return nil, fmt.Errorf("map %s: read its info: %w", name, err)
 		}
 		b, ok := info.Memlock()
+		if !ok && info.Type == ebpf.RingBuf {
+			b, ok = uint64(info.MaxEntries)+2*uint64(os.Getpagesize()), true
+		}
 		if !ok {
 			return nil, fmt.Errorf("map %s: the kernel reports no memlock", name)
 		}
