@@ -385,6 +385,7 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 #include "unwind.bpf.h"
 #include "stackcopy.bpf.h"
 #include "offcpu.bpf.h"
+#include "waker.bpf.h"
 
 /* user_stack takes current's user stack: with unwind tables when the
  * variant has them and the process has its tables loaded, else with frame
