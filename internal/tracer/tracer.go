@@ -315,16 +315,15 @@ func (t *Tracer) followProcesses() {
 			slog.Debug("read process events", "err", err)
 			continue
 		}
-		var ev bpf.Event
-		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
-			slog.Debug("decode process event", "err", err)
+		if len(rec.RawSample) < 8 {
 			continue
 		}
-		pid := int(ev.Pid)
-		if testHookDropEvent != nil && testHookDropEvent(ev.Type, pid) {
+		typ := binary.NativeEndian.Uint32(rec.RawSample[0:4])
+		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:8]))
+		if testHookDropEvent != nil && testHookDropEvent(typ, pid) {
 			continue
 		}
-		switch ev.Type {
+		switch typ {
 		case bpf.EventNewProcess, bpf.EventExec, bpf.EventMapsChanged:
 			if _, err := t.procs.Add(pid); err != nil {
 				slog.Debug("read process", "pid", pid, "err", err)
