@@ -66,13 +66,9 @@ func (f *pyroscopeFlags) Config() (pyroscope.Config, error) {
 	if f.BasicUser == "" {
 		pw = "" // a password in the environment alone does not turn basic auth on
 	}
-	headers := map[string]pyroscope.Secret{}
-	for _, h := range f.Headers {
-		k, v, ok := strings.Cut(h, "=")
-		if !ok || k == "" {
-			return pyroscope.Config{}, fmt.Errorf("--pyroscope-header %q: want Name=Value", k)
-		}
-		headers[k] = pyroscope.Secret(v)
+	headers, err := parseHeaders("--pyroscope-header", f.Headers)
+	if err != nil {
+		return pyroscope.Config{}, err
 	}
 	return pyroscope.Config{
 		URL: f.URL,
@@ -130,13 +126,9 @@ func (f *otlpFlags) Config() (otlp.SinkConfig, error) {
 	if f.QueueBytes <= 0 {
 		return otlp.SinkConfig{}, fmt.Errorf("--otlp-queue-bytes %d: want a positive budget", f.QueueBytes)
 	}
-	headers := map[string]pyroscope.Secret{}
-	for _, h := range f.Headers {
-		k, v, ok := strings.Cut(h, "=")
-		if !ok || k == "" {
-			return otlp.SinkConfig{}, fmt.Errorf("--otlp-header %q: want Name=Value", k)
-		}
-		headers[k] = pyroscope.Secret(v)
+	headers, err := parseHeaders("--otlp-header", f.Headers)
+	if err != nil {
+		return otlp.SinkConfig{}, err
 	}
 	return otlp.SinkConfig{
 		Config: pyroscope.Config{
@@ -171,4 +163,18 @@ func (f *fileSinkFlags) Register(fs *pflag.FlagSet) {
 // meaningful if Dir is set. The caller sets Labels, Registerer and Logger.
 func (f *fileSinkFlags) Config() filesink.Config {
 	return filesink.Config{Dir: f.Dir, MaxBytes: f.MaxBytes, MaxAge: f.MaxAge, Ext: f.Ext}
+}
+
+// parseHeaders reads repeated Name=Value flags into secret headers (values
+// may carry credentials, so they are never printed).
+func parseHeaders(flag string, hs []string) (map[string]pyroscope.Secret, error) {
+	headers := map[string]pyroscope.Secret{}
+	for _, h := range hs {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want Name=Value", flag, k)
+		}
+		headers[k] = pyroscope.Secret(v)
+	}
+	return headers, nil
 }
