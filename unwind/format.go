@@ -71,6 +71,18 @@ func (e *Encoded) NumPages() int { return len(e.Pages) / PageSize }
 // Size is the number of bytes the table takes in the maps.
 func (e *Encoded) Size() int { return len(e.Rows) + len(e.Rules) + len(e.Pages) + TableInfoSize }
 
+// Encoded returns Encode's result, made on the first call and kept with
+// the table, which must not change after it: the tracer writes a table
+// into the kernel's maps once but walks the copied stacks of every process
+// that maps it with it too (internal/tracer/stackcopy.go), and encoding
+// libc's or a compiler's table once per process cost a whole-system
+// recording more CPU than the rest of its unwinding. The map form is about
+// a sixth of the table's size (4 bytes a row against 24).
+func (t *Table) Encoded() (*Encoded, error) {
+	t.enc.once.Do(func() { t.enc.e, t.enc.err = t.Encode() })
+	return t.enc.e, t.enc.err
+}
+
 // Encode lays the table out in map form.
 func (t *Table) Encode() (*Encoded, error) {
 	e := &Encoded{Arch: t.Arch}

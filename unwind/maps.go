@@ -88,6 +88,13 @@ type Maps struct {
 	Pages  []byte            // unwind_pages: PageSize bytes per page
 	Tables []byte            // unwind_tables: TableInfoSize bytes per table id
 	Procs  map[uint32][]byte // unwind_procs: tgid -> ProcSize bytes
+
+	// Fill, if set, is called by Unwind once for each table id a walk
+	// needs that Tables does not hold; it may add the table (PutTable).
+	// A view of a process's tables then holds only those its walks reach
+	// instead of every library it maps.
+	Fill   func(id uint32)
+	filled map[uint32]bool
 }
 
 // AddTable appends the arrays of t and a table entry, and returns the table
@@ -97,8 +104,14 @@ func (m *Maps) AddTable(t *Table) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	id := uint32(len(m.Tables) / TableInfoSize)
+	return id, m.PutTable(id, e)
+}
+
+// PutTable appends the arrays of e and sets table id's entry to them.
+func (m *Maps) PutTable(id uint32, e *Encoded) error {
 	if len(m.Rows)/RowSize+e.NumRows() > math.MaxUint32 {
-		return 0, fmt.Errorf("rows map full: %w", ErrFormat)
+		return fmt.Errorf("rows map full: %w", ErrFormat)
 	}
 	ti := TableInfo{
 		Base:     e.Base,
@@ -108,12 +121,37 @@ func (m *Maps) AddTable(t *Table) (uint32, error) {
 		Arch: e.Arch,
 	}
 	b, _ := ti.MarshalBinary()
-	id := uint32(len(m.Tables) / TableInfoSize)
 	m.Rows = append(m.Rows, e.Rows...)
 	m.Rules = append(m.Rules, e.Rules...)
 	m.Pages = append(m.Pages, e.Pages...)
-	m.Tables = append(m.Tables, b...)
-	return id, nil
+	off := int(id) * TableInfoSize
+	if need := off + TableInfoSize; len(m.Tables) < need {
+		m.Tables = append(m.Tables, make([]byte, need-len(m.Tables))...)
+	}
+	copy(m.Tables[off:], b)
+	return nil
+}
+
+// table returns the entry of table id, asking Fill for it once if it is
+// missing.
+func (m *Maps) table(id uint32) (TableInfo, bool) {
+	var ti TableInfo
+	off := uint64(id) * TableInfoSize
+	ok := func() bool {
+		return off+TableInfoSize <= uint64(len(m.Tables)) && ti.UnmarshalBinary(m.Tables[off:off+TableInfoSize]) == nil && ti.NumPages != 0
+	}
+	if ok() {
+		return ti, true
+	}
+	if m.Fill == nil || m.filled[id] {
+		return ti, false
+	}
+	if m.filled == nil {
+		m.filled = map[uint32]bool{}
+	}
+	m.filled[id] = true
+	m.Fill(id)
+	return ti, ok()
 }
 
 // SetProc stores the mappings of process pid.

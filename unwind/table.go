@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync"
 )
 
 // Sentinel errors.
@@ -148,6 +149,15 @@ type Table struct {
 	Errors []error
 	// Go counts the Go functions of a Go binary's table (nil otherwise).
 	Go *GoStats
+
+	enc encodedOnce // Encoded's
+}
+
+// encodedOnce holds a table's map form once Encoded has made it.
+type encodedOnce struct {
+	once sync.Once
+	e    *Encoded
+	err  error
 }
 
 // maxErrors is how many FDE errors a Table keeps.

@@ -102,9 +102,8 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 			}
 			continue
 		}
-		var ti TableInfo
-		off := uint64(mp.TableID) * TableInfoSize
-		if off+TableInfoSize > uint64(len(m.Tables)) || ti.UnmarshalBinary(m.Tables[off:off+TableInfoSize]) != nil || ti.NumPages == 0 {
+		ti, ok := m.table(mp.TableID)
+		if !ok {
 			return pcs, ReasonBadTable
 		}
 		row, reason := lookupRow(m, ti, lookup-mp.Bias)
@@ -121,7 +120,6 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 		if reason != ReasonComplete {
 			return pcs, reason
 		}
-		var ok bool
 		var cfa uint64
 		switch row.CFA {
 		case CFASP:

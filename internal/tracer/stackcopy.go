@@ -92,11 +92,9 @@ type stackCopies struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	views   map[uint32]*unwind.Maps // pid -> its tables as the kernel has them
-	viewKey map[uint32]string       // pid -> the mapsKey its view was built for
-	failed  map[uint32]bool         // pid -> its tables could not be loaded
-	pending map[uint32][]stackCopy  // pid -> copies waiting for its tables
-	walked  map[uint64]walkedCopy   // copy id -> its walk, until drained
+	failed  map[uint32]bool        // pid -> its tables could not be loaded
+	pending map[uint32][]stackCopy // pid -> copies waiting for its tables
+	walked  map[uint64]walkedCopy  // copy id -> its walk, until drained
 
 	wait              time.Duration // stackCopyWait; shorter in tests
 	copies, notWalked atomic.Uint64
@@ -109,8 +107,6 @@ func newStackCopies(t *Tracer) (*stackCopies, error) {
 	}
 	s := &stackCopies{
 		rb: rb, unw: t.unw, procs: t.procs,
-		views:   map[uint32]*unwind.Maps{},
-		viewKey: map[uint32]string{},
 		failed:  map[uint32]bool{},
 		pending: map[uint32][]stackCopy{},
 		walked:  map[uint64]walkedCopy{},
@@ -147,8 +143,15 @@ func (s *stackCopies) read() {
 			continue
 		}
 		s.copies.Add(1)
+		// A copy taken just before its process's entry was written (or
+		// read after it) is walked at once with a view of that entry;
+		// others wait for their process's load.
+		var m *unwind.Maps
+		if s.unw.hasEntry(c.pid) {
+			m, _ = s.unw.view(c.pid)
+		}
 		s.mu.Lock()
-		if m := s.views[c.pid]; m != nil || s.failed[c.pid] {
+		if m != nil || s.failed[c.pid] {
 			s.walkLocked(m, c)
 		} else {
 			s.pending[c.pid] = append(s.pending[c.pid], c)
@@ -181,19 +184,25 @@ func (s *stackCopies) walkLocked(m *unwind.Maps, c stackCopy) {
 }
 
 // loaded is called by the unwinder's worker after each load job of pid,
-// with the error of the load: it builds the Go view of the tables the
-// kernel now has for pid and walks the copies waiting for them.
+// with the error of the load: where copies of pid wait, it builds the Go
+// view of the tables the kernel now has for pid and walks them. The view is
+// built only for waiting copies and dropped after their walk: it copies
+// every table of the process (libLLVM's alone is 10 MB), and building one
+// after every load of a whole-system recording cost more CPU than the rest
+// of the recording (1.07 of 2.29 s) and held a copy of every process's
+// tables until it exited.
 func (s *stackCopies) loaded(pid uint32, loadErr error) {
-	var m *unwind.Maps
-	s.unw.mu.Lock()
-	key := s.unw.written[pid]
-	s.unw.mu.Unlock()
 	s.mu.Lock()
-	current := s.views[pid] != nil && s.viewKey[pid] == key
+	waiting := len(s.pending[pid]) > 0
+	if loadErr == nil {
+		delete(s.failed, pid)
+	}
 	s.mu.Unlock()
-	if loadErr == nil && !current {
-		// A new entry (the first, or a reading with more mappings): build
-		// its view; an entry seen before keeps the one built for it.
+	if !waiting {
+		return
+	}
+	var m *unwind.Maps
+	if loadErr == nil {
 		var err error
 		if m, err = s.unw.view(pid); err != nil {
 			slog.Debug("tables for stack copies", "pid", pid, "err", err)
@@ -201,14 +210,11 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m != nil {
-		s.views[pid], s.viewKey[pid] = m, key
-		delete(s.failed, pid)
-	} else if s.views[pid] == nil {
+	if m == nil {
 		s.failed[pid] = true
 	}
 	for _, c := range s.pending[pid] {
-		s.walkLocked(s.views[pid], c)
+		s.walkLocked(m, c)
 	}
 	delete(s.pending, pid)
 }
@@ -249,8 +255,6 @@ func (s *stackCopies) forget(pids []int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, pid := range pids {
-		delete(s.views, uint32(pid))
-		delete(s.viewKey, uint32(pid))
 		delete(s.failed, uint32(pid))
 		for _, c := range s.pending[uint32(pid)] {
 			s.walked[c.id] = walkedCopy{failed: true}
@@ -259,44 +263,43 @@ func (s *stackCopies) forget(pids []int) {
 	}
 }
 
+// hasEntry says pid's unwind_procs entry is written.
+func (u *unwinder) hasEntry(pid uint32) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.written[pid] != ""
+}
+
 // view returns the tables of pid's unwind_procs entry as unwind.Unwind
-// reads them: the entry as written, and each table it names at its id. It
-// runs on the worker, right after pid's load, so the entry and its tables'
-// ids are those the kernel walks with.
+// reads them: the entry as written, and each table it names at its id,
+// encoded when a walk first reaches it (Maps.Fill), so that a view holds
+// the few tables its copies' walks pass through, not every library the
+// process maps. It runs on the worker, right after pid's load, so the entry
+// and its tables' ids are those the kernel walks with.
 func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
 	var entry []byte
 	if err := u.objs.UnwindProcs.Lookup(pid, &entry); err != nil {
 		return nil, fmt.Errorf("read unwind_procs[%d]: %w", pid, err)
 	}
 	u.mu.Lock()
-	lts := append([]*loadedTable(nil), u.pids[pid]...)
+	byID := make(map[uint32]string, len(u.pids[pid]))
+	for _, lt := range u.pids[pid] {
+		byID[lt.id] = lt.key
+	}
 	u.mu.Unlock()
 	m := &unwind.Maps{Procs: map[uint32][]byte{pid: entry}}
-	for _, lt := range lts {
-		t, err, ok := u.cache.Get(lt.key)
+	m.Fill = func(id uint32) {
+		key, ok := byID[id]
+		if !ok {
+			return
+		}
+		t, err, ok := u.cache.Get(key)
 		if !ok || err != nil {
-			continue // its mappings stop the walk (bad table), as said
+			return // its mappings stop the walk (bad table), as said
 		}
-		e, err := t.Encode()
-		if err != nil {
-			continue
+		if e, err := t.Encoded(); err == nil {
+			_ = m.PutTable(id, e)
 		}
-		ti := unwind.TableInfo{
-			Base:     e.Base,
-			FirstRow: uint32(len(m.Rows) / unwind.RowSize), NumRows: uint32(e.NumRows()),
-			FirstPage: uint32(len(m.Pages) / unwind.PageSize), NumPages: uint32(e.NumPages()),
-			FirstRule: uint32(len(m.Rules) / unwind.RuleSize), NumRules: uint32(e.NumRules()),
-			Arch: e.Arch,
-		}
-		m.Rows = append(m.Rows, e.Rows...)
-		m.Rules = append(m.Rules, e.Rules...)
-		m.Pages = append(m.Pages, e.Pages...)
-		off := int(lt.id) * unwind.TableInfoSize
-		if need := off + unwind.TableInfoSize; len(m.Tables) < need {
-			m.Tables = append(m.Tables, make([]byte, need-len(m.Tables))...)
-		}
-		b, _ := ti.MarshalBinary()
-		copy(m.Tables[off:], b)
 	}
 	return m, nil
 }

@@ -65,7 +65,7 @@ func TestParseStackCopy(t *testing.T) {
 // StackCopyNotWalked, never passed off as a stack.
 func TestStackCopyNotWalkedCountedAndMarked(t *testing.T) {
 	s := &stackCopies{
-		views: map[uint32]*unwind.Maps{}, viewKey: map[uint32]string{}, failed: map[uint32]bool{},
+		failed:  map[uint32]bool{},
 		pending: map[uint32][]stackCopy{}, walked: map[uint64]walkedCopy{}, wait: 50 * time.Millisecond,
 	}
 	s.cond = sync.NewCond(&s.mu)

@@ -56,7 +56,7 @@ func releaseAll(cs []claim) {
 // unwind_tables entry last, and returns it with one reference. When the maps
 // are full it drops the tables no process uses and tries once more.
 func (u *unwinder) place(key string, t *unwind.Table, path string) (*loadedTable, error) {
-	e, err := t.Encode()
+	e, err := t.Encoded()
 	if err != nil {
 		return nil, err
 	}
