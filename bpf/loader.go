@@ -144,6 +144,10 @@ type Config struct {
 	// pointers); without it, the _fp variants, which need no bpf_loop.
 	UnwindTables bool
 	UnwindSizes  UnwindSizes // 0 fields: defaults
+	// TableSamplerLater (with OnCPU and UnwindTables) loads the on-CPU
+	// program that walks with frame pointers in place of the table walker,
+	// which Objects.LoadTableSampler loads afterwards (staged.go).
+	TableSamplerLater bool
 
 	// KernelTypes is the kernel's BTF for CO-RE relocations when it is not
 	// at /sys/kernel/btf/vmlinux (--btf); nil: the kernel's own.
@@ -264,7 +268,8 @@ type Objects struct {
 	// RQClock says off-CPU blocks are timed with the runqueue clock.
 	RQClock bool
 
-	coll *ebpf.Collection
+	coll  *ebpf.Collection
+	later *laterSampler // the on-CPU program LoadTableSampler loads
 }
 
 // FirstSampleNS returns CLOCK_MONOTONIC of the first on-CPU sample, 0 if none.
@@ -357,6 +362,9 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 
 	onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit := cfg.programs()
 	want := map[string]bool{onCPU: true, offSwitch: true, offSysExit: true, offWaking: true, fork: true, exec: true, exit: true}
+	if cfg.deferring() {
+		want[onCPU+"_fp"] = true // sampling until the walker loads (staged.go)
+	}
 	for name := range spec.Programs {
 		if !want[name] {
 			delete(spec.Programs, name)
@@ -409,6 +417,13 @@ func Load(cfg Config) (*Objects, error) {
 	raw := cfg.Hook == HookRaw
 	tw := cfg.OffCPU && (cfg.Hook == HookTaskWork || cfg.Hook == HookTaskWorkImpl)
 	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
+	later, err := cfg.deferTableSampler(spec)
+	if err != nil {
+		return nil, err
+	}
+	if later != nil {
+		onCPU += "_fp"
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, cfg.collectionOptions())
 	if err != nil {
 		return nil, newLoadError(spec, err)
@@ -431,6 +446,7 @@ func Load(cfg Config) (*Objects, error) {
 		ProcessExec:   coll.Programs[exec],
 		ProcessExit:   coll.Programs[exit],
 		coll:          coll,
+		later:         later,
 
 		RawTracepoints: raw,
 		TaskWork:       tw,

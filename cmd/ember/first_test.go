@@ -56,9 +56,31 @@ func startRecording(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The events are enabled right after they are all open.
+	// The events are enabled right after they are all open. A whole-system
+	// recording samples with frame pointers until its table walker is
+	// verified, then holds both on-CPU programs (tracer.swapInTableWalker):
+	// these tests are of the walker's first samples, so wait for it (at
+	// most 20 s; a kernel without bpf_loop loads one program only).
+	for end := time.Now().Add(20 * time.Second); perfEventPrograms(cmd.Process.Pid) < 2 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	time.Sleep(time.Second)
 	return cmd, &stderr
+}
+
+// perfEventPrograms counts the perf_event BPF programs (prog_type 7) that
+// process pid holds.
+func perfEventPrograms(pid int) int {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fdinfo")
+	ents, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err == nil && bytes.Contains(b, []byte("prog_type:\t7\n")) {
+			n++
+		}
+	}
+	return n
 }
 
 // stopRecording ends a recording with SIGINT, as Ctrl-C does, and returns

@@ -5,9 +5,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,6 +38,43 @@ func openCPUClock(cpu, hz int, prog *ebpf.Program) (int, error) {
 
 func enablePerf(fd int) error {
 	return unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0)
+}
+
+// samplerLater says whether to sample with frame pointers while the table
+// walker is verified (bpf.Config.TableSamplerLater): where the kernel has
+// bpf_loop (a probe load), so that the walker most likely loads; elsewhere
+// (5.10) the walker is refused at once, as before, and nothing is swapped.
+var samplerLater = sync.OnceValue(func() bool {
+	return features.HaveProgramHelper(ebpf.PerfEvent, asm.FnLoop) == nil
+})
+
+// swapInTableWalker loads the table walker that Start left for later and
+// moves each CPU's cpu-clock event to it: a new event attached to the
+// walker is enabled as soon as the old one, which ran the frame-pointer
+// program, is disabled, so no tick is sampled twice and at most the ticks
+// of those few microseconds are missed. The verifier takes ~280 ms of CPU
+// on the walker (9 ms on the frame-pointer program), time in which
+// samples are now taken (with frame pointers, counted and marked as
+// unwind_fp_fallback by Drain) instead of none.
+func (t *Tracer) swapInTableWalker() error {
+	prog, err := t.objs.LoadTableSampler()
+	if err != nil {
+		return fmt.Errorf("load the table walker: %w", err)
+	}
+	for cpu, e := range t.cpus {
+		fd, err := openCPUClock(cpu, t.cfg.Frequency, prog)
+		if err != nil {
+			return err
+		}
+		_ = unix.IoctlSetInt(e.fd, unix.PERF_EVENT_IOC_DISABLE, 0)
+		if err := enablePerf(fd); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("enable perf event: %w", err)
+		}
+		unix.Close(e.fd)
+		e.fd, e.last = fd, 0
+	}
+	return nil
 }
 
 // onlineCPUs parses /sys/devices/system/cpu/online ("0-3,5").

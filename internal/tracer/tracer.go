@@ -50,6 +50,10 @@ type Config struct {
 	// refuse names programs the kernel is made to refuse (bpf.Config.Refuse):
 	// for tests of the fallbacks.
 	refuse []string
+	// walkerAtOnce loads the table walker before sampling starts, as
+	// before samplerLater: set when the walker loaded later was refused,
+	// so that auto decides the usual way and says why.
+	walkerAtOnce bool
 
 	// KernelBTF is a file with the kernel's BTF, for kernels without
 	// /sys/kernel/btf/vmlinux (--btf, EMBER_BTF); empty: the kernel's own.
@@ -110,6 +114,7 @@ type Tracer struct {
 // Start checks privileges, loads and attaches the programs, and starts
 // following processes into procs.
 func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
+	given := cfg
 	if err := Preflight(cfg.KernelBTF); err != nil {
 		return nil, err
 	}
@@ -165,6 +170,8 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		UnwindSizes:     unwindSizes(cfg),
 		KernelTypes:     kernelTypes,
 		Refuse:          cfg.refuse,
+
+		TableSamplerLater: sampleWhileVerifying(cfg),
 	}
 	if !cfg.IncludeSelf {
 		bcfg.SelfTGID = uint32(os.Getpid())
@@ -177,15 +184,6 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	}
 	cfg.OffCPUMethod, cfg.Unwind = method, unwind
 	t := &Tracer{cfg: cfg, objs: objs, procs: procs}
-	if unwind == UnwindTables {
-		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
-		if objs.StackCopies != nil {
-			if t.copies, err = newStackCopies(t); err != nil {
-				t.Close()
-				return nil, err
-			}
-		}
-	}
 	for _, pid := range cfg.PIDs {
 		if err := t.addPID(pid); err != nil {
 			t.Close()
@@ -196,6 +194,38 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
+	for _, e := range t.cpus {
+		if err := enablePerf(e.fd); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("enable perf event: %w", err)
+		}
+	}
+	// The process events of the samples taken meanwhile wait in their ring
+	// buffer: the unwinder starts once the walker is known to load, so a
+	// refused walker leaves nothing behind but the maps.
+	if objs.TableSamplerLater() {
+		if err := t.swapInTableWalker(); err != nil {
+			t.Close()
+			var le *bpf.LoadError
+			if !errors.As(err, &le) {
+				return nil, err
+			}
+			// Refused: decide as before, which falls back and says why
+			// (or fails, for --unwind tables).
+			slog.Debug("the table walker loaded after sampling began was refused; loading again", "err", err)
+			given.walkerAtOnce = true
+			return Start(given, procs)
+		}
+	}
+	if unwind == UnwindTables {
+		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
+		if objs.StackCopies != nil {
+			if t.copies, err = newStackCopies(t); err != nil {
+				t.Close()
+				return nil, err
+			}
+		}
+	}
 	t.rb, err = ringbuf.NewReader(objs.Events)
 	if err != nil {
 		t.Close()
@@ -203,15 +233,19 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	}
 	t.wg.Add(1)
 	go t.followProcesses()
-	for _, e := range t.cpus {
-		if err := enablePerf(e.fd); err != nil {
-			t.Close()
-			return nil, fmt.Errorf("enable perf event: %w", err)
-		}
-	}
 	t.stopWatch, t.watchDone = make(chan struct{}), make(chan struct{})
 	go t.watch(t.stopWatch, t.watchDone)
 	return t, nil
+}
+
+// sampleWhileVerifying says whether to sample with frame pointers while the
+// table walker is verified (swapInTableWalker): for a recording of the
+// whole machine, whose first second is no different from its others. A
+// recording of some processes or cgroups is short and of what the user
+// asked to see: it keeps every sample a table walk, and a launched command
+// is held until the walker samples anyway.
+func sampleWhileVerifying(cfg Config) bool {
+	return cfg.OnCPU && !cfg.walkerAtOnce && len(cfg.PIDs) == 0 && !cfg.FollowForks && len(cfg.Cgroups) == 0 && samplerLater()
 }
 
 // pidList converts the PIDs to filter for bpf.Config.

@@ -1,0 +1,89 @@
+package bpf
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// The table walker later: the verifier takes about 280 ms of CPU on the
+// table-walking on_cpu_sample (its bpf_loop body and the walk's branches)
+// and about 9 ms on on_cpu_sample_fp, and sampling cannot start before the
+// program it runs is verified. With Config.TableSamplerLater, Load loads
+// on_cpu_sample_fp in its place, with every map the table walker uses, so
+// that sampling starts at once; LoadTableSampler then loads the walker on
+// those same maps, and the caller moves its perf events to it. The samples
+// taken meanwhile are frame-pointer walks in a tracer that walks with
+// tables: they are counted and marked as such (unwind_fp_fallback), as the
+// first samples of a process whose tables are not loaded yet were before
+// stack copies.
+
+// laterSampler holds what LoadTableSampler needs: the spec the first load
+// came from, and the name of the deferred program.
+type laterSampler struct {
+	spec *ebpf.CollectionSpec
+	name string
+	opts ebpf.CollectionOptions
+}
+
+// deferring says cfg loads the table walker later.
+func (cfg Config) deferring() bool { return cfg.TableSamplerLater && cfg.OnCPU && cfg.UnwindTables }
+
+// deferTableSampler takes the table-walking on-CPU program out of spec,
+// which spec() prepared with its frame-pointer variant beside it and every
+// map either uses; it returns what LoadTableSampler needs, or nil where cfg
+// does not ask for it.
+func (cfg Config) deferTableSampler(spec *ebpf.CollectionSpec) (*laterSampler, error) {
+	if !cfg.deferring() {
+		return nil, nil
+	}
+	name := "on_cpu_sample"
+	if spec.Programs[name] == nil || spec.Programs[name+"_fp"] == nil {
+		return nil, fmt.Errorf("no %s and %s_fp in the embedded object", name, name)
+	}
+	later := &laterSampler{spec: spec.Copy(), name: name, opts: cfg.collectionOptions()}
+	delete(spec.Programs, name)
+	return later, nil
+}
+
+// LoadTableSampler loads the table-walking on-CPU program that Load left
+// for later (Config.TableSamplerLater) on the maps Load created, and
+// returns it; the caller attaches it in place of Objects.OnCPUSample, which
+// this then names it. The frame-pointer program stays loaded until Close,
+// so that its run time is still accounted (ProgramStats). A refusal is a
+// *LoadError, as from Load.
+func (o *Objects) LoadTableSampler() (*ebpf.Program, error) {
+	l := o.later
+	if l == nil {
+		return nil, fmt.Errorf("no on-CPU program was left for later")
+	}
+	spec := l.spec
+	for name := range spec.Programs {
+		if name != l.name {
+			delete(spec.Programs, name)
+		}
+	}
+	pruneMaps(spec)
+	opts := l.opts
+	opts.MapReplacements = make(map[string]*ebpf.Map, len(spec.Maps))
+	for name := range spec.Maps {
+		m := o.coll.Maps[name]
+		if m == nil {
+			return nil, fmt.Errorf("map %s of %s was not created by the first load", name, l.name)
+		}
+		opts.MapReplacements[name] = m
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		return nil, newLoadError(spec, err)
+	}
+	prog := coll.DetachProgram(l.name)
+	coll.Close() // the clones of the first load's maps
+	o.coll.Programs[l.name] = prog
+	o.OnCPUSample = prog
+	o.later = nil
+	return prog, nil
+}
+
+// TableSamplerLater says LoadTableSampler has a program to load.
+func (o *Objects) TableSamplerLater() bool { return o.later != nil }
