@@ -191,7 +191,27 @@ func decodePage(pages []byte, i uint64) (firstRow, nrows uint32, ok bool) {
 }
 
 // memSize is the number of bytes the table takes in Go memory.
-func (t *Table) memSize() int64 { return int64(cap(t.Rows)) * int64(unsafe.Sizeof(Row{})) }
+func (t *Table) memSize() int64 {
+	n := int64(cap(t.Rows)) * int64(unsafe.Sizeof(Row{}))
+	if e := t.enc.e; e != nil {
+		n += int64(cap(e.Rows) + cap(e.Rules) + cap(e.Pages))
+	}
+	return n
+}
+
+// Compact makes the map form (Encoded) and drops the rows, which take six
+// times its memory (24 bytes a row against 4): a table kept to be written
+// into the kernel's maps and to walk copied stacks with needs nothing else.
+// libLLVM's 2.6M rows are 62 MB as rows, 11 MB in map form. Afterwards
+// Rows is nil (Encode and Lookup find nothing); Encoded, Stats, Errors and
+// Go remain. Call it before the table is shared.
+func (t *Table) Compact() error {
+	if _, err := t.Encoded(); err != nil {
+		return err
+	}
+	t.Rows = nil
+	return nil
+}
 
 // TableInfo is struct unwind_table: where a table's arrays are in the maps.
 type TableInfo struct {

@@ -409,3 +409,36 @@ func TestUnwindARM64(t *testing.T) {
 		t.Errorf("got %#x (%v), want 3 frames and bad-frame", got, reason)
 	}
 }
+
+// TestCompactKeepsMapForm: a compacted table (what the tracer caches) keeps
+// its map form byte for byte, drops its rows, and counts a fraction of its
+// former memory against a cache's budget.
+func TestCompactKeepsMapForm(t *testing.T) {
+	tab, err := Open(libcPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := tab.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tab.memSize()
+	if err := tab.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tab.Encoded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.Rows != nil {
+		t.Errorf("%d rows kept after Compact", len(tab.Rows))
+	}
+	if got.Base != want.Base || got.Arch != want.Arch || !slices.Equal(got.Rows, want.Rows) || !slices.Equal(got.Rules, want.Rules) || !slices.Equal(got.Pages, want.Pages) {
+		t.Error("the compacted table's map form differs from Encode's")
+	}
+	after := tab.memSize()
+	t.Logf("libc's table: %d bytes as rows and map form, %d compacted", before+int64(want.Size()), after)
+	if after*4 > before {
+		t.Errorf("compacted table counts %d bytes, rows alone took %d", after, before)
+	}
+}

@@ -79,7 +79,15 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 		t, err, ok := u.cache.Get(key)
 		if !ok {
 			start := time.Now()
-			t, err = u.cache.GetOrBuild(key, func() (*unwind.Table, error) { return buildTableCached(key, ef) })
+			t, err = u.cache.GetOrBuild(key, func() (*unwind.Table, error) {
+				// Kept in its map form only: what place and the copies'
+				// views read.
+				t, err := buildTableCached(key, ef)
+				if err == nil {
+					err = t.Compact()
+				}
+				return t, err
+			})
 			u.mu.Lock()
 			u.stats.Built++
 			u.stats.BuildTime += time.Since(start)
