@@ -9,6 +9,7 @@ import (
 
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/symbolize/debuginfod"
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // DebugSource supplies, by build ID, the debug files and executables that are
@@ -43,12 +44,8 @@ func fetchedDebugFile(src DebugSource, buildID string) (*Object, string) {
 }
 
 // openObject indexes f, with the symbolizer's debug directories and source.
-func (s *Symbolizer) openObject(f *os.File, name string) (*Object, error) {
-	data, err := mapFile(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return newObject(data, name, s.opts.DebugDirs, s.opts.DebugSource)
+func (s *Symbolizer) openObject(f *objfile.File, name string) (*Object, error) {
+	return newObjectFile(f, name, s.opts.DebugDirs, s.opts.DebugSource)
 }
 
 // openFetched opens the executable of m from the debug source when m's own
@@ -93,7 +90,7 @@ func (s *Symbolizer) Prefetch(p *profile.Profile) {
 		if !want[m] || m.File == "" || m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[") || isPerfMap(m.File) {
 			continue
 		}
-		if e, err := s.object(m, s.opts.Open); err == nil {
+		if e, err := s.object(m, source{s.opts.Open, s.opts.OpenObject}); err == nil {
 			s.cache.release(e)
 		}
 	}

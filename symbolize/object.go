@@ -174,13 +174,58 @@ func parseObject(data []byte, name string, debugDirs []string, separate bool, sr
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
 	}
+	gnu, goid := objfile.BuildIDs(ef)
+	return indexObject(ef, data, name, gnu, goid, debugDirs, separate, src)
+}
+
+// newObjectFile indexes file, an object file the shared cache holds
+// (objfile.Cache): its ELF headers and build IDs as the cache parsed them,
+// its contents mapped here. The Object does not keep file: what it reads
+// later comes from its own mapping.
+func newObjectFile(file *objfile.File, name string, debugDirs []string, src DebugSource) (o *Object, err error) {
+	ef, err := file.ELF()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	data, mapped := file.Image(), false
+	if data == nil {
+		if data, err = mapFile(file.OS()); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		mapped = true
+	}
+	defer func() {
+		switch {
+		case mapped && o != nil:
+			o.mapped = append(o.mapped, data)
+		case mapped:
+			unmap(data)
+		}
+	}()
+	// Symbols and DynamicSymbols keep version tables in the shared
+	// elf.File: one reader of them at a time.
+	file.Lock()
+	defer file.Unlock()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer guard(name, &err)
+	if err := checkELFExtents(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	gnu, goid := file.BuildIDs()
+	// A separate debug file is looked for beside files on disk, not
+	// beside an image read from memory.
+	return indexObject(ef, data, name, gnu, goid, debugDirs, mapped, src)
+}
+
+// indexObject reads the tables of the ELF file ef, whose contents are data.
+func indexObject(ef *elf.File, data []byte, name, gnu, goid string, debugDirs []string, separate bool, src DebugSource) (o *Object, err error) {
 	o = &Object{path: name, demangled: make(map[string]string)}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
 			o.loads = append(o.loads, p.ProgHeader)
 		}
 	}
-	o.buildID, o.goBuildID = objfile.BuildIDs(ef)
+	o.buildID, o.goBuildID = gnu, goid
 	var errs []error
 	var rt map[string]uint64
 	o.syms, rt, err = newSymtab(ef)

@@ -21,10 +21,19 @@ type Options struct {
 	// CacheBytes is the byte budget of the object cache; 0 means 256 MiB.
 	CacheBytes int64
 	// Open opens the file of a mapping; nil means os.Open(m.File). The
-	// symbolizer closes the file. An agent opens a process's files safely
-	// (internal/proc's Table.Open) and keeps track of which process each
-	// mapping came from.
+	// symbolizer closes the file (or gives it to Files, which keeps it
+	// open once). An agent opens a process's files safely (internal/proc's
+	// Table) and keeps track of which process each mapping came from.
 	Open Opener
+	// OpenObject, if set, gives the object file of a mapping as Files
+	// holds it, so that a file the agent holds is neither opened nor
+	// parsed again; Open serves what it does not give (perf maps, and
+	// objects it fails on).
+	OpenObject ObjectOpener
+	// Files holds the object files read, one descriptor and one ELF parse
+	// each; an agent passes the one its process table and unwind-table
+	// builder use (proc.Table.Files). nil: a cache of the symbolizer's own.
+	Files *objfile.Cache
 	// KallsymsPath is the kernel symbol file; "" means /proc/kallsyms.
 	KallsymsPath string
 	// DebugDirs are searched for separate debug files; nil means /usr/lib/debug.
@@ -37,8 +46,10 @@ type Options struct {
 // Symbolizer fills profiles with frames. It caches what it reads and is safe
 // for concurrent use.
 type Symbolizer struct {
-	opts  Options
-	cache *objectCache
+	opts     Options
+	cache    *objectCache
+	files    *objfile.Cache
+	ownFiles bool
 
 	parsed         atomic.Int64 // objects indexed, for tests of the cache
 	kallsymsPasses atomic.Int64 // reads of kallsyms, likewise
@@ -70,12 +81,19 @@ func New(opts Options) *Symbolizer {
 	if opts.DebugDirs == nil {
 		opts.DebugDirs = []string{defaultDebugDir}
 	}
-	return &Symbolizer{opts: opts, cache: newObjectCache(opts.CacheBytes), perfMaps: make(map[string]perfMapEntry)}
+	s := &Symbolizer{opts: opts, cache: newObjectCache(opts.CacheBytes), files: opts.Files, perfMaps: make(map[string]perfMapEntry)}
+	if s.files == nil {
+		s.files, s.ownFiles = objfile.NewCache(0), true
+	}
+	return s
 }
 
-// Close releases every cached object.
+// Close releases every cached object, and the files of a cache of its own.
 func (s *Symbolizer) Close() error {
 	s.cache.close()
+	if s.ownFiles {
+		s.files.Close()
+	}
 	return nil
 }
 
@@ -89,12 +107,16 @@ func (s *Symbolizer) CacheStats() (objects int, bytes int64) { return s.cache.st
 // the file, is returned joined with the others, and the other mappings are
 // still symbolized.
 func (s *Symbolizer) Symbolize(p *profile.Profile) error {
-	return s.SymbolizeWith(p, s.opts.Open)
+	return s.SymbolizeFrom(p, s.opts.Open, s.opts.OpenObject)
 }
 
 // Opener opens the file behind a mapping of a profile; the symbolizer
 // closes it. nil opens m.File.
 type Opener func(m *profile.Mapping) (*os.File, error)
+
+// ObjectOpener returns the object file behind a mapping of a profile from
+// the symbolizer's Files, with a reference the symbolizer releases.
+type ObjectOpener func(m *profile.Mapping) (*objfile.File, error)
 
 // SymbolizeWith is Symbolize with the files of p's mappings opened by open
 // instead of Options.Open. Which process a mapping came from, and so how to
@@ -102,6 +124,13 @@ type Opener func(m *profile.Mapping) (*os.File, error)
 // that symbolizes one interval while it collects the next passes each
 // profile's own opener, and the symbolizer's caches serve them all.
 func (s *Symbolizer) SymbolizeWith(p *profile.Profile, open Opener) error {
+	return s.SymbolizeFrom(p, open, nil)
+}
+
+// SymbolizeFrom is SymbolizeWith with object files given by object (nil:
+// opened by open), as the agent's process table holds them.
+func (s *Symbolizer) SymbolizeFrom(p *profile.Profile, open Opener, object ObjectOpener) error {
+	src := source{open, object}
 	byMapping := make(map[*profile.Mapping][]*profile.Location)
 	for _, l := range p.Location {
 		if len(l.Line) == 0 && l.Mapping != nil {
@@ -121,13 +150,13 @@ func (s *Symbolizer) SymbolizeWith(p *profile.Profile, open Opener) error {
 		case m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[kernel."):
 			err = s.symbolizeKernel(m, locs, fs)
 		case isPerfMap(m.File):
-			err = s.symbolizePerfMap(m, locs, fs, open)
+			err = s.symbolizePerfMap(m, locs, fs, src.open)
 		case m.File == objfile.VDSOPath:
 			err = s.symbolizeVDSO(m, locs, fs)
 		case m.File == "" || strings.HasPrefix(m.File, "["):
 			continue // [vdso], [anon], ...: nothing on disk to read
 		default:
-			err = s.symbolizeObject(m, locs, fs, open)
+			err = s.symbolizeObject(m, locs, fs, src)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -142,11 +171,11 @@ func isPerfMap(file string) bool {
 	return strings.HasPrefix(base, "perf-") && strings.HasSuffix(base, ".map")
 }
 
-func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet, open Opener) error {
-	e, err := s.object(m, open)
+func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet, src source) error {
+	e, err := s.object(m, src)
 	if err == nil && s.stale(e) {
 		s.cache.drop(e)
-		e, err = s.object(m, open)
+		e, err = s.object(m, src)
 	}
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
@@ -191,31 +220,55 @@ func keepFirst(first, err error) error {
 	return err
 }
 
-// object returns the cache entry of m's file, opening it on a miss.
-func (s *Symbolizer) object(m *profile.Mapping, open Opener) (*cacheEntry, error) {
-	var keys []string
-	if m.BuildID != "" {
-		keys = append(keys, objfile.BuildIDKey(m.BuildID))
-		if e, ok := s.cache.get(keys[0]); ok {
-			return e, nil
+// source is where one profile's files come from.
+type source struct {
+	open   Opener
+	object ObjectOpener
+}
+
+// file returns the object file of m from s.files: as object gives it, else
+// opened by open (or from the debug source) and added.
+func (s *Symbolizer) file(m *profile.Mapping, src source) (*objfile.File, error) {
+	if src.object != nil {
+		if f, err := src.object(m); err == nil {
+			return f, nil
 		}
 	}
-	f, err := open.open(m)
+	f, err := src.open.open(m)
 	if err != nil {
 		if f, err = s.openFetched(m, err); err != nil {
 			return nil, err
 		}
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	return s.files.Add(f, m.File)
+}
+
+// object returns the cache entry of m's file, indexing it on a miss.
+func (s *Symbolizer) object(m *profile.Mapping, src source) (*cacheEntry, error) {
+	if m.BuildID != "" {
+		if e, ok := s.cache.get(objfile.BuildIDKey(m.BuildID)); ok {
+			return e, nil
+		}
+	}
+	file, err := s.file(m, src)
 	if err != nil {
 		return nil, err
 	}
-	fk := objfile.FileKey(st)
+	defer file.Release()
+	fk := objfile.FileKey(file.Stat())
 	if e, ok := s.cache.get(fk); ok {
 		return e, nil
 	}
-	o, err := s.openObject(f, m.File)
+	gnu, _ := file.BuildIDs()
+	if gnu != "" {
+		// Another file of a binary already indexed (its build ID read
+		// when the file was opened): the same tables.
+		if e, ok := s.cache.get(objfile.BuildIDKey(gnu)); ok {
+			s.cache.alias(e, fk)
+			return e, nil
+		}
+	}
+	o, err := s.openObject(file, m.File)
 	if err != nil {
 		return nil, err
 	}

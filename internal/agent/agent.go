@@ -97,7 +97,7 @@ func Start(cfg Config) (*Agent, error) {
 		a.log.Warn(n)
 	}
 	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes,
-		DebugSource: debugSource(cfg.Debuginfod)})
+		Files: a.procs.Files(), DebugSource: debugSource(cfg.Debuginfod)})
 	if cfg.Memory.Limit > 0 {
 		a.goLimit = cfg.Memory.applyGoLimit(a.mapBytes(), os.Getenv("GOMEMLIMIT"))
 		a.log.Debug("memory budget", "limit", cfg.Memory.Limit, "bpf_maps", a.mapBytes(),

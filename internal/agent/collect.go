@@ -13,6 +13,7 @@ import (
 	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/proc"
 	"github.com/emberprof/ember/internal/tracer"
+	"github.com/emberprof/ember/symbolize/objfile"
 	"github.com/emberprof/ember/unwind"
 )
 
@@ -306,4 +307,15 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 	// Held since the process was seen, else opened now, safely, in its
 	// root (proc.Table.Open: the one opener of a process's files).
 	return c.procs.Open(src.pid, &src.m)
+}
+
+// object gives the symbolizer the object file behind a profile mapping as
+// the process table holds it (proc.Table.Object): opened and parsed once
+// for the unwind-table builder and the symbolizer alike.
+func (c *collector) object(pm *profile.Mapping) (*objfile.File, error) {
+	src, ok := c.files[pm]
+	if !ok || src.nspid > 0 || src.m.Inode == 0 {
+		return nil, fmt.Errorf("%s: not a mapped object file", pm.File)
+	}
+	return c.procs.Object(src.pid, &src.m)
 }

@@ -197,8 +197,8 @@ func (a *Agent) profiles(iv *interval) []sink.Profile {
 		return nil
 	}
 	// The interval's own collector knows which process each mapping came
-	// from, and opens its files.
-	if err := a.sym.SymbolizeWith(p, iv.col.open); err != nil {
+	// from, and gives its files (held in the process table's cache).
+	if err := a.sym.SymbolizeFrom(p, iv.col.open, iv.col.object); err != nil {
 		a.log.Debug("symbolize", "err", err)
 	}
 	if a.cfg.Mode != pprof.ModeCPU {

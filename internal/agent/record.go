@@ -220,7 +220,8 @@ loop:
 		col.b.Comment("ember: %s", line)
 	}
 	p := col.b.Profile(end)
-	sym := symbolize.New(symbolize.Options{Open: col.open, DebugSource: debugSource(cfg.Debuginfod)})
+	sym := symbolize.New(symbolize.Options{Open: col.open, OpenObject: col.object, Files: procs.Files(),
+		DebugSource: debugSource(cfg.Debuginfod)})
 	defer sym.Close()
 	if cfg.Debuginfod != nil {
 		fetchDebugInfo(sym, cfg.Debuginfod, p, cmp.Or(cfg.DebuginfodWait, DefaultDebuginfodWait), stderr)

@@ -137,3 +137,30 @@ func TestOnlyTracerImportsBPF(t *testing.T) {
 		}
 	}
 }
+
+// leaves are the packages every side reads binaries through: the object
+// file cache and build IDs (objfile), Go's pclntab (gopclntab). internal/proc,
+// internal/tracer, symbolize and unwind import them, so they import nothing
+// of Ember's: the dependency goes one way.
+var leaves = []string{module + "/symbolize/objfile", module + "/symbolize/gopclntab"}
+
+// TestLeavesImportNothingOfEmber: the shared readers depend on no other
+// package of the module.
+func TestLeavesImportNothingOfEmber(t *testing.T) {
+	pkgs := list(t)
+	found := 0
+	for _, p := range pkgs {
+		if !slices.Contains(leaves, p.path) {
+			continue
+		}
+		found++
+		for _, d := range p.deps {
+			if strings.HasPrefix(d, module+"/") {
+				t.Errorf("%s depends on %s (%s): a shared reader imports nothing of Ember's, or its users could not all import it", p.path, d, why(pkgs, p.path, d))
+			}
+		}
+	}
+	if found != len(leaves) {
+		t.Fatalf("found %d of the %d leaf packages", found, len(leaves))
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // Mapping is one line of /proc/PID/maps.
@@ -24,6 +26,10 @@ type Mapping struct {
 
 // Executable reports whether the mapping is mapped executable.
 func (m *Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
+
+// FileID is how the mapping names its file before it is opened: the key
+// of the object file cache (objfile.Cache) that holds it.
+func (m *Mapping) FileID() objfile.FileID { return objfile.FileID{Dev: m.Dev, Inode: m.Inode} }
 
 // Deleted reports whether the file was deleted after it was mapped.
 func (m *Mapping) Deleted() bool { return strings.HasSuffix(m.Path, " (deleted)") }

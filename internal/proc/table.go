@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // Process is what Ember knows of one process, read while it lived.
@@ -40,11 +42,15 @@ func (p *Process) Find(addr uint64) *Mapping {
 
 type fileKey struct{ dev, inode uint64 }
 
-// Table keeps processes and an open descriptor per executable file they map,
-// so that a binary that is deleted, or whose process exits, can still be read
-// for symbols. Descriptors are shared between processes mapping the same file.
+// Table keeps processes and holds each executable file they map open, so
+// that a binary that is deleted, or whose process exits, can still be read
+// for symbols and unwind tables. Files are held in an objfile.Cache (one
+// descriptor and one ELF parse per file, shared with the unwind-table
+// builder and the symbolizer), with one reference per file for as long as
+// a process the table knows maps it.
 type Table struct {
-	root string // "/proc", replaceable in tests
+	root  string // "/proc", replaceable in tests
+	cache *objfile.Cache
 
 	mu    sync.Mutex
 	procs map[int]*Process
@@ -52,14 +58,19 @@ type Table struct {
 }
 
 type heldFile struct {
-	f    *os.File
-	refs int
+	f    *objfile.File
+	refs int // processes that map it
 }
 
-// NewTable returns an empty table reading from /proc.
+// NewTable returns an empty table reading from /proc, holding files in a
+// cache of its own (Files).
 func NewTable() *Table {
-	return &Table{root: "/proc", procs: map[int]*Process{}, files: map[fileKey]*heldFile{}}
+	return &Table{root: "/proc", cache: objfile.NewCache(0), procs: map[int]*Process{}, files: map[fileKey]*heldFile{}}
 }
+
+// Files is the cache the table holds mapped files in: give it to the
+// symbolizer (symbolize.Options.Files) so that both read each file once.
+func (t *Table) Files() *objfile.Cache { return t.cache }
 
 // Add reads a process's mappings now (or again, after an exec) and opens the
 // files it maps executable. It replaces what was known of pid.
@@ -113,14 +124,13 @@ func (t *Table) hold(pid int, m *Mapping) (fileKey, bool) {
 		h.refs++
 		return k, true
 	}
-	var f *os.File
-	var err error
-	if t.root == procRoot {
-		f, err = OpenMappedFile(pid, m)
-	} else {
-		// A test's fake /proc: its map_files only.
-		f, err = openMapFile(fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit))
-	}
+	f, err := t.cache.Open(m.FileID(), m.Path, func() (*os.File, error) {
+		if t.root != procRoot {
+			// A test's fake /proc: its map_files only.
+			return openMapFile(fmt.Sprintf("%s/%d/map_files/%x-%x", t.root, pid, m.Start, m.Limit))
+		}
+		return OpenMappedFile(pid, m)
+	})
 	if err != nil {
 		// The mapping is gone: the process exec'd or unmapped it after
 		// its maps were read. It holds no reference for it.
@@ -138,7 +148,7 @@ func (t *Table) release(p *Process) {
 	for _, k := range p.held {
 		if h := t.files[k]; h != nil {
 			if h.refs--; h.refs <= 0 {
-				h.f.Close()
+				h.f.Release()
 				delete(t.files, k)
 			}
 		}
@@ -152,12 +162,33 @@ func (t *Table) Get(pid int) *Process {
 	return t.procs[pid]
 }
 
+// Object returns the file behind m, a mapping of process pid, referenced
+// (the caller releases it): the one held since the process was first seen,
+// so that it works after the process exited or the file was deleted, else
+// one the cache still has open, else opened now by OpenMappedFile (a file
+// the table could not hold then). It is how Ember opens a process's mapped
+// files, for unwind tables and for symbols alike: each is opened and its
+// ELF parsed once.
+func (t *Table) Object(pid int, m *Mapping) (*objfile.File, error) {
+	t.mu.Lock()
+	h := t.files[fileKey{m.Dev, m.Inode}]
+	if h != nil {
+		h.f.Ref()
+	}
+	t.mu.Unlock()
+	if h != nil {
+		return h.f, nil
+	}
+	if m.Inode == 0 {
+		return nil, fmt.Errorf("%s: an anonymous mapping: %w", m.Path, os.ErrNotExist)
+	}
+	return t.cache.Open(m.FileID(), m.Path, func() (*os.File, error) { return OpenMappedFile(pid, m) })
+}
+
 // Open returns a new descriptor of the file behind m, a mapping of process
-// pid: from the descriptor held since the process was first seen, so that it
-// works after the process exited or the file was deleted, else opened now by
-// OpenMappedFile (a file the table could not hold then). The caller closes
-// it. It is how Ember opens a process's mapped files, for unwind tables and
-// for symbols alike.
+// pid, as Object finds it (held, else opened now). The caller closes it. It
+// is for readers that need a file of their own (an offset to read from);
+// Object shares the one descriptor.
 func (t *Table) Open(pid int, m *Mapping) (*os.File, error) {
 	f, err := t.openHeld(m)
 	if err == nil {
@@ -184,7 +215,7 @@ func (t *Table) openHeld(m *Mapping) (*os.File, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%s: not held: %w", m.Path, os.ErrNotExist)
 	}
-	return os.Open(fmt.Sprintf("/proc/self/fd/%d", h.f.Fd()))
+	return os.Open(fmt.Sprintf("/proc/self/fd/%d", h.f.OS().Fd()))
 }
 
 // MarkExited notes that pid exited; Sweep forgets it.
@@ -215,13 +246,14 @@ func (t *Table) Len() int {
 	return len(t.procs)
 }
 
-// Close releases every held file.
+// Close releases every held file and closes the cache.
 func (t *Table) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, h := range t.files {
-		h.f.Close()
+		h.f.Release()
 	}
+	t.cache.Close()
 	t.files = map[fileKey]*heldFile{}
 	t.procs = map[int]*Process{}
 }

@@ -4,12 +4,9 @@ package tracer
 // the vDSO image), its binary's key, and its table, built or reused.
 
 import (
-	"bytes"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime/debug"
 	"time"
 
@@ -44,31 +41,30 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 	if testHookMapping != nil {
 		testHookMapping(m)
 	}
-	var ef *elf.File
-	var st os.FileInfo
+	var file *objfile.File
 	if m.Path == objfile.VDSOPath {
-		if ef, err = u.vdso(m.Limit - m.Start); err != nil {
+		if file, err = u.vdso(m.Limit - m.Start); err != nil {
 			return fp, nil, err
 		}
 	} else {
-		f, err := u.procs.Open(int(pid), m)
-		if err != nil {
+		// The file as the process table holds it: opened, and its ELF
+		// parsed, once per run for every process that maps it and for
+		// the symbolizer too (objfile.Cache).
+		if file, err = u.procs.Object(int(pid), m); err != nil {
 			return fp, nil, err
 		}
-		defer f.Close()
-		if st, err = f.Stat(); err != nil {
-			return fp, nil, err
-		}
-		if ef, err = elf.NewFile(f); err != nil {
-			return fp, nil, err
-		}
+		defer file.Release()
+	}
+	ef, err := file.ELF()
+	if err != nil {
+		return fp, nil, err
 	}
 	bias, err := unwind.Bias(ef, m.Start, m.Offset)
 	if err != nil {
 		return fp, nil, err
 	}
 	fp.Bias = bias
-	key := binaryKey(ef, st)
+	key := file.Key()
 	u.mu.Lock()
 	lt = u.tables[key]
 	if lt != nil {
@@ -123,40 +119,19 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 	return unwind.Mapping{Start: m.Start, End: m.Limit, Bias: bias, TableID: lt.id}, lt, nil
 }
 
-// vdso returns the vDSO image, read once from Ember's own memory: the
-// kernel maps the same image into every process of its architecture. A
-// mapping of another size (a 32-bit process's vDSO) is not that image.
-func (u *unwinder) vdso(size uint64) (*elf.File, error) {
-	u.vdsoOnce.Do(func() {
-		u.vdsoELF, u.vdsoSize, u.vdsoErr = readOwnVDSO()
-	})
-	if u.vdsoErr != nil {
-		return nil, u.vdsoErr
-	}
-	if size != u.vdsoSize {
-		return nil, fmt.Errorf("vDSO of %d bytes, Ember's has %d", size, u.vdsoSize)
-	}
-	return u.vdsoELF, nil
-}
-
-func readOwnVDSO() (*elf.File, uint64, error) {
-	b, err := objfile.ReadOwnVDSO()
+// vdso returns the vDSO image, read once from Ember's own memory
+// (objfile.OwnVDSO): the kernel maps the same image into every process of
+// its architecture. A mapping of another size (a 32-bit process's vDSO) is
+// not that image.
+func (u *unwinder) vdso(size uint64) (*objfile.File, error) {
+	f, err := objfile.OwnVDSO()
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	ef, err := elf.NewFile(bytes.NewReader(b))
-	return ef, uint64(len(b)), err
-}
-
-// binaryKey names a binary for the table cache as symbolize names it for
-// its object cache (objfile.Key): its GNU build ID, else the identity of the
-// file (st; nil for the vDSO, which is one image per ABI).
-func binaryKey(ef *elf.File, st os.FileInfo) string {
-	id, _ := objfile.BuildIDs(ef)
-	if id == "" && st == nil {
-		return objfile.VDSOPath
+	if n := uint64(len(f.Image())); size != n {
+		return nil, fmt.Errorf("vDSO of %d bytes, Ember's has %d", size, n)
 	}
-	return objfile.Key(id, st)
+	return f, nil
 }
 
 // errBadBinary is the error of a mapping whose file once panicked a parser.

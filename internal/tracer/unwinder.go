@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"debug/elf"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,11 +95,6 @@ type unwinder struct {
 	// loaded, if set, is called after each load job with its error (the
 	// stack copies' walker, stackcopy.go).
 	loaded func(pid uint32, err error)
-
-	vdsoOnce sync.Once
-	vdsoELF  *elf.File
-	vdsoSize uint64
-	vdsoErr  error
 }
 
 type unwindJob struct {
