@@ -313,26 +313,29 @@ func (c *Cache) aliasLocked(f *File, ids []FileID) {
 // forgetLocked takes f out of the cache's indexes (it changed in place):
 // its holders keep it, and it is closed when they release it.
 func (c *Cache) forgetLocked(f *File) {
-	for _, id := range f.ids {
-		if c.byID[id] == f {
-			delete(c.byID, id)
-		}
-	}
-	f.ids = nil
-	if c.byKey[f.key] == f {
-		delete(c.byKey, f.key)
-	}
+	c.unindexLocked(f)
 	f.closed = true
 	if f.refs == 0 {
 		c.closeLocked(f)
 	}
 }
 
+// closeLocked takes f out of the cache and closes its descriptor.
 func (c *Cache) closeLocked(f *File) {
 	if f.idle != nil {
 		c.idle.Remove(f.idle)
 		f.idle = nil
 	}
+	c.unindexLocked(f)
+	f.closed = true
+	if f.f != nil {
+		f.f.Close()
+	}
+}
+
+// unindexLocked removes f's FileIDs and key from the indexes, where they
+// still name f.
+func (c *Cache) unindexLocked(f *File) {
 	for _, id := range f.ids {
 		if c.byID[id] == f {
 			delete(c.byID, id)
@@ -341,10 +344,6 @@ func (c *Cache) closeLocked(f *File) {
 	f.ids = nil
 	if c.byKey[f.key] == f {
 		delete(c.byKey, f.key)
-	}
-	f.closed = true
-	if f.f != nil {
-		f.f.Close()
 	}
 }
 
