@@ -7,7 +7,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/emberprof/ember/export/stacks"
 	"github.com/google/pprof/profile"
@@ -49,26 +48,14 @@ func WriteDiff(w io.Writer, base, newer *profile.Profile, opts DiffOptions) erro
 	}
 	counts := map[string]*[2]int64{}
 	collect := func(set *stacks.Set, index, col int, scale float64) {
-		var sb strings.Builder
-		for _, st := range set.Stacks {
-			v := st.Values[index]
-			if v <= 0 || len(st.Frames) == 0 {
-				continue
-			}
-			sb.Reset()
-			for j, id := range st.Frames {
-				if j > 0 {
-					sb.WriteByte(';')
-				}
-				sb.WriteString(Name(set.Frames[id], opts.KernelSuffix))
-			}
-			c := counts[sb.String()]
+		eachLine(set, index, opts.KernelSuffix, func(line string, v int64) {
+			c := counts[line]
 			if c == nil {
 				c = &[2]int64{}
-				counts[sb.String()] = c
+				counts[line] = c
 			}
 			c[col] += v
-		}
+		})
 		if scale != 1 {
 			for _, c := range counts {
 				c[col] = int64(math.Round(float64(c[col]) * scale))

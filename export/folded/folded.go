@@ -48,26 +48,8 @@ func WriteSet(w io.Writer, set *stacks.Set, index int, kernelSuffix bool) error 
 	if index < 0 || index >= len(set.Types) {
 		return fmt.Errorf("folded: sample type index %d out of range", index)
 	}
-	names := make([]string, len(set.Frames))
-	for i, f := range set.Frames {
-		names[i] = Name(f, kernelSuffix)
-	}
 	counts := make(map[string]int64, len(set.Stacks))
-	var sb strings.Builder
-	for _, st := range set.Stacks {
-		v := st.Values[index]
-		if v <= 0 || len(st.Frames) == 0 {
-			continue
-		}
-		sb.Reset()
-		for j, id := range st.Frames {
-			if j > 0 {
-				sb.WriteByte(';')
-			}
-			sb.WriteString(names[id])
-		}
-		counts[sb.String()] += v
-	}
+	eachLine(set, index, kernelSuffix, func(line string, v int64) { counts[line] += v })
 	lines := make([]string, 0, len(counts))
 	for k := range counts {
 		lines = append(lines, k)
@@ -104,4 +86,30 @@ func Name(f stacks.Frame, kernelSuffix bool) string {
 		n += "_[k]"
 	}
 	return n
+}
+
+// eachLine calls fn with the folded line of every stack of set (its frames'
+// names, root first, joined by ';') whose value of sample type index is
+// positive, and that value. Stacks that differ only in source lines give
+// the same line: the caller adds their values.
+func eachLine(set *stacks.Set, index int, kernelSuffix bool, fn func(line string, v int64)) {
+	names := make([]string, len(set.Frames))
+	for i, f := range set.Frames {
+		names[i] = Name(f, kernelSuffix)
+	}
+	var sb strings.Builder
+	for _, st := range set.Stacks {
+		v := st.Values[index]
+		if v <= 0 || len(st.Frames) == 0 {
+			continue
+		}
+		sb.Reset()
+		for j, id := range st.Frames {
+			if j > 0 {
+				sb.WriteByte(';')
+			}
+			sb.WriteString(names[id])
+		}
+		fn(sb.String(), v)
+	}
 }
