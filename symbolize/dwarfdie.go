@@ -102,18 +102,7 @@ func parseAbbrevs(b []byte, off uint64) (*abbrevTable, error) {
 		if code == 0 {
 			break
 		}
-		a := &abbrev{tag: d.uleb(), children: d.u8() != 0}
-		for d.ok() {
-			attr, form := d.uleb(), d.uleb()
-			if attr == 0 && form == 0 {
-				break
-			}
-			aa := abbrevAttr{attr: attr, form: form}
-			if form == formImplicitConst {
-				aa.implicit = d.sleb()
-			}
-			a.attrs = append(a.attrs, aa)
-		}
+		a := abbrevBody(d, true)
 		if code < 1<<14 {
 			for uint64(len(t.dense)) <= code {
 				t.dense = append(t.dense, nil)
@@ -127,6 +116,28 @@ func parseAbbrevs(b []byte, off uint64) (*abbrevTable, error) {
 		return nil, fmt.Errorf("abbrev table at %#x truncated: %w", off, ErrFormat)
 	}
 	return t, nil
+}
+
+// abbrevBody reads one abbreviation declaration after its code: the tag,
+// the children flag and the attribute specifications up to the (0, 0) that
+// ends them. The specifications are kept only with attrs: a scan for one
+// abbreviation (findAbbrev) passes over the others without building them.
+func abbrevBody(d *dbuf, attrs bool) *abbrev {
+	a := &abbrev{tag: d.uleb(), children: d.u8() != 0}
+	for d.ok() {
+		attr, form := d.uleb(), d.uleb()
+		if attr == 0 && form == 0 {
+			break
+		}
+		var implicit int64
+		if form == formImplicitConst {
+			implicit = d.sleb()
+		}
+		if attrs {
+			a.attrs = append(a.attrs, abbrevAttr{attr, form, implicit})
+		}
+	}
+	return a
 }
 
 // findAbbrev returns a table holding only the abbreviation of the DIE that
@@ -146,20 +157,7 @@ func findAbbrev(b []byte, off uint64, die []byte) (*abbrevTable, error) {
 		if c == 0 {
 			break
 		}
-		a := &abbrev{tag: d.uleb(), children: d.u8() != 0}
-		for d.ok() {
-			attr, form := d.uleb(), d.uleb()
-			if attr == 0 && form == 0 {
-				break
-			}
-			var implicit int64
-			if form == formImplicitConst {
-				implicit = d.sleb()
-			}
-			if c == code {
-				a.attrs = append(a.attrs, abbrevAttr{attr, form, implicit})
-			}
-		}
+		a := abbrevBody(d, c == code)
 		if c == code && d.ok() {
 			return &abbrevTable{sparse: map[uint64]*abbrev{code: a}}, nil
 		}
