@@ -2,7 +2,6 @@ package symbolize
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 )
 
@@ -90,12 +89,9 @@ func (ix *dwarfIndex) readScopes(cu *compUnit) error {
 	depth := 1
 	for off < u.end && depth > 0 {
 		die := off
-		a, next, err := ix.readDIE(u, off)
+		a, next, err := ix.nextDIE(u, off)
 		if err != nil {
 			return err
-		}
-		if next <= off {
-			return fmt.Errorf("DIE at %#x: no progress: %w", off, ErrFormat)
 		}
 		off = next
 		switch a.tag {
@@ -177,12 +173,9 @@ func (ix *dwarfIndex) readSubtree(cu *compUnit, s *scope) error {
 	}
 	for off < end && len(stack) > 0 {
 		die := off
-		a, next, err := ix.readDIE(u, off)
+		a, next, err := ix.nextDIE(u, off)
 		if err != nil {
 			return err
-		}
-		if next <= off {
-			return fmt.Errorf("DIE at %#x: no progress: %w", off, ErrFormat)
 		}
 		off = next
 		if a.tag == 0 {

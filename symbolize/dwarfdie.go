@@ -222,6 +222,16 @@ type dieAttrs struct {
 	compDir                     attrVal
 }
 
+// nextDIE is readDIE for a walk over a unit's DIEs: a DIE that ends where
+// it starts, on which a walk would never end, is an error.
+func (ix *dwarfIndex) nextDIE(u *unitInfo, off uint64) (dieAttrs, uint64, error) {
+	a, next, err := ix.readDIE(u, off)
+	if err == nil && next <= off {
+		err = fmt.Errorf("DIE at %#x: no progress: %w", off, ErrFormat)
+	}
+	return a, next, err
+}
+
 // readDIE decodes the DIE at off (absolute) in unit u; it returns the offset
 // after it. A null entry has tag 0.
 func (ix *dwarfIndex) readDIE(u *unitInfo, off uint64) (dieAttrs, uint64, error) {
