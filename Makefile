@@ -83,10 +83,11 @@ test: deps
 	$(GO) test -p 1 -count=1 -timeout 60m ./...
 
 # The agent under churn (thousands of short processes) and a slow sink for
-# SOAK (10m in CI; an hour by hand: make soak SOAK=1h): RSS plus BPF map
-# memory under --memory-limit, no late drain, every interval shipped or
-# counted as dropped (root).
-SOAK ?= 10m
+# SOAK (10m in CI; an hour by hand: make soak SOAK=1h, or EMBER_SOAK=60m
+# make soak): RSS plus BPF map memory under --memory-limit
+# (EMBER_SOAK_LIMIT_MIB, default 128), no late drain, every interval shipped
+# or counted as dropped (root).
+SOAK ?= $(or $(EMBER_SOAK),10m)
 soak: deps
 	EMBER_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestAgentSoak$$' -v ./internal/agent
 

@@ -49,6 +49,7 @@ type Agent struct {
 	goLimit   int64 // the Go runtime's memory limit set from cfg.Memory
 	drops     dropCounts
 	intervals atomic.Uint64 // intervals finished, the last partial one included
+	empty     atomic.Uint64 // intervals with no samples: symbolized, nothing to ship
 }
 
 // agentDrainEvery is how often the agent empties the kernel maps within an
@@ -79,6 +80,7 @@ func Start(cfg Config) (*Agent, error) {
 	tc.OnCPU = cfg.Mode != pprof.ModeOffCPU
 	tc.OffCPU = cfg.Mode != pprof.ModeCPU
 	tc.DrainInterval = agentDrainEvery
+	tc.DrainNoWait = true // a copied stack not walked yet comes with a later drain
 	if cfg.Memory.Limit > 0 {
 		tc.UnwindRowBytes = cfg.Memory.UnwindRowBytes
 		tc.StackMapBytes = cfg.Memory.StackMapBytes

@@ -91,7 +91,7 @@ func (a *Agent) drainLoop(ctx context.Context, symQ chan<- *interval) time.Time 
 		select {
 		case <-ctx.Done():
 			deadline := time.Now().Add(a.cfg.FlushTimeout)
-			a.drain(iv)
+			a.drain(iv, true)
 			a.finish(iv, time.Now())
 			iv.last = true
 			t := time.NewTimer(time.Until(deadline))
@@ -103,9 +103,9 @@ func (a *Agent) drainLoop(ctx context.Context, symQ chan<- *interval) time.Time 
 			}
 			return deadline
 		case <-drain.C:
-			a.drain(iv)
+			a.drain(iv, false)
 		case now := <-emit.C:
-			a.drain(iv)
+			a.drain(iv, false)
 			a.finish(iv, now)
 			select {
 			case symQ <- iv:
@@ -121,9 +121,14 @@ func (a *Agent) newInterval(start time.Time) *interval {
 	return &interval{col: a.newCollector(start), start: start}
 }
 
-// drain moves the kernel maps' samples into iv.
-func (a *Agent) drain(iv *interval) {
-	samples, err := a.tr.Drain()
+// drain moves the kernel maps' samples into iv; the last one (final) waits
+// for the stacks still being walked from their copies, earlier ones never do.
+func (a *Agent) drain(iv *interval, final bool) {
+	drain := a.tr.Drain
+	if final {
+		drain = a.tr.DrainAll
+	}
+	samples, err := drain()
 	now := time.Now()
 	if late := a.health.drained(now); late > 0 {
 		a.log.Warn("kernel maps drained late", "after", late.Round(time.Millisecond))
@@ -171,6 +176,7 @@ func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ chan<- *shipment) {
 		a.health.idle(stageSymbolize)
 		a.procs.Sweep()
 		if len(sh.profiles) == 0 {
+			a.empty.Add(1) // nothing sampled: nothing to ship, nothing lost
 			continue
 		}
 		if sh.last {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,11 +132,13 @@ func TestAgentSoak(t *testing.T) {
 		case now := <-tick.C:
 			rss, maps := selfRSS(t), a.mapBytes()
 			if rss+maps >= limit && maxSum < limit {
-				dumpProfiles(t) // the first time over the limit: what holds the memory
+				dumpProfiles(t, "") // the first time over the limit: what holds the memory
 			}
 			maxRSS, maxMaps, maxSum = max(maxRSS, rss), max(maxMaps, maps), max(maxSum, rss+maps)
 			if now.Sub(lastLog) >= time.Minute {
 				lastLog = now
+				// One heap profile a minute, to diff (pprof -diff_base).
+				dumpProfiles(t, fmt.Sprintf(".%03dm", int(now.Sub(start).Minutes())))
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
 				t.Logf("+%v: RSS %.1f MiB, maps %.1f MiB, Go heap in use %.1f MiB, %d goroutines, drops %v",
@@ -158,8 +161,8 @@ func TestAgentSoak(t *testing.T) {
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	t.Logf("soak %v: %d processes; max RSS %.1f MiB + max BPF maps %.1f MiB, max of the sum %.1f MiB, limit %d MiB (Go limit %.1f MiB)",
 		time.Since(start).Round(time.Second), n, mib(maxRSS), mib(maxMaps), mib(maxSum), limit>>20, mib(a.goLimit))
-	t.Logf("intervals %d: %d reached the slow sink (%d profiles), dropped %v; late drains %d, longest gap between drains %v",
-		intervals, shipped, profiles, drops, a.health.lateDrains(), a.health.longestGap())
+	t.Logf("intervals %d: %d reached the slow sink (%d profiles), %d had no samples, dropped %v; late drains %d, longest gap between drains %v",
+		intervals, shipped, profiles, a.empty.Load(), drops, a.health.lateDrains(), a.health.longestGap())
 	t.Logf("healthz at the end:\n%s", health)
 	if n < 1000 {
 		t.Errorf("only %d processes: not the churn this test is about", n)
@@ -173,20 +176,21 @@ func TestAgentSoak(t *testing.T) {
 	if drops[stageShip]+drops[stageSymbolize] == 0 {
 		t.Errorf("nothing dropped behind a sink slower than the interval: %v", drops)
 	}
-	if got := uint64(shipped) + drops[stageShip] + drops[stageSymbolize] + drops[stageShutdown]; got != intervals {
-		t.Errorf("%d intervals, but %d shipped + %v dropped = %d: intervals unaccounted for", intervals, shipped, drops, got)
+	empty := a.empty.Load()
+	if got := uint64(shipped) + empty + drops[stageShip] + drops[stageSymbolize] + drops[stageShutdown]; got != intervals {
+		t.Errorf("%d intervals, but %d shipped + %d empty + %v dropped = %d: intervals unaccounted for", intervals, shipped, empty, drops, got)
 	}
 }
 
 // dumpProfiles writes this process's heap and goroutine profiles to
-// $EMBER_SOAK_PROFILES.heap and .goroutine, if that is set.
-func dumpProfiles(t *testing.T) {
+// $EMBER_SOAK_PROFILES+suffix+.heap and .goroutine, if that is set.
+func dumpProfiles(t *testing.T, suffix string) {
 	base := os.Getenv(SoakEnv + "_PROFILES")
 	if base == "" {
 		return
 	}
 	for _, name := range []string{"heap", "goroutine"} {
-		f, err := os.Create(base + "." + name)
+		f, err := os.Create(base + suffix + "." + name)
 		if err != nil {
 			t.Log(err)
 			return
@@ -194,21 +198,37 @@ func dumpProfiles(t *testing.T) {
 		runtimepprof.Lookup(name).WriteTo(f, 0)
 		f.Close()
 	}
-	t.Logf("over the limit: profiles in %s.heap and .goroutine", base)
+	if suffix == "" {
+		t.Logf("over the limit: profiles in %s.heap and .goroutine", base)
+	}
 }
 
-// selfRSS returns this process's resident set in bytes.
+// selfRSS returns this process's resident set in bytes, less the pages of
+// BPF maps it maps (the ring buffers the tracer reads: their pages are the
+// maps' kernel memory, counted once in mapBytes; a ring's data is mapped
+// twice over, so RSS counts it twice more).
 func selfRSS(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+	b, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var rss, bpfMaps int64
+	inMap := false
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			inMap = len(f) >= 6 && f[5] == "anon_inode:bpf-map"
+		case len(f) == 3 && f[0] == "Rss:":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			rss += kb << 10
+			if inMap {
+				bpfMaps += kb << 10
+			}
 		}
 	}
-	t.Fatal("no VmRSS")
-	return 0
+	if rss == 0 {
+		t.Fatal("no Rss in /proc/self/smaps")
+	}
+	return rss - bpfMaps
 }

@@ -39,6 +39,8 @@ type Sample struct {
 	// Waker is who woke an off-CPU block (Config.Wakers); nil when the
 	// block did not end in a wakeup the program saw (preemption).
 	Waker *Waker
+
+	copies *copyWait // the copies its stacks are to be walked from, until they are
 }
 
 // Waker is the thread that woke a blocked one, with its stacks at the wakeup.
@@ -58,8 +60,17 @@ type Waker struct {
 const flipGrace = 5 * time.Millisecond
 
 // Drain flips the live set and reads and clears the idle one: every sample
-// is returned exactly once, none is lost between read and delete.
-func (t *Tracer) Drain() ([]Sample, error) {
+// is returned exactly once, none is lost between read and delete. A sample
+// whose user stack the kernel copied is returned once the copy is walked:
+// Drain waits for it (up to stackCopyWait), or with Config.DrainNoWait
+// returns it from a later Drain (copywait.go).
+func (t *Tracer) Drain() ([]Sample, error) { return t.drain(false) }
+
+// DrainAll is Drain that waits for every copy still being walked, those
+// held back by earlier drains too: the last drain of a DrainNoWait tracer.
+func (t *Tracer) DrainAll() ([]Sample, error) { return t.drain(true) }
+
+func (t *Tracer) drain(final bool) ([]Sample, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// Processes whose exit was reported before the flip took their last
@@ -88,8 +99,9 @@ func (t *Tracer) Drain() ([]Sample, error) {
 
 	set := idleSet{counts: t.objs.Counts[idle], stacks: t.objs.Stacks[idle],
 		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.OffCPUUStacks[idle]}
-	out, fpFallbacks, err := set.drain(t.unw != nil, t.copies, &t.drainLookupFailed)
+	out, fpFallbacks, err := set.drain(t.unw != nil, &t.drainLookupFailed)
 	t.fpFallbacks.Add(fpFallbacks)
+	out, exited = t.settleCopies(out, exited, final)
 	return out, err
 }
 
@@ -104,8 +116,9 @@ type idleSet struct {
 // drain reads and clears the set. tables says user stacks are meant to be
 // walked with tables: the samples walked with frame pointers instead are
 // marked, and their count returned. Stack ids no map holds are counted in
-// failed.
-func (m idleSet) drain(tables bool, copies *stackCopies, failed *atomic.Uint64) ([]Sample, uint64, error) {
+// failed. A stack the kernel copied instead of walking is left to
+// settleCopies (Sample.copies).
+func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, error) {
 	keys, vals, err := drainCounts(m.counts)
 	if err != nil {
 		return nil, 0, err
@@ -114,7 +127,6 @@ func (m idleSet) drain(tables bool, copies *stackCopies, failed *atomic.Uint64) 
 	d := stackLookup{kstacks: kstacks, ustacks: ustacks, cache: map[stackCacheKey][]uint64{}, failed: failed}
 	lookup := d.lookup
 	var fpFallbacks uint64
-	copied := copies.takeFor(keys)
 	out := make([]Sample, len(keys))
 	for i, k := range keys {
 		s := Sample{
@@ -132,7 +144,8 @@ func (m idleSet) drain(tables bool, copies *stackCopies, failed *atomic.Uint64) 
 		}
 		switch {
 		case k.UserFlags&bpf.UserStackCopied != 0:
-			copies.fill(&s, copied, k.UserStack, vals[i].Count) // stackcopy.go
+			// Filled from the copy's walk (settleCopies, copywait.go).
+			s.copies = &copyWait{user: k.UserStack, waker: -1, count: vals[i].Count}
 		case k.Kind == bpf.KindOnCPU && !hashed:
 			s.User, s.UserErr = lookup(stacks, k.UserStack)
 		default:
@@ -151,9 +164,10 @@ func (m idleSet) drain(tables bool, copies *stackCopies, failed *atomic.Uint64) 
 			w := &Waker{PID: k.WakerPid, Comm: commString(k.WakerComm[:])}
 			w.Kernel, w.KernErr = lookup(kstacks, k.WakerKernStack)
 			if k.WakerFlags&bpf.UserStackCopied != 0 {
-				var ws Sample
-				copies.fill(&ws, copied, k.WakerUserStack, vals[i].Count)
-				w.User, w.UserErr, w.UserTables, w.UserReason = ws.User, ws.UserErr, ws.UserTables, ws.UserReason
+				if s.copies == nil {
+					s.copies = &copyWait{user: -1, count: vals[i].Count}
+				}
+				s.copies.waker = k.WakerUserStack
 			} else {
 				w.User, w.UserErr = lookup(ustacks, k.WakerUserStack)
 			}

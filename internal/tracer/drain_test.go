@@ -70,7 +70,7 @@ func BenchmarkDrain(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		out, _, err := set.drain(true, nil, &failed)
+		out, _, err := set.drain(true, &failed)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -81,6 +81,7 @@ type walkedCopy struct {
 	pcs    []uint64
 	reason unwind.Reason
 	failed bool
+	at     time.Time // when it was stored: a walk no drain took is dropped (takeUntil)
 }
 
 // stackCopies walks the copies of one tracer.
@@ -175,10 +176,10 @@ func (s *stackCopies) read() {
 // s.mu is held.
 func (s *stackCopies) walkLocked(m *unwind.Maps, c stackCopy) {
 	if m == nil {
-		s.walked[c.id] = walkedCopy{failed: true}
+		s.walked[c.id] = walkedCopy{failed: true, at: time.Now()}
 	} else {
 		pcs, r := unwind.Unwind(c.regs, c.read, m, c.pid)
-		s.walked[c.id] = walkedCopy{pcs: pcs, reason: r}
+		s.walked[c.id] = walkedCopy{pcs: pcs, reason: r, at: time.Now()}
 	}
 	s.cond.Broadcast()
 }
@@ -210,7 +211,11 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m == nil {
+	if m == nil && s.procs.Get(int(pid)) != nil {
+		// Later copies are not walkable either: walked (as failed) at
+		// once, until its exit forgets it. A process the table does not
+		// know (gone before it was read) is not remembered: nothing is
+		// kept for a PID that no exit would forget.
 		s.failed[pid] = true
 	}
 	for _, c := range s.pending[pid] {
@@ -220,16 +225,23 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 }
 
 // take returns the walks of ids, waiting up to s.wait for those not walked
-// yet (their tables being built), and forgets them.
+// yet (their tables being built), and forgets them. An id not walked by then
+// is missing from the result (fill marks it not walked).
 func (s *stackCopies) take(ids []uint64) map[uint64]walkedCopy {
+	return s.takeUntil(ids, time.Now().Add(s.wait))
+}
+
+// takeUntil is take waiting until deadline (the past: only the walks done).
+func (s *stackCopies) takeUntil(ids []uint64, deadline time.Time) map[uint64]walkedCopy {
 	out := make(map[uint64]walkedCopy, len(ids))
-	deadline := time.Now().Add(s.wait)
-	timer := time.AfterFunc(s.wait, func() {
-		s.mu.Lock()
-		s.cond.Broadcast()
-		s.mu.Unlock()
-	})
-	defer timer.Stop()
+	if d := time.Until(deadline); d > 0 {
+		timer := time.AfterFunc(d, func() {
+			s.mu.Lock()
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		})
+		defer timer.Stop()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
@@ -240,10 +252,18 @@ func (s *stackCopies) take(ids []uint64) map[uint64]walkedCopy {
 				break
 			}
 			if !time.Now().Before(deadline) {
-				out[id] = walkedCopy{failed: true}
 				break
 			}
 			s.cond.Wait()
+		}
+	}
+	// A walk stored after the drain that wanted it gave up (its copy came
+	// late), or whose sample never reached the counts map (a full map),
+	// is taken by no later drain: drop it, or one is kept per process.
+	stale := time.Now().Add(-2 * s.wait)
+	for id, w := range s.walked {
+		if w.at.Before(stale) {
+			delete(s.walked, id)
 		}
 	}
 	return out
@@ -257,7 +277,7 @@ func (s *stackCopies) forget(pids []int) {
 	for _, pid := range pids {
 		delete(s.failed, uint32(pid))
 		for _, c := range s.pending[uint32(pid)] {
-			s.walked[c.id] = walkedCopy{failed: true}
+			s.walked[c.id] = walkedCopy{failed: true, at: time.Now()}
 		}
 		delete(s.pending, uint32(pid))
 	}
@@ -302,27 +322,6 @@ func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
 		}
 	}
 	return m, nil
-}
-
-// takeFor returns the walks of the copies the drained keys name, waiting
-// for those not walked yet (take); nil when there are none (or s is nil).
-func (s *stackCopies) takeFor(keys []bpf.SampleKey) map[uint64]walkedCopy {
-	if s == nil {
-		return nil
-	}
-	var ids []uint64
-	for _, k := range keys {
-		if k.UserFlags&bpf.UserStackCopied != 0 {
-			ids = append(ids, uint64(k.UserStack))
-		}
-		if k.WakerFlags&bpf.WakerWoke != 0 && k.WakerFlags&bpf.UserStackCopied != 0 {
-			ids = append(ids, uint64(k.WakerUserStack))
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	return s.take(ids)
 }
 
 // fill sets the user stack of s from the walk of copy id; a copy that could

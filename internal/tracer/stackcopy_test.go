@@ -93,3 +93,52 @@ func TestStackCopyNotWalkedCountedAndMarked(t *testing.T) {
 		t.Errorf("%d walks kept after they were taken", len(s.walked))
 	}
 }
+
+// TestDrainNoWaitHoldsCopiedSamples: with DrainNoWait a drained sample whose
+// copy is not walked yet is held back, not waited for, and its process's
+// exit waits with it; a later drain hands it on with its walked stack, and
+// one whose copy is never walked is handed on marked, once stackCopyWait
+// has passed, not held for ever. A walk no drain takes is dropped.
+func TestDrainNoWaitHoldsCopiedSamples(t *testing.T) {
+	s := &stackCopies{
+		failed:  map[uint32]bool{},
+		pending: map[uint32][]stackCopy{}, walked: map[uint64]walkedCopy{}, wait: 200 * time.Millisecond,
+	}
+	s.cond = sync.NewCond(&s.mu)
+	tr := &Tracer{cfg: Config{DrainNoWait: true}, copies: s}
+	drained := []Sample{
+		{PID: 7, Count: 1},
+		{PID: 8, Count: 2, copies: &copyWait{user: 5, waker: -1, count: 2}},
+		{PID: 9, Count: 3, copies: &copyWait{user: 6, waker: -1, count: 3}},
+	}
+	start := time.Now()
+	out, exited := tr.settleCopies(drained, []int{7, 8}, false)
+	if time.Since(start) >= s.wait {
+		t.Errorf("the drain waited %v for copies", time.Since(start))
+	}
+	if len(out) != 1 || out[0].PID != 7 || len(tr.held) != 2 {
+		t.Fatalf("handed on %+v, held %d; want pid 7's sample, 2 held", out, len(tr.held))
+	}
+	if len(exited) != 1 || exited[0] != 7 || len(tr.exits) != 1 || tr.exits[0] != 8 {
+		t.Errorf("exited %v now, %v later; want 7 now and 8 (a sample held) later", exited, tr.exits)
+	}
+	s.mu.Lock()
+	s.walked[5] = walkedCopy{pcs: []uint64{0x401000}, reason: unwind.ReasonComplete, at: time.Now()}
+	s.walked[99] = walkedCopy{failed: true, at: time.Now().Add(-time.Minute)} // taken by no drain
+	s.mu.Unlock()
+	out, _ = tr.settleCopies(nil, nil, false)
+	if len(out) != 1 || out[0].PID != 8 || len(out[0].User) != 1 || !out[0].UserTables || out[0].copies != nil {
+		t.Fatalf("second drain handed on %+v; want pid 8 with its walked stack", out)
+	}
+	if _, kept := s.walked[99]; kept {
+		t.Error("a walk no drain took was kept")
+	}
+	time.Sleep(s.wait)
+	out, _ = tr.settleCopies(nil, nil, false)
+	if len(out) != 1 || out[0].PID != 9 || out[0].UserErr != StackCopyNotWalked || len(tr.held) != 0 {
+		t.Fatalf("after the wait: %+v, %d held; want pid 9 marked not walked, none held", out, len(tr.held))
+	}
+	if n := s.notWalked.Load(); n != 3 {
+		t.Errorf("unwind_stack_copy_not_walked = %d, want 3", n)
+	}
+}

@@ -63,6 +63,10 @@ type Config struct {
 	StackEntries  uint32
 	CountsEntries uint32
 	DrainInterval time.Duration
+	// DrainNoWait: Drain never waits for copied user stacks to be walked;
+	// a sample whose copy is not walked yet comes with a later Drain
+	// (copywait.go). The agent's drain loop, which must be on time.
+	DrainNoWait bool
 	// UnwindRowBytes caps the kernel memory of the unwind-rows array, the
 	// largest map; 0 keeps the default (24 MiB).
 	UnwindRowBytes int64
@@ -99,6 +103,10 @@ type Tracer struct {
 	// tracer walks with tables, in samples (on-CPU ticks, off-CPU blocks)
 	// (Stats: unwind_fp_fallback).
 	fpFallbacks atomic.Uint64
+
+	// held are samples of earlier drains whose stack copies were not
+	// walked yet (DrainNoWait; copywait.go). Guarded by mu.
+	held []Sample
 
 	exitMu sync.Mutex
 	exits  []int // processes that exited since the last drain began
