@@ -217,9 +217,34 @@ func checkMetrics(t *testing.T, log string) {
 		`ember_pyroscope_profiles_dropped_total{reason="queue_full"}`,
 		"ember_symbolizer_cache_bytes", "process_resident_memory_bytes",
 		`ember_bpf_map_memory_bytes{map="counts0"}`, `ember_bpf_map_memory_bytes{map="pids"}`,
+		`ember_tracer_recovered_total{reason="missed_exit"}`, `ember_tracer_recovered_total{reason="cpu_online"}`,
+		`ember_tracer_recovered_total{reason="unwind_entry_swept"}`, `ember_tracer_recovered_total{reason="bad_binary"}`,
+		`ember_tracer_recovered_total{reason="worker_panic"}`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The README names every family the agent serves (a sink's by the
+	// part after ember_pyroscope_ or ember_otlp_), and serves every one
+	// it names for the agent itself.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	for _, fam := range regexp.MustCompile(`(?m)^# TYPE (ember_\w+)`).FindAllStringSubmatch(metrics, -1) {
+		name := fam[1]
+		served[name] = true
+		short := strings.TrimPrefix(strings.TrimPrefix(name, "ember_pyroscope_"), "ember_otlp_")
+		if !strings.Contains(string(readme), "`"+name) && !strings.Contains(string(readme), "`"+short+"`") &&
+			!strings.Contains(string(readme), "`"+short+"{") {
+			t.Errorf("/metrics serves %s, which the README's metrics list does not name", name)
+		}
+	}
+	for _, m := range regexp.MustCompile("`(ember_(?:kernel|tracer|bpf|memory|intervals|drains|symbolizer)_\\w+)").FindAllStringSubmatch(string(readme), -1) {
+		if !served[m[1]] {
+			t.Errorf("the README lists %s, which /metrics does not serve", m[1])
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 )
 
 // metrics exposes the agent's own state on scrape: the kernel-side counters
-// (samples, every kind of lost stack, collisions) and the symbolizer cache.
+// (samples, every kind of lost stack, collisions), what the tracer recovered
+// from, and the symbolizer cache.
 // The sinks register their own counters (sent, failed, dropped, queue bytes).
 type metrics struct {
 	a          *Agent
@@ -25,6 +26,7 @@ type metrics struct {
 	dropped    *prometheus.Desc
 	late       *prometheus.Desc
 	limit      *prometheus.Desc
+	recovered  *prometheus.Desc
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -43,6 +45,9 @@ func newMetrics(a *Agent) *metrics {
 			[]string{"stage"}, nil),
 		late: prometheus.NewDesc("ember_drains_late_total",
 			"Drains of the kernel maps that came more than two drain periods after the one before.", nil, nil),
+		recovered: prometheus.NewDesc("ember_tracer_recovered_total",
+			"What the tracer made up for, by reason: missed_exit (a process found gone without an exit event, released), cpu_online (a CPU brought online after start, now sampled), unwind_entry_swept (an unwind entry of a process gone, unloaded), bad_binary (a binary whose reading panicked, walked with frame pointers), worker_panic (an unwind table job that panicked).",
+			[]string{"reason"}, nil),
 		limit: prometheus.NewDesc("ember_memory_limit_bytes",
 			"The memory budget (--memory-limit) and the Go runtime's soft limit set from it.", []string{"of"}, nil),
 	}
@@ -56,6 +61,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.dropped
 	ch <- m.late
 	ch <- m.limit
+	ch <- m.recovered
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -63,6 +69,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for name, v := range st {
 			ch <- prometheus.MustNewConstMetric(m.kernel, prometheus.CounterValue, float64(v), name)
 		}
+	}
+	for reason, v := range m.a.tr.Recoveries() {
+		ch <- prometheus.MustNewConstMetric(m.recovered, prometheus.CounterValue, float64(v), reason)
 	}
 	if maps, err := m.a.MapMemory(); err == nil {
 		for _, mm := range maps {

@@ -487,6 +487,30 @@ func (t *Tracer) MapMemory() ([]MapMemory, error) {
 // events_lost); they were treated as exited.
 func (t *Tracer) MissedExits() uint64 { return t.missedExits.Load() }
 
+// Recoveries returns, by reason, how often the tracer made up for
+// something its inputs missed or could not give: missed_exit (a process
+// found gone without an exit event), cpu_online (a CPU event opened for a
+// CPU brought online after start), unwind_entry_swept (an unwind entry of
+// a process gone without an exit job), bad_binary (a binary whose reading
+// panicked, walked with frame pointers), worker_panic (a table job that
+// panicked outside any one file). No sample is lost by these, so they are
+// not in Stats, whose keys count samples.
+func (t *Tracer) Recoveries() map[string]uint64 {
+	out := map[string]uint64{
+		"missed_exit":        t.missedExits.Load(),
+		"cpu_online":         t.cpusOpened.Load(),
+		"unwind_entry_swept": 0,
+		"bad_binary":         0,
+		"worker_panic":       0,
+	}
+	if us, ok := t.UnwindStats(); ok {
+		out["unwind_entry_swept"] = uint64(us.Swept)
+		out["bad_binary"] = uint64(us.BadBinaries)
+		out["worker_panic"] = uint64(us.Recovered)
+	}
+	return out
+}
+
 // Stats returns the kernel-side counters summed over CPUs, by name.
 func (t *Tracer) Stats() (map[string]uint64, error) {
 	out := make(map[string]uint64, len(bpf.StatNames))
