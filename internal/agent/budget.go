@@ -27,12 +27,14 @@ type Budget struct {
 	StackMapBytes  int64 // kernel memory of each stack-trace map (4 of them)
 	SymbolCache    int64 // the symbolizer's object cache
 	QueueBytes     int64 // each remote sink's upload queue
+	ShipBytes      int64 // symbolized intervals waiting for the sinks (the agent's ship queue)
 }
 
 // PlanMemory splits limit. At the default 128 MiB: 16 MiB of unwind rows,
 // stack-trace maps of at most 8 MiB each (the 4096 stacks 19 Hz needs on
 // 2 CPUs take 4 MiB; 2048 fit at 64 MiB), 16 MiB of symbolizer cache, 8 MiB
-// per upload queue; at 64 MiB, half of each.
+// per upload queue, 4 MiB of symbolized intervals waiting for the sinks; at
+// 64 MiB, half of each.
 func PlanMemory(limit int64) (Budget, error) {
 	if limit < MinMemoryLimit {
 		return Budget{}, fmt.Errorf("--memory-limit %d MiB: the agent needs at least %d MiB", limit>>20, MinMemoryLimit>>20)
@@ -43,6 +45,7 @@ func PlanMemory(limit int64) (Budget, error) {
 		StackMapBytes:  limit / 16,
 		SymbolCache:    limit / 8,
 		QueueBytes:     limit / 16,
+		ShipBytes:      limit / 32,
 	}, nil
 }
 

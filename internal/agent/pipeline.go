@@ -12,7 +12,7 @@ import (
 
 // The agent is a pipeline of three loops joined by bounded queues:
 //
-//	drain (every second, on time) -> [1 interval] -> symbolize -> [1 interval] -> ship (sink.Enqueue)
+//	drain (every second, on time) -> [1 interval] -> symbolize -> [bytes] -> ship (sink.Enqueue)
 //
 // Draining never waits for the stages after it: when the symbolizer (a cold
 // DWARF index, a debuginfod fetch) or the sinks (a slow disk) fall behind,
@@ -45,7 +45,7 @@ const lateDrain = 2 * agentDrainEvery
 // says what was not delivered.
 func (a *Agent) Run(ctx context.Context) error {
 	symQ := make(chan *interval, 1)
-	shipQ := make(chan *shipment, 1)
+	shipQ := newShipQueue(a.cfg.Memory.ShipBytes)
 	symDone, shipDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(symDone); a.symbolizeLoop(symQ, shipQ) }()
 	go func() { defer close(shipDone); a.shipLoop(shipQ) }()
@@ -163,13 +163,14 @@ type shipment struct {
 	end      time.Time
 	profiles []sink.Profile
 	last     bool
+	bytes    int64 // profileBytes of its profiles, for the ship queue's budget
 }
 
 // symbolizeLoop turns each interval into its profiles and hands them to the
 // ship loop without waiting (except for the last), then forgets processes
 // that exited.
-func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ chan<- *shipment) {
-	defer close(shipQ)
+func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ *shipQueue) {
+	defer shipQ.close()
 	for iv := range symQ {
 		a.health.busy(stageSymbolize, iv.end)
 		sh := &shipment{end: iv.end, profiles: a.profiles(iv), last: iv.last}
@@ -179,13 +180,10 @@ func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ chan<- *shipment) {
 			a.empty.Add(1) // nothing sampled: nothing to ship, nothing lost
 			continue
 		}
-		if sh.last {
-			shipQ <- sh
-			continue
+		for _, p := range sh.profiles {
+			sh.bytes += profileBytes(p.Profile)
 		}
-		select {
-		case shipQ <- sh:
-		default:
+		if !shipQ.push(sh) {
 			a.dropInterval(stageShip, iv)
 		}
 	}
@@ -218,8 +216,8 @@ func (a *Agent) profiles(iv *interval) []sink.Profile {
 }
 
 // shipLoop hands each interval's profiles to the sinks.
-func (a *Agent) shipLoop(shipQ <-chan *shipment) {
-	for sh := range shipQ {
+func (a *Agent) shipLoop(shipQ *shipQueue) {
+	for sh := shipQ.pop(); sh != nil; sh = shipQ.pop() {
 		a.health.busy(stageShip, sh.end)
 		for _, out := range sh.profiles {
 			if err := a.cfg.Sink.Enqueue(out); err != nil {

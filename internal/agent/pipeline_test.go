@@ -75,3 +75,40 @@ func TestPipelineShedsIntervalsNotDrains(t *testing.T) {
 		t.Errorf("%d profiles shipped: want the first intervals and the last", slow.profiles.Load())
 	}
 }
+
+// The ship queue holds symbolized intervals within its byte budget: small
+// ones queue behind one another, one that does not fit is refused (the
+// caller drops and counts it), an empty queue takes one interval however
+// large, and the last interval is always taken.
+func TestShipQueueBoundedByBytes(t *testing.T) {
+	q := newShipQueue(1000)
+	for _, c := range []struct {
+		bytes int64
+		last  bool
+		want  bool
+	}{{600, false, true}, {300, false, true}, {200, false, false}, {5000, true, true}} {
+		if got := q.push(&shipment{bytes: c.bytes, last: c.last}); got != c.want {
+			t.Errorf("push %d bytes (last %v) with %d queued: %v, want %v", c.bytes, c.last, q.bytes, got, c.want)
+		}
+	}
+	var order []int64
+	for range 3 {
+		order = append(order, q.pop().bytes)
+	}
+	if order[0] != 600 || order[1] != 300 || order[2] != 5000 || q.bytes != 0 {
+		t.Errorf("popped %v, %d bytes left; want 600 300 5000, 0", order, q.bytes)
+	}
+	if !q.push(&shipment{bytes: 4000}) {
+		t.Error("an empty queue refused an interval larger than its budget")
+	}
+	q.pop()
+	q.close()
+	if sh := q.pop(); sh != nil {
+		t.Errorf("pop after close: %+v", sh)
+	}
+	// Budget 0 (no --memory-limit plan) holds one interval, as before.
+	one := newShipQueue(0)
+	if !one.push(&shipment{bytes: 10}) || one.push(&shipment{bytes: 10}) {
+		t.Error("a queue without a budget does not hold exactly one interval")
+	}
+}

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"sync"
+
+	"github.com/google/pprof/profile"
+)
+
+// shipQueue holds symbolized intervals for the ship loop within a byte
+// budget, not a count: behind a sink that is briefly slow (an fsync, a
+// burst of services) several small intervals wait, where a count of one
+// dropped all but one; a large interval waits alone. An interval that does
+// not fit is dropped whole by the caller and counted (stage ship); the
+// queue always takes one interval when it is empty, however large, and
+// always the last (shutdown's, waited for). Budget 0 holds one interval.
+type shipQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	budget int64
+	bytes  int64 // of the intervals waiting
+	items  []*shipment
+	closed bool
+}
+
+func newShipQueue(budget int64) *shipQueue {
+	q := &shipQueue{budget: budget}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// push queues sh, or reports false when it does not fit.
+func (q *shipQueue) push(sh *shipment) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 && !sh.last && q.bytes+sh.bytes > q.budget {
+		return false
+	}
+	q.items = append(q.items, sh)
+	q.bytes += sh.bytes
+	q.cond.Signal()
+	return true
+}
+
+// pop returns the oldest interval, waiting for one; nil once the queue is
+// closed and empty.
+func (q *shipQueue) pop() *shipment {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return nil
+	}
+	sh := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	q.bytes -= sh.bytes
+	return sh
+}
+
+// close lets pop return nil once the queue is empty.
+func (q *shipQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.cond.Broadcast()
+}
+
+// profileBytes estimates the Go heap a profile holds: its samples (values,
+// location references, labels), locations and their lines, functions and
+// mappings with their strings. An estimate for the queue's budget, within
+// a factor of about two of what the heap profile shows, not an encoding.
+func profileBytes(p *profile.Profile) int64 {
+	if p == nil {
+		return 0
+	}
+	n := int64(256)
+	for _, s := range p.Sample {
+		n += 64 + 8*int64(len(s.Value)+len(s.Location))
+		for k, vs := range s.Label {
+			n += 48 + int64(len(k))
+			for _, v := range vs {
+				n += 16 + int64(len(v))
+			}
+		}
+		n += 48 * int64(len(s.NumLabel))
+	}
+	for _, l := range p.Location {
+		n += 96 + 40*int64(len(l.Line))
+	}
+	for _, f := range p.Function {
+		n += 96 + int64(len(f.Name)+len(f.SystemName)+len(f.Filename))
+	}
+	for _, m := range p.Mapping {
+		n += 160 + int64(len(m.File)+len(m.BuildID))
+	}
+	for _, c := range p.Comments {
+		n += 16 + int64(len(c))
+	}
+	return n
+}
