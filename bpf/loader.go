@@ -137,6 +137,12 @@ type Config struct {
 	StackEntries  uint32 // per stack-trace map (x2)
 	KStackEntries uint32 // per off-CPU kernel stack map (x2)
 	UStackEntries uint32 // per user stack map (x2): off-CPU stacks, table walks
+	// KnownPIDEntries sizes known_pids, the processes announced to user
+	// space (an LRU: one evicted is announced again); 0: 32768.
+	KnownPIDEntries uint32
+	// StackCopyBytes sizes the stack_copies ring (a power of 2 of at least
+	// a page); 0: 2 MiB.
+	StackCopyBytes uint32
 
 	// UnwindTables loads the program variants that walk user stacks with
 	// the unwind tables user space loads into the Unwind* maps, for
@@ -348,7 +354,9 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 		resize(1, "offcpu_kstacks0", "offcpu_kstacks1") // off-CPU only
 	}
 	resize(cfg.UStackEntries, "offcpu_ustacks0", "offcpu_ustacks1")
+	resize(cfg.KnownPIDEntries, "known_pids")
 	if cfg.UnwindTables {
+		resize(cfg.StackCopyBytes, "stack_copies")
 		us, def := cfg.UnwindSizes, DefaultUnwindSizes
 		resize(cmp.Or(us.Rows, def.Rows), "unwind_rows")
 		resize(cmp.Or(us.Rules, def.Rules), "unwind_rules")
@@ -384,26 +392,53 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// parsedEmber is the embedded object, parsed once per process: spec copies
-// it, so that probes and the load that follows them do not parse it again.
-var parsedEmber = sync.OnceValues(loadEmber)
+// parsedEmber returns the embedded object, parsed once (until
+// ReleaseCaches): spec copies it, so that probes and the load that follows
+// them do not parse it again.
+func parsedEmber() (*ebpf.CollectionSpec, error) {
+	caches.mu.Lock()
+	defer caches.mu.Unlock()
+	if caches.parsed == nil && caches.parseErr == nil {
+		caches.parsed, caches.parseErr = loadEmber()
+	}
+	return caches.parsed, caches.parseErr
+}
+
+// caches are what loading keeps for the next load: the parsed object and
+// the kernel's decoded BTF.
+var caches = struct {
+	mu       sync.Mutex
+	parsed   *ebpf.CollectionSpec
+	parseErr error
+	// kernelBTF holds the kernel's BTF, decoded once and shared by every
+	// load (probes, the load, a reload): cilium/ebpf decodes it afresh
+	// for each collection otherwise (for tp_btf targets, kfuncs and
+	// CO-RE), 15-40 ms each time on this machine.
+	kernelBTF *btf.Cache
+}{kernelBTF: btf.NewCache()}
+
+// ReleaseCaches drops the parsed object and the kernel's decoded BTF, about
+// 6 MiB of Go heap that a process loading once (the agent, once started)
+// would keep for nothing; a later load parses and decodes them again.
+func ReleaseCaches() {
+	caches.mu.Lock()
+	defer caches.mu.Unlock()
+	caches.parsed, caches.parseErr = nil, nil
+	caches.kernelBTF = btf.NewCache()
+}
 
 // ObjectHash identifies the embedded BPF object (a SHA-256 of its bytes):
 // what a kernel accepted of one build of Ember's programs says nothing of
 // another's.
 var ObjectHash = sync.OnceValue(func() [32]byte { return sha256.Sum256(_EmberBytes) })
 
-// kernelBTF holds the kernel's BTF, decoded once per process and shared by
-// every load (probes, the load, a reload): cilium/ebpf decodes it afresh
-// for each collection otherwise (for tp_btf targets, kfuncs and CO-RE),
-// 15-40 ms each time on this machine.
-var kernelBTF = btf.NewCache()
-
 // collectionOptions are the options of every collection cfg loads.
 func (cfg Config) collectionOptions() ebpf.CollectionOptions {
+	caches.mu.Lock()
+	defer caches.mu.Unlock()
 	return ebpf.CollectionOptions{
 		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
-		Cache:    kernelBTF,
+		Cache:    caches.kernelBTF,
 	}
 }
 

@@ -84,6 +84,9 @@ func Start(cfg Config) (*Agent, error) {
 	if cfg.Memory.Limit > 0 {
 		tc.UnwindRowBytes = cfg.Memory.UnwindRowBytes
 		tc.StackMapBytes = cfg.Memory.StackMapBytes
+		tc.UnwindCacheBytes = cfg.Memory.UnwindCache
+		tc.KnownPIDEntries = cfg.Memory.KnownPIDs
+		tc.StackCopyBytes = cfg.Memory.StackCopyBytes
 		if cfg.SymbolCacheBytes <= 0 {
 			cfg.SymbolCacheBytes = cfg.Memory.SymbolCache
 		}
@@ -95,6 +98,7 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.tr = tr
+	tracer.ReleaseLoadCaches() // loaded once: the agent runs on without them
 	for _, n := range tracer.CapabilityNotes() {
 		a.log.Warn(n)
 	}

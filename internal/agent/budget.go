@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -28,24 +29,36 @@ type Budget struct {
 	SymbolCache    int64 // the symbolizer's object cache
 	QueueBytes     int64 // each remote sink's upload queue
 	ShipBytes      int64 // symbolized intervals waiting for the sinks (the agent's ship queue)
+	UnwindCache    int64 // built unwind tables kept in Go for reuse
+	KnownPIDs      uint32
+	StackCopyBytes uint32 // the ring of copied user stacks
 }
 
 // PlanMemory splits limit. At the default 128 MiB: 16 MiB of unwind rows,
 // stack-trace maps of at most 8 MiB each (the 4096 stacks 19 Hz needs on
 // 2 CPUs take 4 MiB; 2048 fit at 64 MiB), 16 MiB of symbolizer cache, 8 MiB
-// per upload queue, 4 MiB of symbolized intervals waiting for the sinks; at
-// 64 MiB, half of each.
+// per upload queue, 4 MiB of symbolized intervals waiting for the sinks,
+// 8 MiB of unwind tables kept in Go, 32768 known processes and a 2 MiB ring
+// of stack copies in the kernel; at 64 MiB, half of each, and a quarter of
+// the unwind rows.
 func PlanMemory(limit int64) (Budget, error) {
 	if limit < MinMemoryLimit {
 		return Budget{}, fmt.Errorf("--memory-limit %d MiB: the agent needs at least %d MiB", limit>>20, MinMemoryLimit>>20)
 	}
 	return Budget{
-		Limit:          limit,
-		UnwindRowBytes: limit / 8,
+		Limit: limit,
+		// An eighth, and below the default less: a small host maps few
+		// binaries (16 MiB at 128 MiB, 4 MiB at 64).
+		UnwindRowBytes: limit / 8 * (min(limit, DefaultMemoryLimit) >> 20) / (DefaultMemoryLimit >> 20),
 		StackMapBytes:  limit / 16,
 		SymbolCache:    limit / 8,
 		QueueBytes:     limit / 16,
 		ShipBytes:      limit / 32,
+		UnwindCache:    limit / 16,
+		// 80 bytes an entry: 32768 at 128 MiB, 16384 at 64.
+		KnownPIDs: uint32(limit >> 12),
+		// A power of 2: 2 MiB at 128 MiB, 1 MiB at 64.
+		StackCopyBytes: uint32(1) << (bits.Len64(uint64(limit/64)) - 1),
 	}, nil
 }
 

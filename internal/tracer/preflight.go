@@ -8,6 +8,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/emberprof/ember/bpf"
 )
 
 // ErrNotSupported is wrapped by errors about missing privileges or kernel
@@ -87,3 +89,8 @@ func raiseNoFile() {
 		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
 	}
 }
+
+// ReleaseLoadCaches frees what loading keeps for the next load (the parsed
+// BPF object, the kernel's decoded BTF: about 6 MiB of Go heap), for a
+// process that loads once and runs on, as the agent does once started.
+func ReleaseLoadCaches() { bpf.ReleaseCaches() }

@@ -74,6 +74,14 @@ type Config struct {
 	// StackEntries is 0 (the size from the rate is cut to fit); the counts
 	// maps get 4 entries per stack entry. 0: no cap.
 	StackMapBytes int64
+	// KnownPIDEntries sizes the kernel's set of processes announced to user
+	// space; StackCopyBytes the ring of copied user stacks (a power of 2).
+	// 0: the defaults (32768; 2 MiB).
+	KnownPIDEntries uint32
+	StackCopyBytes  uint32
+	// UnwindCacheBytes bounds the built unwind tables kept in Go for reuse
+	// (Go heap); 0: 96 MiB.
+	UnwindCacheBytes int64
 }
 
 // MaxCgroups is how many cgroup subtrees Config.Cgroups may name.
@@ -175,6 +183,8 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		StackEntries:    cfg.StackEntries,
 		KStackEntries:   16384,
 		UStackEntries:   65536,
+		KnownPIDEntries: cfg.KnownPIDEntries,
+		StackCopyBytes:  cfg.StackCopyBytes,
 		UnwindSizes:     unwindSizes(cfg),
 		KernelTypes:     kernelTypes,
 		Refuse:          cfg.refuse,
@@ -226,7 +236,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		}
 	}
 	if unwind == UnwindTables {
-		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes)
+		t.unw = newUnwinder(objs, procs, bcfg.UnwindSizes, cfg.UnwindCacheBytes)
 		if objs.StackCopies != nil {
 			if t.copies, err = newStackCopies(t); err != nil {
 				t.Close()

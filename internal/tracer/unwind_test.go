@@ -145,7 +145,7 @@ func BenchmarkPlaceTable(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer objs.Close()
-	u := newUnwinder(objs, proc.NewTable(), bpf.DefaultUnwindSizes)
+	u := newUnwinder(objs, proc.NewTable(), bpf.DefaultUnwindSizes, 0)
 	defer u.close()
 	for _, path := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libclang-cpp.so.19.1", "/usr/lib/aarch64-linux-gnu/libc.so.6"} {
 		ef, err := elf.Open(path)

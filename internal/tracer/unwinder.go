@@ -113,11 +113,14 @@ type loadedTable struct {
 	refs int
 }
 
-func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes) *unwinder {
+func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes, cacheBytes int64) *unwinder {
+	if cacheBytes <= 0 {
+		cacheBytes = unwindCacheBudget
+	}
 	u := &unwinder{
 		objs:    objs,
 		procs:   procs,
-		cache:   unwind.NewCache(unwindCacheBudget, 1),
+		cache:   unwind.NewCache(cacheBytes, 1),
 		jobs:    make(chan unwindJob, 4096),
 		done:    make(chan struct{}),
 		rows:    unwind.NewSpace(sizes.Rows),
