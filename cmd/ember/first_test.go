@@ -139,8 +139,9 @@ func wholeShare(t *testing.T, p *profile.Profile, chain []string) (share float64
 			if strings.HasPrefix(f, "<unknown") || strings.HasPrefix(f, "[") {
 				named = false
 			}
-			// In exec or exit, the program has no stack of its own.
-			if f == "do_exit" || strings.HasPrefix(f, "bprm_execve") {
+			// In exec or exit, the program has no stack of its own (in
+			// exec, the user registers are still its parent's).
+			if f == "do_exit" || strings.HasPrefix(f, "bprm_execve") || strings.HasPrefix(f, "do_execveat_common") {
 				running = false
 			}
 		}
@@ -177,13 +178,11 @@ func testFirstSamples(t *testing.T, bin string, chain []string) {
 	if hot < firstRuns {
 		t.Fatalf("only %d samples of %s in %d runs of 50 ms at 99 Hz", hot, chain[0], firstRuns)
 	}
-	// Issue #15's bar is 99%. Runs here give 98.2-100% (C) and
-	// 98.8-100% (Go): what is left is a process whose mappings were first
-	// read before ld.so mapped libc (its first sample in the loader; its
-	// table walk stops at "code outside known mappings") and one sampled
-	// only as it exits, whose mappings can no longer be read (its copy is
-	// not walked, counted and marked). Recording mmaps as they happen (perf
-	// mmap2 records) closes both; until then the test holds 97%.
+	// Issue #15's bar is 99%. With mappings recorded as they are made
+	// (perf mmap2 records), runs on a machine at load 5-7 gave C 99.40 and
+	// 99.68%, Go 99.15 and 100%; at load 18-24 (2 CPUs) C fell to 70-79%:
+	// copies the drain gave up on after 3 s (counted, marked). Until that
+	// holds under load, the test holds 97%.
 	if share < 0.97 {
 		t.Errorf("%.2f%% of samples carry the whole chain %v, want at least 97%% (issue #15's bar: 99%%)", 100*share, chain)
 	}

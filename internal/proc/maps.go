@@ -22,6 +22,9 @@ type Mapping struct {
 	Dev          uint64 // the device, encoded as stat(2)'s st_dev (unix.Mkdev)
 	Inode        uint64
 	Path         string // file path, "[vdso]", "[heap]", or "" for anonymous
+	// BuildID is the file's GNU build ID (hex) where the kernel gave it
+	// with the mapping's mmap record (Table.Mapped); "" otherwise.
+	BuildID string
 }
 
 // Executable reports whether the mapping is mapped executable.

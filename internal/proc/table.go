@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,10 @@ type Process struct {
 
 	held   []fileKey // the files this process holds a reference to
 	exited bool
-	start  uint64 // start time, clock ticks after boot (0: unknown)
+	// recorded: its mappings are known from its exec on, from the
+	// tracer's mmap records (record.go).
+	recorded bool
+	start    uint64 // start time, clock ticks after boot (0: unknown)
 }
 
 // Find returns the mapping that contains addr, or nil.
@@ -107,6 +111,17 @@ func (t *Table) Add(pid int) (*Process, error) {
 		}
 	}
 	if old := t.procs[pid]; old != nil {
+		if old.recorded {
+			// Records applied after this reading was made stay, with
+			// their files.
+			mergeRecorded(p, old)
+			for _, k := range old.held {
+				if h := t.files[k]; h != nil && !slices.Contains(p.held, k) {
+					h.refs++
+					p.held = append(p.held, k)
+				}
+			}
+		}
 		t.release(old)
 	}
 	t.procs[pid] = p

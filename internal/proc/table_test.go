@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 )
@@ -130,5 +131,23 @@ func TestRereadAfterFailedHold(t *testing.T) {
 	tab.Sweep()
 	if _, err := tab.openHeld(&p.Mappings[0]); err == nil {
 		t.Error("the loader is still held after its only process was forgotten")
+	}
+}
+
+// TestInsertMapping: a mapping made over part of another splits it as the
+// kernel does, the part above keeping its file offset.
+func TestInsertMapping(t *testing.T) {
+	ms := []Mapping{{Start: 0x1000, Limit: 0x5000, Offset: 0, Inode: 7, Path: "/a"}}
+	got := insertMapping(ms, Mapping{Start: 0x2000, Limit: 0x3000, Inode: 9, Path: "/b"})
+	want := []Mapping{
+		{Start: 0x1000, Limit: 0x2000, Offset: 0, Inode: 7, Path: "/a"},
+		{Start: 0x2000, Limit: 0x3000, Inode: 9, Path: "/b"},
+		{Start: 0x3000, Limit: 0x5000, Offset: 0x2000, Inode: 7, Path: "/a"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	if len(ms) != 1 || ms[0].Limit != 0x5000 {
+		t.Errorf("the old list changed: %+v", ms)
 	}
 }

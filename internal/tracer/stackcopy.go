@@ -48,6 +48,7 @@ type stackCopy struct {
 	regs     unwind.Regs
 	sp       uint64
 	stack    []byte
+	arrived  time.Time // when it was read off the ring
 }
 
 func parseStackCopy(b []byte) (stackCopy, error) {
@@ -97,7 +98,10 @@ type stackCopies struct {
 	pending map[uint32][]stackCopy // pid -> copies waiting for its tables
 	walked  map[uint64]walkedCopy  // copy id -> its walk, until drained
 
-	wait              time.Duration // stackCopyWait; shorter in tests
+	wait time.Duration // stackCopyWait; shorter in tests
+	// flushMmaps, if set, applies the mmap records written so far
+	// (mmapRecorder.flush).
+	flushMmaps        func()
 	copies, notWalked atomic.Uint64
 }
 
@@ -144,11 +148,27 @@ func (s *stackCopies) read() {
 			continue
 		}
 		s.copies.Add(1)
+		// The mappings made before the copy was taken are recorded before
+		// it (mmaps.go): put them in the table now, so that the copy is
+		// walked with tables that cover them.
+		if s.flushMmaps != nil {
+			s.flushMmaps()
+		}
+		// Without its records (a process older than Ember), its mappings
+		// are read now, while it lives, and its files held.
+		p := s.procs.Get(int(c.pid))
+		if p == nil {
+			if p, err = s.procs.Add(int(c.pid)); err != nil {
+				slog.Debug("read process of a stack copy", "pid", c.pid, "err", err)
+			}
+		}
+		c.arrived = time.Now()
 		// A copy taken just before its process's entry was written (or
-		// read after it) is walked at once with a view of that entry;
-		// others wait for their process's load.
+		// read after it) is walked at once with a view of that entry, if
+		// the entry covers every mapping recorded before the copy; others
+		// wait for their process's load.
 		var m *unwind.Maps
-		if s.unw.hasEntry(c.pid) {
+		if s.unw.hasEntry(c.pid) && (p == nil || s.unw.writtenKey(c.pid) == mapsKey(p)) {
 			m, _ = s.unw.view(c.pid)
 		}
 		s.mu.Lock()
@@ -158,17 +178,10 @@ func (s *stackCopies) read() {
 			s.pending[c.pid] = append(s.pending[c.pid], c)
 		}
 		s.mu.Unlock()
-		// Its mappings are read now, while it lives (the first sample's
-		// event may not have been read yet), and its files held.
-		if s.procs.Get(int(c.pid)) == nil {
-			if _, err := s.procs.Add(int(c.pid)); err != nil {
-				slog.Debug("read process of a stack copy", "pid", c.pid, "err", err)
-			}
-		}
 		// The process's first sample asked for its tables already; a copy
 		// taken before its first reading's load asks again (a no-op when
 		// loaded), so that no copy waits on a job dropped from a full queue.
-		s.unw.enqueue(c.pid, false)
+		s.unw.enqueueUrgent(c.pid)
 	}
 }
 
@@ -209,6 +222,13 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 			slog.Debug("tables for stack copies", "pid", pid, "err", err)
 		}
 	}
+	// Copies taken after a mapping the view lacks (recorded, not loaded
+	// yet) wait for the next load, which was asked for with the record;
+	// one that waited half the drain's patience is walked with what is.
+	cur := ""
+	if p := s.procs.Get(int(pid)); p != nil {
+		cur = mapsKey(p)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m == nil && s.procs.Get(int(pid)) != nil {
@@ -218,10 +238,34 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 		// kept for a PID that no exit would forget.
 		s.failed[pid] = true
 	}
+	behind := m != nil && cur != "" && s.unw.writtenKey(pid) != cur
+	var wait []stackCopy
 	for _, c := range s.pending[pid] {
+		if behind && time.Since(c.arrived) < s.wait/2 {
+			wait = append(wait, c)
+			continue
+		}
 		s.walkLocked(m, c)
 	}
+	if len(wait) > 0 {
+		s.pending[pid] = wait
+		s.unw.enqueueUrgent(pid)
+	} else {
+		delete(s.pending, pid)
+	}
+}
+
+// execed gives up the copies of pid's old image still waiting: they cannot
+// be walked with the new image's tables (counted when drained).
+func (s *stackCopies) execed(pid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.failed, pid)
+	for _, c := range s.pending[pid] {
+		s.walked[c.id] = walkedCopy{failed: true, at: time.Now()}
+	}
 	delete(s.pending, pid)
+	s.cond.Broadcast()
 }
 
 // take returns the walks of ids, waiting up to s.wait for those not walked

@@ -100,6 +100,9 @@ type Tracer struct {
 	// copies walks the user stacks copied for processes whose tables were
 	// not loaded yet (stackcopy.go); nil without unwind tables.
 	copies *stackCopies
+	// mmaps records every executable mapping, exec and fork as it happens
+	// (mmaps.go).
+	mmaps *mmapRecorder
 
 	mu  sync.Mutex // serialises Drain
 	set uint32     // the live set's generation; the set is its low bit
@@ -244,6 +247,15 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 			}
 		}
 	}
+	// A process exec'd from now on is known from its exec, whatever its
+	// first sample meets (mmaps.go).
+	if t.mmaps, err = newMmapRecorder(cpus, t.applyMmapRecords); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if t.copies != nil {
+		t.copies.flushMmaps = t.mmaps.flush
+	}
 	t.rb, err = ringbuf.NewReader(objs.Events)
 	if err != nil {
 		t.Close()
@@ -377,7 +389,12 @@ func (t *Tracer) followProcesses() {
 		}
 		switch typ {
 		case bpf.EventNewProcess, bpf.EventExec, bpf.EventMapsChanged:
-			if _, err := t.procs.Add(pid); err != nil {
+			if typ != bpf.EventMapsChanged && t.procs.Recorded(pid) {
+				// Known from its exec by its mmap records (mmaps.go).
+				if t.unw != nil {
+					t.unw.enqueue(uint32(pid), false)
+				}
+			} else if _, err := t.procs.Add(pid); err != nil {
 				slog.Debug("read process", "pid", pid, "err", err)
 			} else if t.unw != nil {
 				t.unw.enqueue(uint32(pid), false)
@@ -415,6 +432,10 @@ func (t *Tracer) Close() error {
 		t.wg.Wait()
 		t.rb = nil
 	}
+	// The records first: applying them reaches the copies and the
+	// unwinder, and the copies' walker flushes them (a no-op once closed).
+	t.mmaps.close()
+	t.mmaps = nil
 	if t.copies != nil {
 		t.copies.close()
 		t.copies = nil

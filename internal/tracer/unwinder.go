@@ -80,8 +80,17 @@ type unwinder struct {
 	procs *proc.Table
 	cache *unwind.Cache
 	jobs  chan unwindJob
-	done  chan struct{}
-	wg    sync.WaitGroup
+	// urgent holds loads that copies wait for; the worker takes it first.
+	urgent chan unwindJob
+	done   chan struct{}
+
+	busyMu   sync.Mutex
+	busyCond *sync.Cond
+	busy     map[uint32]bool // pids a worker loads or unloads now (lockPID)
+
+	qmu    sync.Mutex
+	queued map[uint32]uint8 // pid -> queuedLoad|queuedUrgent: a load waits in that queue
+	wg     sync.WaitGroup
 
 	mu                 sync.Mutex // guards what follows, for Stats
 	rows, rules, pages *unwind.Space
@@ -89,6 +98,7 @@ type unwinder struct {
 	tables             map[string]*loadedTable // by binary key
 	pids               map[uint32][]*loadedTable
 	written            map[uint32]string // pid -> mapsKey of its entry
+	gen                map[uint32]uint64 // pid -> entries invalidated (invalidate)
 	bad                map[badFile]bool  // files that panicked a parser
 	stats              UnwindStats
 
@@ -98,9 +108,10 @@ type unwinder struct {
 }
 
 type unwindJob struct {
-	pid   uint32
-	exit  bool
-	sweep bool // unload the entries of processes that no longer run
+	pid    uint32
+	exit   bool
+	urgent bool // from the urgent queue
+	sweep  bool // unload the entries of processes that no longer run
 }
 
 // loadedTable is a table in the maps, shared by the processes that map its
@@ -122,6 +133,9 @@ func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes, ca
 		procs:   procs,
 		cache:   unwind.NewCache(cacheBytes, 1),
 		jobs:    make(chan unwindJob, 4096),
+		urgent:  make(chan unwindJob, 1024),
+		queued:  map[uint32]uint8{},
+		busy:    map[uint32]bool{},
 		done:    make(chan struct{}),
 		rows:    unwind.NewSpace(sizes.Rows),
 		rules:   unwind.NewSpace(sizes.Rules),
@@ -130,21 +144,88 @@ func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes, ca
 		tables:  map[string]*loadedTable{},
 		pids:    map[uint32][]*loadedTable{},
 		written: map[uint32]string{},
+		gen:     map[uint32]uint64{},
 		bad:     map[badFile]bool{},
 	}
-	u.wg.Add(1)
+	u.busyCond = sync.NewCond(&u.busyMu)
+	u.wg.Add(2)
 	go u.run()
+	go u.runUrgent()
 	return u
 }
 
 // enqueue asks for pid's tables to be loaded (or, exit, dropped). It never
 // blocks: a full queue drops the request, and that process keeps frame
-// pointers.
+// pointers. A load already queued for pid is not queued again: a process's
+// exec brings a mmap record for each library, and one load after them does.
 func (u *unwinder) enqueue(pid uint32, exit bool) {
+	u.enqueueOn(u.jobs, pid, exit, queuedLoad)
+}
+
+// enqueueUrgent asks for pid's tables ahead of the other loads: copies of
+// its stack wait for them (stackcopy.go), and a drain waits for those.
+func (u *unwinder) enqueueUrgent(pid uint32) {
+	u.enqueueOn(u.urgent, pid, false, queuedUrgent)
+}
+
+// The bits of unwinder.queued: a load of the pid is in that queue.
+const (
+	queuedLoad = 1 << iota
+	queuedUrgent
+)
+
+func (u *unwinder) enqueueOn(q chan unwindJob, pid uint32, exit bool, bit uint8) {
+	if !exit {
+		u.qmu.Lock()
+		if u.queued[pid]&bit != 0 {
+			u.qmu.Unlock()
+			return
+		}
+		u.queued[pid] |= bit
+		u.qmu.Unlock()
+	}
 	select {
-	case u.jobs <- unwindJob{pid: pid, exit: exit}:
+	case q <- unwindJob{pid: pid, exit: exit, urgent: bit == queuedUrgent}:
 	default:
+		if !exit {
+			u.qmu.Lock()
+			u.queued[pid] &^= bit
+			u.qmu.Unlock()
+		}
 		slog.Debug("unwind queue full", "pid", pid)
+	}
+}
+
+// writtenKey returns the mapsKey of pid's entry, "" if none.
+func (u *unwinder) writtenKey(pid uint32) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.written[pid]
+}
+
+// invalidate deletes pid's unwind entry at once, at its exec or when it
+// maps a file executable: until the tables of what it maps now are in, its
+// samples are copied (stackcopy.go) and walked in user space with them,
+// instead of walked in the kernel with an entry that lacks the new mapping
+// (a walk into libc, mapped after the entry was written, stopped there) or
+// with the old image's tables. A load running meanwhile does not write its
+// (older) entry: the generation it began with is gone. It then asks for
+// the new entry (exec: first dropping the old one's references).
+func (u *unwinder) invalidate(pid uint32, exec bool) {
+	u.mu.Lock()
+	u.gen[pid]++
+	err := u.objs.UnwindProcs.Delete(pid)
+	delete(u.written, pid)
+	u.mu.Unlock()
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		slog.Debug("delete unwind_procs entry", "pid", pid, "err", err)
+	}
+	if exec {
+		u.enqueue(pid, true)
+	} else {
+		// Behind the loads copies wait for (enqueueUrgent): whole-system,
+		// every exec of a large program would otherwise come first.
+		u.enqueue(pid, false)
 	}
 }
 
@@ -171,7 +252,9 @@ func (u *unwinder) sweep() {
 	n := 0
 	for _, pid := range pids {
 		if !u.procs.Alive(int(pid)) {
+			u.lockPID(pid)
 			u.unload(pid)
+			u.unlockPID(pid)
 			n++
 		}
 	}
@@ -188,12 +271,55 @@ func (u *unwinder) close() {
 	u.wg.Wait()
 }
 
+// runUrgent is a second worker for the loads copies wait for only: the
+// first may spend seconds on one large binary's table (libLLVM's), and a
+// drain waits at most stackCopyWait for the copies.
+func (u *unwinder) runUrgent() {
+	defer u.wg.Done()
+	for {
+		select {
+		case <-u.done:
+			return
+		case j := <-u.urgent:
+			u.do(j)
+		}
+	}
+}
+
+// lockPID keeps the two workers from loading (or unloading) one process at
+// once.
+func (u *unwinder) lockPID(pid uint32) {
+	u.busyMu.Lock()
+	for u.busy[pid] {
+		u.busyCond.Wait()
+	}
+	u.busy[pid] = true
+	u.busyMu.Unlock()
+}
+
+func (u *unwinder) unlockPID(pid uint32) {
+	u.busyMu.Lock()
+	delete(u.busy, pid)
+	u.busyCond.Broadcast()
+	u.busyMu.Unlock()
+}
+
 func (u *unwinder) run() {
 	defer u.wg.Done()
 	for {
 		select {
 		case <-u.done:
 			return
+		case j := <-u.urgent:
+			u.do(j)
+			continue
+		default:
+		}
+		select {
+		case <-u.done:
+			return
+		case j := <-u.urgent:
+			u.do(j)
 		case j := <-u.jobs:
 			u.do(j)
 		}
@@ -217,6 +343,18 @@ func (u *unwinder) do(j unwindJob) {
 			}
 		}
 	}()
+	if !j.exit && !j.sweep {
+		// A record from now on asks again.
+		bit := uint8(queuedLoad)
+		if j.urgent {
+			bit = queuedUrgent
+		}
+		u.qmu.Lock()
+		if u.queued[j.pid] &^= bit; u.queued[j.pid] == 0 {
+			delete(u.queued, j.pid)
+		}
+		u.qmu.Unlock()
+	}
 	if testHookJob != nil {
 		testHookJob(j)
 	}
@@ -225,10 +363,20 @@ func (u *unwinder) do(j unwindJob) {
 		u.sweep()
 		return
 	case j.exit:
+		u.lockPID(j.pid)
+		defer u.unlockPID(j.pid)
 		u.unload(j.pid)
 		return
 	}
-	err := u.load(j.pid)
+	var err error
+	func() {
+		u.lockPID(j.pid)
+		defer u.unlockPID(j.pid) // a panic in load is recovered above
+		err = u.load(j.pid)
+	}()
+	if errors.Is(err, errNoMappings) {
+		return // the records of its mappings ask again
+	}
 	if err != nil {
 		u.mu.Lock()
 		u.stats.LoadFailed++
@@ -239,6 +387,9 @@ func (u *unwinder) do(j unwindJob) {
 		u.loaded(j.pid, err)
 	}
 }
+
+// errNoMappings is load's error for a process with no mappings known yet.
+var errNoMappings = errors.New("no mappings known yet")
 
 // testHookJob, if set, is called by the worker with each job: tests panic
 // in it.
@@ -252,9 +403,17 @@ func (u *unwinder) load(pid uint32) error {
 	if p == nil {
 		return fmt.Errorf("process %d not known", pid)
 	}
+	if len(p.Mappings) == 0 {
+		// Exec'd, its mappings not recorded yet: an entry without them
+		// would stop every walk at its first frame, where no entry has the
+		// samples copied (stackcopy.go).
+		return errNoMappings
+	}
 	mk := mapsKey(p)
 	u.mu.Lock()
-	same := u.written[pid] == mk
+	w, ok := u.written[pid]
+	same := ok && w == mk
+	gen := u.gen[pid]
 	u.mu.Unlock()
 	if same {
 		// Nothing new mapped (a walk met JIT or anonymous code): leave the
@@ -303,12 +462,24 @@ func (u *unwinder) load(pid uint32) error {
 	if len(ms) > unwind.MaxMappings {
 		ms = ms[:unwind.MaxMappings]
 	}
+	if len(ms) == 0 {
+		u.release(used)
+		return errNoMappings
+	}
 	b, err := unwind.EncodeProc(ms)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.gen[pid] != gen {
+		// Exec'd or mapped more since this load began (invalidate): its
+		// entry stays deleted, and the load asked for then writes it.
+		for _, lt := range used {
+			lt.refs--
+		}
+		return errNoMappings
+	}
 	if err == nil {
 		err = u.objs.UnwindProcs.Put(pid, b)
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	old := u.pids[pid]
 	if err != nil {
 		used, old = old, used // keep the old entry's references
@@ -355,6 +526,7 @@ func (u *unwinder) unload(pid uint32) {
 	}
 	delete(u.pids, pid)
 	delete(u.written, pid)
+	delete(u.gen, pid)
 }
 
 // Stats returns what is loaded.

@@ -1,0 +1,132 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/emberprof/ember/internal/proc"
+)
+
+// TestMappingsRecordedFromExec runs /bin/true, which maps libc and exits in
+// about a millisecond, long before anything could read its /proc/PID/maps,
+// and checks that the process table knows it whole from the records: its
+// executable, ld.so, libc, each with its file held. Reading /proc instead
+// (the tracer before mmap records) knows nothing of it.
+func TestMappingsRecordedFromExec(t *testing.T) {
+	requireBPF(t)
+	procs := proc.NewTable()
+	defer procs.Close()
+	tr, err := Start(Config{Frequency: 99, OnCPU: true}, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	t.Logf("build IDs in mmap records: %v", tr.mmaps.buildIDs)
+	bin, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(bin)
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Process.Pid
+	var p *proc.Process
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if p = procs.Get(pid); p != nil && hasMapping(p, "libc.so") && hasMapping(p, filepath.Base(bin)) {
+			break
+		}
+	}
+	if p == nil {
+		t.Fatalf("process %d (%s) unknown after its exit", pid, bin)
+	}
+	var names []string
+	for _, m := range p.Mappings {
+		names = append(names, m.Path)
+		if m.Inode == 0 && strings.HasPrefix(m.Path, "/") {
+			t.Errorf("mapping of %s without its inode", m.Path)
+		}
+	}
+	t.Logf("process %d (%s): %s", pid, p.Comm, strings.Join(names, ", "))
+	for _, want := range []string{filepath.Base(bin), "ld-linux", "libc.so", "[vdso]"} {
+		if !hasMapping(p, want) {
+			t.Errorf("no mapping of %s recorded for %s (pid %d): %v", want, bin, pid, names)
+		}
+	}
+	if p.Comm != "true" {
+		t.Errorf("comm %q, want true (the exec record's)", p.Comm)
+	}
+	for _, m := range p.Mappings {
+		if m.Inode == 0 {
+			continue
+		}
+		f, err := procs.Open(pid, &m)
+		if err != nil {
+			t.Errorf("%s of the exited process: %v", m.Path, err)
+			continue
+		}
+		f.Close()
+	}
+	if n := tr.mmaps.lost.Load(); n > 0 {
+		t.Logf("%d records lost", n)
+	}
+}
+
+func hasMapping(p *proc.Process, name string) bool {
+	for _, m := range p.Mappings {
+		if strings.Contains(filepath.Base(m.Path), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDecodeMmapRecord decodes an mmap2 record with a build ID and one
+// with device and inode, as the kernel lays them out.
+func TestDecodeMmapRecord(t *testing.T) {
+	le := binary.NativeEndian
+	rec := func(misc uint16, fill func(b []byte), path string) []byte {
+		n := 72 + (len(path)+8)&^7 + 8
+		b := make([]byte, n)
+		le.PutUint32(b[0:], unix.PERF_RECORD_MMAP2)
+		le.PutUint16(b[4:], misc)
+		le.PutUint16(b[6:], uint16(n))
+		le.PutUint32(b[8:], 42)
+		le.PutUint32(b[12:], 43)
+		le.PutUint64(b[16:], 0x7f0000001000)
+		le.PutUint64(b[24:], 0x2000)
+		le.PutUint64(b[32:], 0x1000)
+		fill(b)
+		le.PutUint32(b[64:], unix.PROT_READ|unix.PROT_EXEC)
+		le.PutUint32(b[68:], unix.MAP_PRIVATE)
+		copy(b[72:], path)
+		le.PutUint64(b[n-8:], 12345)
+		return b
+	}
+	r, ok := decodeRecord(rec(unix.PERF_RECORD_MISC_MMAP_BUILD_ID, func(b []byte) {
+		b[40] = 4
+		copy(b[44:], []byte{0xde, 0xad, 0xbe, 0xef})
+	}, "/usr/lib/libc.so.6"))
+	if !ok || r.pid != 42 || r.tid != 43 || r.time != 12345 || string(r.buildID) != "\xde\xad\xbe\xef" ||
+		r.m.Start != 0x7f0000001000 || r.m.Limit != 0x7f0000003000 || r.m.Offset != 0x1000 ||
+		r.m.Perms != "r-xp" || r.m.Path != "/usr/lib/libc.so.6" || r.m.Inode != 0 {
+		t.Errorf("build-ID record: %+v", r)
+	}
+	r, ok = decodeRecord(rec(0, func(b []byte) {
+		le.PutUint32(b[40:], 8)
+		le.PutUint32(b[44:], 300)
+		le.PutUint64(b[48:], 777)
+	}, "//anon"))
+	if !ok || r.m.Dev != unix.Mkdev(8, 300) || r.m.Inode != 777 || r.m.Path != "" || r.buildID != nil {
+		t.Errorf("inode record: %+v", r)
+	}
+	if _, ok := decodeRecord(make([]byte, 20)); ok {
+		t.Error("a short record decoded")
+	}
+}
