@@ -83,7 +83,7 @@ test: deps
 	$(GO) test -p 1 -count=1 -timeout 60m ./...
 
 # The agent under churn (thousands of short processes) and a slow sink for
-# SOAK (10m in CI; an hour by hand: make soak SOAK=1h, or EMBER_SOAK=60m
+# SOAK (10m by default; an hour by hand: make soak SOAK=1h, or EMBER_SOAK=60m
 # make soak): RSS plus BPF map memory under --memory-limit
 # (EMBER_SOAK_LIMIT_MIB, default 128), no late drain, every interval shipped
 # or counted as dropped (root).
