@@ -3,7 +3,11 @@
 // without frame pointers, as distributions build it). A
 // walk from c_hot needs the C code's .eh_frame rows, then the switch from
 // the system stack (asmcgocall) back to the goroutine's, then the Go code's
-// pclntab rows.
+// pclntab rows. It first spins for 0.3 s in Go (warmup), as
+// testdata/unwind/chain.c does, so that the profiler has loaded its tables
+// before the cgo loop: the test measures the walk across the stacks, not a
+// process's first samples (those are walked from copies of the system stack,
+// which end at asmcgocall; TestFirstSamples measures first samples).
 //
 // usage: gocgo SECONDS
 package main
@@ -36,11 +40,19 @@ var sink uint64
 //go:noinline
 func goLevel() { sink = uint64(C.c_mid(C.uint64_t(sink), 2000000)) }
 
+//go:noinline
+func warmup(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		sink = sink*6364136223846793005 + 1
+	}
+}
+
 func main() {
 	secs := 3.0
 	if len(os.Args) > 1 {
 		secs, _ = strconv.ParseFloat(os.Args[1], 64)
 	}
+	warmup(300 * time.Millisecond)
 	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	for time.Now().Before(deadline) {
 		goLevel()
