@@ -238,6 +238,9 @@ func (r *mmapRecorder) copyOut(ring *perfRing, pos uint64, b []byte) {
 // each are its time (sample_id_all with PERF_SAMPLE_TIME).
 func decodeRecord(b []byte) (mmapRecord, bool) {
 	le := binary.NativeEndian
+	if len(b) < 8 { // shorter than perf_event_header
+		return mmapRecord{}, false
+	}
 	rec := mmapRecord{typ: le.Uint32(b[0:4])}
 	misc := le.Uint16(b[4:6])
 	if rec.typ == unix.PERF_RECORD_LOST {

@@ -130,3 +130,31 @@ func TestDecodeMmapRecord(t *testing.T) {
 		t.Error("a short record decoded")
 	}
 }
+
+// FuzzDecodeRecord: no record the kernel's ring could hold, truncated or
+// corrupt, panics the decoder; what it accepts stays within the record.
+func FuzzDecodeRecord(f *testing.F) {
+	le := binary.NativeEndian
+	for _, typ := range []uint32{unix.PERF_RECORD_MMAP2, unix.PERF_RECORD_COMM, unix.PERF_RECORD_FORK,
+		unix.PERF_RECORD_EXIT, unix.PERF_RECORD_LOST} {
+		for _, n := range []int{0, 7, 8, 24, 32, 80, 96} {
+			b := make([]byte, n)
+			if n >= 8 {
+				le.PutUint32(b, typ)
+				le.PutUint16(b[6:], uint16(n))
+			}
+			f.Add(b)
+		}
+	}
+	withID := make([]byte, 96)
+	le.PutUint32(withID, unix.PERF_RECORD_MMAP2)
+	le.PutUint16(withID[4:], unix.PERF_RECORD_MISC_MMAP_BUILD_ID)
+	withID[40] = 255 // a size past the 20 bytes the field holds
+	f.Add(withID)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, ok := decodeRecord(b)
+		if ok && len(r.buildID) > 20 {
+			t.Fatalf("build ID of %d bytes", len(r.buildID))
+		}
+	})
+}
