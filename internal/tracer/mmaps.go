@@ -13,6 +13,7 @@ package tracer
 // no sample of the new image is walked with the old one's tables.
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -182,15 +183,7 @@ func (r *mmapRecorder) flush() {
 	if len(recs) == 0 {
 		return
 	}
-	slices.SortStableFunc(recs, func(a, b mmapRecord) int {
-		switch {
-		case a.time < b.time:
-			return -1
-		case a.time > b.time:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(recs, func(a, b mmapRecord) int { return cmp.Compare(a.time, b.time) })
 	r.apply(recs)
 }
 
