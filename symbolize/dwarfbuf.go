@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"strings"
+
+	"github.com/emberprof/ember/symbolize/leb128"
 )
 
 // Reading DWARF encodings: a bounds-checked buffer and the form codes.
@@ -92,7 +94,17 @@ func (d *dbuf) u64() uint64 {
 }
 
 func (d *dbuf) uleb() uint64 {
-	v, n := uvarint(d.b)
+	v, n := leb128.Uint(d.b)
+	if n <= 0 {
+		d.bad, d.b = true, nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dbuf) sleb() int64 {
+	v, n := leb128.Int(d.b)
 	if n <= 0 {
 		d.bad, d.b = true, nil
 		return 0
@@ -156,16 +168,4 @@ func (d *dbuf) skipForm(form uint64, offsz int) bool {
 		return false
 	}
 	return d.ok()
-}
-
-// uvarint decodes an unsigned LEB128 of at most 10 bytes; n <= 0 if b ends
-// first.
-func uvarint(b []byte) (v uint64, n int) {
-	for i := 0; i < len(b) && i < 10; i++ {
-		v |= uint64(b[i]&0x7f) << (7 * i)
-		if b[i] < 0x80 {
-			return v, i + 1
-		}
-	}
-	return 0, -1
 }

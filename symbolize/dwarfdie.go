@@ -464,25 +464,6 @@ func (d *dbuf) formValue(form uint64, u *unitInfo, implicit int64) (uint64, bool
 	return 0, false
 }
 
-func (d *dbuf) sleb() int64 {
-	var v int64
-	var shift uint
-	for i := 0; i < len(d.b) && i < 10; i++ {
-		c := d.b[i]
-		v |= int64(c&0x7f) << shift
-		shift += 7
-		if c < 0x80 {
-			if shift < 64 && c&0x40 != 0 {
-				v |= -1 << shift
-			}
-			d.b = d.b[i+1:]
-			return v
-		}
-	}
-	d.bad, d.b = true, nil
-	return 0
-}
-
 func (d *dbuf) err(off uint64) error {
 	if d.bad {
 		return fmt.Errorf("DIE at %#x truncated: %w", off, ErrFormat)

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/emberprof/ember/symbolize/leb128"
 )
 
 // This file decodes the entries of .eh_frame and .debug_frame: Common
@@ -160,50 +162,33 @@ func (r *reader) u64() uint64 {
 }
 
 func (r *reader) uleb() uint64 {
-	var v uint64
-	for shift := uint(0); ; shift += 7 {
-		b := r.u8()
-		if r.err != nil {
-			return 0
-		}
-		if shift < 64 {
-			v |= uint64(b&0x7f) << shift
-		}
-		if b&0x80 == 0 {
-			return v
-		}
-		if shift > 140 {
-			r.fail("LEB128 number too long")
-			return 0
-		}
+	if r.err != nil {
+		return 0
 	}
+	v, n := leb128.Uint(r.data[r.off:])
+	r.leb(n)
+	return v
 }
 
 func (r *reader) sleb() int64 {
-	var v int64
-	var shift uint
-	var b byte
-	for {
-		b = r.u8()
-		if r.err != nil {
-			return 0
-		}
-		if shift < 64 {
-			v |= int64(b&0x7f) << shift
-		}
-		shift += 7
-		if b&0x80 == 0 {
-			break
-		}
-		if shift > 140 {
-			r.fail("LEB128 number too long")
-			return 0
-		}
+	if r.err != nil {
+		return 0
 	}
-	if shift < 64 && b&0x40 != 0 {
-		v |= -1 << shift
-	}
+	v, n := leb128.Int(r.data[r.off:])
+	r.leb(n)
 	return v
+}
+
+// leb moves past a LEB128 number of n bytes, or fails as leb128 reported.
+func (r *reader) leb(n int) {
+	switch {
+	case n > 0:
+		r.off += n
+	case n == 0:
+		r.fail("LEB128 number past end of data")
+	default:
+		r.fail("LEB128 number too long")
+	}
 }
 
 func (r *reader) cstring() string {

@@ -139,10 +139,11 @@ func TestOnlyTracerImportsBPF(t *testing.T) {
 }
 
 // leaves are the packages every side reads binaries through: the object
-// file cache and build IDs (objfile), Go's pclntab (gopclntab). internal/proc,
-// internal/tracer, symbolize and unwind import them, so they import nothing
-// of Ember's: the dependency goes one way.
-var leaves = []string{module + "/symbolize/objfile", module + "/symbolize/gopclntab"}
+// file cache and build IDs (objfile), Go's pclntab (gopclntab), DWARF's
+// variable-length numbers (leb128). internal/proc, internal/tracer, symbolize
+// and unwind import them, so they import nothing of Ember's: the dependency
+// goes one way.
+var leaves = []string{module + "/symbolize/objfile", module + "/symbolize/gopclntab", module + "/symbolize/leb128"}
 
 // TestLeavesImportNothingOfEmber: the shared readers depend on no other
 // package of the module.

@@ -1,6 +1,9 @@
 package gopclntab
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // A pc-value table (runtime.pcvalue) is a sequence of pairs: a zig-zag
 // varint value delta, then a varint pc delta in units of the quantum,
@@ -22,7 +25,7 @@ func (t *Table) PCValues(off uint32, entry, limit uint64, fn func(start, end uin
 	p := t.pctab[off:]
 	val, pc := int64(-1), entry
 	for step := 0; step < maxPCValueSteps; step++ {
-		uv, n := uvarint(p)
+		uv, n := binary.Uvarint(p)
 		if n <= 0 {
 			return fmt.Errorf("pc-value table at %#x: truncated value: %w", off, ErrFormat)
 		}
@@ -35,7 +38,7 @@ func (t *Table) PCValues(off uint32, entry, limit uint64, fn func(start, end uin
 		} else {
 			val += int64(uv >> 1)
 		}
-		pcd, n := uvarint(p)
+		pcd, n := binary.Uvarint(p)
 		if n <= 0 {
 			return fmt.Errorf("pc-value table at %#x: truncated pc delta: %w", off, ErrFormat)
 		}
@@ -64,15 +67,4 @@ func (t *Table) PCValue(off uint32, entry, targetpc uint64) (int64, bool) {
 		return true
 	})
 	return val, found
-}
-
-func uvarint(b []byte) (uint64, int) {
-	var v uint64
-	for i := 0; i < len(b) && i < 10; i++ {
-		v |= uint64(b[i]&0x7f) << (7 * i)
-		if b[i] < 0x80 {
-			return v, i + 1
-		}
-	}
-	return 0, -1
 }
