@@ -20,20 +20,27 @@ import (
 // Exec starts pid afresh after an exec (its exec record): no mappings yet,
 // the name the kernel gave it, and what /proc says of it now (its cgroup,
 // namespace PID, exe), read while it certainly lives. The old image's files
-// are released.
-func (t *Table) Exec(pid int, comm string) {
+// are released. A process outside the table's scope is forgotten instead
+// (its PID named one of the scope before), and Exec reports false; one
+// already gone (no cgroup to read) is taken as the known process's exec:
+// its records are what #15's short processes are known by.
+func (t *Table) Exec(pid int, comm string) bool {
 	dir := filepath.Join(t.root, strconv.Itoa(pid))
+	cgroup := readCgroup(filepath.Join(dir, "cgroup"))
+	if cgroup != "" && !t.inScope(cgroup) {
+		t.forget(pid)
+		return false
+	}
 	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid), start: startTime(dir),
-		Comm: comm, recorded: true}
+		Comm: comm, recorded: true, Cgroup: cgroup, Container: ParseContainer(cgroup)}
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
-	p.Cgroup = readCgroup(filepath.Join(dir, "cgroup"))
-	p.Container = ParseContainer(p.Cgroup)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old := t.procs[pid]; old != nil {
 		t.release(old)
 	}
 	t.procs[pid] = p
+	return true
 }
 
 // Recorded reports whether pid's mappings are known from its exec on
@@ -49,8 +56,21 @@ func (t *Table) Recorded(pid int) bool {
 // Fork gives child, a new process (not a thread), the mappings of parent as
 // they are known: a fork copies the address space, and records follow only
 // its changes. The child holds its own references to the files. It reports
-// whether parent was known.
+// whether the child was added: parent was known, and the child is in the
+// table's scope (the parent's PID may name another process by now, and a
+// stale entry must not bring that one's children in).
 func (t *Table) Fork(parent, child int) bool {
+	dir := filepath.Join(t.root, strconv.Itoa(child))
+	var cgroup string
+	if t.scope != nil {
+		if t.Get(parent) == nil {
+			return false
+		}
+		if cgroup = readCgroup(filepath.Join(dir, "cgroup")); cgroup != "" && !t.inScope(cgroup) {
+			t.forget(child)
+			return false
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pp := t.procs[parent]
@@ -59,6 +79,9 @@ func (t *Table) Fork(parent, child int) bool {
 	}
 	c := *pp
 	c.PID, c.exited = child, false
+	if cgroup != "" {
+		c.Cgroup, c.Container = cgroup, ParseContainer(cgroup)
+	}
 	c.Mappings = slices.Clone(pp.Mappings)
 	c.held = slices.Clone(pp.held)
 	for _, k := range c.held {
@@ -66,7 +89,6 @@ func (t *Table) Fork(parent, child int) bool {
 			h.refs++
 		}
 	}
-	dir := filepath.Join(t.root, strconv.Itoa(child))
 	c.start = startTime(dir)
 	c.NSPID = readNSPID(filepath.Join(dir, "status"), child)
 	if old := t.procs[child]; old != nil {

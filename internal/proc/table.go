@@ -55,6 +55,7 @@ type fileKey struct{ dev, inode uint64 }
 type Table struct {
 	root  string // "/proc", replaceable in tests
 	cache *objfile.Cache
+	scope []string // cgroup paths the processes must be under (scope.go); nil: any
 
 	mu    sync.Mutex
 	procs map[int]*Process
@@ -95,6 +96,10 @@ func (t *Table) Add(pid int) (*Process, error) {
 	}
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 	p.Cgroup = readCgroup(filepath.Join(dir, "cgroup"))
+	if !t.inScope(p.Cgroup) {
+		t.forget(pid)
+		return nil, scopeErr(pid, p.Cgroup)
+	}
 	p.Container = ParseContainer(p.Cgroup)
 	for _, m := range all {
 		if m.Executable() {
@@ -167,6 +172,16 @@ func (t *Table) release(p *Process) {
 				delete(t.files, k)
 			}
 		}
+	}
+}
+
+// forget drops what is known of pid: its PID names another process now.
+func (t *Table) forget(pid int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := t.procs[pid]; old != nil {
+		t.release(old)
+		delete(t.procs, pid)
 	}
 }
 

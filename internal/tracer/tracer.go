@@ -137,6 +137,11 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 	if err := Preflight(cfg.KernelBTF); err != nil {
 		return nil, err
 	}
+	// What user space reads of a PID must be under the cgroups too: the
+	// PID may name another process by the time it is read.
+	if err := procs.SetCgroupScope(cfg.Cgroups); err != nil {
+		return nil, fmt.Errorf("process table: %w", err)
+	}
 	if err := probeBasics(cfg.OnCPU); err != nil {
 		return nil, err
 	}
