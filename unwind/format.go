@@ -49,6 +49,15 @@ const (
 	maxPages     = 1 << (32 - PageShift) // 4 GiB of code
 )
 
+// TableVersion is the version of the tables this package builds, in map
+// form. A table kept from an earlier run (internal/tracer keeps them on
+// disk, by binary) is used only by an Ember of the same version, and every
+// Ember of that version uses it, whatever its own build: so bump it with
+// every change to what NewTable builds for a binary (the CFI and pclntab
+// readers' rows and rules, merging, limits, Stats) or to the map form in
+// this file, or stacks are walked with the old tables.
+const TableVersion = 1
+
 // ErrFormat is wrapped by errors about data that does not fit the layout.
 var ErrFormat = errors.New("unwind: does not fit the map format")
 
@@ -210,6 +219,51 @@ func (t *Table) Compact() error {
 		return err
 	}
 	t.Rows = nil
+	return nil
+}
+
+// Compacted returns the table whose map form is e, as Compact leaves a
+// table, with the counts of the table it was made from: a table read back
+// from where an earlier run kept it. e is checked first: its pages and rows
+// must index rows and rules within bounds.
+func Compacted(e *Encoded, stats Stats, goStats *GoStats, errs []error) (*Table, error) {
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	t := &Table{Arch: e.Arch, Stats: stats, Go: goStats, Errors: errs}
+	t.enc.once.Do(func() { t.enc.e = e })
+	return t, nil
+}
+
+// check reports a map form whose arrays do not index each other within
+// bounds, as Encode never makes one: each page has at least one row and at
+// most one a byte, and every row names one of the rules.
+func (e *Encoded) check() error {
+	if e.Arch != AMD64 && e.Arch != ARM64 {
+		return fmt.Errorf("architecture %d: %w", e.Arch, ErrFormat)
+	}
+	if len(e.Rows)%RowSize != 0 || len(e.Rules)%RuleSize != 0 || len(e.Pages)%PageSize != 0 {
+		return fmt.Errorf("arrays of %d, %d, %d bytes: %w", len(e.Rows), len(e.Rules), len(e.Pages), ErrFormat)
+	}
+	if e.NumPages() == 0 || e.NumPages() > maxPages || e.NumRules() > maxRules {
+		return fmt.Errorf("%d pages, %d rules: %w", e.NumPages(), e.NumRules(), ErrFormat)
+	}
+	next := uint64(0) // pages index consecutive runs of rows
+	for i := range uint64(e.NumPages()) {
+		first, n, _ := decodePage(e.Pages, i)
+		if uint64(first) != next || n == 0 || n > 1<<SearchSteps {
+			return fmt.Errorf("page %d: rows %d+%d: %w", i, first, n, ErrFormat)
+		}
+		next += uint64(n)
+	}
+	if next != uint64(e.NumRows()) {
+		return fmt.Errorf("pages cover %d of %d rows: %w", next, e.NumRows(), ErrFormat)
+	}
+	for i := 0; i < len(e.Rows); i += RowSize {
+		if int(binary.LittleEndian.Uint16(e.Rows[i+2:])) >= e.NumRules() {
+			return fmt.Errorf("row %d: rule out of range: %w", i/RowSize, ErrFormat)
+		}
+	}
 	return nil
 }
 

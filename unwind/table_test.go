@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -185,6 +186,40 @@ func TestDRAPRows(t *testing.T) {
 	for i := range want {
 		if tab.Rows[i] != want[i] {
 			t.Errorf("row %d: %+v, want %+v", i, tab.Rows[i], want[i])
+		}
+	}
+}
+
+// A map form read back from elsewhere (Compacted) is checked: Encode's own
+// is taken whole, and one whose rows name a rule it lacks, or whose pages
+// do not cover its rows, is refused.
+func TestCompactedChecksMapForm(t *testing.T) {
+	tab, err := Open(libcPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := tab.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Compacted(e, tab.Stats, tab.Go, nil)
+	if err != nil {
+		t.Fatalf("Encode's map form refused: %v", err)
+	}
+	if ge, _ := got.Encoded(); ge != e || got.Rows != nil || got.Stats != tab.Stats {
+		t.Error("Compacted's table is not the map form given")
+	}
+	badRule := *e
+	badRule.Rows = slices.Clone(e.Rows)
+	binary.LittleEndian.PutUint16(badRule.Rows[len(badRule.Rows)-2:], uint16(e.NumRules()))
+	badPage := *e
+	badPage.Pages = slices.Clone(e.Pages)
+	binary.LittleEndian.PutUint32(badPage.Pages[4:], 0) // page 0 without rows
+	short := *e
+	short.Rows = e.Rows[:len(e.Rows)-RowSize]
+	for name, bad := range map[string]*Encoded{"rule": &badRule, "page": &badPage, "rows": &short} {
+		if _, err := Compacted(bad, tab.Stats, nil, nil); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: a bad map form taken: %v", name, err)
 		}
 	}
 }

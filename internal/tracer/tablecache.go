@@ -28,71 +28,62 @@ import (
 // (decoding .eh_frame or .gopclntab of every library a sampled process maps:
 // 0.6 s of CPU for 82 tables in a 10 s recording here, libLLVM's alone over
 // 0.2 s), and the same binaries are met run after run. A table read back is
-// the table built: the file holds its rows and counts, keyed by the binary's
-// GNU build ID and by this Ember executable's own build ID, so that a newer
-// Ember (whose builder may differ) never reads an older one's tables.
-// Binaries without a build ID are not kept (a device and inode can be
-// reused by another file). Files are read only when they are this user's own
-// and no one else may write them; a file that does not decode is rebuilt.
+// the table built, in the map form the tracer keeps (unwind.Table.Compact:
+// 4 bytes a row, written into the maps as read), keyed by the binary's GNU
+// build ID and by the table version (unwind.TableVersion), so that every
+// Ember build whose builder makes the same tables shares them (keyed by
+// Ember's own build ID, each new binary rebuilt every table once, at up to
+// 27-136 MB of heap while building one). Binaries without a build ID are
+// not kept (a device and inode can be reused by another file). Files are
+// read only when they are this user's own and no one else may write them;
+// a file that does not decode is rebuilt.
 
 // maxTableFileBytes bounds a table file read back (libclang-cpp's table,
-// the largest met, is 2.6M rows of 19 bytes).
+// the largest met, is 2.6M rows: 11 MB in map form).
 const maxTableFileBytes = 128 << 20
 
 // maxTableDirBytes bounds the directory: past it, the oldest files go.
 const maxTableDirBytes = 512 << 20
 
-// tableFileMagic starts every table file (the format's version is in it).
-const tableFileMagic = "ember-unwind-table-1\n"
+// tableFileMagic starts every table file; the table version follows it.
+// A change to this file's own layout changes the magic.
+const tableFileMagic = "ember-unwind-map-1\n"
 
-// rowBytes is the size of one row on disk.
-const rowBytes = 8 + 3 + 4 + 2 + 2
+// tableVersion is the version of the tables kept: unwind.TableVersion (a
+// variable for the test that a new version reads none of the old files).
+var tableVersion uint32 = unwind.TableVersion
 
-// tableFile is what a file holds besides the rows.
+// tableHeader follows the magic: the version, then the map form's
+// architecture, base and array lengths in bytes.
+type tableHeader struct {
+	Version, Arch         uint32
+	Base                  uint64
+	NRows, NRules, NPages uint64
+}
+
+// tableFile is what a file holds besides the map form.
 type tableFile struct {
-	Arch   unwind.Arch
 	Stats  unwind.Stats
 	Go     *unwind.GoStats
 	Errors []string
 }
 
-// tableDir is the directory of this Ember's table files, "" when there is
-// no cache directory or Ember's own build cannot be identified.
-var tableDir = sync.OnceValue(func() string {
-	dir := cacheDir()
+// tableDir is the directory of table files of this table version, "" when
+// there is no cache directory.
+var tableDir = sync.OnceValue(func() string { return tableDirIn(cacheDir()) })
+
+// tableDirIn is the directory of the current version's table files under
+// the cache directory dir ("" for none).
+func tableDirIn(dir string) string {
 	if dir == "" {
 		return ""
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	id, err := goBuildID(self)
-	if err != nil || id == "" {
-		slog.Debug("unwind tables are not kept on disk", "err", err)
-		return ""
-	}
-	return filepath.Join(dir, "unwind", id)
-})
-
-// goBuildID reads the Go build ID of an executable, through the one reader
-// of build IDs, as a path component.
-func goBuildID(name string) (string, error) {
-	ef, err := elf.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer ef.Close()
-	_, id := objfile.BuildIDs(ef)
-	if id == "" {
-		return "", errors.New("no Go build ID")
-	}
-	// A path component: the ID's own characters are base64url and '/'.
-	return strings.ReplaceAll(id, "/", "_"), nil
+	return filepath.Join(dir, "unwind", fmt.Sprintf("v%d", tableVersion))
 }
 
-// buildTableCached returns the table of ef, read from disk when a run
-// before this one built it, else built and written for the next run.
+// buildTableCached returns the table of ef in map form (compacted), read
+// from disk when a run before this one built it, else built and written for
+// the next run.
 func buildTableCached(key string, ef *elf.File) (*unwind.Table, error) {
 	return buildTableIn(tableDir(), key, ef)
 }
@@ -101,7 +92,7 @@ func buildTableCached(key string, ef *elf.File) (*unwind.Table, error) {
 func buildTableIn(dir, key string, ef *elf.File) (*unwind.Table, error) {
 	id, ok := strings.CutPrefix(key, objfile.BuildIDKey(""))
 	if dir == "" || !ok || strings.ContainsAny(id, "/.") {
-		return unwind.NewTable(ef)
+		return newCompactTable(ef)
 	}
 	path := filepath.Join(dir, id)
 	if t, err := readTableFile(path); err == nil {
@@ -111,7 +102,7 @@ func buildTableIn(dir, key string, ef *elf.File) (*unwind.Table, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		slog.Debug("unwind table on disk ignored", "file", path, "err", err)
 	}
-	t, err := unwind.NewTable(ef)
+	t, err := newCompactTable(ef)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +112,20 @@ func buildTableIn(dir, key string, ef *elf.File) (*unwind.Table, error) {
 	return t, nil
 }
 
-// readTableFile reads a table written by writeTableFile, streaming: the
-// rows are the only copy held (a large library's file is tens of MiB).
+// newCompactTable builds the table of ef and keeps its map form only.
+func newCompactTable(ef *elf.File) (*unwind.Table, error) {
+	t, err := unwind.NewTable(ef)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Compact(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// readTableFile reads a table written by writeTableFile: its arrays are
+// read straight into the map form, the only copy held.
 func readTableFile(path string) (*unwind.Table, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
@@ -133,66 +136,63 @@ func readTableFile(path string) (*unwind.Table, error) {
 		return nil, err
 	}
 	r := bufio.NewReaderSize(io.LimitReader(f, maxTableFileBytes), 1<<16)
-	head := make([]byte, len(tableFileMagic)+8)
-	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(tableFileMagic)]) != tableFileMagic {
+	magic := make([]byte, len(tableFileMagic))
+	var h tableHeader
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != tableFileMagic {
 		return nil, errors.New("not a table file of this format")
 	}
-	n := binary.LittleEndian.Uint64(head[len(tableFileMagic):])
-	if n == 0 || n > maxTableFileBytes/rowBytes {
-		return nil, fmt.Errorf("%d rows", n)
+	if err := binary.Read(r, binary.LittleEndian, &h); err != nil {
+		return nil, fmt.Errorf("header: %w", err)
 	}
-	rows := make([]unwind.Row, n)
-	var b [rowBytes]byte
-	for i := range rows {
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, fmt.Errorf("row %d: %w", i, err)
-		}
-		rows[i] = unwind.Row{
-			PC:        binary.LittleEndian.Uint64(b[0:]),
-			CFA:       unwind.CFAKind(b[8]),
-			FP:        unwind.FPRule(b[9]),
-			RA:        unwind.RARule(b[10]),
-			CFAOffset: int32(binary.LittleEndian.Uint32(b[11:])),
-			FPOffset:  int16(binary.LittleEndian.Uint16(b[15:])),
-			RAOffset:  int16(binary.LittleEndian.Uint16(b[17:])),
-		}
-		if i > 0 && rows[i].PC < rows[i-1].PC {
-			return nil, errors.New("rows out of order")
+	if h.Version != tableVersion {
+		return nil, fmt.Errorf("table version %d, want %d", h.Version, tableVersion)
+	}
+	if h.NRows > maxTableFileBytes || h.NRules > maxTableFileBytes || h.NPages > maxTableFileBytes ||
+		h.NRows+h.NRules+h.NPages > maxTableFileBytes {
+		return nil, fmt.Errorf("arrays of %d, %d, %d bytes", h.NRows, h.NRules, h.NPages)
+	}
+	e := &unwind.Encoded{Arch: unwind.Arch(h.Arch), Base: h.Base,
+		Rows: make([]byte, h.NRows), Rules: make([]byte, h.NRules), Pages: make([]byte, h.NPages)}
+	for _, b := range [][]byte{e.Rows, e.Rules, e.Pages} {
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("map form: %w", err)
 		}
 	}
 	var tf tableFile
 	if err := gob.NewDecoder(r).Decode(&tf); err != nil {
 		return nil, fmt.Errorf("counts: %w", err)
 	}
-	t := &unwind.Table{Arch: tf.Arch, Rows: rows, Stats: tf.Stats, Go: tf.Go}
+	var errs []error
 	for _, e := range tf.Errors {
-		t.Errors = append(t.Errors, errors.New(e))
+		errs = append(errs, errors.New(e))
 	}
-	return t, nil
+	return unwind.Compacted(e, tf.Stats, tf.Go, errs)
 }
 
-// writeTableFile writes t for later runs, making room in the directory
-// first.
+// writeTableFile writes t's map form for later runs, making room in the
+// directory first.
 func writeTableFile(path string, t *unwind.Table) error {
-	size := int64(len(tableFileMagic) + 8 + len(t.Rows)*rowBytes)
+	e, err := t.Encoded()
+	if err != nil {
+		return err
+	}
+	size := int64(len(tableFileMagic) + binary.Size(tableHeader{}) + len(e.Rows) + len(e.Rules) + len(e.Pages))
 	if size > maxTableFileBytes-4096 {
-		return fmt.Errorf("%d rows: over %d bytes", len(t.Rows), maxTableFileBytes)
+		return fmt.Errorf("%d bytes in map form: over %d", size, maxTableFileBytes)
 	}
 	trimTableDirs(filepath.Dir(filepath.Dir(path)), maxTableDirBytes-size)
 	return writePrivateFunc(path, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<16)
 		bw.WriteString(tableFileMagic)
-		bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(t.Rows))))
-		var r [rowBytes]byte
-		for _, row := range t.Rows {
-			binary.LittleEndian.PutUint64(r[0:], row.PC)
-			r[8], r[9], r[10] = byte(row.CFA), byte(row.FP), byte(row.RA)
-			binary.LittleEndian.PutUint32(r[11:], uint32(row.CFAOffset))
-			binary.LittleEndian.PutUint16(r[15:], uint16(row.FPOffset))
-			binary.LittleEndian.PutUint16(r[17:], uint16(row.RAOffset))
-			bw.Write(r[:])
+		h := tableHeader{Version: tableVersion, Arch: uint32(e.Arch), Base: e.Base,
+			NRows: uint64(len(e.Rows)), NRules: uint64(len(e.Rules)), NPages: uint64(len(e.Pages))}
+		if err := binary.Write(bw, binary.LittleEndian, &h); err != nil {
+			return err
 		}
-		tf := tableFile{Arch: t.Arch, Stats: t.Stats, Go: t.Go}
+		for _, b := range [][]byte{e.Rows, e.Rules, e.Pages} {
+			bw.Write(b)
+		}
+		tf := tableFile{Stats: t.Stats, Go: t.Go}
 		for _, e := range t.Errors {
 			tf.Errors = append(tf.Errors, e.Error())
 		}
@@ -203,8 +203,8 @@ func writeTableFile(path string, t *unwind.Table) error {
 	})
 }
 
-// trimTableDirs removes the oldest table files under root (every Ember
-// build's) until they take at most budget bytes.
+// trimTableDirs removes the oldest table files under root (every table
+// version's, and those of Embers that kept them by their own build ID) until they take at most budget bytes.
 func trimTableDirs(root string, budget int64) {
 	type file struct {
 		path  string

@@ -76,13 +76,9 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 		if !ok {
 			start := time.Now()
 			t, err = u.cache.GetOrBuild(key, func() (*unwind.Table, error) {
-				// Kept in its map form only: what place and the copies'
-				// views read.
-				t, err := buildTableCached(key, ef)
-				if err == nil {
-					err = t.Compact()
-				}
-				return t, err
+				// In its map form only: what place and the copies' views
+				// read.
+				return buildTableCached(key, ef)
 			})
 			u.mu.Lock()
 			u.stats.Built++
