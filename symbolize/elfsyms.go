@@ -129,6 +129,18 @@ func newSymtab(ef *elf.File) (*symtab, map[string]uint64, error) {
 	return t, rt, nil
 }
 
+// readSymtab is newSymtab of the ELF image data, parsed anew: an Object
+// reads its symbols later than it is opened (indexObject), when the shared
+// elf.File it was opened with may be another reader's.
+func readSymtab(data []byte) (*symtab, error) {
+	ef, err := elf.NewFile(bytesReaderAt(data))
+	if err != nil {
+		return nil, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
+	}
+	t, _, err := newSymtab(ef)
+	return t, err
+}
+
 func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 	file := ""
 	for _, s := range syms {

@@ -213,3 +213,56 @@ func TestRustNamesAsRustfilt(t *testing.T) {
 		})
 	}
 }
+
+// TestGoSymbolsReadWhenNeeded: a Go binary's functions are named from its
+// pclntab, and its symbol table (tens of thousands of symbols) is read only
+// when an address outside the Go code needs it: after naming main.main it is
+// still unread; an address only the symbol table names (a variable) reads
+// it, and is named from it.
+func TestGoSymbolsReadWhenNeeded(t *testing.T) {
+	_, full := goBuild(false)(t)
+	ef, err := elf.Open(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, err := ef.Symbols()
+	ef.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mainAddr, varAddr uint64
+	var varName string
+	for _, s := range syms {
+		switch {
+		case s.Name == "main.main":
+			mainAddr = s.Value
+		case varAddr == 0 && elf.ST_TYPE(s.Info) == elf.STT_OBJECT && s.Size >= 8 && strings.HasPrefix(s.Name, "runtime."):
+			varAddr, varName = s.Value, s.Name
+		}
+	}
+	if mainAddr == 0 || varAddr == 0 {
+		t.Fatalf("main.main at %#x, a runtime variable at %#x", mainAddr, varAddr)
+	}
+	o, err := OpenObject(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if o.loadSyms == nil {
+		t.Fatal("the symbol table was read at open")
+	}
+	frames, err := o.ShownFrames(mainAddr)
+	if err != nil || len(frames) == 0 || frames[len(frames)-1].Function != "main.main" {
+		t.Fatalf("main.main's address: %+v, %v", frames, err)
+	}
+	if o.loadSyms == nil {
+		t.Error("the symbol table was read for an address the pclntab names")
+	}
+	frames, _ = o.ShownFrames(varAddr)
+	if len(frames) == 0 || frames[len(frames)-1].Function != varName {
+		t.Errorf("%s's address (%#x): %+v", varName, varAddr, frames)
+	}
+	if o.loadSyms != nil || o.syms.empty() {
+		t.Error("the symbol table was not read for an address only it names")
+	}
+}

@@ -72,6 +72,7 @@ type Object struct {
 
 	mu        sync.Mutex // guards dw, its lazily built parts, and demangled
 	syms      *symtab
+	loadSyms  func() (*symtab, error)     // set until a lookup first needs syms
 	loadDW    func() (*dwarfIndex, error) // set until DWARF is first needed
 	dw        *dwarfIndex
 	dwErr     error
@@ -227,14 +228,26 @@ func indexObject(ef *elf.File, data []byte, name, gnu, goid string, debugDirs []
 	}
 	o.buildID, o.goBuildID = gnu, goid
 	var errs []error
-	var rt map[string]uint64
-	o.syms, rt, err = newSymtab(ef)
-	if err != nil {
-		errs = append(errs, err)
+	if ef.Section(".gopclntab") != nil && ef.Section(".symtab") != nil {
+		// A Go binary names its Go code from the pclntab, found by its
+		// section: the symbol table (compile's 28,818 symbols, 16 MB of
+		// heap and a fifth of a whole-system recording's symbolizing) is
+		// read only if an address outside the Go code needs it.
+		if o.gotab, _ = newGoTable(ef, data, nil); o.gotab != nil {
+			o.syms = &symtab{full: true}
+			o.loadSyms = func() (*symtab, error) { return readSymtab(data) }
+		}
 	}
-	o.gotab, err = newGoTable(ef, data, rt)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("go pclntab: %w", err))
+	if o.gotab == nil {
+		var rt map[string]uint64
+		o.syms, rt, err = newSymtab(ef)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		o.gotab, err = newGoTable(ef, data, rt)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("go pclntab: %w", err))
+		}
 	}
 	// DWARF is indexed when an address first needs it: a Go binary may
 	// never need it, and decompressing it is most of the cost of opening.
@@ -420,6 +433,15 @@ func (o *Object) frames(addr uint64, names int) (frames []Frame, err error) {
 		if c := o.dw.takeCost(); c != 0 {
 			o.cost.Add(c)
 		}
+	}
+	if o.loadSyms != nil {
+		if t, serr := o.loadSyms(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %w", o.path, serr))
+		} else {
+			o.syms = t
+			o.cost.Add(t.cost())
+		}
+		o.loadSyms = nil
 	}
 	// As llvm-symbolizer does, the outermost frame takes its name from the
 	// symbol table when it has one: it names clones (.isra.0, .cold) and
