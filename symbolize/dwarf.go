@@ -11,6 +11,7 @@ import (
 // dwarfIndex maps addresses to compilation units and parses each unit's line
 // table and inline tree the first time an address falls in it.
 type dwarfIndex struct {
+	spilled [][]byte // decompressed sections mapped from spill files (spill.go): the Object unmaps them
 	units   []*unitInfo // every unit of .debug_info, by offset
 	cus     []*compUnit // units with code
 	ranges  []cuRange   // sorted by low
@@ -46,23 +47,49 @@ func uintptrOf(p *byte) uintptr { return uintptr(unsafe.Pointer(p)) }
 func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 	secs := make(map[string][]byte, len(dwarfSections))
 	var cost int64
+	var spilled [][]byte
 	for _, n := range dwarfSections {
 		b, err := sectionData(ef, data, ".debug_"+n)
 		if err != nil {
+			unmapAll(spilled)
 			return nil, err
 		}
-		secs[n] = b
 		if len(b) > 0 && !inside(b, data) {
+			// A decompressed copy: on the heap unless it can be spilled.
+			var ok bool
+			if b, ok = spill(b); ok {
+				spilled = append(spilled, b)
+			}
+		}
+		secs[n] = b
+		if len(b) > 0 && !inside(b, data) && !inside(b, last(spilled)) {
 			cost += int64(len(b)) // a decompressed copy on the heap
 		} else {
 			cost += int64(len(b)) / 16 // mapped, paged in on demand
 		}
 	}
 	ix, err := newDWARFIndexSections(secs, ef.ByteOrder)
-	if ix != nil {
-		ix.cost += cost
+	if ix == nil {
+		unmapAll(spilled)
+		return nil, err
 	}
+	ix.cost += cost
+	ix.spilled = spilled
+	giveBack(spilled) // the index read every unit header: let them go
 	return ix, err
+}
+
+func last(ms [][]byte) []byte {
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms[len(ms)-1]
+}
+
+func unmapAll(ms [][]byte) {
+	for _, m := range ms {
+		unmap(m)
+	}
 }
 
 // newDWARFIndexSections indexes DWARF given its sections by short name

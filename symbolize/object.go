@@ -419,6 +419,7 @@ func (o *Object) frames(addr uint64, names int) (frames []Frame, err error) {
 		}
 		if o.dw != nil {
 			o.cost.Add(o.dw.cost)
+			o.mapped = append(o.mapped, o.dw.spilled...)
 		}
 	}
 	if o.dwErr != nil && err == nil {

@@ -1,0 +1,53 @@
+package symbolize
+
+import (
+	"os"
+	"syscall"
+)
+
+// A compressed debug section is decompressed whole (decompress.go), and its
+// bytes are then read for as long as the file stays in the cache: glibc's
+// separate debug file (Debian's, zstd) is 8 MiB decompressed. On the Go heap
+// that was the agent's largest single holding (7.7-9.7 MiB in the soak's
+// heap profiles, half its symbol cache at 128 MiB, all of it at 64), memory
+// the kernel can never take back. So the decompressed bytes are written to
+// an unlinked file in spillDir and mapped from it: clean file pages, read in
+// as lookups need them and reclaimable under pressure; after the unit index
+// is built (which reads every unit header) the mapping's pages are given
+// back (MADV_DONTNEED), and a lookup faults in the one unit it parses. Where
+// spillDir cannot be written (a read-only root), the heap as before.
+
+// spillDir is where decompressed sections are spilled; "" keeps them on the
+// heap. Tests set it.
+var spillDir = os.TempDir()
+
+// spill returns b's bytes mapped from an unlinked file, and true; or b, and
+// false, when no file can be written. b is the caller's to drop.
+func spill(b []byte) ([]byte, bool) {
+	if spillDir == "" || len(b) == 0 {
+		return b, false
+	}
+	f, err := os.CreateTemp(spillDir, "ember-section-*")
+	if err != nil {
+		return b, false
+	}
+	defer f.Close()
+	os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		return b, false
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, len(b), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return b, false
+	}
+	return m, true
+}
+
+// giveBack drops the pages of spilled mappings from this process's memory;
+// they are read again from the file when touched. (A refusal leaves them
+// resident: nothing is lost but the saving.)
+func giveBack(ms [][]byte) {
+	for _, m := range ms {
+		_ = syscall.Madvise(m, syscall.MADV_DONTNEED)
+	}
+}

@@ -1,0 +1,81 @@
+package symbolize
+
+import (
+	"debug/elf"
+	"os"
+	"reflect"
+	"testing"
+)
+
+// TestSpilledSectionsSymbolizeAlike: a binary with zstd-compressed DWARF
+// symbolizes to the same frames whether its decompressed sections are
+// spilled to a mapped file or kept on the heap, and spilled they are
+// outside the heap: mapped, and not counted at their size in the cache.
+func TestSpilledSectionsSymbolizeAlike(t *testing.T) {
+	bin, _ := zstdBuild(t)
+	ef, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, err := ef.Symbols()
+	ef.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []uint64
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 {
+			addrs = append(addrs, s.Value+s.Size/2)
+		}
+	}
+	if len(addrs) == 0 {
+		t.Fatal("no functions in the test binary")
+	}
+	open := func(dir string) (*Object, [][]Frame) {
+		t.Helper()
+		defer func(old string) { spillDir = old }(spillDir)
+		spillDir = dir
+		f, err := os.Open(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		o, err := NewObject(f, bin, []string{t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all [][]Frame
+		for _, a := range addrs {
+			fr, err := o.Frames(a)
+			if err != nil {
+				t.Errorf("%#x: %v", a, err)
+			}
+			all = append(all, fr)
+		}
+		return o, all
+	}
+	heap, want := open("")
+	defer heap.Close()
+	spilled, got := open(t.TempDir())
+	defer spilled.Close()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("spilled sections give other frames:\n%v\nwant\n%v", got, want)
+	}
+	if heap.dw == nil || spilled.dw == nil {
+		t.Fatal("no DWARF index")
+	}
+	if len(heap.dw.spilled) != 0 || len(spilled.dw.spilled) == 0 {
+		t.Errorf("%d sections spilled with no spill directory, %d with one", len(heap.dw.spilled), len(spilled.dw.spilled))
+	}
+	inSpill := false
+	for _, m := range spilled.dw.spilled {
+		inSpill = inSpill || inside(spilled.dw.info, m)
+	}
+	if !inSpill {
+		t.Error(".debug_info is not read from a spilled mapping")
+	}
+	if spilled.Cost() >= heap.Cost() {
+		t.Errorf("cost %d spilled, %d on the heap: the spilled sections are counted as heap", spilled.Cost(), heap.Cost())
+	}
+	t.Logf("%d addresses; cost %d bytes on the heap, %d spilled (%d sections)", len(addrs), heap.Cost(), spilled.Cost(), len(spilled.dw.spilled))
+}
