@@ -176,6 +176,7 @@ func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ *shipQueue) {
 		sh := &shipment{end: iv.end, profiles: a.profiles(iv), last: iv.last}
 		a.health.idle(stageSymbolize)
 		a.procs.Sweep()
+		a.refreshGoLimit()
 		if len(sh.profiles) == 0 {
 			a.empty.Add(1) // nothing sampled: nothing to ship, nothing lost
 			continue
@@ -219,11 +220,13 @@ func (a *Agent) profiles(iv *interval) []sink.Profile {
 func (a *Agent) shipLoop(shipQ *shipQueue) {
 	for sh := shipQ.pop(); sh != nil; sh = shipQ.pop() {
 		a.health.busy(stageShip, sh.end)
-		for _, out := range sh.profiles {
+		for i, out := range sh.profiles {
 			if err := a.cfg.Sink.Enqueue(out); err != nil {
 				a.log.Warn("profile refused by a sink", "service", out.Service, "name", out.Name, "err", err)
 			}
+			sh.profiles[i] = sink.Profile{} // the sinks have it (encoded or written): free it
 		}
+		shipQ.shipped(sh)
 		a.health.idle(stageShip)
 	}
 }

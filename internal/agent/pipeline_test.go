@@ -76,10 +76,11 @@ func TestPipelineShedsIntervalsNotDrains(t *testing.T) {
 	}
 }
 
-// The ship queue holds symbolized intervals within its byte budget: small
-// ones queue behind one another, one that does not fit is refused (the
-// caller drops and counts it), an empty queue takes one interval however
-// large, and the last interval is always taken.
+// The ship queue holds symbolized intervals within its byte budget, the one
+// shipping included: small ones queue behind one another, one that does not
+// fit is refused (the caller drops and counts it), a queue with nothing
+// waiting or shipping takes one interval however large, and the last
+// interval is always taken.
 func TestShipQueueBoundedByBytes(t *testing.T) {
 	q := newShipQueue(1000)
 	for _, c := range []struct {
@@ -93,13 +94,27 @@ func TestShipQueueBoundedByBytes(t *testing.T) {
 	}
 	var order []int64
 	for range 3 {
-		order = append(order, q.pop().bytes)
+		sh := q.pop()
+		order = append(order, sh.bytes)
+		if sh.bytes == 600 && q.push(&shipment{bytes: 200}) {
+			// 600 ships, 300 and 5000 wait: 5900 of 1000.
+			t.Error("a queue over its budget while an interval ships took another")
+		}
+		q.shipped(sh)
 	}
 	if order[0] != 600 || order[1] != 300 || order[2] != 5000 || q.bytes != 0 {
 		t.Errorf("popped %v, %d bytes left; want 600 300 5000, 0", order, q.bytes)
 	}
 	if !q.push(&shipment{bytes: 4000}) {
 		t.Error("an empty queue refused an interval larger than its budget")
+	}
+	big := q.pop()
+	if q.push(&shipment{bytes: 10}) {
+		t.Error("the queue took an interval while one over its budget was shipping")
+	}
+	q.shipped(big)
+	if !q.push(&shipment{bytes: 10}) {
+		t.Error("the queue refused an interval with nothing waiting or shipping")
 	}
 	q.pop()
 	q.close()

@@ -9,15 +9,19 @@ import (
 // shipQueue holds symbolized intervals for the ship loop within a byte
 // budget, not a count: behind a sink that is briefly slow (an fsync, a
 // burst of services) several small intervals wait, where a count of one
-// dropped all but one; a large interval waits alone. An interval that does
-// not fit is dropped whole by the caller and counted (stage ship); the
-// queue always takes one interval when it is empty, however large, and
-// always the last (shutdown's, waited for). Budget 0 holds one interval.
+// dropped all but one; a large interval waits alone. The budget counts the
+// interval the sinks are taking too (popped, until shipped): that one is
+// heap as much as the waiting ones, and the 10-minute soak's peaks were an
+// interval at the slow sink, one waiting and one being split. An interval
+// that does not fit is dropped whole by the caller and counted (stage
+// ship); the queue always takes one interval when nothing waits or ships,
+// however large, and always the last (shutdown's, waited for). Budget 0
+// holds one waiting interval.
 type shipQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	budget int64
-	bytes  int64 // of the intervals waiting
+	bytes  int64 // of the intervals waiting or shipping
 	items  []*shipment
 	closed bool
 }
@@ -32,8 +36,10 @@ func newShipQueue(budget int64) *shipQueue {
 func (q *shipQueue) push(sh *shipment) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) > 0 && !sh.last && q.bytes+sh.bytes > q.budget {
-		return false
+	if !sh.last {
+		if q.budget == 0 && len(q.items) > 0 || q.budget > 0 && q.bytes > 0 && q.bytes+sh.bytes > q.budget {
+			return false
+		}
 	}
 	q.items = append(q.items, sh)
 	q.bytes += sh.bytes
@@ -42,7 +48,7 @@ func (q *shipQueue) push(sh *shipment) bool {
 }
 
 // pop returns the oldest interval, waiting for one; nil once the queue is
-// closed and empty.
+// closed and empty. Its bytes stay counted until shipped.
 func (q *shipQueue) pop() *shipment {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -55,8 +61,14 @@ func (q *shipQueue) pop() *shipment {
 	sh := q.items[0]
 	q.items[0] = nil
 	q.items = q.items[1:]
-	q.bytes -= sh.bytes
 	return sh
+}
+
+// shipped says the sinks are done with sh, popped before.
+func (q *shipQueue) shipped(sh *shipment) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.bytes -= sh.bytes
 }
 
 // close lets pop return nil once the queue is empty.

@@ -39,63 +39,78 @@ func (a *Agent) split(p *profile.Profile) []sink.Profile {
 		g.samples = append(g.samples, s)
 	}
 	var out []sink.Profile
+	kinds := a.kinds(p)
 	for _, k := range order {
 		g := groups[k]
-		// A shallow copy that shares p's locations: Compact copies only
-		// what the group's samples use, so a group costs its own size,
-		// not the whole interval's.
-		shallow := &profile.Profile{
-			SampleType: p.SampleType, DefaultSampleType: p.DefaultSampleType,
-			Sample: g.samples, Mapping: p.Mapping, Location: p.Location, Function: p.Function,
-			Comments: p.Comments, TimeNanos: p.TimeNanos, DurationNanos: p.DurationNanos,
-			PeriodType: p.PeriodType, Period: p.Period,
-		}
-		q := shallow.Compact()
-		for _, kind := range a.kinds(q) {
-			if len(kind.p.Sample) == 0 {
+		for _, kind := range kinds {
+			samples := g.samples
+			if kind.values != nil {
+				samples = selectValues(samples, kind.values)
+			}
+			if len(samples) == 0 {
 				continue
 			}
-			out = append(out, sink.Profile{Service: g.service, Name: kind.name, Labels: g.labels, Profile: kind.p})
+			// A shallow copy that shares p's locations: Compact copies
+			// only what these samples use, so each profile costs its own
+			// size, and one merge at a time is all the split holds beyond
+			// its output (a deep copy of the group per kind, as before,
+			// was an interval's worth of heap at the soak's peak).
+			shallow := &profile.Profile{
+				SampleType: p.SampleType, DefaultSampleType: p.DefaultSampleType,
+				Sample: samples, Mapping: p.Mapping, Location: p.Location, Function: p.Function,
+				Comments: p.Comments, TimeNanos: p.TimeNanos, DurationNanos: p.DurationNanos,
+				PeriodType: p.PeriodType, Period: p.Period,
+			}
+			if kind.values != nil {
+				kind.retype(shallow, p.SampleType)
+			}
+			out = append(out, sink.Profile{Service: g.service, Name: kind.name, Labels: g.labels, Profile: shallow.Compact()})
 		}
 	}
 	return out
 }
 
-type kindProfile struct {
-	name string
-	p    *profile.Profile
+// kindOf is one profile kind cut from an interval: the sample values it
+// keeps (nil: all) and the default type it names.
+type kindOf struct {
+	name   string
+	values []int
+	def    string
 }
 
-// kinds returns the CPU and/or off-CPU profiles in q: Pyroscope files each
+// kinds returns the CPU and/or off-CPU kinds in p: Pyroscope files each
 // under its own name, so a wall profile is shipped as its two halves.
-func (a *Agent) kinds(q *profile.Profile) []kindProfile {
-	if a.collectMode() != a.cfg.Mode || len(q.SampleType) != 4 {
-		return []kindProfile{{sink.NameCPU, q}}
+func (a *Agent) kinds(p *profile.Profile) []kindOf {
+	if a.collectMode() != a.cfg.Mode || len(p.SampleType) != 4 {
+		return []kindOf{{name: sink.NameCPU}}
 	}
-	var out []kindProfile
+	var out []kindOf
 	if a.cfg.Mode != pprof.ModeOffCPU { // ship the CPU half too
-		out = append(out, kindProfile{sink.NameCPU, selectValues(q, []int{0, 1}, "cpu").Compact()})
+		out = append(out, kindOf{sink.NameCPU, []int{0, 1}, "cpu"})
 	}
-	out = append(out, kindProfile{sink.NameOffCPU, selectValues(q, []int{2}, "offcpu").Compact()})
-	return out
+	return append(out, kindOf{sink.NameOffCPU, []int{2}, "offcpu"})
 }
 
-// selectValues returns a copy of q with only the sample values at idx,
-// dropping samples whose selected values are all zero.
-func selectValues(q *profile.Profile, idx []int, def string) *profile.Profile {
-	r := q.Copy()
-	types := make([]*profile.ValueType, len(idx))
-	for i, j := range idx {
-		types[i] = r.SampleType[j]
+// retype gives q the sample types of k's values out of types.
+func (k kindOf) retype(q *profile.Profile, types []*profile.ValueType) {
+	ts := make([]*profile.ValueType, len(k.values))
+	for i, j := range k.values {
+		ts[i] = types[j]
 	}
-	r.SampleType = types
-	r.DefaultSampleType = def
-	r.PeriodType = types[len(types)-1]
-	if def == "offcpu" {
-		r.Period = 1
+	q.SampleType = ts
+	q.DefaultSampleType = k.def
+	q.PeriodType = ts[len(ts)-1]
+	if k.def == "offcpu" {
+		q.Period = 1
 	}
-	kept := r.Sample[:0]
-	for _, s := range r.Sample {
+}
+
+// selectValues returns new samples with only the values at idx, sharing
+// the locations and labels of ss, and without the samples whose selected
+// values are all zero.
+func selectValues(ss []*profile.Sample, idx []int) []*profile.Sample {
+	var kept []*profile.Sample
+	for _, s := range ss {
 		v := make([]int64, len(idx))
 		nonzero := false
 		for i, j := range idx {
@@ -103,12 +118,12 @@ func selectValues(q *profile.Profile, idx []int, def string) *profile.Profile {
 			nonzero = nonzero || v[i] != 0
 		}
 		if nonzero {
-			s.Value = v
-			kept = append(kept, s)
+			c := *s
+			c.Value = v
+			kept = append(kept, &c)
 		}
 	}
-	r.Sample = kept
-	return r
+	return kept
 }
 
 func first(v []string) string {
