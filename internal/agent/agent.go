@@ -46,7 +46,7 @@ type Agent struct {
 	sym    *symbolize.Symbolizer
 	health health
 
-	goLimit   int64 // the Go runtime's memory limit set from cfg.Memory
+	goLimit   atomic.Int64 // the Go runtime's memory limit set from cfg.Memory (refreshGoLimit)
 	drops     dropCounts
 	intervals atomic.Uint64 // intervals finished, the last partial one included
 	empty     atomic.Uint64 // intervals with no samples: symbolized, nothing to ship
@@ -105,9 +105,14 @@ func Start(cfg Config) (*Agent, error) {
 	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes,
 		Files: a.procs.Files(), DebugSource: debugSource(cfg.Debuginfod)})
 	if cfg.Memory.Limit > 0 {
-		a.goLimit = cfg.Memory.applyGoLimit(a.mapBytes(), os.Getenv("GOMEMLIMIT"))
+		if n, err := trimOwnText(); err != nil {
+			a.log.Debug("memory budget", "err", err)
+		} else {
+			a.log.Debug("memory budget: own text given back", "bytes", n)
+		}
+		a.refreshGoLimit()
 		a.log.Debug("memory budget", "limit", cfg.Memory.Limit, "bpf_maps", a.mapBytes(),
-			"symbol_cache", cfg.SymbolCacheBytes, "go_limit", a.goLimit)
+			"symbol_cache", cfg.SymbolCacheBytes, "go_limit", a.goLimit.Load())
 	}
 	return a, nil
 }
@@ -155,7 +160,18 @@ func (a *Agent) Stats() (map[string]uint64, error) { return a.tr.Stats() }
 func (a *Agent) MapMemory() ([]tracer.MapMemory, error) { return a.tr.MapMemory() }
 
 // GoMemoryLimit is the Go runtime's memory limit the agent set (or found).
-func (a *Agent) GoMemoryLimit() int64 { return a.goLimit }
+func (a *Agent) GoMemoryLimit() int64 { return a.goLimit.Load() }
+
+// refreshGoLimit sets the Go runtime's memory limit from the budget and
+// what the maps and the file-backed pages hold now: the agent's own code
+// pages back in as it runs (trimOwnText gave back start-up's), and the
+// symbolizer maps binaries and spilled sections; a limit computed once at
+// start left the Go heap room those took later. Once per interval.
+func (a *Agent) refreshGoLimit() {
+	if a.cfg.Memory.Limit > 0 {
+		a.goLimit.Store(a.cfg.Memory.applyGoLimit(a.mapBytes(), os.Getenv("GOMEMLIMIT")))
+	}
+}
 
 // SymbolCache returns the symbolizer's cached objects and bytes.
 func (a *Agent) SymbolCache() (int, int64) { return a.sym.CacheStats() }

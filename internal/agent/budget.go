@@ -63,8 +63,9 @@ func PlanMemory(limit int64) (Budget, error) {
 }
 
 // goLimit returns the Go runtime's soft memory limit once the maps hold
-// mapBytes and the agent's own binary has fileBytes resident (its text, read
-// as it runs: about 19 MiB, which no budget can shrink): the limit less
+// mapBytes and fileBytes of files are resident (the agent's own code as it
+// runs now: start-up's pages are given back, trimOwnText; binaries and
+// spilled sections the symbolizer maps): the limit less
 // those and half the symbolizer's cache (the binaries it maps; the indexes
 // it builds are Go heap), and never less than a quarter of the limit (the
 // collector then runs often rather than the heap growing unnoticed).

@@ -85,7 +85,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.late, prometheus.CounterValue, float64(m.a.health.lateDrains()))
 	if l := m.a.cfg.Memory.Limit; l > 0 {
 		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(l), "budget")
-		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(m.a.goLimit), "go_runtime")
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(m.a.goLimit.Load()), "go_runtime")
 	}
 	objs, bytes := m.a.SymbolCache()
 	ch <- prometheus.MustNewConstMetric(m.cacheBytes, prometheus.GaugeValue, float64(bytes))

@@ -160,7 +160,7 @@ func TestAgentSoak(t *testing.T) {
 	intervals := a.intervals.Load()
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	t.Logf("soak %v: %d processes; max RSS %.1f MiB + max BPF maps %.1f MiB, max of the sum %.1f MiB, limit %d MiB (Go limit %.1f MiB)",
-		time.Since(start).Round(time.Second), n, mib(maxRSS), mib(maxMaps), mib(maxSum), limit>>20, mib(a.goLimit))
+		time.Since(start).Round(time.Second), n, mib(maxRSS), mib(maxMaps), mib(maxSum), limit>>20, mib(a.goLimit.Load()))
 	t.Logf("intervals %d: %d reached the slow sink (%d profiles), %d had no samples, dropped %v; late drains %d, longest gap between drains %v",
 		intervals, shipped, profiles, a.empty.Load(), drops, a.health.lateDrains(), a.health.longestGap())
 	t.Logf("healthz at the end:\n%s", health)
