@@ -11,7 +11,7 @@ import (
 // dwarfIndex maps addresses to compilation units and parses each unit's line
 // table and inline tree the first time an address falls in it.
 type dwarfIndex struct {
-	spilled [][]byte // decompressed sections mapped from spill files (spill.go): the Object unmaps them
+	spilled [][]byte    // decompressed sections mapped from spill files (spill.go): the Object unmaps them
 	units   []*unitInfo // every unit of .debug_info, by offset
 	cus     []*compUnit // units with code
 	ranges  []cuRange   // sorted by low

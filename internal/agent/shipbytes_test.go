@@ -16,7 +16,7 @@ func soakLikeProfile(samples, depth int) *profile.Profile {
 	p := &profile.Profile{
 		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
 		PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"}, Period: 1,
-		Mapping:    []*profile.Mapping{m},
+		Mapping: []*profile.Mapping{m},
 	}
 	for i := range 4 * depth {
 		f := &profile.Function{ID: uint64(i + 1), Name: fmt.Sprintf("function_number_%d", i), Filename: "/build/src/file.c"}
