@@ -81,6 +81,12 @@ func (t *Table) Files() *objfile.Cache { return t.cache }
 // files it maps executable. It replaces what was known of pid.
 func (t *Table) Add(pid int) (*Process, error) {
 	dir := filepath.Join(t.root, strconv.Itoa(pid))
+	// The cgroup first: a process outside the scope costs one small read.
+	cgroup := readCgroup(filepath.Join(dir, "cgroup"))
+	if !t.inScope(cgroup) {
+		t.forget(pid)
+		return nil, scopeErr(pid, cgroup)
+	}
 	f, err := os.Open(filepath.Join(dir, "maps"))
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
@@ -95,11 +101,7 @@ func (t *Table) Add(pid int) (*Process, error) {
 		p.Comm = strings.TrimSpace(string(b))
 	}
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
-	p.Cgroup = readCgroup(filepath.Join(dir, "cgroup"))
-	if !t.inScope(p.Cgroup) {
-		t.forget(pid)
-		return nil, scopeErr(pid, p.Cgroup)
-	}
+	p.Cgroup = cgroup
 	p.Container = ParseContainer(p.Cgroup)
 	for _, m := range all {
 		if m.Executable() {
