@@ -56,7 +56,11 @@ func TestSpilledSectionsSymbolizeAlike(t *testing.T) {
 	}
 	heap, want := open("")
 	defer heap.Close()
-	spilled, got := open(t.TempDir())
+	dir := t.TempDir()
+	if inMemoryFS(dir) {
+		t.Skipf("%s is in memory (tmpfs): nothing is spilled there; set TMPDIR to a disk", dir)
+	}
+	spilled, got := open(dir)
 	defer spilled.Close()
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("spilled sections give other frames:\n%v\nwant\n%v", got, want)
@@ -78,4 +82,25 @@ func TestSpilledSectionsSymbolizeAlike(t *testing.T) {
 		t.Errorf("cost %d spilled, %d on the heap: the spilled sections are counted as heap", spilled.Cost(), heap.Cost())
 	}
 	t.Logf("%d addresses; cost %d bytes on the heap, %d spilled (%d sections)", len(addrs), heap.Cost(), spilled.Cost(), len(spilled.dw.spilled))
+}
+
+// TestNoSpillToMemory: a spill directory on tmpfs keeps the sections on the
+// heap, where they are counted (a tmpfs file is unreclaimable memory too).
+func TestNoSpillToMemory(t *testing.T) {
+	if !inMemoryFS("/dev/shm") {
+		t.Skip("/dev/shm is not tmpfs here")
+	}
+	defer func(old string) { spillDir = old }(spillDir)
+	spillDir = "/dev/shm"
+	b := []byte("section bytes")
+	if got, ok := spill(b); ok || &got[0] != &b[0] {
+		t.Fatalf("spilled to tmpfs: %v", ok)
+	}
+	if inMemoryFS(t.TempDir()) {
+		return
+	}
+	spillDir = t.TempDir()
+	if _, ok := spill(b); !ok {
+		t.Fatalf("not spilled to %s on disk", spillDir)
+	}
 }
