@@ -26,8 +26,8 @@ import (
 // firstRuns is how many times each short program runs.
 const firstRuns = 200
 
-// startRecording starts a whole-system on-CPU `ember record` with args and
-// returns it once its perf events are open (one per CPU) and enabled.
+// startRecording starts a whole-system `ember record` with args and returns
+// it once its perf events are open (one per CPU) and enabled.
 func startRecording(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(emberBin(t), append([]string{"record"}, args...)...)
@@ -60,12 +60,51 @@ func startRecording(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes
 	// recording samples with frame pointers until its table walker is
 	// verified, then holds both on-CPU programs (tracer.swapInTableWalker):
 	// these tests are of the walker's first samples, so wait for it (at
-	// most 20 s; a kernel without bpf_loop loads one program only).
-	for end := time.Now().Add(20 * time.Second); perfEventPrograms(cmd.Process.Pid) < 2 && time.Now().Before(end); {
+	// most 20 s; a kernel without bpf_loop loads one program only). An
+	// off-CPU recording has no on-CPU program: its events are the mmap
+	// recorder's, opened after every program is attached.
+	onCPU := !slices.Contains(args, "offcpu")
+	for end := time.Now().Add(20 * time.Second); onCPU && perfEventPrograms(cmd.Process.Pid) < 2 && time.Now().Before(end); {
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
+	waitSettled(t, cmd.Process.Pid)
 	return cmd, &stderr
+}
+
+// waitSettled waits (at most 10 s) until process pid, a recording just
+// started, uses less than a quarter of a CPU over a second: it has built
+// the tables of the processes that ran before it (seconds, with a cold
+// table cache, for the Go test binaries and qemu of a busy machine), during
+// which every sample and kept block of theirs is a stack copy. These tests
+// are of processes started once the recording runs, not of its start.
+func waitSettled(t *testing.T, pid int) {
+	t.Helper()
+	cpu := func() int64 {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return 0
+		}
+		// utime and stime, in clock ticks (100 a second), follow the
+		// command's closing parenthesis as fields 12 and 13.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		return u + s
+	}
+	start := time.Now()
+	for prev := cpu(); time.Since(start) < 10*time.Second; {
+		time.Sleep(time.Second)
+		now := cpu()
+		if now-prev < 25 {
+			t.Logf("recording settled after %.1f s", time.Since(start).Seconds())
+			return
+		}
+		prev = now
+	}
+	t.Logf("recording still busy after 10 s (a whole-system off-CPU one may stay so on a busy machine)")
 }
 
 // perfEventPrograms counts the perf_event BPF programs (prog_type 7) that

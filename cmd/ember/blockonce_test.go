@@ -1,0 +1,103 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/emberprof/ember/internal/testutil"
+)
+
+// blockOnceRuns is how many times TestOffCPUBlockOnce runs its program per
+// off-CPU method; each blocks once for blockOnceMS.
+const (
+	blockOnceRuns = 20
+	blockOnceMS   = 100
+)
+
+// blockOnceChain is testdata/offcpu/blockonce.c's user chain at its block,
+// leaf first.
+var blockOnceChain = []string{"block_once", "level2", "level1", "main"}
+
+// A program that blocks once and exits right after (issue #15), recorded
+// whole-system in off-CPU mode: Ember meets it only at its block, when it
+// is about to exit. Every run's block must carry the program's whole user
+// chain with every frame named, in time within 5% of what the program
+// measured itself blocked; and no sample of these processes may lose a
+// frame without a marker saying why. The program is built without frame
+// pointers: only its unwind tables (or a copy of its stack walked with
+// them) give the block its callers.
+func TestOffCPUBlockOnce(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	bin := testutil.BuildC(t, filepath.Join(dir, "blockonce"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "offcpu/blockonce.c")
+	for _, method := range offCPUMethods {
+		t.Run(method, func(t *testing.T) {
+			out := filepath.Join(dir, method+".pb.gz")
+			rec, stderr := startRecording(t, dir, "--mode", "offcpu", "--offcpu-method", method, "-o", out)
+			var truth int64
+			pids := map[int64]bool{}
+			for i := 0; i < blockOnceRuns; i++ {
+				c := exec.Command(bin, strconv.Itoa(blockOnceMS))
+				b, err := c.Output()
+				if err != nil {
+					t.Fatalf("%s: %v", bin, err)
+				}
+				ns, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(string(b)), "blocked "), 10, 64)
+				if err != nil {
+					t.Fatalf("%s printed %q: %v", bin, b, err)
+				}
+				truth += ns
+				pids[int64(c.Process.Pid)] = true
+			}
+			stopRecording(t, rec, stderr)
+			checkBlockOnce(t, readProfile(t, out), pids, truth)
+		})
+	}
+}
+
+// checkBlockOnce checks the blocks of the processes pids in p: each
+// process's block has the whole chain, named; their time adds up to truth;
+// every sample of theirs that lost frames says so.
+func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth int64) {
+	t.Helper()
+	idx := testutil.SampleIndex(p, "offcpu")
+	whole := map[int64]bool{}
+	var inChain, inBlock int64
+	for _, s := range p.Sample {
+		pid := s.NumLabel["pid"]
+		if len(pid) != 1 || !pids[pid[0]] {
+			continue
+		}
+		frames := testutil.Frames(s)
+		named, marked := true, false
+		for _, f := range frames {
+			named = named && !strings.HasPrefix(f, "<unknown")
+			marked = marked || strings.HasPrefix(f, "[")
+		}
+		if !named && !marked {
+			t.Errorf("pid %d: frames lost without a marker: %s", pid[0], strings.Join(frames, " <- "))
+		}
+		complete, hot := hasChain(frames, blockOnceChain)
+		if !hot && named && !marked {
+			continue // start-up or exit, whole
+		}
+		inBlock += s.Value[idx]
+		if complete && named && !marked {
+			inChain += s.Value[idx]
+			whole[pid[0]] = true
+		} else {
+			t.Logf("pid %d, %.1f ms: %s", pid[0], float64(s.Value[idx])/1e6, strings.Join(frames, " <- "))
+		}
+	}
+	t.Logf("%d of %d runs have their block whole and named; %.3fs off CPU in %v, %.3fs in %s or lost, %.3fs measured by the program",
+		len(whole), len(pids), float64(inChain)/1e9, blockOnceChain, float64(inBlock)/1e9, blockOnceChain[0], float64(truth)/1e9)
+	if len(whole) < len(pids) {
+		t.Errorf("%d of %d runs' blocks carry the whole chain %v, every frame named", len(whole), len(pids), blockOnceChain)
+	}
+	within(t, "blocks with the whole chain", inChain, truth, 0.05)
+}
