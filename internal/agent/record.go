@@ -104,6 +104,9 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	tc.OnCPU = cfg.Mode != pprof.ModeOffCPU
 	tc.OffCPU = cfg.Mode != pprof.ModeCPU
 	tc.DrainInterval = drainEvery
+	if tc.StackCopyBytes == 0 {
+		tc.StackCopyBytes = recordStackCopyBytes
+	}
 
 	var cmd *launched
 	if len(cfg.Command) > 0 {
@@ -244,6 +247,16 @@ loop:
 	return sum, nil
 }
 
+// recordStackCopyBytes sizes the ring of stack copies of a recording (the
+// agent's is a share of its --memory-limit, 2 MiB at 128 MiB). The copies
+// of a whole-system recording come in floods: until its tables are in, every
+// sample and kept off-CPU block of a process is copied (8 KiB each), and
+// the multi-threaded processes met at the start blocked 2,500 times a second
+// between them on a loaded 2-CPU machine, filling 2 MiB whenever the reader
+// was not scheduled for a tenth of a second: then a new process's copies
+// are refused and its stacks walked with frame pointers (counted, marked).
+const recordStackCopyBytes = 8 << 20
+
 func drainInto(tr *tracer.Tracer, col *collector, procs *proc.Table) error {
 	samples, err := tr.Drain()
 	if err != nil {
@@ -322,8 +335,8 @@ func (s *Summary) offCPULine() string {
 func (s *Summary) details() []string {
 	var out []string
 	if us := s.UnwindStats; us != nil {
-		out = append(out, fmt.Sprintf("unwind tables: %d processes, %d tables, %d KiB in maps (largest %s, %d KiB); %d built in %s",
-			us.Processes, us.Tables, us.Bytes>>10, us.Largest, us.LargestB>>10, us.Built, us.BuildTime.Round(time.Millisecond)))
+		out = append(out, fmt.Sprintf("unwind tables: %d processes, %d tables, %d KiB in maps (largest %s, %d KiB); %d built in %s; %d loads waited for a large table built in the background",
+			us.Processes, us.Tables, us.Bytes>>10, us.Largest, us.LargestB>>10, us.Built, us.BuildTime.Round(time.Millisecond), us.Deferred))
 		if us.GoTables > 0 || us.GoFramePointers > 0 {
 			// A Go binary before Go 1.20 is walked with frame pointers:
 			// its frameless leaves lose their callers, so say so.

@@ -4,10 +4,12 @@ package tracer
 // the vDSO image), its binary's key, and its table, built or reused.
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/emberprof/ember/internal/proc"
@@ -74,16 +76,29 @@ func (u *unwinder) mapping(pid uint32, m *proc.Mapping) (um unwind.Mapping, lt *
 	if lt == nil {
 		t, err, ok := u.cache.Get(key)
 		if !ok {
-			start := time.Now()
-			t, err = u.cache.GetOrBuild(key, func() (*unwind.Table, error) {
+			build := func() (*unwind.Table, error) {
+				if testHookBuild != nil {
+					testHookBuild(m.Path)
+				}
+				start := time.Now()
 				// In its map form only: what place and the copies' views
 				// read.
-				return buildTableCached(key, ef)
-			})
-			u.mu.Lock()
-			u.stats.Built++
-			u.stats.BuildTime += time.Since(start)
-			u.mu.Unlock()
+				t, err := buildTableCached(key, ef)
+				u.mu.Lock()
+				u.stats.Built++
+				u.stats.BuildTime += time.Since(start)
+				u.mu.Unlock()
+				return t, err
+			}
+			if m.Path != objfile.VDSOPath && frameSourceBytes(ef) > largeTableSource {
+				if wait, start := u.waitForBuild(key, pid); wait {
+					if start {
+						u.buildInBackground(key, m.Path, file, build)
+					}
+					return fp, nil, fmt.Errorf("%s: %w", m.Path, errTableBuilding)
+				}
+			}
+			t, err = u.cache.GetOrBuild(key, build)
 		}
 		if errors.Is(err, unwind.ErrOldGo) {
 			// Go before 1.20: its pclntab layout is not read, so its
@@ -170,6 +185,120 @@ func (u *unwinder) recovered(f badFile, path string, r any) error {
 	return err
 }
 
+// testHookBuild, if set, is called with a mapping's path before its table
+// is built: tests hold a build in it.
+var testHookBuild func(path string)
+
 // testHookMapping, if set, is called by mapping with each file mapping
 // before it is read: tests panic in it to stand for a parser that does.
 var testHookMapping func(m *proc.Mapping)
+
+// Large tables are built in the background: a worker that built libLLVM's
+// or a large Go binary's table itself (a second or more on a loaded
+// machine) kept every other process's load waiting behind it, and their
+// samples meanwhile are stack copies, which the kernel drops (walking with
+// frame pointers) once their ring is full and the drain gives up on after
+// stackCopyWait: a 50 ms program started while Ember loaded a Go test
+// binary's tables lost its samples that way. A load that needs such a table
+// writes no entry; the table's build asks for the loads of every process that waited for it when done.
+
+// largeTableSource is the size of frame information (.eh_frame,
+// .debug_frame, .gopclntab) above which a binary's table is built in the
+// background (one at a time, beside the two workers): libc's .eh_frame is 150 KiB and a small Go program's
+// .gopclntab 600 KiB (built in the worker); qemu's .eh_frame is 1.1 MiB,
+// libLLVM's 6 MiB and Ember's own .gopclntab 8 MiB (in the background).
+const largeTableSource = 1 << 20
+
+// errTableBuilding is load's error while a table it needs is built in the
+// background: no entry is written, and the build asks for the load again.
+var errTableBuilding = errors.New("unwind table being built in the background")
+
+// frameSourceBytes is the size of the sections a table of ef is built from.
+func frameSourceBytes(ef *elf.File) uint64 {
+	var n uint64
+	for _, name := range []string{".eh_frame", ".debug_frame", ".gopclntab"} {
+		if s := ef.Section(name); s != nil {
+			n += s.Size
+		}
+	}
+	return n
+}
+
+// maxBackgroundBuilt bounds the keys remembered as built in the background.
+const maxBackgroundBuilt = 4096
+
+// waitForBuild reports whether pid's load leaves the table of key to the
+// background builder (wait), and whether this call is to start its build
+// (start): pid waits unless the table was built in the background before
+// (and has been evicted from the cache since: it is then built in the
+// worker, so that no load waits for ever).
+func (u *unwinder) waitForBuild(key string, pid uint32) (wait, start bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.builtBefore[key] {
+		return false, false
+	}
+	pids, building := u.building[key]
+	if !slices.Contains(pids, pid) {
+		u.building[key] = append(pids, pid)
+	}
+	u.stats.Deferred++
+	return true, !building
+}
+
+// buildInBackground starts the build of the table of key from file (held
+// until built) and places it in the maps. The tracer's close waits for it: it writes the table's file
+// into the cache directory. One that has not started when the tracer
+// closes builds nothing.
+func (u *unwinder) buildInBackground(key, path string, file *objfile.File, build func() (*unwind.Table, error)) {
+	held := file.Ref()
+	u.wg.Add(1) // a worker's job calls this: the count is above 0
+	go func() {
+		defer u.wg.Done()
+		defer u.builtInBackground(key)
+		defer held.Release()
+		select {
+		case <-u.done:
+			return
+		case u.builder <- struct{}{}: // one at a time
+		}
+		defer func() { <-u.builder }()
+		select {
+		case <-u.done:
+			return
+		default:
+		}
+		// Placed in the maps at once (and kept there unused until a load
+		// takes it): a table larger than the cache's budget is not kept
+		// in it, and would be built again by the load.
+		if t, err := u.cache.GetOrBuild(key, build); err == nil {
+			if t.Go != nil {
+				u.mu.Lock()
+				u.stats.GoTables++
+				u.stats.GoBadFuncs += t.Go.BadFuncs
+				u.mu.Unlock()
+			}
+			if lt, err := u.place(key, t, path); err == nil {
+				u.release([]*loadedTable{lt})
+			}
+		}
+	}()
+}
+
+// builtInBackground asks again for the loads that waited for the table of
+// key, now in the cache.
+func (u *unwinder) builtInBackground(key string) {
+	u.mu.Lock()
+	pids := u.building[key]
+	delete(u.building, key)
+	if len(u.builtBefore) >= maxBackgroundBuilt {
+		clear(u.builtBefore)
+	}
+	u.builtBefore[key] = true
+	u.mu.Unlock()
+	for _, pid := range pids {
+		// Until its entry is written, every sample of pid is a copy
+		// waiting for this load.
+		u.enqueueUrgent(pid)
+	}
+}

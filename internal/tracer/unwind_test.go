@@ -5,7 +5,9 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +241,69 @@ func TestWriteMappedArray(t *testing.T) {
 				check(k, 'n')
 			}
 		})
+	}
+}
+
+// A large table (the test binary's .gopclntab) is built in the background:
+// while its build is held, another process's entry is written, the large
+// binary's process has none and its load is counted as waiting; once the
+// build ends, that process gets its entry.
+func TestUnwinderLargeTableInBackground(t *testing.T) {
+	requireBPF(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ef, err := elf.Open(self); err != nil {
+		t.Fatal(err)
+	} else if n := frameSourceBytes(ef); ef.Close() == nil && n <= largeTableSource {
+		t.Fatalf("%s has %d bytes of frame information, not more than %d", self, n, largeTableSource)
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	testHookBuild = func(path string) {
+		if path == self {
+			<-release
+		}
+	}
+	defer func() { testHookBuild = nil }()
+	w := startChain(t, "20", "-O2", "-g", "-fomit-frame-pointer")
+	procs := proc.NewTable()
+	defer procs.Close()
+	tr, err := Start(Config{Frequency: 99, PIDs: []int{os.Getpid(), w.Process.Pid}, IncludeSelf: true, OnCPU: true,
+		Unwind: UnwindTables}, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	defer once.Do(func() { close(release) }) // before Close, which waits for the build
+	hasEntry := func(pid int, within time.Duration) bool {
+		var entry []byte
+		for deadline := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
+			if tr.objs.UnwindProcs.Lookup(uint32(pid), &entry) == nil {
+				return true
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+		}
+	}
+	if !hasEntry(w.Process.Pid, 10*time.Second) {
+		t.Fatalf("no entry for the small process within 10 s while the large table's build is held")
+	}
+	deferred := 0
+	for deadline := time.Now().Add(10 * time.Second); deferred == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		us, _ := tr.UnwindStats()
+		deferred = us.Deferred
+	}
+	if deferred == 0 {
+		t.Errorf("UnwindStats.Deferred = 0 after 10 s: the test process's load did not wait for a background build")
+	}
+	if hasEntry(os.Getpid(), 0) {
+		t.Fatalf("the test process has an entry while its table's build is held")
+	}
+	once.Do(func() { close(release) })
+	if !hasEntry(os.Getpid(), 30*time.Second) {
+		t.Fatalf("no entry for the test process within 30 s of its table's build")
 	}
 }

@@ -70,6 +70,9 @@ type UnwindStats struct {
 	// Swept counts entries unloaded by the watch: processes gone without
 	// an exit job (a lost exit event, or a full queue).
 	Swept int
+	// Deferred counts loads that waited for a large table built in the
+	// background (largeTableSource).
+	Deferred int
 }
 
 // unwinder loads the unwind tables of processes into the kernel maps, in
@@ -97,9 +100,12 @@ type unwinder struct {
 	ids                *unwind.Space
 	tables             map[string]*loadedTable // by binary key
 	pids               map[uint32][]*loadedTable
-	written            map[uint32]string // pid -> mapsKey of its entry
-	gen                map[uint32]uint64 // pid -> entries invalidated (invalidate)
-	bad                map[badFile]bool  // files that panicked a parser
+	written            map[uint32]string   // pid -> mapsKey of its entry
+	gen                map[uint32]uint64   // pid -> entries invalidated (invalidate)
+	building           map[string][]uint32 // table key -> pids whose loads wait for its background build
+	builder            chan struct{}       // held by the one background build running
+	builtBefore        map[string]bool     // table keys built in the background once
+	bad                map[badFile]bool    // files that panicked a parser
 	stats              UnwindStats
 
 	// loaded, if set, is called after each load job with its error (the
@@ -129,23 +135,26 @@ func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes, ca
 		cacheBytes = unwindCacheBudget
 	}
 	u := &unwinder{
-		objs:    objs,
-		procs:   procs,
-		cache:   unwind.NewCache(cacheBytes, 1),
-		jobs:    make(chan unwindJob, 4096),
-		urgent:  make(chan unwindJob, 1024),
-		queued:  map[uint32]uint8{},
-		busy:    map[uint32]bool{},
-		done:    make(chan struct{}),
-		rows:    unwind.NewSpace(sizes.Rows),
-		rules:   unwind.NewSpace(sizes.Rules),
-		pages:   unwind.NewSpace(sizes.Pages),
-		ids:     unwind.NewSpace(sizes.Tables),
-		tables:  map[string]*loadedTable{},
-		pids:    map[uint32][]*loadedTable{},
-		written: map[uint32]string{},
-		gen:     map[uint32]uint64{},
-		bad:     map[badFile]bool{},
+		objs:        objs,
+		procs:       procs,
+		cache:       unwind.NewCache(cacheBytes, 1),
+		jobs:        make(chan unwindJob, 4096),
+		urgent:      make(chan unwindJob, 1024),
+		queued:      map[uint32]uint8{},
+		busy:        map[uint32]bool{},
+		done:        make(chan struct{}),
+		rows:        unwind.NewSpace(sizes.Rows),
+		rules:       unwind.NewSpace(sizes.Rules),
+		pages:       unwind.NewSpace(sizes.Pages),
+		ids:         unwind.NewSpace(sizes.Tables),
+		tables:      map[string]*loadedTable{},
+		pids:        map[uint32][]*loadedTable{},
+		written:     map[uint32]string{},
+		gen:         map[uint32]uint64{},
+		building:    map[string][]uint32{},
+		builder:     make(chan struct{}, 1),
+		builtBefore: map[string]bool{},
+		bad:         map[badFile]bool{},
 	}
 	u.busyCond = sync.NewCond(&u.busyMu)
 	u.wg.Add(2)
@@ -374,8 +383,8 @@ func (u *unwinder) do(j unwindJob) {
 		defer u.unlockPID(j.pid) // a panic in load is recovered above
 		err = u.load(j.pid)
 	}()
-	if errors.Is(err, errNoMappings) {
-		return // the records of its mappings ask again
+	if errors.Is(err, errNoMappings) || errors.Is(err, errTableBuilding) {
+		return // the records of its mappings, or the build, ask again
 	}
 	if err != nil {
 		u.mu.Lock()
@@ -421,8 +430,9 @@ func (u *unwinder) load(pid uint32) error {
 		return nil
 	}
 	var (
-		ms   []unwind.Mapping
-		used []*loadedTable
+		ms       []unwind.Mapping
+		used     []*loadedTable
+		building bool // a table is built in the background: no entry yet
 	)
 	for i := 0; i < len(p.Mappings); i++ {
 		select {
@@ -436,7 +446,7 @@ func (u *unwinder) load(pid uint32) error {
 		// with the newest reading, keeping nothing from the old.
 		if q := u.procs.Get(int(pid)); q != nil && q != p {
 			u.release(used)
-			p, mk, ms, used, i = q, mapsKey(q), nil, nil, -1
+			p, mk, ms, used, building, i = q, mapsKey(q), nil, nil, false, -1
 			continue
 		}
 		m := &p.Mappings[i]
@@ -451,6 +461,10 @@ func (u *unwinder) load(pid uint32) error {
 			continue
 		}
 		um, lt, err := u.mapping(pid, m)
+		if errors.Is(err, errTableBuilding) {
+			building = true // the other mappings' builds go on meanwhile
+			continue
+		}
 		if err != nil {
 			slog.Debug("unwind table", "pid", pid, "file", m.Path, "err", err)
 		}
@@ -458,6 +472,10 @@ func (u *unwinder) load(pid uint32) error {
 			used = append(used, lt)
 		}
 		ms = append(ms, um)
+	}
+	if building {
+		u.release(used)
+		return errTableBuilding
 	}
 	if len(ms) > unwind.MaxMappings {
 		ms = ms[:unwind.MaxMappings]
