@@ -81,6 +81,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // it returns as the shutdown's deadline.
 func (a *Agent) drainLoop(ctx context.Context, symQ chan<- *interval) time.Time {
 	defer close(symQ)
+	if restore, err := boostDrainThread(); err != nil {
+		a.log.Debug("drain at the agent's priority", "err", err)
+	} else {
+		defer restore()
+	}
 	drain := time.NewTicker(agentDrainEvery)
 	defer drain.Stop()
 	emit := time.NewTicker(a.cfg.Interval)
