@@ -87,8 +87,10 @@ struct offcpu_kstacks_map offcpu_kstacks0 SEC(".maps");
 struct offcpu_kstacks_map offcpu_kstacks1 SEC(".maps");
 
 /*
- * User stacks of off-CPU blocks, keyed by a hash of their frames. Unlike a
- * STACK_TRACE map, a hash map has no bucket collisions, and without
+ * User stacks keyed by a hash of their frames: every off-CPU block's, and
+ * every on-CPU one walked with unwind tables (sample_key.user_flags says
+ * USER_STACK_HASHED). Unlike a STACK_TRACE map, a hash map has no bucket
+ * collisions (a hash collision is detected, STACK_STORE), and without
  * preallocation it costs memory only for the stacks it holds: off-CPU
  * sampling can keep thousands of distinct stacks a second on a busy machine.
  */
@@ -96,15 +98,15 @@ struct offcpu_kstacks_map offcpu_kstacks1 SEC(".maps");
 struct ustack {
 	__u64 ips[MAX_USTACK_DEPTH];
 };
-struct offcpu_ustacks_map {
+struct ustacks_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536); /* resized by user space */
 	__type(key, __u64);
 	__type(value, struct ustack);
 };
-struct offcpu_ustacks_map offcpu_ustacks0 SEC(".maps");
-struct offcpu_ustacks_map offcpu_ustacks1 SEC(".maps");
+struct ustacks_map ustacks0 SEC(".maps");
+struct ustacks_map ustacks1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -113,17 +115,59 @@ struct {
 	__type(value, struct ustack);
 } ustack_scratch SEC(".maps");
 
-/* hash_frames hashes a whole, zero-padded stack buffer (FNV-1a). The loop
- * has no branch, so the verifier walks it once, in n steps. */
-#define HASH_FRAMES(ips, n) ({                                  \
+/*
+ * Stacks stored by hash (off-CPU kernel stacks, and user stacks of table
+ * walks and off-CPU blocks) are keyed by STACK_HASH of the whole zero-padded
+ * buffer: FNV-1a, then splitmix64's finalizer, so that two stacks a frame
+ * apart differ in every bit of the key; the top bit is clear, so that a key
+ * is never taken for a negative errno. The loops have no branch: the
+ * verifier of every supported kernel walks them once, in max steps (a bound
+ * of n frames was refused by 5.10's and 6.1's).
+ */
+#define STACK_HASH(ips, max) ({                                 \
 	__u64 __h = 14695981039346656037ULL;                    \
-	for (int __i = 0; __i < (n); __i++) {                   \
+	for (int __i = 0; __i < (max); __i++) {                 \
 		__h ^= (ips)[__i];                              \
 		__h *= 1099511628211ULL;                        \
 	}                                                       \
+	__h ^= __h >> 30;                                       \
+	__h *= 0xbf58476d1ce4e5b9ULL;                           \
+	__h ^= __h >> 27;                                       \
+	__h *= 0x94d049bb133111ebULL;                           \
+	__h ^= __h >> 31;                                       \
 	__h & 0x7fffffffffffffffULL;                            \
 })
 
+/*
+ * STACK_STORE stores the zero-padded buffer ips (max frames) in map under
+ * its STACK_HASH and returns the key, or a negative errno. A key already
+ * there is the same stack only if its frames are; another stack of the same
+ * hash is a collision: counted in stat_collision and returned as -EEXIST,
+ * never merged into the stored one. A full map is counted in stat_full.
+ */
+#define STACK_STORE(map, ips, max, stat_full, stat_collision) ({        \
+	__s64 __key = STACK_HASH(ips, max);                             \
+	__u64 *__old = bpf_map_lookup_elem(map, &__key);                \
+	if (!__old) {                                                   \
+		long __err = bpf_map_update_elem(map, &__key, ips, BPF_NOEXIST); \
+		if (__err == -EEXIST) /* another CPU stored it since */ \
+			__old = bpf_map_lookup_elem(map, &__key);       \
+		else if (__err) {                                       \
+			stat_inc(stat_full);                            \
+			__key = __err;                                  \
+		}                                                       \
+	}                                                               \
+	if (__old) {                                                    \
+		__u64 __diff = 0;                                       \
+		for (int __i = 0; __i < (max); __i++)                   \
+			__diff |= __old[__i] ^ (ips)[__i];              \
+		if (__diff) {                                           \
+			stat_inc(stat_collision);                       \
+			__key = -EEXIST;                                \
+		}                                                       \
+	}                                                               \
+	__key;                                                          \
+})
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -289,11 +333,11 @@ static __always_inline void note_process(__u32 tgid)
 static __always_inline void count_stack_error(long err, bool user)
 {
 	__u32 base = user ? STAT_USTACK_EEXIST : STAT_KSTACK_EEXIST;
-	if (err == -17 /* EEXIST */)
+	if (err == -EEXIST)
 		stat_inc(base);
-	else if (err == -14 /* EFAULT */)
+	else if (err == -EFAULT)
 		stat_inc(base + 1);
-	else if (err == -12 /* ENOMEM */)
+	else if (err == -ENOMEM)
 		stat_inc(base + 2);
 	else
 		stat_inc(base + 3);
@@ -341,6 +385,7 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 #include "unwind.bpf.h"
 #include "stackcopy.bpf.h"
 #include "offcpu.bpf.h"
+#include "waker.bpf.h"
 
 /* user_stack takes current's user stack: with unwind tables when the
  * variant has them and the process has its tables loaded, else with frame
@@ -390,7 +435,7 @@ static __always_inline int on_cpu_common(void *ctx, bool tables)
 	key.kern_stack = stackid(ctx, set, 0);
 	/* Kernel threads have no user stack: that is not a loss. */
 	if (is_kthread((struct task_struct *)bpf_get_current_task()))
-		key.user_stack = -2 /* ENOENT */;
+		key.user_stack = -ENOENT;
 	else
 		user_stack(ctx, tables, set, tgid, &key);
 	add(set, &key, 1, 0, false);
@@ -513,3 +558,4 @@ const enum stat *unused_stat __attribute__((unused));
 const enum sample_kind *unused_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum unwind_reason *unused_unwind_reason __attribute__((unused));
+const enum errno *unused_errno __attribute__((unused));

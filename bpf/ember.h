@@ -60,6 +60,21 @@ enum unwind_reason {
 	REASON_MAX,
 };
 
+/* The errno values the programs store in a sample_key's stack fields, or
+ * compare helpers' results with, declared once for C and Go: bpf2go exports
+ * the enum (-type errno) and user space names losses by it (values of
+ * include/uapi/asm-generic/errno-base.h and errno.h). */
+enum errno {
+	ENOENT = 2,   /* no stack to take: a kernel thread's user stack */
+	ENOMEM = 12,  /* the stack's map is full, or no scratch */
+	EFAULT = 14,  /* the stack was unreadable */
+	EBUSY = 16,   /* task work already queued */
+	EEXIST = 17,  /* a stack collision: another stack has its bucket or hash */
+	EINVAL = 22,
+	EOPNOTSUPP = 95, /* an architecture the table walker does not know */
+	ESTALE = 116, /* the stack was stored before a drain flipped the sets */
+};
+
 struct sample_value {
 	__u64 count; /* on-CPU: ticks; off-CPU: blocks kept */
 	__u64 ns;    /* off-CPU: duration-weighted nanoseconds */
@@ -101,6 +116,8 @@ enum stat {
 	                             * for the thread's next switch-out */
 	STAT_OFFCPU_NO_CLOCK,       /* runqueue clock unreadable: switch not measured */
 	STAT_PID_FILTER_FULL,       /* a followed fork not added: pids map full */
+	STAT_KSTACK_HASH_COLLISION, /* off-CPU kernel stack dropped: another has its hash */
+	STAT_USTACK_HASH_COLLISION, /* hashed user stack dropped: another has its hash */
 	STAT_MAX,
 };
 

@@ -13,6 +13,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type emberErrno uint32
+
+const (
+	emberErrnoENOENT     emberErrno = 2
+	emberErrnoENOMEM     emberErrno = 12
+	emberErrnoEFAULT     emberErrno = 14
+	emberErrnoEBUSY      emberErrno = 16
+	emberErrnoEEXIST     emberErrno = 17
+	emberErrnoEINVAL     emberErrno = 22
+	emberErrnoEOPNOTSUPP emberErrno = 95
+	emberErrnoESTALE     emberErrno = 116
+)
+
 type emberEvent struct {
 	_    structs.HostLayout
 	Type uint32
@@ -105,38 +118,40 @@ type emberSampleValue struct {
 type emberStat uint32
 
 const (
-	emberStatSTAT_SAMPLES              emberStat = 0
-	emberStatSTAT_USTACK_EEXIST        emberStat = 1
-	emberStatSTAT_USTACK_EFAULT        emberStat = 2
-	emberStatSTAT_USTACK_ENOMEM        emberStat = 3
-	emberStatSTAT_USTACK_OTHER         emberStat = 4
-	emberStatSTAT_KSTACK_EEXIST        emberStat = 5
-	emberStatSTAT_KSTACK_EFAULT        emberStat = 6
-	emberStatSTAT_KSTACK_ENOMEM        emberStat = 7
-	emberStatSTAT_KSTACK_OTHER         emberStat = 8
-	emberStatSTAT_COUNTS_FULL          emberStat = 9
-	emberStatSTAT_EVENTS_LOST          emberStat = 10
-	emberStatSTAT_OFFCPU_BLOCKS        emberStat = 11
-	emberStatSTAT_OFFCPU_KEPT          emberStat = 12
-	emberStatSTAT_OFFCPU_STORAGE_FULL  emberStat = 13
-	emberStatSTAT_OFFCPU_STALE         emberStat = 14
-	emberStatSTAT_OFFCPU_KSTACK_FULL   emberStat = 15
-	emberStatSTAT_OFFCPU_KSTACK_EFAULT emberStat = 16
-	emberStatSTAT_OFFCPU_USTACK_FULL   emberStat = 17
-	emberStatSTAT_OFFCPU_USTACK_EFAULT emberStat = 18
-	emberStatSTAT_UNWIND_WALKS         emberStat = 19
-	emberStatSTAT_UNWIND_NO_MAPPING    emberStat = 20
-	emberStatSTAT_UNWIND_NO_ROW        emberStat = 21
-	emberStatSTAT_UNWIND_UNSUPPORTED   emberStat = 22
-	emberStatSTAT_UNWIND_READ_FAILED   emberStat = 23
-	emberStatSTAT_UNWIND_BAD_FRAME     emberStat = 24
-	emberStatSTAT_UNWIND_MAX_FRAMES    emberStat = 25
-	emberStatSTAT_UNWIND_BAD_TABLE     emberStat = 26
-	emberStatSTAT_UNWIND_USTACK_FULL   emberStat = 27
-	emberStatSTAT_OFFCPU_RESUME_FAILED emberStat = 28
-	emberStatSTAT_OFFCPU_NO_CLOCK      emberStat = 29
-	emberStatSTAT_PID_FILTER_FULL      emberStat = 30
-	emberStatSTAT_MAX                  emberStat = 31
+	emberStatSTAT_SAMPLES               emberStat = 0
+	emberStatSTAT_USTACK_EEXIST         emberStat = 1
+	emberStatSTAT_USTACK_EFAULT         emberStat = 2
+	emberStatSTAT_USTACK_ENOMEM         emberStat = 3
+	emberStatSTAT_USTACK_OTHER          emberStat = 4
+	emberStatSTAT_KSTACK_EEXIST         emberStat = 5
+	emberStatSTAT_KSTACK_EFAULT         emberStat = 6
+	emberStatSTAT_KSTACK_ENOMEM         emberStat = 7
+	emberStatSTAT_KSTACK_OTHER          emberStat = 8
+	emberStatSTAT_COUNTS_FULL           emberStat = 9
+	emberStatSTAT_EVENTS_LOST           emberStat = 10
+	emberStatSTAT_OFFCPU_BLOCKS         emberStat = 11
+	emberStatSTAT_OFFCPU_KEPT           emberStat = 12
+	emberStatSTAT_OFFCPU_STORAGE_FULL   emberStat = 13
+	emberStatSTAT_OFFCPU_STALE          emberStat = 14
+	emberStatSTAT_OFFCPU_KSTACK_FULL    emberStat = 15
+	emberStatSTAT_OFFCPU_KSTACK_EFAULT  emberStat = 16
+	emberStatSTAT_OFFCPU_USTACK_FULL    emberStat = 17
+	emberStatSTAT_OFFCPU_USTACK_EFAULT  emberStat = 18
+	emberStatSTAT_UNWIND_WALKS          emberStat = 19
+	emberStatSTAT_UNWIND_NO_MAPPING     emberStat = 20
+	emberStatSTAT_UNWIND_NO_ROW         emberStat = 21
+	emberStatSTAT_UNWIND_UNSUPPORTED    emberStat = 22
+	emberStatSTAT_UNWIND_READ_FAILED    emberStat = 23
+	emberStatSTAT_UNWIND_BAD_FRAME      emberStat = 24
+	emberStatSTAT_UNWIND_MAX_FRAMES     emberStat = 25
+	emberStatSTAT_UNWIND_BAD_TABLE      emberStat = 26
+	emberStatSTAT_UNWIND_USTACK_FULL    emberStat = 27
+	emberStatSTAT_OFFCPU_RESUME_FAILED  emberStat = 28
+	emberStatSTAT_OFFCPU_NO_CLOCK       emberStat = 29
+	emberStatSTAT_PID_FILTER_FULL       emberStat = 30
+	emberStatSTAT_KSTACK_HASH_COLLISION emberStat = 31
+	emberStatSTAT_USTACK_HASH_COLLISION emberStat = 32
+	emberStatSTAT_MAX                   emberStat = 33
 )
 
 type emberUnwindPage struct {
@@ -226,14 +241,13 @@ const (
 	emberMapEvents                = "events"
 	emberMapKnownPids             = "known_pids"
 	emberMapKstackScratch         = "kstack_scratch"
+	emberMapOffcpuCpuPending      = "offcpu_cpu_pending"
 	emberMapOffcpuHot             = "offcpu_hot"
 	emberMapOffcpuKstacks0        = "offcpu_kstacks0"
 	emberMapOffcpuKstacks1        = "offcpu_kstacks1"
 	emberMapOffcpuResume          = "offcpu_resume"
 	emberMapOffcpuTasks           = "offcpu_tasks"
 	emberMapOffcpuThreads         = "offcpu_threads"
-	emberMapOffcpuUstacks0        = "offcpu_ustacks0"
-	emberMapOffcpuUstacks1        = "offcpu_ustacks1"
 	emberMapOffcpuZero            = "offcpu_zero"
 	emberMapPids                  = "pids"
 	emberMapStackCopies           = "stack_copies"
@@ -248,6 +262,8 @@ const (
 	emberMapUnwindScratch         = "unwind_scratch"
 	emberMapUnwindTables          = "unwind_tables"
 	emberMapUstackScratch         = "ustack_scratch"
+	emberMapUstacks0              = "ustacks0"
+	emberMapUstacks1              = "ustacks1"
 	emberProgFollowFork           = "follow_fork"
 	emberProgFollowForkRaw        = "follow_fork_raw"
 	emberProgOffcpuSwitch         = "offcpu_switch"
@@ -272,7 +288,6 @@ const (
 	emberProgProcessExecRaw       = "process_exec_raw"
 	emberProgProcessExit          = "process_exit"
 	emberProgProcessExitRaw       = "process_exit_raw"
-	emberVarCpuPending            = "cpu_pending"
 	emberVarFilterCgroups         = "filter_cgroups"
 	emberVarFilterPids            = "filter_pids"
 	emberVarFirstSampleNs         = "first_sample_ns"
@@ -285,6 +300,7 @@ const (
 	emberVarPidHint               = "pid_hint"
 	emberVarRqClock               = "rq_clock"
 	emberVarSelfTgid              = "self_tgid"
+	emberVarUnusedErrno           = "unused_errno"
 	emberVarUnusedEvent           = "unused_event"
 	emberVarUnusedEventType       = "unused_event_type"
 	emberVarUnusedKind            = "unused_kind"
@@ -365,42 +381,42 @@ type emberProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberMapSpecs struct {
-	ActiveSet      *ebpf.MapSpec `ebpf:"active_set"`
-	Cgroups        *ebpf.MapSpec `ebpf:"cgroups"`
-	Counts0        *ebpf.MapSpec `ebpf:"counts0"`
-	Counts1        *ebpf.MapSpec `ebpf:"counts1"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	KnownPids      *ebpf.MapSpec `ebpf:"known_pids"`
-	KstackScratch  *ebpf.MapSpec `ebpf:"kstack_scratch"`
-	OffcpuHot      *ebpf.MapSpec `ebpf:"offcpu_hot"`
-	OffcpuKstacks0 *ebpf.MapSpec `ebpf:"offcpu_kstacks0"`
-	OffcpuKstacks1 *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
-	OffcpuResume   *ebpf.MapSpec `ebpf:"offcpu_resume"`
-	OffcpuTasks    *ebpf.MapSpec `ebpf:"offcpu_tasks"`
-	OffcpuThreads  *ebpf.MapSpec `ebpf:"offcpu_threads"`
-	OffcpuUstacks0 *ebpf.MapSpec `ebpf:"offcpu_ustacks0"`
-	OffcpuUstacks1 *ebpf.MapSpec `ebpf:"offcpu_ustacks1"`
-	OffcpuZero     *ebpf.MapSpec `ebpf:"offcpu_zero"`
-	Pids           *ebpf.MapSpec `ebpf:"pids"`
-	StackCopies    *ebpf.MapSpec `ebpf:"stack_copies"`
-	StackCopySeq   *ebpf.MapSpec `ebpf:"stack_copy_seq"`
-	Stacks0        *ebpf.MapSpec `ebpf:"stacks0"`
-	Stacks1        *ebpf.MapSpec `ebpf:"stacks1"`
-	Stats          *ebpf.MapSpec `ebpf:"stats"`
-	UnwindPages    *ebpf.MapSpec `ebpf:"unwind_pages"`
-	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
-	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
-	UnwindRules    *ebpf.MapSpec `ebpf:"unwind_rules"`
-	UnwindScratch  *ebpf.MapSpec `ebpf:"unwind_scratch"`
-	UnwindTables   *ebpf.MapSpec `ebpf:"unwind_tables"`
-	UstackScratch  *ebpf.MapSpec `ebpf:"ustack_scratch"`
+	ActiveSet        *ebpf.MapSpec `ebpf:"active_set"`
+	Cgroups          *ebpf.MapSpec `ebpf:"cgroups"`
+	Counts0          *ebpf.MapSpec `ebpf:"counts0"`
+	Counts1          *ebpf.MapSpec `ebpf:"counts1"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	KnownPids        *ebpf.MapSpec `ebpf:"known_pids"`
+	KstackScratch    *ebpf.MapSpec `ebpf:"kstack_scratch"`
+	OffcpuCpuPending *ebpf.MapSpec `ebpf:"offcpu_cpu_pending"`
+	OffcpuHot        *ebpf.MapSpec `ebpf:"offcpu_hot"`
+	OffcpuKstacks0   *ebpf.MapSpec `ebpf:"offcpu_kstacks0"`
+	OffcpuKstacks1   *ebpf.MapSpec `ebpf:"offcpu_kstacks1"`
+	OffcpuResume     *ebpf.MapSpec `ebpf:"offcpu_resume"`
+	OffcpuTasks      *ebpf.MapSpec `ebpf:"offcpu_tasks"`
+	OffcpuThreads    *ebpf.MapSpec `ebpf:"offcpu_threads"`
+	OffcpuZero       *ebpf.MapSpec `ebpf:"offcpu_zero"`
+	Pids             *ebpf.MapSpec `ebpf:"pids"`
+	StackCopies      *ebpf.MapSpec `ebpf:"stack_copies"`
+	StackCopySeq     *ebpf.MapSpec `ebpf:"stack_copy_seq"`
+	Stacks0          *ebpf.MapSpec `ebpf:"stacks0"`
+	Stacks1          *ebpf.MapSpec `ebpf:"stacks1"`
+	Stats            *ebpf.MapSpec `ebpf:"stats"`
+	UnwindPages      *ebpf.MapSpec `ebpf:"unwind_pages"`
+	UnwindProcs      *ebpf.MapSpec `ebpf:"unwind_procs"`
+	UnwindRows       *ebpf.MapSpec `ebpf:"unwind_rows"`
+	UnwindRules      *ebpf.MapSpec `ebpf:"unwind_rules"`
+	UnwindScratch    *ebpf.MapSpec `ebpf:"unwind_scratch"`
+	UnwindTables     *ebpf.MapSpec `ebpf:"unwind_tables"`
+	UstackScratch    *ebpf.MapSpec `ebpf:"ustack_scratch"`
+	Ustacks0         *ebpf.MapSpec `ebpf:"ustacks0"`
+	Ustacks1         *ebpf.MapSpec `ebpf:"ustacks1"`
 }
 
 // emberVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type emberVariableSpecs struct {
-	CpuPending         *ebpf.VariableSpec `ebpf:"cpu_pending"`
 	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
 	FilterPids         *ebpf.VariableSpec `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.VariableSpec `ebpf:"first_sample_ns"`
@@ -413,6 +429,7 @@ type emberVariableSpecs struct {
 	PidHint            *ebpf.VariableSpec `ebpf:"pid_hint"`
 	RqClock            *ebpf.VariableSpec `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.VariableSpec `ebpf:"self_tgid"`
+	UnusedErrno        *ebpf.VariableSpec `ebpf:"unused_errno"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedKind         *ebpf.VariableSpec `ebpf:"unused_kind"`
@@ -441,35 +458,36 @@ func (o *emberObjects) Close() error {
 //
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberMaps struct {
-	ActiveSet      *ebpf.Map `ebpf:"active_set"`
-	Cgroups        *ebpf.Map `ebpf:"cgroups"`
-	Counts0        *ebpf.Map `ebpf:"counts0"`
-	Counts1        *ebpf.Map `ebpf:"counts1"`
-	Events         *ebpf.Map `ebpf:"events"`
-	KnownPids      *ebpf.Map `ebpf:"known_pids"`
-	KstackScratch  *ebpf.Map `ebpf:"kstack_scratch"`
-	OffcpuHot      *ebpf.Map `ebpf:"offcpu_hot"`
-	OffcpuKstacks0 *ebpf.Map `ebpf:"offcpu_kstacks0"`
-	OffcpuKstacks1 *ebpf.Map `ebpf:"offcpu_kstacks1"`
-	OffcpuResume   *ebpf.Map `ebpf:"offcpu_resume"`
-	OffcpuTasks    *ebpf.Map `ebpf:"offcpu_tasks"`
-	OffcpuThreads  *ebpf.Map `ebpf:"offcpu_threads"`
-	OffcpuUstacks0 *ebpf.Map `ebpf:"offcpu_ustacks0"`
-	OffcpuUstacks1 *ebpf.Map `ebpf:"offcpu_ustacks1"`
-	OffcpuZero     *ebpf.Map `ebpf:"offcpu_zero"`
-	Pids           *ebpf.Map `ebpf:"pids"`
-	StackCopies    *ebpf.Map `ebpf:"stack_copies"`
-	StackCopySeq   *ebpf.Map `ebpf:"stack_copy_seq"`
-	Stacks0        *ebpf.Map `ebpf:"stacks0"`
-	Stacks1        *ebpf.Map `ebpf:"stacks1"`
-	Stats          *ebpf.Map `ebpf:"stats"`
-	UnwindPages    *ebpf.Map `ebpf:"unwind_pages"`
-	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
-	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
-	UnwindRules    *ebpf.Map `ebpf:"unwind_rules"`
-	UnwindScratch  *ebpf.Map `ebpf:"unwind_scratch"`
-	UnwindTables   *ebpf.Map `ebpf:"unwind_tables"`
-	UstackScratch  *ebpf.Map `ebpf:"ustack_scratch"`
+	ActiveSet        *ebpf.Map `ebpf:"active_set"`
+	Cgroups          *ebpf.Map `ebpf:"cgroups"`
+	Counts0          *ebpf.Map `ebpf:"counts0"`
+	Counts1          *ebpf.Map `ebpf:"counts1"`
+	Events           *ebpf.Map `ebpf:"events"`
+	KnownPids        *ebpf.Map `ebpf:"known_pids"`
+	KstackScratch    *ebpf.Map `ebpf:"kstack_scratch"`
+	OffcpuCpuPending *ebpf.Map `ebpf:"offcpu_cpu_pending"`
+	OffcpuHot        *ebpf.Map `ebpf:"offcpu_hot"`
+	OffcpuKstacks0   *ebpf.Map `ebpf:"offcpu_kstacks0"`
+	OffcpuKstacks1   *ebpf.Map `ebpf:"offcpu_kstacks1"`
+	OffcpuResume     *ebpf.Map `ebpf:"offcpu_resume"`
+	OffcpuTasks      *ebpf.Map `ebpf:"offcpu_tasks"`
+	OffcpuThreads    *ebpf.Map `ebpf:"offcpu_threads"`
+	OffcpuZero       *ebpf.Map `ebpf:"offcpu_zero"`
+	Pids             *ebpf.Map `ebpf:"pids"`
+	StackCopies      *ebpf.Map `ebpf:"stack_copies"`
+	StackCopySeq     *ebpf.Map `ebpf:"stack_copy_seq"`
+	Stacks0          *ebpf.Map `ebpf:"stacks0"`
+	Stacks1          *ebpf.Map `ebpf:"stacks1"`
+	Stats            *ebpf.Map `ebpf:"stats"`
+	UnwindPages      *ebpf.Map `ebpf:"unwind_pages"`
+	UnwindProcs      *ebpf.Map `ebpf:"unwind_procs"`
+	UnwindRows       *ebpf.Map `ebpf:"unwind_rows"`
+	UnwindRules      *ebpf.Map `ebpf:"unwind_rules"`
+	UnwindScratch    *ebpf.Map `ebpf:"unwind_scratch"`
+	UnwindTables     *ebpf.Map `ebpf:"unwind_tables"`
+	UstackScratch    *ebpf.Map `ebpf:"ustack_scratch"`
+	Ustacks0         *ebpf.Map `ebpf:"ustacks0"`
+	Ustacks1         *ebpf.Map `ebpf:"ustacks1"`
 }
 
 func (m *emberMaps) Close() error {
@@ -481,14 +499,13 @@ func (m *emberMaps) Close() error {
 		m.Events,
 		m.KnownPids,
 		m.KstackScratch,
+		m.OffcpuCpuPending,
 		m.OffcpuHot,
 		m.OffcpuKstacks0,
 		m.OffcpuKstacks1,
 		m.OffcpuResume,
 		m.OffcpuTasks,
 		m.OffcpuThreads,
-		m.OffcpuUstacks0,
-		m.OffcpuUstacks1,
 		m.OffcpuZero,
 		m.Pids,
 		m.StackCopies,
@@ -503,6 +520,8 @@ func (m *emberMaps) Close() error {
 		m.UnwindScratch,
 		m.UnwindTables,
 		m.UstackScratch,
+		m.Ustacks0,
+		m.Ustacks1,
 	)
 }
 
@@ -510,7 +529,6 @@ func (m *emberMaps) Close() error {
 //
 // It can be passed to loadEmberObjects or ebpf.CollectionSpec.LoadAndAssign.
 type emberVariables struct {
-	CpuPending         *ebpf.Variable `ebpf:"cpu_pending"`
 	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
 	FilterPids         *ebpf.Variable `ebpf:"filter_pids"`
 	FirstSampleNs      *ebpf.Variable `ebpf:"first_sample_ns"`
@@ -523,6 +541,7 @@ type emberVariables struct {
 	PidHint            *ebpf.Variable `ebpf:"pid_hint"`
 	RqClock            *ebpf.Variable `ebpf:"rq_clock"`
 	SelfTgid           *ebpf.Variable `ebpf:"self_tgid"`
+	UnusedErrno        *ebpf.Variable `ebpf:"unused_errno"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedKind         *ebpf.Variable `ebpf:"unused_kind"`

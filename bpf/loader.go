@@ -47,37 +47,39 @@ const (
 
 // StatNames names the per-CPU stats counters, indexed as enum stat.
 var StatNames = [...]string{
-	emberStatSTAT_SAMPLES:              "samples",
-	emberStatSTAT_USTACK_EEXIST:        "user_stack_collision",
-	emberStatSTAT_USTACK_EFAULT:        "user_stack_fault",
-	emberStatSTAT_USTACK_ENOMEM:        "user_stack_map_full",
-	emberStatSTAT_USTACK_OTHER:         "user_stack_other",
-	emberStatSTAT_KSTACK_EEXIST:        "kernel_stack_collision",
-	emberStatSTAT_KSTACK_EFAULT:        "kernel_stack_none",
-	emberStatSTAT_KSTACK_ENOMEM:        "kernel_stack_map_full",
-	emberStatSTAT_KSTACK_OTHER:         "kernel_stack_other",
-	emberStatSTAT_COUNTS_FULL:          "counts_map_full",
-	emberStatSTAT_EVENTS_LOST:          "process_events_lost",
-	emberStatSTAT_OFFCPU_BLOCKS:        "offcpu_blocks",
-	emberStatSTAT_OFFCPU_KEPT:          "offcpu_blocks_kept",
-	emberStatSTAT_OFFCPU_STORAGE_FULL:  "offcpu_storage_full",
-	emberStatSTAT_OFFCPU_STALE:         "offcpu_stack_stale",
-	emberStatSTAT_OFFCPU_KSTACK_FULL:   "offcpu_kernel_stack_map_full",
-	emberStatSTAT_OFFCPU_KSTACK_EFAULT: "offcpu_kernel_stack_fault",
-	emberStatSTAT_OFFCPU_USTACK_FULL:   "offcpu_user_stack_map_full",
-	emberStatSTAT_OFFCPU_USTACK_EFAULT: "offcpu_user_stack_fault",
-	emberStatSTAT_UNWIND_WALKS:         "unwind_walks",
-	emberStatSTAT_UNWIND_NO_MAPPING:    "unwind_truncated_no_mapping",
-	emberStatSTAT_UNWIND_NO_ROW:        "unwind_truncated_no_row",
-	emberStatSTAT_UNWIND_UNSUPPORTED:   "unwind_truncated_unsupported_rule",
-	emberStatSTAT_UNWIND_READ_FAILED:   "unwind_truncated_read_failed",
-	emberStatSTAT_UNWIND_BAD_FRAME:     "unwind_truncated_bad_frame",
-	emberStatSTAT_UNWIND_MAX_FRAMES:    "unwind_truncated_max_frames",
-	emberStatSTAT_UNWIND_BAD_TABLE:     "unwind_truncated_bad_table",
-	emberStatSTAT_UNWIND_USTACK_FULL:   "unwind_user_stack_map_full",
-	emberStatSTAT_OFFCPU_RESUME_FAILED: "offcpu_resume_work_failed",
-	emberStatSTAT_OFFCPU_NO_CLOCK:      "offcpu_clock_unreadable",
-	emberStatSTAT_PID_FILTER_FULL:      "pid_filter_full",
+	emberStatSTAT_SAMPLES:               "samples",
+	emberStatSTAT_USTACK_EEXIST:         "user_stack_collision",
+	emberStatSTAT_USTACK_EFAULT:         "user_stack_fault",
+	emberStatSTAT_USTACK_ENOMEM:         "user_stack_map_full",
+	emberStatSTAT_USTACK_OTHER:          "user_stack_other",
+	emberStatSTAT_KSTACK_EEXIST:         "kernel_stack_collision",
+	emberStatSTAT_KSTACK_EFAULT:         "kernel_stack_none",
+	emberStatSTAT_KSTACK_ENOMEM:         "kernel_stack_map_full",
+	emberStatSTAT_KSTACK_OTHER:          "kernel_stack_other",
+	emberStatSTAT_COUNTS_FULL:           "counts_map_full",
+	emberStatSTAT_EVENTS_LOST:           "process_events_lost",
+	emberStatSTAT_OFFCPU_BLOCKS:         "offcpu_blocks",
+	emberStatSTAT_OFFCPU_KEPT:           "offcpu_blocks_kept",
+	emberStatSTAT_OFFCPU_STORAGE_FULL:   "offcpu_storage_full",
+	emberStatSTAT_OFFCPU_STALE:          "offcpu_stack_stale",
+	emberStatSTAT_OFFCPU_KSTACK_FULL:    "offcpu_kernel_stack_map_full",
+	emberStatSTAT_OFFCPU_KSTACK_EFAULT:  "offcpu_kernel_stack_fault",
+	emberStatSTAT_OFFCPU_USTACK_FULL:    "offcpu_user_stack_map_full",
+	emberStatSTAT_OFFCPU_USTACK_EFAULT:  "offcpu_user_stack_fault",
+	emberStatSTAT_UNWIND_WALKS:          "unwind_walks",
+	emberStatSTAT_UNWIND_NO_MAPPING:     "unwind_truncated_no_mapping",
+	emberStatSTAT_UNWIND_NO_ROW:         "unwind_truncated_no_row",
+	emberStatSTAT_UNWIND_UNSUPPORTED:    "unwind_truncated_unsupported_rule",
+	emberStatSTAT_UNWIND_READ_FAILED:    "unwind_truncated_read_failed",
+	emberStatSTAT_UNWIND_BAD_FRAME:      "unwind_truncated_bad_frame",
+	emberStatSTAT_UNWIND_MAX_FRAMES:     "unwind_truncated_max_frames",
+	emberStatSTAT_UNWIND_BAD_TABLE:      "unwind_truncated_bad_table",
+	emberStatSTAT_UNWIND_USTACK_FULL:    "unwind_user_stack_map_full",
+	emberStatSTAT_OFFCPU_RESUME_FAILED:  "offcpu_resume_work_failed",
+	emberStatSTAT_OFFCPU_NO_CLOCK:       "offcpu_clock_unreadable",
+	emberStatSTAT_PID_FILTER_FULL:       "pid_filter_full",
+	emberStatSTAT_KSTACK_HASH_COLLISION: "offcpu_kernel_stack_collision",
+	emberStatSTAT_USTACK_HASH_COLLISION: "hashed_user_stack_collision",
 }
 
 // sample_key.user_flags: the low byte is the unwind.Reason a table walk
@@ -245,7 +247,7 @@ type Objects struct {
 	Counts        [2]*ebpf.Map
 	Stacks        [2]*ebpf.Map
 	OffCPUKStacks [2]*ebpf.Map
-	OffCPUUStacks [2]*ebpf.Map
+	UStacks       [2]*ebpf.Map // by hash: off-CPU user stacks and every table walk
 	Stats         *ebpf.Map
 	PIDs          *ebpf.Map
 	KnownPIDs     *ebpf.Map
@@ -353,7 +355,7 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	} else {
 		resize(1, "offcpu_kstacks0", "offcpu_kstacks1") // off-CPU only
 	}
-	resize(cfg.UStackEntries, "offcpu_ustacks0", "offcpu_ustacks1")
+	resize(cfg.UStackEntries, "ustacks0", "ustacks1")
 	resize(cfg.KnownPIDEntries, "known_pids")
 	if cfg.UnwindTables {
 		resize(cfg.StackCopyBytes, "stack_copies")
@@ -468,7 +470,7 @@ func Load(cfg Config) (*Objects, error) {
 		Counts:        [2]*ebpf.Map{coll.Maps["counts0"], coll.Maps["counts1"]},
 		Stacks:        [2]*ebpf.Map{coll.Maps["stacks0"], coll.Maps["stacks1"]},
 		OffCPUKStacks: [2]*ebpf.Map{coll.Maps["offcpu_kstacks0"], coll.Maps["offcpu_kstacks1"]},
-		OffCPUUStacks: [2]*ebpf.Map{coll.Maps["offcpu_ustacks0"], coll.Maps["offcpu_ustacks1"]},
+		UStacks:       [2]*ebpf.Map{coll.Maps["ustacks0"], coll.Maps["ustacks1"]},
 		Stats:         coll.Maps["stats"],
 		PIDs:          coll.Maps["pids"],
 		KnownPIDs:     coll.Maps["known_pids"],

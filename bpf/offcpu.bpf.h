@@ -130,14 +130,26 @@ static __always_inline __u64 draw(struct offcpu_hot *h)
 }
 
 /*
- * cpu_pending[cpu] is set while the task running on cpu has a kept block
- * waiting for its user stack. At most one can: the task switched in last,
- * which runs until the next sched_switch on that CPU. sys_exit runs on every
- * system call of every task; the flag lets it return without a
- * task-storage lookup in the common case.
+ * offcpu_cpu_pending is set, on a CPU, while the task running there has a
+ * kept block waiting for its user stack. At most one can: the task switched
+ * in last, which runs until the next sched_switch on that CPU. sys_exit runs
+ * on every system call of every task; the flag lets it return after one
+ * per-CPU load in the common case. Per CPU, not a global array indexed by
+ * CPU, so that the stores at every switch never share a cache line between
+ * CPUs.
  */
-#define MAX_CPUS 4096
-__u8 cpu_pending[MAX_CPUS];
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} offcpu_cpu_pending SEC(".maps");
+
+static __always_inline __u32 *cpu_pending(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&offcpu_cpu_pending, &zero);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -259,20 +271,12 @@ static __always_inline __u32 block_kind(bool preempt, unsigned int state)
 static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
 {
 	if (t->nr_kips == 0)
-		return -14; /* EFAULT */
-	__u64 h = HASH_FRAMES(t->kips, MAX_KSTACK_DEPTH);
+		return -EFAULT;
 	void *map = set ? (void *)&offcpu_kstacks1 : (void *)&offcpu_kstacks0;
-	if (bpf_map_lookup_elem(map, &h))
-		return h;
-	long err = bpf_map_update_elem(map, &h, t->kips, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: raced with another CPU */) {
-		stat_inc(STAT_OFFCPU_KSTACK_FULL);
-		return err;
-	}
-	return h;
+	return STACK_STORE(map, t->kips, MAX_KSTACK_DEPTH, STAT_OFFCPU_KSTACK_FULL, STAT_KSTACK_HASH_COLLISION);
 }
 
-/* ustack_key stores current's user stack in the set's offcpu_ustacks map
+/* ustack_key stores current's user stack in the set's ustacks map
  * under a hash of its frames and returns the hash, or a negative errno. It
  * walks with unwind tables when the variant has them and the process has its
  * tables loaded (*uflags says so), else with frame pointers: from ctx under
@@ -301,7 +305,7 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &zero);
 
 	if (!buf)
-		return -12;
+		return -ENOMEM;
 	/* The scratch holds an older stack: clear it, so the tail is zero. */
 	__builtin_memset(buf, 0, sizeof(*buf));
 	long n = raw ? bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), BPF_F_USER_STACK)
@@ -309,18 +313,10 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 					  BPF_F_USER_STACK);
 	if (n <= 0) {
 		stat_inc(STAT_OFFCPU_USTACK_EFAULT);
-		return n < 0 ? n : -14;
+		return n < 0 ? n : -EFAULT;
 	}
-	__u64 h = HASH_FRAMES(buf->ips, MAX_USTACK_DEPTH);
-	void *map = set ? (void *)&offcpu_ustacks1 : (void *)&offcpu_ustacks0;
-	if (bpf_map_lookup_elem(map, &h))
-		return h;
-	long err = bpf_map_update_elem(map, &h, buf, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: raced with another CPU */) {
-		stat_inc(STAT_OFFCPU_USTACK_FULL);
-		return err;
-	}
-	return h;
+	void *map = set ? (void *)&ustacks1 : (void *)&ustacks0;
+	return STACK_STORE(map, buf->ips, MAX_USTACK_DEPTH, STAT_OFFCPU_USTACK_FULL, STAT_USTACK_HASH_COLLISION);
 }
 
 /* emit_block counts a kept block in generation gen's set; with woken, t
@@ -347,9 +343,9 @@ static __always_inline void emit_block(__u32 gen, __u32 pid, __u32 tid, char *co
 		if (t->wk_gen != gen) { /* stored before a flip: drained since */
 			stat_inc(STAT_OFFCPU_STALE);
 			if (key.waker_user_stack >= 0)
-				key.waker_user_stack = -116; /* ESTALE */
+				key.waker_user_stack = -ESTALE;
 			if (key.waker_kern_stack >= 0)
-				key.waker_kern_stack = -116;
+				key.waker_kern_stack = -ESTALE;
 		}
 		__builtin_memcpy(key.waker_comm, t->wk_comm, TASK_COMM_LEN);
 	}
@@ -366,7 +362,7 @@ static __always_inline void finish_pending(void *ctx, bool raw, bool tables, str
 	__u32 set = gen & 1;
 	__u64 id = bpf_get_current_pid_tgid();
 	char comm[TASK_COMM_LEN];
-	__s64 ustack = -2; /* ENOENT */
+	__s64 ustack = -ENOENT;
 	__u32 uflags = 0;
 
 	bpf_get_current_comm(comm, sizeof(comm));
@@ -441,129 +437,135 @@ static __always_inline void resume_later(struct task_struct *task, enum offcpu_h
 	bpf_task_work_callback_t cb = tables ? offcpu_resumed : offcpu_resumed_fp;
 	long err = hook == HOOK_TW ? bpf_task_work_schedule_resume(task, &w->tw, &offcpu_resume, cb)
 				   : bpf_task_work_schedule_resume_impl(task, &w->tw, &offcpu_resume, cb, NULL);
-	if (err && err != -16 /* EBUSY */)
+	if (err && err != -EBUSY)
 		stat_inc(STAT_OFFCPU_RESUME_FAILED);
 }
 
-/* switch_common is the sched_switch program of both attach types. Under
- * raw_tp, next cannot be handed to bpf_get_task_stack, so the kernel stack of
- * every block is taken at switch-out instead, while prev is current: the
- * fallback costs a kernel stack walk per switch. */
-static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool tables, bool preempt,
-					 struct task_struct *prev, struct task_struct *next,
-					 unsigned int prev_state)
+/*
+ * The sched_switch program, in three steps: block_start (prev leaves the
+ * CPU), block_end (next comes back: is its block kept, and with what
+ * weight?) and block_attribute (a kept block gets its stacks and is counted,
+ * now or when its thread is back in user space).
+ */
+
+/* take_at_switch_out takes, while prev is current, what cannot be taken
+ * later: under raw_tp the kernel stack of every block (bpf_get_task_stack
+ * needs a BTF pointer), and without task_work the user stack of a preempted
+ * thread (preempted in user mode it will not pass sys_exit; preempted on its
+ * way out of a system call, after a write woke a waiter, it has passed it
+ * already). Without a record to keep them in, the block is still measured;
+ * its stacks are then taken as for any other block. */
+static __always_inline void take_at_switch_out(void *ctx, enum offcpu_hook hook, bool tables,
+					       struct task_struct *prev, __u32 tid, struct offcpu_hot *h)
 {
-	bool raw = hook == HOOK_RAW, tw = HOOK_IS_TW(hook);
-	__u64 now = switch_clock(raw, next);
+	bool raw = hook == HOOK_RAW;
+	bool ustack = !HOOK_IS_TW(hook) && h->kind == KIND_OFFCPU_RUNQ && !is_kthread(prev);
 
-	if (!now) {
-		stat_inc(STAT_OFFCPU_NO_CLOCK);
-		return 0;
+	if (!raw && !ustack)
+		return;
+	struct offcpu_task *t = thread_record(raw, prev, tid, true);
+	if (!t) {
+		stat_inc(STAT_OFFCPU_STORAGE_FULL);
+		return;
 	}
-
-	/* prev leaves the CPU: a block starts. current == prev here. */
-	__u32 ptgid = TASK_READ(raw, prev, tgid), ptid = TASK_READ(raw, prev, pid);
-	if (wanted(ptgid, ptid)) {
-		__u32 kind = block_kind(preempt, prev_state);
-		struct offcpu_hot *h = hot_record(raw, prev, ptid, true);
-		if (!h) {
-			stat_inc(STAT_OFFCPU_STORAGE_FULL);
-		} else {
-			if (!h->rng) /* new: seed its generator */
-				h->rng = bpf_get_prandom_u32() | 1;
-			if (h->flags & HOT_PENDING)
-				resume_pending(ctx, raw, tables, prev, ptid);
-			h->start_ns = 0;
-			h->flags = 0;
-			if ((offcpu_kinds & (1 << kind)) && !(prev_state & TASK_DEAD)) {
-				h->kind = kind;
-				/* Read its mappings while it blocks: a process that
-				 * exits right after its block is gone by then. */
-				note_process(ptgid);
-				/* Without task_work, a preempted thread has its user
-				 * stack taken now, while it is current: preempted in
-				 * user mode it will not pass sys_exit, and preempted on
-				 * its way out of a system call (exit_to_user_mode_loop,
-				 * after a write woke a waiter, say) it has passed it
-				 * already. Under raw_tp the kernel stack is taken here
-				 * for every block (switch_common). */
-				bool take_ustack = !tw && kind == KIND_OFFCPU_RUNQ &&
-						   !is_kthread(prev);
-				if (raw || take_ustack) {
-					struct offcpu_task *t = thread_record(raw, prev, ptid, true);
-					if (!t) {
-						stat_inc(STAT_OFFCPU_STORAGE_FULL);
-					} else {
-						if (raw) {
-							__builtin_memset(t->kips, 0, sizeof(t->kips));
-							/* Skip this program and bpf_trace_run4(): the
-							 * stack starts at __schedule(). */
-							long n = bpf_get_stack(ctx, t->kips, sizeof(t->kips),
-									       2 & BPF_F_SKIP_FIELD_MASK);
-							t->nr_kips = n > 0 ? n / sizeof(__u64) : 0;
-						}
-						if (take_ustack) {
-							__u32 uflags;
-							t->gen = live_gen();
-							t->ustack = ustack_key(ctx, raw, tables, t->gen & 1, &uflags);
-							t->uflags = uflags;
-							h->flags |= HOT_USTACK;
-						}
-					}
-				}
-				h->start_ns = now;
-			}
-		}
+	if (raw) {
+		__builtin_memset(t->kips, 0, sizeof(t->kips));
+		/* Skip this program and bpf_trace_run4(): the stack starts at
+		 * __schedule(). */
+		long n = bpf_get_stack(ctx, t->kips, sizeof(t->kips), 2 & BPF_F_SKIP_FIELD_MASK);
+		t->nr_kips = n > 0 ? n / sizeof(__u64) : 0;
 	}
+	if (ustack) {
+		__u32 uflags;
+		t->gen = live_gen();
+		t->ustack = ustack_key(ctx, raw, tables, t->gen & 1, &uflags);
+		t->uflags = uflags;
+		h->flags |= HOT_USTACK;
+	}
+}
 
-	/* next comes back: the block ends. */
-	__u32 cpu = bpf_get_smp_processor_id();
-	if (!tw && cpu < MAX_CPUS)
-		cpu_pending[cpu] = 0;
-	__u32 ntid = TASK_READ(raw, next, pid);
-	if (ntid == 0)
-		return 0;
-	struct offcpu_hot *h = hot_record(raw, next, ntid, false);
-	if (!h || h->start_ns == 0)
-		return 0;
-	__s64 d = now - h->start_ns;
+/* block_start: prev leaves the CPU, a block starts (current == prev). A
+ * block of prev still waiting for its user stack is attributed first. */
+static __always_inline void block_start(void *ctx, enum offcpu_hook hook, bool tables, bool preempt,
+					struct task_struct *prev, unsigned int prev_state, __u64 now)
+{
+	bool raw = hook == HOOK_RAW;
+	__u32 tgid = TASK_READ(raw, prev, tgid), tid = TASK_READ(raw, prev, pid);
+
+	if (!wanted(tgid, tid))
+		return;
+	struct offcpu_hot *h = hot_record(raw, prev, tid, true);
+	if (!h) {
+		stat_inc(STAT_OFFCPU_STORAGE_FULL);
+		return;
+	}
+	if (!h->rng) /* new: seed its generator */
+		h->rng = bpf_get_prandom_u32() | 1;
+	if (h->flags & HOT_PENDING)
+		resume_pending(ctx, raw, tables, prev, tid);
 	h->start_ns = 0;
-	if (d < 0) /* clocks of two CPUs a hair apart */
-		d = 0;
-	stat_inc(STAT_OFFCPU_BLOCKS);
-	/* --wakers decided at the wakeup (offcpu_waking), from the block's
-	 * length then; others are decided now. */
-	bool woken = h->flags & HOT_WOKEN, keep = h->flags & HOT_KEEP;
+	h->flags = 0;
+	__u32 kind = block_kind(preempt, prev_state);
+	if (!(offcpu_kinds & (1 << kind)) || (prev_state & TASK_DEAD))
+		return;
+	h->kind = kind;
+	/* Read its mappings while it blocks: a process that exits right
+	 * after its block is gone by then. */
+	note_process(tgid);
+	take_at_switch_out(ctx, hook, tables, prev, tid, h);
+	h->start_ns = now;
+}
+
+/* block_end: the block of next, d ns long, ends. It returns the block's
+ * weight if duration-weighted sampling keeps it, else 0; *woken says the
+ * decision was taken at its wakeup (--wakers, offcpu_waking), from the
+ * block's length then. */
+static __always_inline __u64 block_end(bool raw, struct task_struct *next, __u32 tid, struct offcpu_hot *h,
+				       __s64 d, bool *woken)
+{
+	__u64 T = offcpu_threshold_ns;
+	bool keep = h->flags & HOT_KEEP;
+
+	*woken = h->flags & HOT_WOKEN;
 	h->flags &= ~(HOT_WOKEN | HOT_KEEP);
-	if (d < offcpu_min_ns || (woken && !keep))
+	stat_inc(STAT_OFFCPU_BLOCKS);
+	if (d < offcpu_min_ns || (*woken && !keep))
 		return 0;
-	__u64 T = offcpu_threshold_ns, weight = d;
-	struct offcpu_task *t = 0;
-	if (woken) {
-		t = thread_record(raw, next, ntid, false);
+	if (*woken) {
+		struct offcpu_task *t = thread_record(raw, next, tid, false);
 		if (!t || !t->wk_dw) {
 			stat_inc(STAT_OFFCPU_STORAGE_FULL);
 			return 0;
 		}
 		/* Kept with probability dw/T (dw < T): weighted d*T/dw, so that
 		 * the estimate stays unbiased for the whole block. */
-		if (t->wk_dw < T)
-			weight = (__u64)d * T / t->wk_dw;
-	} else if (d < T) {
+		return t->wk_dw < T ? (__u64)d * T / t->wk_dw : d;
+	}
+	if (d < T) {
 		/* Keep with probability d/T, weighted T: r/2^32 < d/T, without a
 		 * division (T < 2^32, checked by user space, so r*T fits). */
-		__u64 r = draw(h);
-		if (r * T >= (__u64)d << 32)
+		if (draw(h) * T >= (__u64)d << 32)
 			return 0;
-		weight = T;
+		return T;
 	}
-	stat_inc(STAT_OFFCPU_KEPT);
+	return d;
+}
 
-	if (!t)
-		t = thread_record(raw, next, ntid, true);
+/* block_attribute counts next's kept block of the given weight: its kernel
+ * stack is taken now, before next runs; its user stack is known already (a
+ * preempted thread's, taken at switch-out; a kernel thread has none) or is
+ * taken when next is back in its own context (resume_later, or sys_exit
+ * through offcpu_cpu_pending). */
+static __always_inline void block_attribute(void *ctx, enum offcpu_hook hook, bool tables, struct task_struct *next,
+					    __u32 tid, struct offcpu_hot *h, __u64 weight, bool woken)
+{
+	bool raw = hook == HOOK_RAW;
+	struct offcpu_task *t = thread_record(raw, next, tid, true);
+
+	stat_inc(STAT_OFFCPU_KEPT);
 	if (!t) {
 		stat_inc(STAT_OFFCPU_STORAGE_FULL);
-		return 0;
+		return;
 	}
 	t->pwoken = woken;
 	if (!raw) {
@@ -580,34 +582,69 @@ static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool 
 	t->weight = weight;
 	t->pkind = h->kind;
 
-	if ((h->flags & HOT_USTACK) || is_kthread(next)) {
-		/* The user stack is known (or there is none): attribute now. */
-		__u32 gen = live_gen();
-		__u32 set = gen & 1;
-		__s64 ustack = -2; /* ENOENT */
-		__u32 uflags = 0;
-		if (h->flags & HOT_USTACK) {
-			ustack = t->ustack;
-			uflags = t->uflags;
-			if (ustack >= 0 && t->gen != gen) {
-				stat_inc(STAT_OFFCPU_STALE);
-				ustack = -116; /* ESTALE */
-			}
+	if (!(h->flags & HOT_USTACK) && !is_kthread(next)) {
+		h->flags |= HOT_PENDING;
+		if (HOOK_IS_TW(hook)) {
+			resume_later(next, hook, tables);
+		} else {
+			__u32 *pending = cpu_pending();
+			if (pending)
+				*pending = 1;
 		}
-		h->flags &= ~HOT_USTACK;
-		char comm[TASK_COMM_LEN];
-		BPF_CORE_READ_STR_INTO(&comm, next, comm);
-		emit_block(gen, TASK_READ(raw, next, tgid), ntid, comm, ustack, uflags, kstack_key(set, t), h->kind,
-			   weight, t, woken);
+		return;
+	}
+	/* The user stack is known (or there is none): count it now. */
+	__u32 gen = live_gen();
+	__s64 ustack = -ENOENT;
+	__u32 uflags = 0;
+	if (h->flags & HOT_USTACK) {
+		ustack = t->ustack;
+		uflags = t->uflags;
+		if (ustack >= 0 && t->gen != gen) {
+			stat_inc(STAT_OFFCPU_STALE);
+			ustack = -ESTALE;
+		}
+	}
+	h->flags &= ~HOT_USTACK;
+	char comm[TASK_COMM_LEN];
+	BPF_CORE_READ_STR_INTO(&comm, next, comm);
+	emit_block(gen, TASK_READ(raw, next, tgid), tid, comm, ustack, uflags, kstack_key(gen & 1, t), h->kind,
+		   weight, t, woken);
+}
+
+/* switch_common is the sched_switch program of every method. */
+static __always_inline int switch_common(void *ctx, enum offcpu_hook hook, bool tables, bool preempt,
+					 struct task_struct *prev, struct task_struct *next,
+					 unsigned int prev_state)
+{
+	bool raw = hook == HOOK_RAW, woken;
+	__u64 now = switch_clock(raw, next);
+
+	if (!now) {
+		stat_inc(STAT_OFFCPU_NO_CLOCK);
 		return 0;
 	}
-	h->flags |= HOT_PENDING;
-	if (tw) {
-		resume_later(next, hook, tables);
-		return 0;
+	block_start(ctx, hook, tables, preempt, prev, prev_state, now);
+
+	if (!HOOK_IS_TW(hook)) {
+		/* next's pending block, if any, is set below. */
+		__u32 *pending = cpu_pending();
+		if (pending && *pending)
+			*pending = 0;
 	}
-	if (cpu < MAX_CPUS)
-		cpu_pending[cpu] = 1;
+	__u32 tid = TASK_READ(raw, next, pid);
+	if (tid == 0)
+		return 0;
+	struct offcpu_hot *h = hot_record(raw, next, tid, false);
+	if (!h || h->start_ns == 0)
+		return 0;
+	__s64 d = now - h->start_ns;
+	h->start_ns = 0;
+	if (d < 0) /* clocks of two CPUs a hair apart */
+		d = 0;
+	__u64 weight = block_end(raw, next, tid, h, d, &woken);
+	if (weight)
+		block_attribute(ctx, hook, tables, next, tid, h, weight, woken);
 	return 0;
 }
 
@@ -659,15 +696,14 @@ int offcpu_switch_raw_fp(struct bpf_raw_tracepoint_args *ctx)
 /* sys_exit: current's pending block gets its user stack. */
 static __always_inline void sys_exit_common(void *ctx, bool raw, bool tables)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	if (cpu < MAX_CPUS && !cpu_pending[cpu])
+	__u32 *pending = cpu_pending();
+	if (!pending || !*pending)
 		return;
-
+	*pending = 0;
 	/* Under raw_tp the task is only a key (offcpu_threads): a plain
 	 * pointer will do, and bpf_get_current_task_btf needs Linux 5.11. */
 	struct task_struct *task = raw ? (struct task_struct *)bpf_get_current_task() : bpf_get_current_task_btf();
-	if (resume_pending(ctx, raw, tables, task, (__u32)bpf_get_current_pid_tgid()) && cpu < MAX_CPUS)
-		cpu_pending[cpu] = 0;
+	resume_pending(ctx, raw, tables, task, (__u32)bpf_get_current_pid_tgid());
 }
 
 SEC("tp_btf/sys_exit")
@@ -695,119 +731,5 @@ SEC("raw_tp/sys_exit")
 int offcpu_sys_exit_raw_fp(struct bpf_raw_tracepoint_args *ctx)
 {
 	sys_exit_common(ctx, true, false);
-	return 0;
-}
-
-/*
- * --wakers: sched_waking fires in the waker's context (current) when a
- * blocked thread p is made runnable (try_to_wake_up). The block's length so
- * far is known, so the duration-weighted decision is taken here, and the
- * waker's stacks and comm are taken only for the blocks kept; sched_switch
- * attributes them with the block when p runs again. A block that ends
- * without a wakeup (preemption, or a wakeup before the block's own switch)
- * is decided at switch-in, as without --wakers, and has no waker. Blocks are
- * timed with bpf_ktime_get_ns() here (the loader sets rq_clock off): the
- * runqueue clock of p's CPU is not current at its wakeup.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct kstack);
-} kstack_scratch SEC(".maps");
-
-/* current_kstack_key stores current's kernel stack in the set's
- * offcpu_kstacks map and returns its key, or a negative errno. */
-static __always_inline __s64 current_kstack_key(void *ctx, bool raw, __u32 set)
-{
-	__u32 zero = 0;
-	struct kstack *buf = bpf_map_lookup_elem(&kstack_scratch, &zero);
-	if (!buf)
-		return -12;
-	__builtin_memset(buf, 0, sizeof(*buf));
-	long n = raw ? bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0)
-		     : bpf_get_task_stack(bpf_get_current_task_btf(), buf->ips, sizeof(buf->ips), 0);
-	if (n <= 0) {
-		stat_inc(STAT_OFFCPU_KSTACK_EFAULT);
-		return n < 0 ? n : -14;
-	}
-	__u64 h = HASH_FRAMES(buf->ips, MAX_KSTACK_DEPTH);
-	void *map = set ? (void *)&offcpu_kstacks1 : (void *)&offcpu_kstacks0;
-	if (bpf_map_lookup_elem(map, &h))
-		return h;
-	long err = bpf_map_update_elem(map, &h, buf, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST */) {
-		stat_inc(STAT_OFFCPU_KSTACK_FULL);
-		return err;
-	}
-	return h;
-}
-
-static __always_inline void waking_common(void *ctx, bool raw, bool tables, struct task_struct *p)
-{
-	__u32 tid = TASK_READ(raw, p, pid);
-	if (tid == 0)
-		return;
-	struct offcpu_hot *h = hot_record(raw, p, tid, false);
-	if (!h || !h->start_ns || (h->flags & HOT_WOKEN))
-		return;
-	__s64 d = bpf_ktime_get_ns() - h->start_ns;
-	h->flags |= HOT_WOKEN;
-	if (d <= 0)
-		return;
-	__u64 T = offcpu_threshold_ns;
-	if (d < T) {
-		__u64 r = draw(h);
-		if (r * T >= (__u64)d << 32)
-			return;
-	}
-	struct offcpu_task *t = thread_record(raw, p, tid, true);
-	if (!t) {
-		stat_inc(STAT_OFFCPU_STORAGE_FULL);
-		return;
-	}
-	__u32 gen = live_gen();
-	__u32 set = gen & 1;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
-	__u32 uflags = 0;
-
-	t->wk_dw = d;
-	t->wk_pid = id >> 32;
-	t->wk_gen = gen;
-	bpf_get_current_comm(t->wk_comm, sizeof(t->wk_comm));
-	t->wk_kstack = current_kstack_key(ctx, raw, set);
-	t->wk_ustack = -2; /* ENOENT: a kernel thread, or an interrupt in idle */
-	if ((id >> 32) != 0 && !is_kthread(cur))
-		t->wk_ustack = ustack_key(ctx, raw, tables, set, &uflags);
-	t->wk_flags = WAKER_WOKE | uflags;
-	h->flags |= HOT_KEEP;
-}
-
-SEC("tp_btf/sched_waking")
-int BPF_PROG(offcpu_waking, struct task_struct *p)
-{
-	waking_common(ctx, false, true, p);
-	return 0;
-}
-
-SEC("tp_btf/sched_waking")
-int BPF_PROG(offcpu_waking_fp, struct task_struct *p)
-{
-	waking_common(ctx, false, false, p);
-	return 0;
-}
-
-SEC("raw_tp/sched_waking")
-int offcpu_waking_raw(struct bpf_raw_tracepoint_args *ctx)
-{
-	waking_common(ctx, true, true, (void *)ctx->args[0]);
-	return 0;
-}
-
-SEC("raw_tp/sched_waking")
-int offcpu_waking_raw_fp(struct bpf_raw_tracepoint_args *ctx)
-{
-	waking_common(ctx, true, false, (void *)ctx->args[0]);
 	return 0;
 }

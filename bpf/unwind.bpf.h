@@ -229,6 +229,69 @@ static __always_inline long fp_step(struct unwind_state *s)
 	return 0;
 }
 
+/* rule_step steps to the caller with a table's rule r for pc: the CFA, then
+ * the return address and the caller's frame pointer relative to it. leaf says
+ * this is the first frame (only a leaf keeps its RA in a register). It
+ * returns 1 to stop. */
+static __always_inline long rule_step(struct unwind_state *s, struct unwind_rule *r, __u64 pc, bool leaf)
+{
+	__u8 rules = r->cfa_rules & 0xff;
+	__s64 cfa_off = r->cfa_rules >> 8;
+	__u64 cfa;
+	switch (rules & 15) {
+	case CFA_NONE:
+		return fp_step(s); /* as no row */
+	case CFA_SP:
+		cfa = s->sp + cfa_off;
+		break;
+	case CFA_FP:
+		cfa = s->fp + cfa_off;
+		break;
+	case CFA_PLT:
+		cfa = s->sp + cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0);
+		break;
+	case CFA_DEREF_FP:
+		if (read_u64(&cfa, s->fp + cfa_off))
+			return unwind_stop(s, REASON_READ_FAILED);
+		break;
+	default:
+		return unwind_stop(s, REASON_UNSUPPORTED);
+	}
+
+	__u64 ra;
+	__u32 ra_rule = (rules >> 6) & 3;
+	if (ra_rule == RA_UNDEFINED)
+		return unwind_stop(s, REASON_COMPLETE);
+	if (ra_rule == RA_LINK) {
+		if (!leaf)
+			return unwind_stop(s, REASON_BAD_FRAME);
+		ra = s->lr;
+	} else if (read_u64(&ra, cfa + r->ra_off)) {
+		return unwind_stop(s, REASON_READ_FAILED);
+	}
+
+	switch ((rules >> 4) & 3) {
+	case FP_OFFSET:
+		if (read_u64(&s->fp, cfa + r->fp_off))
+			return unwind_stop(s, REASON_READ_FAILED);
+		break;
+	case FP_AT_FP:
+		if (read_u64(&s->fp, s->fp + r->fp_off))
+			return unwind_stop(s, REASON_READ_FAILED);
+		break;
+	case FP_UNDEFINED:
+		s->fp = 0;
+		break;
+	}
+	/* The caller's stack pointer is the CFA: the stack must move up (but
+	 * for a switch of stacks; MAX_FRAMES bounds a walk that loops). */
+	if (cfa <= s->sp && !(ra_rule == RA_LINK && cfa == s->sp) && ra_rule != RA_SWITCH)
+		return unwind_stop(s, REASON_BAD_FRAME);
+	s->pc = ra;
+	s->sp = cfa;
+	return 0;
+}
+
 /* unwind_step records the current frame and steps to its caller; it returns
  * 1 to stop. i is the frame number. */
 static long unwind_step(__u64 i, struct unwind_ctx *c)
@@ -264,62 +327,7 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 			return fp_step(s);
 		return 1;
 	}
-
-	__u8 rules = r->cfa_rules & 0xff;
-	__s64 cfa_off = r->cfa_rules >> 8;
-	__u64 cfa;
-	switch (rules & 15) {
-	case CFA_NONE:
-		return fp_step(s); /* as no row */
-	case CFA_SP:
-		cfa = s->sp + cfa_off;
-		break;
-	case CFA_FP:
-		cfa = s->fp + cfa_off;
-		break;
-	case CFA_PLT:
-		cfa = s->sp + cfa_off + ((pc & 15) >= (__u64)r->fp_off ? 8 : 0);
-		break;
-	case CFA_DEREF_FP:
-		if (read_u64(&cfa, s->fp + cfa_off))
-			return unwind_stop(s, REASON_READ_FAILED);
-		break;
-	default:
-		return unwind_stop(s, REASON_UNSUPPORTED);
-	}
-
-	__u64 ra;
-	__u32 ra_rule = (rules >> 6) & 3;
-	if (ra_rule == RA_UNDEFINED)
-		return unwind_stop(s, REASON_COMPLETE);
-	if (ra_rule == RA_LINK) {
-		if (i)
-			return unwind_stop(s, REASON_BAD_FRAME); /* only a leaf keeps its RA in a register */
-		ra = s->lr;
-	} else if (read_u64(&ra, cfa + r->ra_off)) {
-		return unwind_stop(s, REASON_READ_FAILED);
-	}
-
-	switch ((rules >> 4) & 3) {
-	case FP_OFFSET:
-		if (read_u64(&s->fp, cfa + r->fp_off))
-			return unwind_stop(s, REASON_READ_FAILED);
-		break;
-	case FP_AT_FP:
-		if (read_u64(&s->fp, s->fp + r->fp_off))
-			return unwind_stop(s, REASON_READ_FAILED);
-		break;
-	case FP_UNDEFINED:
-		s->fp = 0;
-		break;
-	}
-	/* The caller's stack pointer is the CFA: the stack must move up (but
-	 * for a switch of stacks; MAX_FRAMES bounds a walk that loops). */
-	if (cfa <= s->sp && !(ra_rule == RA_LINK && cfa == s->sp) && ra_rule != RA_SWITCH)
-		return unwind_stop(s, REASON_BAD_FRAME);
-	s->pc = ra;
-	s->sp = cfa;
-	return 0;
+	return rule_step(s, r, pc, i == 0);
 }
 
 /* unwind_user walks current's user stack (from its pt_regs: the state of
@@ -332,15 +340,15 @@ __attribute__((noinline)) __s64 unwind_user(__u32 slot, __u32 set, __u32 tgid, s
 					      __u32 *reason)
 {
 	if (!proc || !reason)
-		return -22; /* EINVAL */
+		return -EINVAL;
 	struct unwind_state *s = bpf_map_lookup_elem(&unwind_scratch, &slot);
 
 	*reason = REASON_COMPLETE;
 	if (!s)
-		return -12; /* ENOMEM */
+		return -ENOMEM;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	if (!regs)
-		return -14;
+		return -EFAULT;
 #if defined(__TARGET_ARCH_x86)
 	s->pc = regs->ip;
 	s->sp = regs->sp;
@@ -352,7 +360,7 @@ __attribute__((noinline)) __s64 unwind_user(__u32 slot, __u32 set, __u32 tgid, s
 	s->fp = regs->regs[29];
 	s->lr = regs->regs[30];
 #else
-	return -95; /* EOPNOTSUPP */
+	return -EOPNOTSUPP;
 #endif
 	s->n = 0;
 	s->reason = REASON_MAX_FRAMES;
@@ -373,16 +381,8 @@ __attribute__((noinline)) __s64 unwind_user(__u32 slot, __u32 set, __u32 tgid, s
 		notify(EVENT_MAPS_CHANGED, tgid);
 	}
 	if (s->n == 0)
-		return -14; /* EFAULT */
+		return -EFAULT;
 
-	__u64 h = HASH_FRAMES(s->st.ips, MAX_USTACK_DEPTH);
-	void *map = set ? (void *)&offcpu_ustacks1 : (void *)&offcpu_ustacks0;
-	if (bpf_map_lookup_elem(map, &h))
-		return h;
-	long err = bpf_map_update_elem(map, &h, &s->st, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: raced with another CPU */) {
-		stat_inc(STAT_UNWIND_USTACK_FULL);
-		return err;
-	}
-	return h;
+	void *map = set ? (void *)&ustacks1 : (void *)&ustacks0;
+	return STACK_STORE(map, s->st.ips, MAX_USTACK_DEPTH, STAT_UNWIND_USTACK_FULL, STAT_USTACK_HASH_COLLISION);
 }

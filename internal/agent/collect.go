@@ -181,7 +181,7 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 		locs = append(locs, c.b.Location(c.kernelMapping(), pc))
 	}
 	// -EFAULT for an on-CPU kernel stack means the tick came in user mode.
-	if st.kernErr < 0 && st.kernErr != -2 && !(st.kernErr == -14 && st.onCPU) {
+	if st.kernErr < 0 && st.kernErr != tracer.StackNone && !(st.kernErr == tracer.StackFault && st.onCPU) {
 		locs = append(locs, c.b.Pseudo(lostName("kernel", st.kernErr)))
 	}
 	for i, pc := range st.user {
@@ -202,7 +202,7 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 		}
 		locs = append(locs, c.b.Location(c.userMapping(pid, m), pc))
 	}
-	if st.userErr < 0 && st.userErr != -2 {
+	if st.userErr < 0 && st.userErr != tracer.StackNone {
 		locs = append(locs, c.b.Pseudo(lostName("user", st.userErr)))
 	} else if st.tables && st.reason != unwind.ReasonComplete {
 		locs = append(locs, c.b.Pseudo(truncatedName(st.reason)))
@@ -212,14 +212,8 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 	return locs
 }
 
-func lostName(which string, errno int64) string {
-	reason := map[int64]string{-17: "stack map bucket collision", -14: "unreadable", -12: "stack map full", -116: "taken before a drain",
-		tracer.StackLookupFailed:  "not in the stack map at drain",
-		tracer.StackCopyNotWalked: "copied before its tables were loaded, not walked"}[errno]
-	if reason == "" {
-		reason = fmt.Sprintf("errno %d", -errno)
-	}
-	return fmt.Sprintf("[%s stack lost: %s]", which, reason)
+func lostName(which string, code int64) string {
+	return fmt.Sprintf("[%s stack lost: %s]", which, tracer.StackLostReason(code))
 }
 
 // truncatedName is the root-end pseudo-frame of a user stack whose table

@@ -98,7 +98,7 @@ func (t *Tracer) drain(final bool) ([]Sample, error) {
 	time.Sleep(flipGrace)
 
 	set := idleSet{counts: t.objs.Counts[idle], stacks: t.objs.Stacks[idle],
-		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.OffCPUUStacks[idle]}
+		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.UStacks[idle]}
 	out, fpFallbacks, err := set.drain(t.unw != nil, &t.drainLookupFailed)
 	t.fpFallbacks.Add(fpFallbacks)
 	out, exited = t.settleCopies(out, exited, final)
@@ -125,6 +125,13 @@ func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, er
 	}
 	stacks, kstacks, ustacks := m.stacks, m.kstacks, m.ustacks
 	d := stackLookup{kstacks: kstacks, ustacks: ustacks, cache: map[stackCacheKey][]uint64{}, failed: failed}
+	// The off-CPU stack maps are read and emptied whole, in batches; the
+	// stack-trace map (no batch operations) a stack at a time, below.
+	for _, hm := range []*ebpf.Map{kstacks, ustacks} {
+		if err := d.drainHash(hm); err != nil {
+			return nil, 0, err
+		}
+	}
 	lookup := d.lookup
 	var fpFallbacks uint64
 	out := make([]Sample, len(keys))
@@ -179,15 +186,55 @@ func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, er
 		}
 		out[i] = s
 	}
+	// What is left: stacks no row refers to (their row did not fit in the
+	// counts map), and all of a map read without batches.
 	if err := clearMap[uint32](stacks); err != nil {
 		return out, fpFallbacks, err
 	}
 	for _, m := range []*ebpf.Map{kstacks, ustacks} {
+		if d.drained[m] {
+			continue
+		}
 		if err := clearMap[uint64](m); err != nil {
 			return out, fpFallbacks, err
 		}
 	}
 	return out, fpFallbacks, nil
+}
+
+// The codes a Sample's UserErr and KernErr (and a Waker's) hold for a
+// missing stack: the negated errnos the BPF programs store (enum errno in
+// bpf/ember.h), and StackLookupFailed.
+const (
+	// StackNone: there was no stack to take (a kernel thread's user stack,
+	// an interrupt in idle): not a loss.
+	StackNone = -bpf.ErrnoNoEnt
+	// StackFault: unreadable; for an on-CPU kernel stack, the tick came in
+	// user mode (not a loss).
+	StackFault     = -bpf.ErrnoFault
+	StackCollision = -bpf.ErrnoExist // another stack had its bucket or hash
+	StackMapFull   = -bpf.ErrnoNoMem
+	StackStale     = -bpf.ErrnoStale // stored before a drain flipped the sets
+)
+
+// StackLostReason says why a stack with code (negative, not StackNone) is
+// missing, in words for a pseudo-frame.
+func StackLostReason(code int64) string {
+	switch code {
+	case StackCollision:
+		return "stack map bucket collision"
+	case StackFault:
+		return "unreadable"
+	case StackMapFull:
+		return "stack map full"
+	case StackStale:
+		return "taken before a drain"
+	case StackLookupFailed:
+		return "not in the stack map at drain"
+	case StackCopyNotWalked:
+		return "copied before its tables were loaded, not walked"
+	}
+	return fmt.Sprintf("errno %d", -code)
 }
 
 // StackLookupFailed is the error code (in Sample.UserErr, KernErr and the
@@ -208,6 +255,64 @@ type stackLookup struct {
 	kstacks, ustacks *ebpf.Map // the off-CPU maps, keyed by hash
 	cache            map[stackCacheKey][]uint64
 	failed           *atomic.Uint64 // lookups that found nothing
+	// drained: maps read whole into cache (and emptied) by drainHash; an
+	// id not in cache is then not in the map.
+	drained map[*ebpf.Map]bool
+	// noLookupAndDelete: the kernel has no lookup-and-delete for
+	// stack-trace maps (before Linux 6.13): look up, and clear after.
+	noLookupAndDelete bool
+}
+
+// drainChunk is the rows a batch operation moves: big enough that a drain of
+// thousands of stacks takes a few system calls, small enough for the buffers
+// (a user stack is 1 KiB) to stay small.
+const drainChunk = 256
+
+// drainHash reads and deletes every stack of an off-CPU stack map (hash,
+// key a uint64) into the cache with BatchLookupAndDelete: a system call per
+// drainChunk stacks instead of three per stack (look up, list, delete).
+// Where the kernel lacks batch operations the map is left to lookup and
+// clearMap.
+func (d *stackLookup) drainHash(m *ebpf.Map) error {
+	keys := make([]uint64, drainChunk)
+	var ks []bpf.KStack
+	var us []bpf.UStack
+	var vals any
+	if m == d.kstacks {
+		ks = make([]bpf.KStack, drainChunk)
+		vals = ks
+	} else {
+		us = make([]bpf.UStack, drainChunk)
+		vals = us
+	}
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookupAndDelete(&cursor, keys, vals, nil)
+		for i := range n {
+			var pcs []uint64
+			if ks != nil {
+				pcs = trimZeros(ks[i].Ips[:])
+			} else {
+				pcs = trimZeros(us[i].Ips[:])
+			}
+			d.cache[stackCacheKey{m, int64(keys[i])}] = pcs
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			if d.drained == nil {
+				d.drained = map[*ebpf.Map]bool{}
+			}
+			d.drained[m] = true
+			return nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			if n > 0 {
+				return fmt.Errorf("drain %s: batch stopped after %d stacks: %w", m, n, err)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("drain %s: %w", m, err)
+		}
+	}
 }
 
 // lookup returns the addresses of stack id in m, or the negative code the
@@ -224,18 +329,30 @@ func (d *stackLookup) lookup(m *ebpf.Map, id int64) ([]uint64, int64) {
 		pcs []uint64
 		err error
 	)
-	switch m {
-	case d.kstacks:
+	switch {
+	case d.drained[m]:
+		err = ebpf.ErrKeyNotExist
+	case m == d.kstacks:
 		var ks bpf.KStack
 		err = m.Lookup(uint64(id), &ks)
 		pcs = trimZeros(ks.Ips[:])
-	case d.ustacks:
+	case m == d.ustacks:
 		var us bpf.UStack
 		err = m.Lookup(uint64(id), &us)
 		pcs = trimZeros(us.Ips[:])
 	default:
+		// The stack-trace map's id: taken out in one call where the kernel
+		// can, so that clearMap finds only stacks no row refers to.
 		var raw [127]uint64
-		err = m.Lookup(uint32(id), &raw)
+		if !d.noLookupAndDelete {
+			err = m.LookupAndDelete(uint32(id), &raw)
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				d.noLookupAndDelete = true
+			}
+		}
+		if d.noLookupAndDelete {
+			err = m.Lookup(uint32(id), &raw)
+		}
 		pcs = trimZeros(raw[:])
 	}
 	if err != nil {

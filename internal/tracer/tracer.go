@@ -384,17 +384,18 @@ func (t *Tracer) followProcesses() {
 			slog.Debug("read process events", "err", err)
 			continue
 		}
-		if len(rec.RawSample) < 8 {
+		var ev bpf.Event
+		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
+			slog.Debug("decode process event", "err", err)
 			continue
 		}
-		typ := binary.NativeEndian.Uint32(rec.RawSample[0:4])
-		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:8]))
-		if testHookDropEvent != nil && testHookDropEvent(typ, pid) {
+		pid := int(ev.Pid)
+		if testHookDropEvent != nil && testHookDropEvent(ev.Type, pid) {
 			continue
 		}
-		switch typ {
+		switch ev.Type {
 		case bpf.EventNewProcess, bpf.EventExec, bpf.EventMapsChanged:
-			if typ != bpf.EventMapsChanged && t.procs.Recorded(pid) {
+			if ev.Type != bpf.EventMapsChanged && t.procs.Recorded(pid) {
 				// Known from its exec by its mmap records (mmaps.go).
 				if t.unw != nil {
 					t.unw.enqueue(uint32(pid), false)
