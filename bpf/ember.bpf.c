@@ -108,9 +108,29 @@ struct ustacks_map {
 struct ustacks_map ustacks0 SEC(".maps");
 struct ustacks_map ustacks1 SEC(".maps");
 
+/*
+ * The per-CPU scratch an off-CPU user stack is taken in (ustack_scratch, and
+ * unwind_scratch after its on-CPU slot) has one slot per context that can
+ * run in the middle of another on the same CPU, so that none rewrites a
+ * buffer another is still reading:
+ *   SCRATCH_SWITCH:   sched_switch (interrupts off) and the task_work
+ *                     callback (preemption off): neither runs inside the
+ *                     other;
+ *   SCRATCH_SYS_EXIT: sys_exit. An interrupt's wakeup can come in the middle
+ *                     of it, and where system call tracepoints may fault
+ *                     (BPF then runs with migration disabled but
+ *                     preemptible) so can a switch to another thread and
+ *                     that thread's switch-out program. Two runs of it never
+ *                     share the slot: the kernel does not start a program on
+ *                     a CPU where it is already running;
+ *   SCRATCH_WAKING:   sched_waking (--wakers), which can come in an interrupt
+ *                     in the middle of sys_exit or the callback.
+ */
+enum scratch_slot { SCRATCH_SWITCH, SCRATCH_SYS_EXIT, SCRATCH_WAKING, SCRATCH_SLOTS };
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct ustack);
 } ustack_scratch SEC(".maps");

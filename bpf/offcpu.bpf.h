@@ -282,9 +282,10 @@ static __always_inline __s64 kstack_key(__u32 set, struct offcpu_task *t)
  * tables loaded (*uflags says so), else with frame pointers: from ctx under
  * raw_tp (bpf_get_current_task_btf needs Linux 5.11), else from current, so
  * that it also works in a task_work callback, which has no ctx. */
-static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 set, __u32 *uflags)
+static __always_inline __s64 ustack_key(void *ctx, enum scratch_slot slot, bool raw, bool tables, __u32 set,
+					__u32 *uflags)
 {
-	__u32 zero = 0;
+	__u32 i = slot;
 
 	*uflags = 0;
 	if (tables) {
@@ -292,7 +293,7 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 		struct unwind_proc *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
 		if (proc) {
 			__u32 reason;
-			__s64 k = unwind_user(UNWIND_SCRATCH_OFFCPU, set, tgid, proc, &reason);
+			__s64 k = unwind_user(UNWIND_SCRATCH_OFFCPU(slot), set, tgid, proc, &reason);
 			*uflags = USER_STACK_HASHED | (reason & USER_STACK_REASON_MASK);
 			return k;
 		}
@@ -302,7 +303,7 @@ static __always_inline __s64 ustack_key(void *ctx, bool raw, bool tables, __u32 
 			return c;
 		}
 	}
-	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &zero);
+	struct ustack *buf = bpf_map_lookup_elem(&ustack_scratch, &i);
 
 	if (!buf)
 		return -ENOMEM;
@@ -355,8 +356,8 @@ static __always_inline void emit_block(__u32 gen, __u32 pid, __u32 tid, char *co
 
 /* finish_pending attributes a kept block that is still waiting for its user
  * stack, now that its thread (current) is in its own context again. */
-static __always_inline void finish_pending(void *ctx, bool raw, bool tables, struct offcpu_task *t,
-					   struct task_struct *task)
+static __always_inline void finish_pending(void *ctx, enum scratch_slot slot, bool raw, bool tables,
+					   struct offcpu_task *t, struct task_struct *task)
 {
 	__u32 gen = live_gen();
 	__u32 set = gen & 1;
@@ -367,14 +368,14 @@ static __always_inline void finish_pending(void *ctx, bool raw, bool tables, str
 
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (!is_kthread(task))
-		ustack = ustack_key(ctx, raw, tables, set, &uflags);
+		ustack = ustack_key(ctx, slot, raw, tables, set, &uflags);
 	emit_block(gen, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight, t,
 		   t->pwoken);
 }
 
 /* resume_pending attributes current's pending kept block, if it has one. */
-static __always_inline bool resume_pending(void *ctx, bool raw, bool tables, struct task_struct *task,
-					   __u32 tid)
+static __always_inline bool resume_pending(void *ctx, enum scratch_slot slot, bool raw, bool tables,
+					   struct task_struct *task, __u32 tid)
 {
 	struct offcpu_hot *h = hot_record(raw, task, tid, false);
 	if (!h || !(h->flags & HOT_PENDING))
@@ -382,7 +383,7 @@ static __always_inline bool resume_pending(void *ctx, bool raw, bool tables, str
 	h->flags &= ~HOT_PENDING;
 	struct offcpu_task *t = thread_record(raw, task, tid, false);
 	if (t)
-		finish_pending(ctx, raw, tables, t, task);
+		finish_pending(ctx, slot, raw, tables, t, task);
 	return true;
 }
 
@@ -403,7 +404,7 @@ static __always_inline int resumed_common(bool tables)
 	struct task_struct *task = bpf_get_current_task_btf();
 
 	bpf_preempt_disable();
-	resume_pending(0, false, tables, task, (__u32)bpf_get_current_pid_tgid());
+	resume_pending(0, SCRATCH_SWITCH, false, tables, task, (__u32)bpf_get_current_pid_tgid());
 	bpf_preempt_enable();
 	return 0;
 }
@@ -478,7 +479,7 @@ static __always_inline void take_at_switch_out(void *ctx, enum offcpu_hook hook,
 	if (ustack) {
 		__u32 uflags;
 		t->gen = live_gen();
-		t->ustack = ustack_key(ctx, raw, tables, t->gen & 1, &uflags);
+		t->ustack = ustack_key(ctx, SCRATCH_SWITCH, raw, tables, t->gen & 1, &uflags);
 		t->uflags = uflags;
 		h->flags |= HOT_USTACK;
 	}
@@ -502,7 +503,7 @@ static __always_inline void block_start(void *ctx, enum offcpu_hook hook, bool t
 	if (!h->rng) /* new: seed its generator */
 		h->rng = bpf_get_prandom_u32() | 1;
 	if (h->flags & HOT_PENDING)
-		resume_pending(ctx, raw, tables, prev, tid);
+		resume_pending(ctx, SCRATCH_SWITCH, raw, tables, prev, tid);
 	h->start_ns = 0;
 	h->flags = 0;
 	__u32 kind = block_kind(preempt, prev_state);
@@ -703,7 +704,7 @@ static __always_inline void sys_exit_common(void *ctx, bool raw, bool tables)
 	/* Under raw_tp the task is only a key (offcpu_threads): a plain
 	 * pointer will do, and bpf_get_current_task_btf needs Linux 5.11. */
 	struct task_struct *task = raw ? (struct task_struct *)bpf_get_current_task() : bpf_get_current_task_btf();
-	resume_pending(ctx, raw, tables, task, (__u32)bpf_get_current_pid_tgid());
+	resume_pending(ctx, SCRATCH_SYS_EXIT, raw, tables, task, (__u32)bpf_get_current_pid_tgid());
 }
 
 SEC("tp_btf/sys_exit")

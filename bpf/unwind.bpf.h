@@ -111,10 +111,10 @@ struct {
 } unwind_procs SEC(".maps");
 
 /* The walk in progress; per CPU, since it is too big for the BPF stack. One
- * slot for on-CPU samples (perf event, in interrupt context) and one for
- * off-CPU stacks (sched_switch, sys_exit), which a sample can interrupt. */
+ * slot for on-CPU samples (perf event, in interrupt context), which can
+ * interrupt any other, then one per off-CPU context (enum scratch_slot). */
 #define UNWIND_SCRATCH_ONCPU 0
-#define UNWIND_SCRATCH_OFFCPU 1
+#define UNWIND_SCRATCH_OFFCPU(slot) (1 + (slot))
 struct unwind_state {
 	__u64 pc, sp, fp, lr;
 	__u32 n, reason;
@@ -123,7 +123,7 @@ struct unwind_state {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1 + SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct unwind_state);
 } unwind_scratch SEC(".maps");

@@ -74,7 +74,7 @@ static __always_inline void waking_common(void *ctx, bool raw, bool tables, stru
 	t->wk_kstack = current_kstack_key(ctx, raw, set);
 	t->wk_ustack = -ENOENT; /* a kernel thread, or an interrupt in idle */
 	if ((id >> 32) != 0 && !is_kthread(cur))
-		t->wk_ustack = ustack_key(ctx, raw, tables, set, &uflags);
+		t->wk_ustack = ustack_key(ctx, SCRATCH_WAKING, raw, tables, set, &uflags);
 	t->wk_flags = WAKER_WOKE | uflags;
 	h->flags |= HOT_KEEP;
 }
