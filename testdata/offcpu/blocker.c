@@ -60,11 +60,17 @@ static struct mark now(void)
 	return m;
 }
 
+/* Never negative: a call that did not block (a pipe with data already in
+ * it) can read a hair more CPU time than wall time where the two clocks
+ * tick apart (an emulator's HPET), and the callers take a negative result
+ * for a failed call (a closed pipe): piper stopped after its first such read
+ * in the kernel matrix's guests. */
 static long long off_cpu_since(struct mark m)
 {
 	long long wall = ns(CLOCK_MONOTONIC);
 	long long cpu = ns(CLOCK_THREAD_CPUTIME_ID);
-	return (wall - m.wall) - (cpu - m.cpu);
+	long long d = (wall - m.wall) - (cpu - m.cpu);
+	return d > 0 ? d : 0;
 }
 
 static void hop(void)
