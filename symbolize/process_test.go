@@ -355,3 +355,56 @@ func TestSymbolizeDemanglesCXX(t *testing.T) {
 		t.Errorf("function %q, system name %q", f.Name, f.SystemName)
 	}
 }
+
+// TestSymbolizeOpensEachFileOnce: mappings of one file are symbolized one
+// after another, so that a cache too small to keep two objects (a one-shot
+// record's) indexes each file once, however the profile orders
+// its mappings (here two files' mappings alternate, as libc's does with
+// each process's executable in a whole-system profile).
+func TestSymbolizeOpensEachFileOnce(t *testing.T) {
+	_, goBin := goBuild(false)(t)
+	files := []string{goBin, "/usr/lib/x86_64-linux-gnu/libc.so.6"}
+	if _, err := os.Stat(files[1]); err != nil {
+		files[1] = goBin + "-copy"
+		b, err := os.ReadFile(goBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(files[1], b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &profile.Profile{}
+	for i := range 4 {
+		path := files[i%2]
+		ef, err := elf.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text *elf.Prog
+		for _, pr := range ef.Progs {
+			if pr.Type == elf.PT_LOAD && pr.Flags&elf.PF_X != 0 {
+				text = pr
+			}
+		}
+		ef.Close()
+		base := uint64(0x7f0000000000) + uint64(i)<<32
+		m := &profile.Mapping{ID: uint64(i + 1), Start: base + text.Vaddr&^0xfff, Limit: base + text.Vaddr + text.Memsz, Offset: text.Off &^ 0xfff, File: path}
+		p.Mapping = append(p.Mapping, m)
+		a := textAddresses(t, path, 1+i/2)[i/2]
+		p.Location = append(p.Location, &profile.Location{ID: uint64(i + 1), Address: base + a, Mapping: m})
+	}
+	s := New(Options{CacheBytes: 1})
+	defer s.Close()
+	if err := s.Symbolize(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range p.Location {
+		if len(l.Line) == 0 || l.Line[0].Function == nil || l.Line[0].Function.Name == "" {
+			t.Errorf("%s %#x not named", l.Mapping.File, l.Address)
+		}
+	}
+	if n := s.parsed.Load(); n != 2 {
+		t.Errorf("%d objects indexed for two files", n)
+	}
+}

@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -139,7 +140,7 @@ func (s *Symbolizer) SymbolizeFrom(p *profile.Profile, open Opener, object Objec
 	}
 	fs := newFuncSet(p)
 	var errs []error
-	for _, m := range p.Mapping {
+	for _, m := range byFile(p.Mapping) {
 		locs := byMapping[m]
 		if len(locs) == 0 {
 			continue
@@ -164,6 +165,19 @@ func (s *Symbolizer) SymbolizeFrom(p *profile.Profile, open Opener, object Objec
 	}
 	fs.dropElided()
 	return errors.Join(errs...)
+}
+
+// byFile returns the mappings in an order that puts those of one file
+// (build ID, else path) one after another: a whole-system profile has a
+// mapping of libc, say, in every process, and an object evicted from a small
+// cache (a one-shot record's) between two of them would be opened and
+// indexed again.
+func byFile(ms []*profile.Mapping) []*profile.Mapping {
+	ms = slices.Clone(ms)
+	slices.SortStableFunc(ms, func(a, b *profile.Mapping) int {
+		return cmp.Or(strings.Compare(a.BuildID, b.BuildID), strings.Compare(a.File, b.File))
+	})
+	return ms
 }
 
 func isPerfMap(file string) bool {

@@ -224,7 +224,7 @@ loop:
 	}
 	p := col.b.Profile(end)
 	sym := symbolize.New(symbolize.Options{Open: col.open, OpenObject: col.object, Files: procs.Files(),
-		DebugSource: debugSource(cfg.Debuginfod)})
+		DebugSource: debugSource(cfg.Debuginfod), CacheBytes: recordSymbolCacheBytes})
 	defer sym.Close()
 	if cfg.Debuginfod != nil {
 		fetchDebugInfo(sym, cfg.Debuginfod, p, cmp.Or(cfg.DebuginfodWait, DefaultDebuginfodWait), stderr)
@@ -256,6 +256,13 @@ loop:
 // was not scheduled for a tenth of a second: then a new process's copies
 // are refused and its stacks walked with frame pointers (counted, marked).
 const recordStackCopyBytes = 8 << 20
+
+// recordSymbolCacheBytes is the symbolizer's object budget in record, which
+// symbolizes one profile once, file after file (the object in use is kept
+// whatever its size): an object is not needed after its file's mappings,
+// and keeping every one (256 MiB by default) made the end of a whole-system
+// recording its peak heap (symbol tables, decompressed DWARF).
+const recordSymbolCacheBytes = 4 << 20
 
 func drainInto(tr *tracer.Tracer, col *collector, procs *proc.Table) error {
 	samples, err := tr.Drain()
