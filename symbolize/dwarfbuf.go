@@ -95,22 +95,29 @@ func (d *dbuf) u64() uint64 {
 
 func (d *dbuf) uleb() uint64 {
 	v, n := leb128.Uint(d.b)
-	if n <= 0 {
-		d.bad, d.b = true, nil
+	if !d.leb(n) {
 		return 0
 	}
-	d.b = d.b[n:]
 	return v
 }
 
 func (d *dbuf) sleb() int64 {
 	v, n := leb128.Int(d.b)
-	if n <= 0 {
-		d.bad, d.b = true, nil
+	if !d.leb(n) {
 		return 0
 	}
-	d.b = d.b[n:]
 	return v
+}
+
+// leb moves past a LEB128 number of n bytes, as leb128 reported it; n <= 0
+// (truncated, too long) marks the buffer bad.
+func (d *dbuf) leb(n int) bool {
+	if n <= 0 {
+		d.bad, d.b = true, nil
+		return false
+	}
+	d.b = d.b[n:]
+	return true
 }
 
 func (d *dbuf) cstr() string {

@@ -151,15 +151,7 @@ func TestRustNamesAsRustfilt(t *testing.T) {
 	for _, mangling := range []string{"legacy", "v0"} {
 		t.Run(mangling, func(t *testing.T) {
 			path, _ := rustBuild(mangling)(t)
-			ef, err := elf.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			syms, err := ef.Symbols()
-			ef.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			syms := elfSymbols(t, path)
 			o, err := OpenObject(path)
 			if err != nil {
 				t.Fatal(err)
@@ -221,15 +213,7 @@ func TestRustNamesAsRustfilt(t *testing.T) {
 // it, and is named from it.
 func TestGoSymbolsReadWhenNeeded(t *testing.T) {
 	_, full := goBuild(false)(t)
-	ef, err := elf.Open(full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syms, err := ef.Symbols()
-	ef.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	syms := elfSymbols(t, full)
 	var mainAddr, varAddr uint64
 	var varName string
 	for _, s := range syms {

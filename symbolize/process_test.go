@@ -306,8 +306,9 @@ func TestSymbolizeLiveGo(t *testing.T) {
 	}
 }
 
-// elfSymbol returns the symbol called name in the ELF file at path.
-func elfSymbol(t *testing.T, path, name string) elf.Symbol {
+// elfSymbols returns the .symtab of the ELF file at path, read by debug/elf
+// (not by the code under test).
+func elfSymbols(t testing.TB, path string) []elf.Symbol {
 	t.Helper()
 	ef, err := elf.Open(path)
 	if err != nil {
@@ -316,9 +317,15 @@ func elfSymbol(t *testing.T, path, name string) elf.Symbol {
 	defer ef.Close()
 	syms, err := ef.Symbols()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	for _, s := range syms {
+	return syms
+}
+
+// elfSymbol returns the symbol called name in the ELF file at path.
+func elfSymbol(t *testing.T, path, name string) elf.Symbol {
+	t.Helper()
+	for _, s := range elfSymbols(t, path) {
 		if s.Name == name {
 			return s
 		}

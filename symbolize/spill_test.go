@@ -13,15 +13,7 @@ import (
 // outside the heap: mapped, and not counted at their size in the cache.
 func TestSpilledSectionsSymbolizeAlike(t *testing.T) {
 	bin, _ := zstdBuild(t)
-	ef, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syms, err := ef.Symbols()
-	ef.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	syms := elfSymbols(t, bin)
 	var addrs []uint64
 	for _, s := range syms {
 		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 {
