@@ -37,11 +37,13 @@
 // boundary and turned into errors that name the file, and one bad file costs
 // only its own frames. Each parser has a fuzz target.
 //
-// Binaries of processes in other mount namespaces are opened with
-// OpenInProcess: /proc/PID/map_files (which also reaches deleted and memfd
-// files while the process lives), else openat2 in /proc/PID/root with
-// RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so a container's symlinks never
-// lead onto the host.
+// The symbolizer opens no process's files itself: its caller hands them in
+// (Options.OpenObject and Open; the agent passes proc.Table.Object, which
+// reads /proc/PID/map_files, reaching deleted and memfd files while the
+// process lives, else openat2 in /proc/PID/root with RESOLVE_IN_ROOT |
+// RESOLVE_NO_MAGICLINKS, so a container's symlinks never lead onto the host).
+// Without them it opens a mapping's path as given (os.Open), which is right
+// for profiles read from disk.
 //
 // Names are demangled (C++ Itanium, Rust legacy and v0) with
 // github.com/ianlancetaylor/demangle in LLVM style, bounded in length.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emberprof/ember/export/atomicfile"
 	"github.com/emberprof/ember/export/output"
 	"github.com/emberprof/ember/export/sink"
 )
@@ -269,7 +270,7 @@ func (s *Sink) writeTemp(p *sink.Profile) (string, int64, error) {
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		cp.Comments = append(cp.Comments, "ember: "+k+"="+labels[k])
 	}
-	name, size, err := output.WriteTemp(s.cfg.Dir, tmpPrefix+"*", 0o640, func(w io.Writer) error {
+	name, size, err := atomicfile.WriteTemp(s.cfg.Dir, tmpPrefix+"*", 0o640, func(w io.Writer) error {
 		return output.Write(w, s.format, cp, output.Options{})
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/emberprof/ember/export/atomicfile"
 	"github.com/emberprof/ember/export/flamegraph"
 	"github.com/emberprof/ember/export/folded"
 	"github.com/google/pprof/profile"
@@ -126,52 +127,13 @@ func WriteFile(path string, p *profile.Profile, opts Options) error {
 	return writeAtomic(path, func(w io.Writer) error { return Write(w, f, p, opts) })
 }
 
-// writeAtomic writes path through a temporary file in the same directory,
-// synced before it is renamed into place.
+// writeAtomic writes a profile file whole (atomicfile.Write), readable by
+// all as the files of other tools are.
 func writeAtomic(path string, write func(io.Writer) error) error {
-	tmp, _, err := WriteTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*", 0o644, write)
-	if err != nil {
-		return fmt.Errorf("output: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, 0o644, write); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
 	return nil
-}
-
-// WriteTemp is Ember's one way of writing a file whole: write fills a new
-// temporary file in dir (os.CreateTemp's pattern), which gets mode perm and
-// is synced to disk and closed; it returns the file's name and size, for the
-// caller to rename or link into place (a reader never sees half a file, and
-// a crash leaves no empty one behind the name). On error nothing is left.
-func WriteTemp(dir, pattern string, perm os.FileMode, write func(io.Writer) error) (string, int64, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return "", 0, err
-	}
-	err = write(f)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	var size int64
-	if err == nil {
-		var info os.FileInfo
-		if info, err = f.Stat(); err == nil {
-			size = info.Size()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", 0, err
-	}
-	return f.Name(), size, nil
 }
 
 // MaxProfileSize caps the size of a profile file ReadProfile reads.

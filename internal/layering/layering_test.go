@@ -138,12 +138,13 @@ func TestOnlyTracerImportsBPF(t *testing.T) {
 	}
 }
 
-// leaves are the packages every side reads binaries through: the object
-// file cache and build IDs (objfile), Go's pclntab (gopclntab), DWARF's
-// variable-length numbers (leb128). internal/proc, internal/tracer, symbolize
-// and unwind import them, so they import nothing of Ember's: the dependency
-// goes one way.
-var leaves = []string{module + "/symbolize/objfile", module + "/symbolize/gopclntab", module + "/symbolize/leb128"}
+// leaves are the packages every side shares: the readers of binaries (the
+// object file cache and build IDs, objfile; Go's pclntab, gopclntab; DWARF's
+// variable-length numbers, leb128) and the one way of writing a file whole
+// (atomicfile). internal/proc, internal/tracer, symbolize, unwind and export
+// import them, so they import nothing of Ember's: the dependency goes one way.
+var leaves = []string{module + "/symbolize/objfile", module + "/symbolize/gopclntab", module + "/symbolize/leb128",
+	module + "/export/atomicfile"}
 
 // TestLeavesImportNothingOfEmber: the shared readers depend on no other
 // package of the module.
@@ -163,5 +164,35 @@ func TestLeavesImportNothingOfEmber(t *testing.T) {
 	}
 	if found != len(leaves) {
 		t.Fatalf("found %d of the %d leaf packages", found, len(leaves))
+	}
+}
+
+// TestAgentIsWiring: internal/agent wires the others together, so only the
+// commands import it; the tracer, the process table and the libraries never
+// reach up into it (Go's ban on cycles alone would let a new package do so).
+func TestAgentIsWiring(t *testing.T) {
+	agent := module + "/internal/agent"
+	for _, p := range list(t) {
+		if slices.Contains(p.imports, agent) && !strings.HasPrefix(p.path, module+"/cmd/") {
+			t.Errorf("%s imports internal/agent: only cmd/ does (the agent is the wiring on top)", p.path)
+		}
+	}
+}
+
+// TestTestutilOnlyInTests: the test helpers (the skip-or-fail rule, the
+// Pyroscope servers) are linked into no binary; go list's Deps leave test
+// files out, so any dependency seen here is from shipped code.
+func TestTestutilOnlyInTests(t *testing.T) {
+	pkgs := list(t)
+	testutil := module + "/internal/testutil"
+	for _, p := range pkgs {
+		if p.path == testutil || strings.HasPrefix(p.path, testutil+"/") {
+			continue
+		}
+		for _, d := range p.deps {
+			if d == testutil || strings.HasPrefix(d, testutil+"/") {
+				t.Errorf("%s depends on %s (%s): test helpers stay out of shipped code", p.path, d, why(pkgs, p.path, d))
+			}
+		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/emberprof/ember/bpf"
-	"github.com/emberprof/ember/export/output"
+	"github.com/emberprof/ember/export/atomicfile"
 )
 
 // Auto's choice of program variants is the same on every run on one kernel
@@ -208,21 +208,12 @@ func writePrivate(path string, b []byte) error {
 }
 
 // writePrivateFunc is writePrivate with the contents written by write,
-// through output.WriteTemp, Ember's one way of writing a file whole.
+// through atomicfile, Ember's one way of writing a file whole.
 func writePrivateFunc(path string, write func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, _, err := output.WriteTemp(dir, ".tmp-*", 0o600, write)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Write(path, 0o600, write)
 }
 
 // forget removes a decision the kernel no longer agrees with.

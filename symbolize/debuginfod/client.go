@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emberprof/ember/export/atomicfile"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -396,44 +397,49 @@ func (c *Client) get(server string, kk key) (string, int64, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", 0, err
 	}
-	tmp, err := os.CreateTemp(dir, ".ember-"+string(kk.kind)+"-*")
-	if err != nil {
-		return "", 0, err
-	}
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	tmp, n, err := atomicfile.WriteTemp(dir, ".ember-"+string(kk.kind)+"-*", 0o644, func(w io.Writer) error {
+		n, err := io.Copy(w, io.LimitReader(resp.Body, c.cfg.MaxFileBytes+1))
+		switch {
+		case n > c.cfg.MaxFileBytes:
+			return fmt.Errorf("%w: more than %d bytes", errTooLarge, c.cfg.MaxFileBytes)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return fmt.Errorf("%w: cut short after %d bytes", ErrInvalid, n)
+		case err != nil:
+			return err // a timeout or a reset: passing
+		case resp.ContentLength >= 0 && n != resp.ContentLength:
+			return fmt.Errorf("%w: %d of %d bytes", ErrInvalid, n, resp.ContentLength)
 		}
-	}()
-	n, err := io.Copy(tmp, io.LimitReader(resp.Body, c.cfg.MaxFileBytes+1))
-	switch {
-	case n > c.cfg.MaxFileBytes:
-		return "", 0, fmt.Errorf("%w: more than %d bytes", errTooLarge, c.cfg.MaxFileBytes)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "", 0, fmt.Errorf("%w: cut short after %d bytes", ErrInvalid, n)
-	case err != nil:
-		return "", 0, err // a timeout or a reset: passing
-	case resp.ContentLength >= 0 && n != resp.ContentLength:
-		return "", 0, fmt.Errorf("%w: %d of %d bytes", ErrInvalid, n, resp.ContentLength)
-	}
-	id, err := BuildID(tmp)
+		return nil
+	})
 	if err != nil {
 		return "", 0, err
 	}
-	if id != kk.id {
-		return "", 0, fmt.Errorf("%w: build ID %s", ErrInvalid, id)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return "", 0, err
-	}
-	if err := tmp.Close(); err != nil {
+	if err := checkBuildID(tmp, kk.id); err != nil {
+		os.Remove(tmp)
 		return "", 0, err
 	}
 	path := c.cache.path(kk.id, kk.kind)
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return "", 0, err
 	}
-	tmp = nil
 	return path, n, nil
+}
+
+// checkBuildID reports whether the file at path is ELF with build ID id: a
+// truncated or foreign answer never takes the name of the file asked for.
+func checkBuildID(path, id string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, err := BuildID(f)
+	if err != nil {
+		return err
+	}
+	if got != id {
+		return fmt.Errorf("%w: build ID %s", ErrInvalid, got)
+	}
+	return nil
 }
