@@ -100,12 +100,13 @@ type unwinder struct {
 	ids                *unwind.Space
 	tables             map[string]*loadedTable // by binary key
 	pids               map[uint32][]*loadedTable
-	written            map[uint32]string   // pid -> mapsKey of its entry
-	gen                map[uint32]uint64   // pid -> entries invalidated (invalidate)
-	building           map[string][]uint32 // table key -> pids whose loads wait for its background build
-	builder            chan struct{}       // held by the one background build running
-	builtBefore        map[string]bool     // table keys built in the background once
-	bad                map[badFile]bool    // files that panicked a parser
+	written            map[uint32]string    // pid -> mapsKey of its entry
+	gen                map[uint32]uint64    // pid -> entries invalidated (invalidate)
+	building           map[string][]uint32  // table key -> pids whose loads wait for its background build
+	builder            chan struct{}        // held by the one background build running
+	builtBefore        map[string]bool      // table keys built in the background once
+	libsSince          map[uint32]time.Time // pid -> first load that waited for its libraries
+	bad                map[badFile]bool     // files that panicked a parser
 	stats              UnwindStats
 
 	// loaded, if set, is called after each load job with its error (the
@@ -154,6 +155,7 @@ func newUnwinder(objs *bpf.Objects, procs *proc.Table, sizes bpf.UnwindSizes, ca
 		building:    map[string][]uint32{},
 		builder:     make(chan struct{}, 1),
 		builtBefore: map[string]bool{},
+		libsSince:   map[uint32]time.Time{},
 		bad:         map[badFile]bool{},
 	}
 	u.busyCond = sync.NewCond(&u.busyMu)
@@ -383,7 +385,7 @@ func (u *unwinder) do(j unwindJob) {
 		defer u.unlockPID(j.pid) // a panic in load is recovered above
 		err = u.load(j.pid)
 	}()
-	if errors.Is(err, errNoMappings) || errors.Is(err, errTableBuilding) {
+	if errors.Is(err, errNoMappings) || errors.Is(err, errTableBuilding) || errors.Is(err, errLibrariesPending) {
 		return // the records of its mappings, or the build, ask again
 	}
 	if err != nil {
@@ -417,6 +419,9 @@ func (u *unwinder) load(pid uint32) error {
 		// would stop every walk at its first frame, where no entry has the
 		// samples copied (stackcopy.go).
 		return errNoMappings
+	}
+	if u.librariesPending(pid, p) {
+		return errLibrariesPending // each library's record asks again
 	}
 	mk := mapsKey(p)
 	u.mu.Lock()
@@ -545,6 +550,7 @@ func (u *unwinder) unload(pid uint32) {
 	delete(u.pids, pid)
 	delete(u.written, pid)
 	delete(u.gen, pid)
+	delete(u.libsSince, pid)
 }
 
 // Stats returns what is loaded.
