@@ -217,13 +217,12 @@ func testFirstSamples(t *testing.T, bin string, chain []string) {
 	if hot < firstRuns {
 		t.Fatalf("only %d samples of %s in %d runs of 50 ms at 99 Hz", hot, chain[0], firstRuns)
 	}
-	// Issue #15's bar is 99%. With mappings recorded as they are made
-	// (perf mmap2 records), runs on a machine at load 5-7 gave C 99.40 and
-	// 99.68%, Go 99.15 and 100%; at load 18-24 (2 CPUs) C fell to 70-79%:
-	// copies the drain gave up on after 3 s (counted, marked). Until that
-	// holds under load, the test holds 97%.
-	if share < 0.97 {
-		t.Errorf("%.2f%% of samples carry the whole chain %v, want at least 97%% (issue #15's bar: 99%%)", 100*share, chain)
+	// Issue #15's bar. Every sample below it is a loss that record's
+	// summary names by reason (copies not walked, frame-pointer fallbacks,
+	// stack-map collisions): on a machine loaded far beyond its CPUs the
+	// copies wait past the drain's 3 s, and the test says so by failing.
+	if share < 0.99 {
+		t.Errorf("%.2f%% of samples carry the whole chain %v, want at least 99%% (issue #15)", 100*share, chain)
 	}
 }
 
