@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/testutil"
 )
 
@@ -184,11 +185,11 @@ func wholeShare(t *testing.T, p *profile.Profile, chain []string) (share float64
 				running = false
 			}
 		}
-		// A sample whose stack was lost or left unnamed may have been in
-		// the hot function: it counts against the share.
-		lost := !named && running && slices.ContainsFunc(frames, func(f string) bool {
-			return strings.HasPrefix(f, "<unknown") || strings.HasPrefix(f, "[user stack lost")
-		})
+		// A sample whose user leaf was lost or left unnamed may have been
+		// in the hot function: it counts against the share. One whose leaf
+		// is named elsewhere (a new thread's runtime.clone, whose caller
+		// is unnamed) was not.
+		lost := running && !userLeafNamed(s)
 		if !h && !lost {
 			if testing.Verbose() {
 				t.Logf("elsewhere: %s", strings.Join(frames, " <- "))
@@ -206,6 +207,27 @@ func wholeShare(t *testing.T, p *profile.Profile, chain []string) (share float64
 		return 0, 0, all
 	}
 	return float64(full) / float64(hot), hot, all - hot
+}
+
+// userLeafNamed reports whether s's innermost user frame (the first
+// location outside the kernel's mapping) has a name of the program's: not
+// unnamed, and no marker such as "[user stack lost: ...]" in its place (or
+// unnamed in the vDSO). A
+// sample with no user location at all (in the kernel with no user stack
+// taken) is not counted as lost.
+func userLeafNamed(s *profile.Sample) bool {
+	for _, loc := range s.Location {
+		if loc.Mapping != nil && loc.Mapping.File == pprof.KernelFile {
+			continue
+		}
+		if len(loc.Line) == 0 || loc.Line[0].Function == nil || loc.Line[0].Function.Name == "" {
+			// The vDSO's code without a symbol (its pvclock reader on a
+			// paravirtual guest) is never the program's hot function.
+			return loc.Mapping != nil && loc.Mapping.File == "[vdso]"
+		}
+		return !strings.HasPrefix(loc.Line[0].Function.Name, "[")
+	}
+	return true
 }
 
 func testFirstSamples(t *testing.T, bin string, chain []string) {

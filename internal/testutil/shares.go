@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/google/pprof/profile"
@@ -17,14 +18,22 @@ func SampleIndex(p *profile.Profile, typ string) int {
 }
 
 // Frames returns the function names of a sample, leaf first, inlined frames
-// included.
+// included. A location the symbolizer left without a name (no line: an
+// address outside every known mapping, or in a file without symbols) is
+// "<unknown 0xADDR>", as a flame graph shows it unnamed: dropping it would
+// hide the very losses the tests of "every frame named" look for.
 func Frames(s *profile.Sample) []string {
 	var out []string
 	for _, loc := range s.Location {
+		named := false
 		for _, ln := range loc.Line {
-			if ln.Function != nil {
+			if ln.Function != nil && ln.Function.Name != "" {
 				out = append(out, ln.Function.Name)
+				named = true
 			}
+		}
+		if !named {
+			out = append(out, fmt.Sprintf("<unknown %#x>", loc.Address))
 		}
 	}
 	return out
