@@ -184,6 +184,7 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 	if st.kernErr < 0 && st.kernErr != tracer.StackNone && !(st.kernErr == tracer.StackFault && st.onCPU) {
 		locs = append(locs, c.b.Pseudo(lostName("kernel", st.kernErr)))
 	}
+	p = imageOf(p, st.user)
 	for i, pc := range st.user {
 		if i > 0 {
 			pc--
@@ -210,6 +211,35 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 		locs = append(locs, c.b.Pseudo(FPFallbackFrame))
 	}
 	return locs
+}
+
+// imageOf returns the image of p that user, a user stack (leaf first),
+// was taken in: p's current one, or the one before its last exec
+// (p.PreExec) when that one maps every frame and the current one does not.
+// A fork child sampled before it exec'd (a shell's, running the shell's
+// code) is built after the exec, and its addresses would otherwise be read
+// against the new image's mappings: unnamed frames, with no marker.
+func imageOf(p *proc.Process, user []uint64) *proc.Process {
+	if p == nil || p.PreExec == nil || len(user) == 0 || mapsAll(p, user) {
+		return p
+	}
+	if mapsAll(p.PreExec, user) {
+		return p.PreExec
+	}
+	return p
+}
+
+// mapsAll reports whether p maps every frame of user.
+func mapsAll(p *proc.Process, user []uint64) bool {
+	for i, pc := range user {
+		if i > 0 {
+			pc--
+		}
+		if p.Find(pc) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func lostName(which string, code int64) string {

@@ -19,8 +19,9 @@ import (
 
 // Exec starts pid afresh after an exec (its exec record): no mappings yet,
 // the name the kernel gave it, and what /proc says of it now (its cgroup,
-// namespace PID, exe), read while it certainly lives. The old image's files
-// are released. A process outside the table's scope is forgotten instead
+// namespace PID, exe), read while it certainly lives. The old image is kept
+// as PreExec, with its files held, until the next exec or the process is
+// forgotten: samples taken before the exec are built after it. A process outside the table's scope is forgotten instead
 // (its PID named one of the scope before), and Exec reports false; one
 // already gone (no cgroup to read) is taken as the known process's exec:
 // its records are what #15's short processes are known by.
@@ -37,7 +38,12 @@ func (t *Table) Exec(pid int, comm string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old := t.procs[pid]; old != nil {
-		t.release(old)
+		// Its references pass to p (preHeld); only those of the image
+		// before it are released.
+		pre := *old
+		pre.PreExec, pre.held, pre.preHeld = nil, nil, nil
+		p.PreExec, p.preHeld = &pre, old.held
+		t.release(&Process{held: old.preHeld})
 	}
 	t.procs[pid] = p
 	return true
@@ -78,7 +84,9 @@ func (t *Table) Fork(parent, child int) bool {
 		return false
 	}
 	c := *pp
-	c.PID, c.exited = child, false
+	// The child's image is its parent's now; what the parent ran before
+	// its own exec is not the child's.
+	c.PID, c.exited, c.PreExec, c.preHeld = child, false, nil, nil
 	if cgroup != "" {
 		c.Cgroup, c.Container = cgroup, ParseContainer(cgroup)
 	}

@@ -26,8 +26,17 @@ type Process struct {
 	Container Container // the container and pod its cgroup names, if any
 	Mappings  []Mapping // executable file and anonymous mappings, sorted by Start
 
-	held   []fileKey // the files this process holds a reference to
-	exited bool
+	// PreExec is the image the process ran before its last exec, as it
+	// was then (nil: none known). A sample taken before the exec (a
+	// shell's fork child, sampled while it still ran the shell's code)
+	// carries that image's addresses but is built after the exec: it
+	// is resolved against PreExec, not against the new image, in which
+	// its addresses mean nothing.
+	PreExec *Process
+
+	held    []fileKey // the files this process holds a reference to
+	preHeld []fileKey // those of PreExec's image, held for its samples
+	exited  bool
 	// recorded: its mappings are known from its exec on, from the
 	// tracer's mmap records (record.go).
 	recorded bool
@@ -129,6 +138,15 @@ func (t *Table) Add(pid int) (*Process, error) {
 				}
 			}
 		}
+		// The image before the exec stays known, for the samples taken
+		// before it.
+		p.PreExec = old.PreExec
+		for _, k := range old.preHeld {
+			if h := t.files[k]; h != nil {
+				h.refs++
+				p.preHeld = append(p.preHeld, k)
+			}
+		}
 		t.release(old)
 	}
 	t.procs[pid] = p
@@ -167,7 +185,7 @@ func (t *Table) hold(pid int, m *Mapping) (fileKey, bool) {
 // hold may be held by another process (or by p's next reading, after an
 // exec), and must stay open for it. t.mu is held.
 func (t *Table) release(p *Process) {
-	for _, k := range p.held {
+	for _, k := range slices.Concat(p.held, p.preHeld) {
 		if h := t.files[k]; h != nil {
 			if h.refs--; h.refs <= 0 {
 				h.f.Release()

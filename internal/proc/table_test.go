@@ -151,3 +151,79 @@ func TestInsertMapping(t *testing.T) {
 		t.Errorf("the old list changed: %+v", ms)
 	}
 }
+
+// TestExecKeepsPreExecImage: after an exec the image before it stays known
+// (PreExec), its files held, for the samples taken before the exec; the
+// next exec releases it, a fork child does not inherit it, and forgetting
+// the process releases both images' files once.
+func TestExecKeepsPreExecImage(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "42")
+	if err := os.MkdirAll(filepath.Join(dir, "map_files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shell := Mapping{Start: 0x55c300001000, Limit: 0x55c300020000, Offset: 0x1000, Dev: 0x801, Inode: 1234, Path: "/usr/bin/sh"}
+	rng := fmt.Sprintf("%x-%x", shell.Start, shell.Limit)
+	if err := os.WriteFile(filepath.Join(dir, "maps"), []byte(rng+" r-xp 00001000 08:01 1234 /usr/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "map_files", rng), []byte("sh"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tab := NewTable()
+	tab.root = root
+	defer tab.Close()
+	if _, err := tab.Add(42); err != nil {
+		t.Fatal(err)
+	}
+
+	// The exec: a new image, whose executable is mapped next.
+	tab.Exec(42, "short")
+	prog := Mapping{Start: 0x56aa00001000, Limit: 0x56aa00002000, Dev: 0x801, Inode: 99, Path: "/tmp/short"}
+	pf, err := os.Open(filepath.Join(dir, "map_files", rng)) // any file: the test's stand-in
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Mapped(42, prog, pf); err != nil {
+		t.Fatal(err)
+	}
+	p := tab.Get(42)
+	if p.PreExec == nil || p.PreExec.Find(shell.Start+0x10) == nil {
+		t.Fatalf("after the exec, PreExec = %+v, want the shell's image", p.PreExec)
+	}
+	if p.Find(shell.Start+0x10) != nil {
+		t.Fatal("the new image maps the shell's address")
+	}
+	f, err := tab.openHeld(&shell)
+	if err != nil {
+		t.Fatalf("the shell's file is not held after the exec: %v", err)
+	}
+	f.Close()
+
+	if !tab.Fork(42, 43) {
+		t.Fatal("fork of a known process not added")
+	}
+	if c := tab.Get(43); c.PreExec != nil {
+		t.Error("a fork child inherits its parent's image before its exec")
+	}
+	tab.forget(43)
+
+	// The next exec keeps the second image, and releases the shell's.
+	tab.Exec(42, "again")
+	if p := tab.Get(42); p.PreExec == nil || p.PreExec.Find(prog.Start) == nil {
+		t.Fatalf("after the second exec, PreExec = %+v, want short's image", p.PreExec)
+	}
+	if _, err := tab.openHeld(&shell); err == nil {
+		t.Error("the shell's file is still held two execs later")
+	}
+	if f, err := tab.openHeld(&prog); err != nil {
+		t.Errorf("short's file is not held after the second exec: %v", err)
+	} else {
+		f.Close()
+	}
+	tab.MarkExited(42)
+	tab.Sweep()
+	if _, err := tab.openHeld(&prog); err == nil {
+		t.Error("short's file is still held after its process was forgotten")
+	}
+}
