@@ -17,7 +17,7 @@
  * reading kernel versions or feature names.
  *
  * Shape follows libbpf-tools' profile.bpf.c and offcputime.bpf.c, with three
- * differences that DESIGN.md explains: every stack failure is counted in a
+ * differences that docs/design.md explains: every stack failure is counted in a
  * per-CPU stats map (never hidden, never BPF_F_REUSE_STACKID), the counts and
  * stack maps exist twice so user space can drain one set while the other is
  * live, and off-CPU stacks are taken only for the blocks that are kept, when
@@ -98,15 +98,15 @@ struct offcpu_kstacks_map offcpu_kstacks1 SEC(".maps");
 struct ustack {
 	__u64 ips[MAX_USTACK_DEPTH];
 };
-struct ustacks_map {
+struct hashed_ustacks_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536); /* resized by user space */
 	__type(key, __u64);
 	__type(value, struct ustack);
 };
-struct ustacks_map ustacks0 SEC(".maps");
-struct ustacks_map ustacks1 SEC(".maps");
+struct hashed_ustacks_map hashed_ustacks0 SEC(".maps");
+struct hashed_ustacks_map hashed_ustacks1 SEC(".maps");
 
 /*
  * The per-CPU scratch an off-CPU user stack is taken in (ustack_scratch, and
@@ -404,6 +404,8 @@ static __always_inline void add(__u32 set, struct sample_key *key, __u64 count, 
 
 #include "unwind.bpf.h"
 #include "stackcopy.bpf.h"
+#include "thread.bpf.h"
+#include "pending.bpf.h"
 #include "offcpu.bpf.h"
 #include "waker.bpf.h"
 

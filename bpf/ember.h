@@ -25,8 +25,8 @@ struct sample_key {
 	__u32 kind;         /* enum sample_kind */
 	__u32 user_flags;   /* USER_STACK_HASHED | enum unwind_reason of the walk */
 	__s64 user_stack;   /* on-CPU: id in the stacks map, or with
-	                     * USER_STACK_HASHED key in the ustacks map;
-	                     * off-CPU: key in the ustacks map; negative: an errno */
+	                     * USER_STACK_HASHED key in the hashed_ustacks map;
+	                     * off-CPU: key in the hashed_ustacks map; negative: an errno */
 	__s64 kern_stack;   /* on-CPU: id in the stacks map; off-CPU: key in the
 	                     * offcpu_kstacks map; negative: an errno */
 	char comm[TASK_COMM_LEN]; /* the thread's name at sample time */
@@ -34,7 +34,7 @@ struct sample_key {
 	 * says it was woken; else it was preempted, or woken unseen). */
 	__u32 waker_pid;    /* the waking thread's process (0: an interrupt in idle) */
 	__u32 waker_flags;  /* WAKER_WOKE | user_flags of waker_user_stack */
-	__s64 waker_user_stack; /* key in the ustacks map, or a negative errno */
+	__s64 waker_user_stack; /* key in the hashed_ustacks map, or a negative errno */
 	__s64 waker_kern_stack; /* key in the offcpu_kstacks map, or a negative errno */
 	char waker_comm[TASK_COMM_LEN];
 };
@@ -43,7 +43,7 @@ struct sample_key {
 #define WAKER_WOKE (1 << 9)
 
 /* sample_key.user_flags: bits 0-7 the enum unwind_reason of a table walk
- * (0: complete), bit 8 the stack is in the ustacks map (a table walk). */
+ * (0: complete), bit 8 the stack is in the hashed_ustacks map (a table walk). */
 #define USER_STACK_REASON_MASK 0xff
 #define USER_STACK_HASHED (1 << 8)
 
@@ -71,6 +71,7 @@ enum errno {
 	EBUSY = 16,   /* task work already queued */
 	EEXIST = 17,  /* a stack collision: another stack has its bucket or hash */
 	EINVAL = 22,
+	ENOSPC = 28,  /* the stack copies' ring buffer is full (frame pointers instead) */
 	EOPNOTSUPP = 95, /* an architecture the table walker does not know */
 	ESTALE = 116, /* the stack was stored before a drain flipped the sets */
 };
@@ -111,7 +112,7 @@ enum stat {
 	STAT_UNWIND_BAD_FRAME,      /* the stack did not move up */
 	STAT_UNWIND_MAX_FRAMES,     /* deeper than 127 frames */
 	STAT_UNWIND_BAD_TABLE,      /* a table entry out of range */
-	STAT_UNWIND_USTACK_FULL,    /* walked stack not stored: ustacks map full */
+	STAT_UNWIND_USTACK_FULL,    /* walked stack not stored: hashed_ustacks map full */
 	STAT_OFFCPU_RESUME_FAILED,  /* no resume work scheduled: a kept block waits
 	                             * for the thread's next switch-out */
 	STAT_OFFCPU_NO_CLOCK,       /* runqueue clock unreadable: switch not measured */

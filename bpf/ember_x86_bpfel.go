@@ -22,6 +22,7 @@ const (
 	emberErrnoEBUSY      emberErrno = 16
 	emberErrnoEEXIST     emberErrno = 17
 	emberErrnoEINVAL     emberErrno = 22
+	emberErrnoENOSPC     emberErrno = 28
 	emberErrnoEOPNOTSUPP emberErrno = 95
 	emberErrnoESTALE     emberErrno = 116
 )
@@ -239,6 +240,8 @@ const (
 	emberMapCounts0               = "counts0"
 	emberMapCounts1               = "counts1"
 	emberMapEvents                = "events"
+	emberMapHashedUstacks0        = "hashed_ustacks0"
+	emberMapHashedUstacks1        = "hashed_ustacks1"
 	emberMapKnownPids             = "known_pids"
 	emberMapKstackScratch         = "kstack_scratch"
 	emberMapOffcpuCpuPending      = "offcpu_cpu_pending"
@@ -262,8 +265,6 @@ const (
 	emberMapUnwindScratch         = "unwind_scratch"
 	emberMapUnwindTables          = "unwind_tables"
 	emberMapUstackScratch         = "ustack_scratch"
-	emberMapUstacks0              = "ustacks0"
-	emberMapUstacks1              = "ustacks1"
 	emberProgFollowFork           = "follow_fork"
 	emberProgFollowForkRaw        = "follow_fork_raw"
 	emberProgOffcpuSwitch         = "offcpu_switch"
@@ -386,6 +387,8 @@ type emberMapSpecs struct {
 	Counts0          *ebpf.MapSpec `ebpf:"counts0"`
 	Counts1          *ebpf.MapSpec `ebpf:"counts1"`
 	Events           *ebpf.MapSpec `ebpf:"events"`
+	HashedUstacks0   *ebpf.MapSpec `ebpf:"hashed_ustacks0"`
+	HashedUstacks1   *ebpf.MapSpec `ebpf:"hashed_ustacks1"`
 	KnownPids        *ebpf.MapSpec `ebpf:"known_pids"`
 	KstackScratch    *ebpf.MapSpec `ebpf:"kstack_scratch"`
 	OffcpuCpuPending *ebpf.MapSpec `ebpf:"offcpu_cpu_pending"`
@@ -409,8 +412,6 @@ type emberMapSpecs struct {
 	UnwindScratch    *ebpf.MapSpec `ebpf:"unwind_scratch"`
 	UnwindTables     *ebpf.MapSpec `ebpf:"unwind_tables"`
 	UstackScratch    *ebpf.MapSpec `ebpf:"ustack_scratch"`
-	Ustacks0         *ebpf.MapSpec `ebpf:"ustacks0"`
-	Ustacks1         *ebpf.MapSpec `ebpf:"ustacks1"`
 }
 
 // emberVariableSpecs contains global variables before they are loaded into the kernel.
@@ -463,6 +464,8 @@ type emberMaps struct {
 	Counts0          *ebpf.Map `ebpf:"counts0"`
 	Counts1          *ebpf.Map `ebpf:"counts1"`
 	Events           *ebpf.Map `ebpf:"events"`
+	HashedUstacks0   *ebpf.Map `ebpf:"hashed_ustacks0"`
+	HashedUstacks1   *ebpf.Map `ebpf:"hashed_ustacks1"`
 	KnownPids        *ebpf.Map `ebpf:"known_pids"`
 	KstackScratch    *ebpf.Map `ebpf:"kstack_scratch"`
 	OffcpuCpuPending *ebpf.Map `ebpf:"offcpu_cpu_pending"`
@@ -486,8 +489,6 @@ type emberMaps struct {
 	UnwindScratch    *ebpf.Map `ebpf:"unwind_scratch"`
 	UnwindTables     *ebpf.Map `ebpf:"unwind_tables"`
 	UstackScratch    *ebpf.Map `ebpf:"ustack_scratch"`
-	Ustacks0         *ebpf.Map `ebpf:"ustacks0"`
-	Ustacks1         *ebpf.Map `ebpf:"ustacks1"`
 }
 
 func (m *emberMaps) Close() error {
@@ -497,6 +498,8 @@ func (m *emberMaps) Close() error {
 		m.Counts0,
 		m.Counts1,
 		m.Events,
+		m.HashedUstacks0,
+		m.HashedUstacks1,
 		m.KnownPids,
 		m.KstackScratch,
 		m.OffcpuCpuPending,
@@ -520,8 +523,6 @@ func (m *emberMaps) Close() error {
 		m.UnwindScratch,
 		m.UnwindTables,
 		m.UstackScratch,
-		m.Ustacks0,
-		m.Ustacks1,
 	)
 }
 

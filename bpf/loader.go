@@ -83,7 +83,7 @@ var StatNames = [...]string{
 }
 
 // sample_key.user_flags: the low byte is the unwind.Reason a table walk
-// stopped with; UserStackHashed says the stack is in the ustacks map.
+// stopped with; UserStackHashed says the stack is in the hashed_ustacks map.
 const (
 	UserStackReasonMask = 0xff
 	UserStackHashed     = 1 << 8
@@ -247,7 +247,7 @@ type Objects struct {
 	Counts        [2]*ebpf.Map
 	Stacks        [2]*ebpf.Map
 	OffCPUKStacks [2]*ebpf.Map
-	UStacks       [2]*ebpf.Map // by hash: off-CPU user stacks and every table walk
+	HashedUStacks [2]*ebpf.Map // by hash: off-CPU user stacks and every table walk
 	Stats         *ebpf.Map
 	PIDs          *ebpf.Map
 	KnownPIDs     *ebpf.Map
@@ -355,7 +355,7 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	} else {
 		resize(1, "offcpu_kstacks0", "offcpu_kstacks1") // off-CPU only
 	}
-	resize(cfg.UStackEntries, "ustacks0", "ustacks1")
+	resize(cfg.UStackEntries, "hashed_ustacks0", "hashed_ustacks1")
 	resize(cfg.KnownPIDEntries, "known_pids")
 	if cfg.UnwindTables {
 		resize(cfg.StackCopyBytes, "stack_copies")
@@ -470,7 +470,7 @@ func Load(cfg Config) (*Objects, error) {
 		Counts:        [2]*ebpf.Map{coll.Maps["counts0"], coll.Maps["counts1"]},
 		Stacks:        [2]*ebpf.Map{coll.Maps["stacks0"], coll.Maps["stacks1"]},
 		OffCPUKStacks: [2]*ebpf.Map{coll.Maps["offcpu_kstacks0"], coll.Maps["offcpu_kstacks1"]},
-		UStacks:       [2]*ebpf.Map{coll.Maps["ustacks0"], coll.Maps["ustacks1"]},
+		HashedUStacks: [2]*ebpf.Map{coll.Maps["hashed_ustacks0"], coll.Maps["hashed_ustacks1"]},
 		Stats:         coll.Maps["stats"],
 		PIDs:          coll.Maps["pids"],
 		KnownPIDs:     coll.Maps["known_pids"],

@@ -128,7 +128,7 @@ func instruction(l string) bool {
 func pruneMaps(spec *ebpf.CollectionSpec) {
 	used := map[string]bool{
 		"active_set": true, "counts0": true, "counts1": true, "stacks0": true, "stacks1": true,
-		"offcpu_kstacks0": true, "offcpu_kstacks1": true, "ustacks0": true, "ustacks1": true,
+		"offcpu_kstacks0": true, "offcpu_kstacks1": true, "hashed_ustacks0": true, "hashed_ustacks1": true,
 		"stats": true, "pids": true, "known_pids": true, "events": true,
 	}
 	for _, p := range spec.Programs {

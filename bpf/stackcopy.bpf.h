@@ -70,14 +70,14 @@ __attribute__((noinline)) __s64 copy_user_stack(__u32 tgid)
 	__u32 zero = 0;
 	__u64 *seq = bpf_map_lookup_elem(&stack_copy_seq, &zero);
 	if (!seq)
-		return -12; /* ENOMEM */
+		return -ENOMEM;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
-		return -14; /* EFAULT */
+		return -EFAULT;
 	struct stack_copy *c = bpf_ringbuf_reserve(&stack_copies, sizeof(*c), 0);
 	if (!c)
-		return -28; /* ENOSPC */
+		return -ENOSPC;
 	*seq += 1;
 	c->id = ((__u64)bpf_get_smp_processor_id() << 40) | (*seq & ((1ULL << 40) - 1));
 	c->pid = tgid;

@@ -332,7 +332,7 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 
 /* unwind_user walks current's user stack (from its pt_regs: the state of
  * user mode when it entered the kernel) with the tables of proc, stores it
- * in the set's ustacks map and returns its key (or a negative errno), with
+ * in the set's hashed_ustacks map and returns its key (or a negative errno), with
  * the reason the walk stopped in *reason. It is a global function, so the
  * verifier checks it once per program rather than at each of its three call
  * sites (on-CPU, switch-out, sys_exit): that cut loading from 400 to 150 ms. */
@@ -383,6 +383,6 @@ __attribute__((noinline)) __s64 unwind_user(__u32 slot, __u32 set, __u32 tgid, s
 	if (s->n == 0)
 		return -EFAULT;
 
-	void *map = set ? (void *)&ustacks1 : (void *)&ustacks0;
+	void *map = set ? (void *)&hashed_ustacks1 : (void *)&hashed_ustacks0;
 	return STACK_STORE(map, s->st.ips, MAX_USTACK_DEPTH, STAT_UNWIND_USTACK_FULL, STAT_USTACK_HASH_COLLISION);
 }

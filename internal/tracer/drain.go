@@ -98,7 +98,7 @@ func (t *Tracer) drain(final bool) ([]Sample, error) {
 	time.Sleep(flipGrace)
 
 	set := idleSet{counts: t.objs.Counts[idle], stacks: t.objs.Stacks[idle],
-		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.UStacks[idle]}
+		kstacks: t.objs.OffCPUKStacks[idle], ustacks: t.objs.HashedUStacks[idle]}
 	out, fpFallbacks, err := set.drain(t.unw != nil, &t.drainLookupFailed)
 	t.fpFallbacks.Add(fpFallbacks)
 	out, exited = t.settleCopies(out, exited, final)
@@ -142,7 +142,7 @@ func (m idleSet) drain(tables bool, failed *atomic.Uint64) ([]Sample, uint64, er
 			Comm: commString(k.Comm[:]),
 		}
 		// On-CPU stacks walked with frame pointers are in the stack-trace
-		// map; off-CPU stacks and every table walk in the ustacks map.
+		// map; off-CPU stacks and every table walk in the hashed_ustacks map.
 		hashed := k.UserFlags&bpf.UserStackHashed != 0
 		if k.Kind == bpf.KindOnCPU {
 			s.Kernel, s.KernErr = lookup(stacks, k.KernStack)
