@@ -53,7 +53,10 @@ struct task_struct___copy {
 } __attribute__((preserve_access_index));
 
 /* The last copy id per CPU: ids are (cpu << 40) | count, so no two CPUs
- * hand out the same one without atomics. */
+ * hand out the same one. The count is taken with an atomic add all the same:
+ * where sys_exit's program is preemptible (faultable system call
+ * tracepoints) two programs on one CPU can be between the read and the
+ * write at once, and a plain increment would give both one id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -78,8 +81,8 @@ __attribute__((noinline)) __s64 copy_user_stack(__u32 tgid)
 	struct stack_copy *c = bpf_ringbuf_reserve(&stack_copies, sizeof(*c), 0);
 	if (!c)
 		return -ENOSPC;
-	*seq += 1;
-	c->id = ((__u64)bpf_get_smp_processor_id() << 40) | (*seq & ((1ULL << 40) - 1));
+	__u64 n = __sync_fetch_and_add(seq, 1) + 1;
+	c->id = ((__u64)bpf_get_smp_processor_id() << 40) | (n & ((1ULL << 40) - 1));
 	c->pid = tgid;
 	c->tid = (__u32)bpf_get_current_pid_tgid();
 #if defined(__TARGET_ARCH_x86)
