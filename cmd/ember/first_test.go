@@ -220,6 +220,9 @@ func userLeafNamed(s *profile.Sample) bool {
 		if loc.Mapping != nil && loc.Mapping.File == pprof.KernelFile {
 			continue
 		}
+		if len(loc.Line) > 0 && loc.Line[0].Function != nil && strings.HasPrefix(loc.Line[0].Function.Name, "[kernel stack") {
+			continue // the kernel's marker, not the user leaf
+		}
 		if len(loc.Line) == 0 || loc.Line[0].Function == nil || loc.Line[0].Function.Name == "" {
 			// The vDSO's code without a symbol (its pvclock reader on a
 			// paravirtual guest) is never the program's hot function.
@@ -230,7 +233,10 @@ func userLeafNamed(s *profile.Sample) bool {
 	return true
 }
 
-func testFirstSamples(t *testing.T, bin string, chain []string) {
+// testFirstSamples runs bin firstRuns times, recorded whole-system, and
+// checks that at least want of its samples in chain[0] (or lost) carry the
+// whole chain, every frame named. It returns the profile of those runs.
+func testFirstSamples(t *testing.T, bin string, chain []string, want float64) *profile.Profile {
 	dir := t.TempDir()
 	p := runShort(t, dir, bin)
 	share, hot, other := wholeShare(t, p, chain)
@@ -243,16 +249,17 @@ func testFirstSamples(t *testing.T, bin string, chain []string) {
 	// summary names by reason (copies not walked, frame-pointer fallbacks,
 	// stack-map collisions): on a machine loaded far beyond its CPUs the
 	// copies wait past the drain's 3 s, and the test says so by failing.
-	if share < 0.99 {
-		t.Errorf("%.2f%% of samples carry the whole chain %v, want at least 99%% (issue #15)", 100*share, chain)
+	if share < want {
+		t.Errorf("%.2f%% of samples carry the whole chain %v, want at least %.0f%%", 100*share, chain, 100*want)
 	}
+	return p
 }
 
 // TestFirstSamplesC: 200 runs of a 50 ms C program without frame pointers.
 func TestFirstSamplesC(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "short"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "first/short.c")
-	testFirstSamples(t, bin, []string{"hot", "level3", "level2", "level1", "main"})
+	testFirstSamples(t, bin, []string{"hot", "level3", "level2", "level1", "main"}, 0.99) // issue #15's bar
 }
 
 // TestFirstSamplesGo: 200 runs of a 50 ms Go program whose hot leaf is
@@ -260,5 +267,39 @@ func TestFirstSamplesC(t *testing.T) {
 func TestFirstSamplesGo(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildGo(t, filepath.Join(t.TempDir(), "goshort"), nil, "first/goshort")
-	testFirstSamples(t, bin, []string{"main.hot", "main.level3", "main.level2", "main.level1", "main.main", "runtime.main"})
+	testFirstSamples(t, bin, []string{"main.hot", "main.level3", "main.level2", "main.level1", "main.main", "runtime.main"}, 0.99)
+}
+
+// TestFirstSamplesCgo: 200 runs of a 50 ms cgo program whose time is in C
+// (without frame pointers) called from Go. Its samples are taken on the
+// system stack cgo switched to; the walk crosses back to the goroutine's
+// stack at runtime.asmcgocall (a frame-pointer step, the SPWRITE rule).
+//
+// A sample taken before the process's tables are in the kernel is a copy of
+// the 8 KiB above SP: the system stack only. Its walk cannot read the
+// goroutine's stack, so it stops at asmcgocall, marked "[user stack
+// truncated: stack unreadable]" (12 of 786 samples, 97.20% whole, at load
+// 9-11). Copying the goroutine's stack too is the BPF side's
+// (/work/notes/first.md); until then the test holds 95% and checks that
+// every sample of c_hot without the whole chain says why.
+func TestFirstSamplesCgo(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, filepath.Join(t.TempDir(), "gocgoshort"), nil, "first/gocgoshort")
+	chain := []string{"c_hot", "c_mid", "main.goLevel", "main.main", "runtime.main"}
+	p := testFirstSamples(t, bin, chain, 0.95)
+	atSwitch := 0
+	for _, s := range p.Sample {
+		frames := testutil.Frames(s)
+		complete, hot := hasChain(frames, chain)
+		if !hot || complete {
+			continue
+		}
+		if !slices.ContainsFunc(frames, func(f string) bool { return strings.HasPrefix(f, "[") }) {
+			t.Errorf("c_hot without its whole chain and no marker: %s", strings.Join(frames, " <- "))
+		}
+		if slices.Contains(frames, "runtime.asmcgocall") {
+			atSwitch++
+		}
+	}
+	t.Logf("%d samples of c_hot end at runtime.asmcgocall (marked)", atSwitch)
 }

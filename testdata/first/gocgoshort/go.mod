@@ -1,0 +1,3 @@
+module gocgoshort
+
+go 1.21
