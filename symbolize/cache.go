@@ -166,3 +166,12 @@ func (c *objectCache) stats() (int, int64) {
 	defer c.mu.Unlock()
 	return c.lru.Len(), c.used
 }
+
+// giveBack drops the resident pages of every cached object's mappings.
+func (c *objectCache) giveBack() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		el.Value.(*cacheEntry).obj.giveBack()
+	}
+}

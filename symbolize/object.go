@@ -335,6 +335,15 @@ func (o *Object) Close() error {
 	return nil
 }
 
+// giveBack drops the resident pages of o's mappings (Symbolizer.GiveBack).
+func (o *Object) giveBack() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		giveBack(o.mapped)
+	}
+}
+
 // Vaddr converts an address in a process, inside mapping m, to the ELF virtual
 // address it corresponds to, using the PT_LOAD segment that holds the file
 // offset of the address.

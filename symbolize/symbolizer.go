@@ -101,6 +101,16 @@ func (s *Symbolizer) Close() error {
 // CacheStats returns the number of objects cached and their estimated bytes.
 func (s *Symbolizer) CacheStats() (objects int, bytes int64) { return s.cache.stats() }
 
+// GiveBack drops the resident pages of the cached objects' mappings: the
+// binaries and debug files they map and the decompressed sections spilled
+// to files (spill.go). The pages are clean copies of files, read in again
+// from the page cache when a later lookup touches them; kept, a long-running
+// caller (the agent) holds every page any lookup ever touched: 11 MiB of
+// glibc's debug file and its spilled sections in the agent's soak, a sixth
+// of a 64 MiB --memory-limit, for lookups that touch a few units per
+// interval. The agent calls it after each interval's symbolization.
+func (s *Symbolizer) GiveBack() { s.cache.giveBack() }
+
 // Symbolize fills Line (and Function) for every Location of p that has none
 // yet, one pass per mapping over its sorted addresses. It fills
 // Mapping.BuildID when empty and the mapping's Has* flags. A mapping whose

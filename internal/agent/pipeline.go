@@ -180,6 +180,7 @@ func (a *Agent) symbolizeLoop(symQ <-chan *interval, shipQ *shipQueue) {
 		a.health.busy(stageSymbolize, iv.end)
 		sh := &shipment{end: iv.end, profiles: a.profiles(iv), last: iv.last}
 		a.health.idle(stageSymbolize)
+		a.sym.GiveBack() // until the next interval's lookups
 		a.procs.Sweep()
 		a.refreshGoLimit()
 		if len(sh.profiles) == 0 {
