@@ -128,16 +128,19 @@ func (a *Agent) newInterval(start time.Time) *interval {
 
 // drain moves the kernel maps' samples into iv; the last one (final) waits
 // for the stacks still being walked from their copies, earlier ones never do.
+// A drain is late when it starts late: stamped at its end, the last one was
+// counted late by its wait for the walks (3.1 s after the one before at the
+// end of a soak whose health report, taken just before, said 0 late), and a
+// drain that overran still makes the next one start late.
 func (a *Agent) drain(iv *interval, final bool) {
 	drain := a.tr.Drain
 	if final {
 		drain = a.tr.DrainAll
 	}
-	samples, err := drain()
-	now := time.Now()
-	if late := a.health.drained(now); late > 0 {
+	if late := a.health.drained(time.Now()); late > 0 {
 		a.log.Warn("kernel maps drained late", "after", late.Round(time.Millisecond))
 	}
+	samples, err := drain()
 	if err != nil {
 		a.log.Error("drain kernel maps", "err", err)
 		return
