@@ -507,11 +507,16 @@ int follow_fork_raw(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* An exec replaces the mappings user space read: tell it to read them again. */
+/* An exec replaces the mappings user space read: tell it to read them again.
+ * The process's unwind entry describes the old image: drop it here, at the
+ * exec, so that no walk between now and user space's reading of the exec
+ * (a loaded machine takes seconds) uses the old image's tables; its samples
+ * are copied instead (stackcopy.bpf.h) until the new image's entry is in. */
 static __always_inline void exec_common(bool raw, struct task_struct *p)
 {
 	__u32 tgid = TASK_READ(raw, p, tgid);
 
+	bpf_map_delete_elem(&unwind_procs, &tgid);
 	if (bpf_map_delete_elem(&known_pids, &tgid) == 0)
 		notify(EVENT_EXEC, tgid);
 }

@@ -253,11 +253,12 @@ type Objects struct {
 	KnownPIDs     *ebpf.Map
 	Events        *ebpf.Map
 
-	// The unwind tables (unwind/doc.go); nil unless Config.UnwindTables.
+	// The unwind tables (unwind/doc.go); nil unless Config.UnwindTables,
+	// and until LoadTableSampler where the walker is loaded later.
 	UnwindRows, UnwindRules, UnwindPages, UnwindTables, UnwindProcs *ebpf.Map
 	// StackCopies is the ring buffer of user stacks copied for processes
 	// whose tables are not loaded yet (stackcopy.bpf.h; records as
-	// internal/tracer/stackcopy.go reads them); nil unless UnwindTables.
+	// internal/tracer/stackcopy.go reads them); nil as the unwind maps.
 	StackCopies *ebpf.Map
 
 	OnCPUSample   *ebpf.Program
@@ -305,7 +306,12 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	spec := parsed.Copy()
+	onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit := cfg.programs()
+	want := map[string]bool{onCPU: true, offSwitch: true, offSysExit: true, offWaking: true, fork: true, exec: true, exit: true}
+	if cfg.deferring() {
+		want[onCPU+"_fp"] = true // sampling until the walker loads (staged.go)
+	}
+	spec := copyPrograms(parsed, want)
 	raw := cfg.Hook == HookRaw
 	rqClock := cfg.OffCPU && !raw && !cfg.Wakers && SchedClockGlobal()
 	// The hot off-CPU records in an array indexed by thread ID: 16 bytes
@@ -370,16 +376,6 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 		resize(uint32(os.Getpagesize()), "stack_copies")
 	}
 
-	onCPU, offSwitch, offSysExit, offWaking, fork, exec, exit := cfg.programs()
-	want := map[string]bool{onCPU: true, offSwitch: true, offSysExit: true, offWaking: true, fork: true, exec: true, exit: true}
-	if cfg.deferring() {
-		want[onCPU+"_fp"] = true // sampling until the walker loads (staged.go)
-	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
-		}
-	}
 	for _, name := range cfg.Refuse {
 		if p := spec.Programs[name]; p != nil {
 			bad := asm.Instructions{asm.Mov.Reg(asm.R0, asm.R2), asm.Return()}
@@ -392,6 +388,21 @@ func (cfg Config) spec() (*ebpf.CollectionSpec, error) {
 		preallocate(spec)
 	}
 	return spec, nil
+}
+
+// copyPrograms copies spec with only the programs named in want: a copy of
+// every program of the object (24, the table walker's the largest) cost a
+// start about 20 ms of CPU before its first sample for programs it never
+// loads.
+func copyPrograms(spec *ebpf.CollectionSpec, want map[string]bool) *ebpf.CollectionSpec {
+	some := *spec
+	some.Programs = make(map[string]*ebpf.ProgramSpec, len(want))
+	for name, p := range spec.Programs {
+		if want[name] {
+			some.Programs[name] = p
+		}
+	}
+	return some.Copy()
 }
 
 // parsedEmber returns the embedded object, parsed once (until
@@ -408,16 +419,20 @@ func parsedEmber() (*ebpf.CollectionSpec, error) {
 
 // caches are what loading keeps for the next load: the parsed object and
 // the kernel's decoded BTF.
-var caches = struct {
+var caches struct {
 	mu       sync.Mutex
 	parsed   *ebpf.CollectionSpec
 	parseErr error
 	// kernelBTF holds the kernel's BTF, decoded once and shared by every
 	// load (probes, the load, a reload): cilium/ebpf decodes it afresh
 	// for each collection otherwise (for tp_btf targets, kfuncs and
-	// CO-RE), 15-40 ms each time on this machine.
+	// CO-RE), 15-40 ms each time on this machine. It is made on first
+	// use, on the heap: initialised in this declaration, the compiler
+	// placed the first cache in the binary's .bss, a GC root for ever, so
+	// that the kernel's decoded types (3.5 MiB of Go heap) outlived
+	// ReleaseCaches, the agent's whole run.
 	kernelBTF *btf.Cache
-}{kernelBTF: btf.NewCache()}
+}
 
 // ReleaseCaches drops the parsed object and the kernel's decoded BTF, about
 // 6 MiB of Go heap that a process loading once (the agent, once started)
@@ -426,7 +441,7 @@ func ReleaseCaches() {
 	caches.mu.Lock()
 	defer caches.mu.Unlock()
 	caches.parsed, caches.parseErr = nil, nil
-	caches.kernelBTF = btf.NewCache()
+	caches.kernelBTF = nil
 }
 
 // ObjectHash identifies the embedded BPF object (a SHA-256 of its bytes):
@@ -438,6 +453,9 @@ var ObjectHash = sync.OnceValue(func() [32]byte { return sha256.Sum256(_EmberByt
 func (cfg Config) collectionOptions() ebpf.CollectionOptions {
 	caches.mu.Lock()
 	defer caches.mu.Unlock()
+	if caches.kernelBTF == nil {
+		caches.kernelBTF = btf.NewCache()
+	}
 	return ebpf.CollectionOptions{
 		Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelTypes},
 		Cache:    caches.kernelBTF,
@@ -494,12 +512,19 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, err
 	}
 	if cfg.UnwindTables {
-		o.UnwindRows, o.UnwindRules = coll.Maps["unwind_rows"], coll.Maps["unwind_rules"]
-		o.UnwindPages, o.UnwindTables = coll.Maps["unwind_pages"], coll.Maps["unwind_tables"]
-		o.UnwindProcs = coll.Maps["unwind_procs"]
-		o.StackCopies = coll.Maps["stack_copies"]
+		o.setUnwindMaps()
 	}
 	return o, nil
+}
+
+// setUnwindMaps names the table walker's maps the collection holds; those a
+// deferred walker uses alone are nil until LoadTableSampler.
+func (o *Objects) setUnwindMaps() {
+	m := o.coll.Maps
+	o.UnwindRows, o.UnwindRules = m["unwind_rows"], m["unwind_rules"]
+	o.UnwindPages, o.UnwindTables = m["unwind_pages"], m["unwind_tables"]
+	o.UnwindProcs = m["unwind_procs"]
+	o.StackCopies = m["stack_copies"]
 }
 
 // MaxCgroups is the number of cgroup subtrees one load can filter on

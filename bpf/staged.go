@@ -6,8 +6,9 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// The table walker later: the verifier takes about 280 ms of CPU on the
-// table-walking on_cpu_sample (its bpf_loop body and the walk's branches)
+// The table walker later: the verifier took about 280 ms of CPU on the
+// table-walking on_cpu_sample (its bpf_loop body and the walk's branches;
+// 6-10 ms since the walk's searches are global functions, unwind.bpf.h)
 // and about 9 ms on on_cpu_sample_fp, and sampling cannot start before the
 // program it runs is verified. With Config.TableSamplerLater, Load loads
 // on_cpu_sample_fp in its place, with every map the table walker uses, so
@@ -41,8 +42,13 @@ func (cfg Config) deferTableSampler(spec *ebpf.CollectionSpec) (*laterSampler, e
 	if spec.Programs[name] == nil || spec.Programs[name+"_fp"] == nil {
 		return nil, fmt.Errorf("no %s and %s_fp in the embedded object", name, name)
 	}
-	later := &laterSampler{spec: spec.Copy(), name: name, opts: cfg.collectionOptions()}
+	later := &laterSampler{spec: copyPrograms(spec, map[string]bool{name: true}), name: name, opts: cfg.collectionOptions()}
 	delete(spec.Programs, name)
+	// The maps only the walker uses (the unwind tables' 25 MiB of rows,
+	// the stack-copy ring) are created by LoadTableSampler: creating them
+	// (allocating and zeroing their memory) is then off the path to the
+	// first sample.
+	pruneMaps(spec)
 	return later, nil
 }
 
@@ -66,21 +72,26 @@ func (o *Objects) LoadTableSampler() (*ebpf.Program, error) {
 	pruneMaps(spec)
 	opts := l.opts
 	opts.MapReplacements = make(map[string]*ebpf.Map, len(spec.Maps))
+	var created []string // the walker's own maps, which the first load left out
 	for name := range spec.Maps {
-		m := o.coll.Maps[name]
-		if m == nil {
-			return nil, fmt.Errorf("map %s of %s was not created by the first load", name, l.name)
+		if m := o.coll.Maps[name]; m != nil {
+			opts.MapReplacements[name] = m
+		} else {
+			created = append(created, name)
 		}
-		opts.MapReplacements[name] = m
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err != nil {
 		return nil, newLoadError(spec, err)
 	}
 	prog := coll.DetachProgram(l.name)
+	for _, name := range created {
+		o.coll.Maps[name] = coll.DetachMap(name)
+	}
 	coll.Close() // the clones of the first load's maps
 	o.coll.Programs[l.name] = prog
 	o.OnCPUSample = prog
+	o.setUnwindMaps()
 	o.later = nil
 	return prog, nil
 }

@@ -140,13 +140,24 @@ static __always_inline long unwind_stop(struct unwind_state *s, __u32 reason)
 	return 1;
 }
 
-/* find_mapping returns the mapping of proc that holds pc, or NULL. */
-static __always_inline struct unwind_mapping *find_mapping(struct unwind_proc *proc, __u64 pc)
+/* The two searches of a step are global functions, which the verifier
+ * checks once each, alone, with their arguments unknown. Inlined in
+ * unwind_step, a bpf_loop callback, they were checked again on every path
+ * into them (the callback is checked until its states converge, and each
+ * binary search forks at every one of its 9 or 16 steps): 115k of the
+ * 132k instructions the verifier processed for on_cpu_sample, most of its
+ * ~300 ms of CPU at each start. */
+
+/* mapping_index returns the index in proc of the mapping that holds pc, or
+ * -1. */
+__attribute__((noinline)) __s32 mapping_index(struct unwind_proc *proc, __u64 pc)
 {
+	if (!proc)
+		return -1;
 	__u32 lo = 0, hi = proc->nmappings;
 
 	if (hi == 0 || hi > UNWIND_MAX_MAPPINGS)
-		return NULL;
+		return -1;
 	for (int k = 0; k < UNWIND_MAPPING_STEPS && hi - lo > 1; k++) {
 		__u32 mid = lo + (hi - lo) / 2;
 		if (proc->m[mid & (UNWIND_MAX_MAPPINGS - 1)].start <= pc)
@@ -154,55 +165,44 @@ static __always_inline struct unwind_mapping *find_mapping(struct unwind_proc *p
 		else
 			hi = mid;
 	}
-	struct unwind_mapping *m = &proc->m[lo & (UNWIND_MAX_MAPPINGS - 1)];
-	if (pc < m->start || pc >= m->end)
-		return NULL;
-	return m;
+	lo &= UNWIND_MAX_MAPPINGS - 1;
+	if (pc < proc->m[lo].start || pc >= proc->m[lo].end)
+		return -1;
+	return lo;
 }
 
-/* find_rule returns the rule of table t for virtual address vaddr, or NULL
- * with the reason in s. */
-static __always_inline struct unwind_rule *find_rule(struct unwind_state *s, struct unwind_table *t, __u64 vaddr)
+/* rule_index returns the index in unwind_rules of the rule of table tid for
+ * virtual address vaddr, or the negated reason there is none. */
+__attribute__((noinline)) __s64 rule_index(__u32 tid, __u64 vaddr)
 {
-	if (vaddr < t->base || (vaddr - t->base) >> UNWIND_PAGE_SHIFT >= t->npages) {
-		s->reason = REASON_NO_ROW;
-		return NULL;
-	}
+	struct unwind_table *t = bpf_map_lookup_elem(&unwind_tables, &tid);
+	if (!t || t->npages == 0)
+		return -REASON_BAD_TABLE;
+	if (vaddr < t->base || (vaddr - t->base) >> UNWIND_PAGE_SHIFT >= t->npages)
+		return -REASON_NO_ROW;
 	__u32 pidx = t->first_page + ((vaddr - t->base) >> UNWIND_PAGE_SHIFT);
 	struct unwind_page *pg = bpf_map_lookup_elem(&unwind_pages, &pidx);
-	if (!pg || pg->nrows == 0) {
-		s->reason = REASON_BAD_TABLE;
-		return NULL;
-	}
+	if (!pg || pg->nrows == 0)
+		return -REASON_BAD_TABLE;
 	__u16 rel = vaddr - t->base; /* offset inside the page */
 	__u32 base = t->first_row + pg->first_row, lo = 0, hi = pg->nrows;
 	for (int k = 0; k < UNWIND_SEARCH_STEPS && hi - lo > 1; k++) {
 		__u32 mid = lo + (hi - lo) / 2, idx = base + mid;
 		struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
-		if (!row) {
-			s->reason = REASON_BAD_TABLE;
-			return NULL;
-		}
+		if (!row)
+			return -REASON_BAD_TABLE;
 		if (row->pc_lo <= rel)
 			lo = mid;
 		else
 			hi = mid;
 	}
-	if (hi - lo > 1) {
-		s->reason = REASON_BAD_TABLE;
-		return NULL;
-	}
+	if (hi - lo > 1)
+		return -REASON_BAD_TABLE;
 	__u32 idx = base + lo;
 	struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &idx);
-	if (!row || row->rule >= t->nrules) {
-		s->reason = REASON_BAD_TABLE;
-		return NULL;
-	}
-	__u32 ridx = t->first_rule + row->rule;
-	struct unwind_rule *r = bpf_map_lookup_elem(&unwind_rules, &ridx);
-	if (!r)
-		s->reason = REASON_BAD_TABLE;
-	return r;
+	if (!row || row->rule >= t->nrules)
+		return -REASON_BAD_TABLE;
+	return t->first_rule + row->rule;
 }
 
 static __always_inline long read_u64(__u64 *dst, __u64 addr)
@@ -307,26 +307,29 @@ static long unwind_step(__u64 i, struct unwind_ctx *c)
 	s->st.ips[n] = s->pc;
 	s->n = n + 1;
 	__u64 pc = i ? s->pc - 1 : s->pc; /* a return address points after the call */
-	struct unwind_mapping *m = find_mapping(proc, pc);
-	if (!m)
+	__s32 mi = mapping_index(proc, pc);
+	if (mi < 0)
 		return unwind_stop(s, REASON_NO_MAPPING);
+	struct unwind_mapping *m = &proc->m[mi & (UNWIND_MAX_MAPPINGS - 1)];
 
 	if (m->flags & MAPPING_FP)
 		return fp_step(s);
 
-	__u32 tid = m->table_id;
-	struct unwind_table *t = bpf_map_lookup_elem(&unwind_tables, &tid);
-	if (!t || t->npages == 0)
-		return unwind_stop(s, REASON_BAD_TABLE);
-	struct unwind_rule *r = find_rule(s, t, pc - m->bias);
-	if (!r) {
+	__s64 ridx = rule_index(m->table_id, pc - m->bias);
+	if (ridx == -REASON_NO_ROW) {
 		/* Code the table does not describe inside a tabled file (V8's
 		 * builtins embedded in node, hand-written trampolines): like JIT
-		 * code, it keeps frame pointers. */
-		if (s->reason == REASON_NO_ROW)
-			return fp_step(s);
-		return 1;
+		 * code, it keeps frame pointers. (The reason stays as it was: a
+		 * walk that goes on from here and runs out of frames is
+		 * REASON_MAX_FRAMES, as unwind.Unwind says.) */
+		return fp_step(s);
 	}
+	if (ridx < 0)
+		return unwind_stop(s, -ridx);
+	__u32 ri = ridx;
+	struct unwind_rule *r = bpf_map_lookup_elem(&unwind_rules, &ri);
+	if (!r)
+		return unwind_stop(s, REASON_BAD_TABLE);
 	return rule_step(s, r, pc, i == 0);
 }
 

@@ -125,7 +125,7 @@ func miniDebugInfo(ef *elf.File, name string) (t *symtab, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: .gnu_debugdata: %w: %w", name, ErrFormat, err)
 	}
-	t, _, err = newSymtab(mf)
+	t, _, err = newSymtab(mf, img)
 	if err != nil {
 		return nil, fmt.Errorf("%s: .gnu_debugdata: %w", name, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
@@ -25,6 +26,15 @@ import (
 // raw (an Elf32_Chdr or Elf64_Chdr, then the stream), into a buffer of the
 // size its header states, and fails if the stream gives more or fewer bytes.
 func compressedSection(name string, raw []byte, class elf.Class, bo binary.ByteOrder) ([]byte, error) {
+	return compressedSectionInto(name, raw, class, bo, heapBuffer)
+}
+
+// heapBuffer is a decompressed section's buffer on the Go heap.
+func heapBuffer(n int) []byte { return make([]byte, n) }
+
+// compressedSectionInto is compressedSection decompressing into the buffer
+// buf returns for the stated size (the heap, or a spill file's mapping).
+func compressedSectionInto(name string, raw []byte, class elf.Class, bo binary.ByteOrder, buf func(int) []byte) ([]byte, error) {
 	var typ elf.CompressionType
 	var size uint64
 	var hdr int
@@ -43,11 +53,15 @@ func compressedSection(name string, raw []byte, class elf.Class, bo binary.ByteO
 	if len(raw) < hdr {
 		return nil, fmt.Errorf("section %s: %d bytes, shorter than its compression header: %w", name, len(raw), ErrFormat)
 	}
-	return decompress(name, typ, raw[hdr:], size)
+	return decompress(name, typ, raw[hdr:], size, buf)
 }
 
-// decompress inflates stream, of the given type, into exactly size bytes.
-func decompress(name string, typ elf.CompressionType, stream []byte, size uint64) ([]byte, error) {
+// decompress inflates stream, of the given type, into exactly size bytes,
+// in the buffer buf returns for size (checked against maxSectionSize first):
+// decompressed straight into a spill file's mapping, a section is never on
+// the Go heap as well.
+func decompress(name string, typ elf.CompressionType, stream []byte, size uint64, buf func(int) []byte) ([]byte, error) {
+	decompressions.Add(1)
 	if size > maxSectionSize || size/maxCompressionRatio > uint64(len(stream)) {
 		return nil, fmt.Errorf("section %s of %d bytes, %d compressed: %w", name, size, len(stream), ErrTooLarge)
 	}
@@ -61,7 +75,7 @@ func decompress(name string, typ elf.CompressionType, stream []byte, size uint64
 		// Read into a buffer of the stated size: io.ReadAll would grow
 		// one in steps, allocating a few times a section that is often
 		// megabytes.
-		b := make([]byte, size)
+		b := buf(int(size))
 		if n, err := io.ReadFull(zr, b); err != nil {
 			if err == io.ErrUnexpectedEOF || err == io.EOF {
 				return nil, fmt.Errorf("section %s: decompressed to %d bytes, header says %d: %w", name, n, size, ErrFormat)
@@ -77,9 +91,9 @@ func decompress(name string, typ elf.CompressionType, stream []byte, size uint64
 		if err != nil {
 			return nil, fmt.Errorf("section %s: %w", name, err)
 		}
-		// DecodeAll fills a buffer of the stated size and, with the
-		// decoder's cap limit, refuses a stream that gives more.
-		b, err := dec.DecodeAll(stream, make([]byte, 0, size))
+		// DecodeAll fills a buffer of the stated size in place and,
+		// with the decoder's cap limit, refuses a stream that gives more.
+		b, err := dec.DecodeAll(stream, buf(int(size))[:0])
 		if err != nil {
 			return nil, fmt.Errorf("section %s: %w: %w", name, ErrFormat, err)
 		}
@@ -90,6 +104,10 @@ func decompress(name string, typ elf.CompressionType, stream []byte, size uint64
 	}
 	return nil, fmt.Errorf("section %s: unknown compression type %d: %w", name, typ, ErrFormat)
 }
+
+// decompressions counts the sections decompressed, for the tests of the
+// section directory (sectioncache.go).
+var decompressions atomic.Int64
 
 // zstdDecoder is shared: a decoder holds window buffers worth reusing, and
 // DecodeAll may be called from several goroutines. One at a time is enough

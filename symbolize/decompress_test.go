@@ -62,6 +62,14 @@ func TestCompressedSection(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%v: %d bytes, %v; want %d bytes", typ, len(got), err, len(want))
 		}
+		// Into the caller's buffer (a spill file's mapping), with no copy
+		// on the heap.
+		dst := make([]byte, len(want))
+		got, err = compressedSectionInto(".debug_info", chdr64(typ, uint64(len(want)), stream), elf.ELFCLASS64, binary.LittleEndian,
+			func(n int) []byte { return dst[:n] })
+		if err != nil || !bytes.Equal(got, want) || &got[0] != &dst[0] {
+			t.Errorf("%v into a buffer: %d bytes, %v, in the buffer %v", typ, len(got), err, len(got) > 0 && &got[0] == &dst[0])
+		}
 		// The header's size must be what the stream gives, either way.
 		for _, size := range []uint64{uint64(len(want)) - 1, uint64(len(want)) + 1} {
 			_, err := compressedSection(".debug_info", chdr64(typ, size, stream), elf.ELFCLASS64, binary.LittleEndian)

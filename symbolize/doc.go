@@ -21,8 +21,11 @@
 //     foo.cold and foo.isra.0).
 //   - /proc/kallsyms for kernel addresses: Frame.File is pprof.KernelFile for the
 //     core kernel and "[module]" for a module's symbols; no line numbers.
-//   - /tmp/perf-PID.map for JIT code (Python -X perf, node --perf-basic-prof):
-//     the map's name, no file.
+//   - for JIT code, the runtime's names: its jitdump file (jit-PID.dump:
+//     Python 3.13 -X perf_jit, node --perf-prof; jitdump.go) or its perf
+//     map (/tmp/perf-PID.map: Python -X perf, node --perf-basic-prof), read
+//     into one result with one lookup; the name as the runtime wrote it (as
+//     perf shows it), no file.
 //
 // The DWARF reader is this package's own, not debug/dwarf: it reads only the
 // attributes symbolizing needs, keeps strings as offsets until a frame asks

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"unsafe"
+
+	"github.com/emberprof/ember/symbolize/objfile"
 )
 
 // dwarfIndex maps addresses to compilation units and parses each unit's line
@@ -48,18 +50,13 @@ func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 	secs := make(map[string][]byte, len(dwarfSections))
 	var cost int64
 	var spilled [][]byte
+	into := spillInto(&spilled)
+	id, _ := objfile.BuildIDs(ef)
 	for _, n := range dwarfSections {
-		b, err := sectionData(ef, data, ".debug_"+n)
+		b, err := cachedSectionInto(ef, data, id, ".debug_"+n, &spilled, into)
 		if err != nil {
 			unmapAll(spilled)
 			return nil, err
-		}
-		if len(b) > 0 && !inside(b, data) {
-			// A decompressed copy: on the heap unless it can be spilled.
-			var ok bool
-			if b, ok = spill(b); ok {
-				spilled = append(spilled, b)
-			}
 		}
 		secs[n] = b
 		if len(b) > 0 && !inside(b, data) && !inside(b, last(spilled)) {
@@ -68,6 +65,7 @@ func newDWARFIndex(ef *elf.File, data []byte) (*dwarfIndex, error) {
 			cost += int64(len(b)) / 16 // mapped, paged in on demand
 		}
 	}
+	seal(spilled)
 	ix, err := newDWARFIndexSections(secs, ef.ByteOrder)
 	if ix == nil {
 		unmapAll(spilled)
@@ -290,14 +288,16 @@ func (ix *dwarfIndex) frames(pc uint64) ([]Frame, error) {
 
 // zdebugData decompresses a .zdebug_ section: "ZLIB", a big-endian 8-byte
 // size, then a zlib stream.
-func zdebugData(s *elf.Section, data []byte) ([]byte, error) {
-	end := s.Offset + s.FileSize
-	if s.Type == elf.SHT_NOBITS || end < s.Offset || end > uint64(len(data)) {
-		return nil, fmt.Errorf("section %s beyond end of file: %w", s.Name, ErrFormat)
+func zdebugData(s *elf.Section, data []byte, buf func(int) []byte) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, fmt.Errorf("section %s has no bytes in the file: %w", s.Name, ErrFormat)
 	}
-	b := data[s.Offset:end]
+	b, err := fileBytes(s, data)
+	if err != nil {
+		return nil, err
+	}
 	if len(b) < 12 || string(b[:4]) != "ZLIB" {
 		return nil, fmt.Errorf("section %s: no ZLIB header: %w", s.Name, ErrFormat)
 	}
-	return decompress(s.Name, elf.COMPRESS_ZLIB, b[12:], binary.BigEndian.Uint64(b[4:]))
+	return decompress(s.Name, elf.COMPRESS_ZLIB, b[12:], binary.BigEndian.Uint64(b[4:]), buf)
 }

@@ -1,12 +1,14 @@
 package symbolize
 
 import (
+	"bytes"
 	"debug/elf"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/emberprof/ember/symbolize/gopclntab"
 )
 
 // symtab is a function symbol table sorted by address.
@@ -107,24 +109,20 @@ func (t *symtab) cost() int64 {
 // newSymtab reads the function symbols of .symtab, or .dynsym if there is no
 // .symtab, and returns the values of the Go runtime symbols the pclntab
 // reader may need. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
-// next symbol.
-func newSymtab(ef *elf.File) (*symtab, map[string]uint64, error) {
+// next symbol. data is the image ef was opened from.
+func newSymtab(ef *elf.File, data []byte) (*symtab, map[string]uint64, error) {
 	t := &symtab{}
 	var rt map[string]uint64
-	syms, err := ef.Symbols()
-	if err == nil {
-		rt = runtimeSymbols(syms)
+	sec := ef.SectionByType(elf.SHT_SYMTAB)
+	if sec != nil {
 		t.full = true
-	} else if errors.Is(err, elf.ErrNoSymbols) {
-		syms, err = ef.DynamicSymbols()
-		if errors.Is(err, elf.ErrNoSymbols) {
-			return t, rt, nil
-		}
+		rt = make(map[string]uint64)
+	} else if sec = ef.SectionByType(elf.SHT_DYNSYM); sec == nil {
+		return t, rt, nil
 	}
-	if err != nil {
-		return t, rt, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
+	if err := t.read(ef, data, sec, rt); err != nil {
+		return t, rt, fmt.Errorf("symbols: %w", err)
 	}
-	t.add(syms, ef.Sections)
 	t.sort()
 	return t, rt, nil
 }
@@ -137,17 +135,58 @@ func readSymtab(data []byte) (*symtab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("symbols: %w: %w", ErrFormat, err)
 	}
-	t, _, err := newSymtab(ef)
+	t, _, err := newSymtab(ef, data)
 	return t, err
 }
 
-func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
+// read adds the symbols of the symbol table sec that a profile can name,
+// reading its entries and their names where they lie in data. debug/elf's
+// Symbols would first copy the table and make a string of every name, kept
+// or not: a Go binary's 30,000 symbols were most of the allocations, and so
+// of the collector's work, of a whole-system recording. rt, when not nil,
+// gets the values of the Go runtime symbols (gopclntab.Symbols).
+func (t *symtab) read(ef *elf.File, data []byte, sec *elf.Section, rt map[string]uint64) error {
+	entSize := uint64(elf.Sym64Size)
+	if ef.Class == elf.ELFCLASS32 {
+		entSize = elf.Sym32Size
+	}
+	syms, err := sectionContents(ef, sec, data, heapBuffer)
+	if err != nil {
+		return err
+	}
+	if uint64(len(syms))%entSize != 0 {
+		return fmt.Errorf("%w: %s is %d bytes, not a whole number of %d-byte entries", ErrFormat, sec.Name, len(syms), entSize)
+	}
+	if sec.Link == 0 || int(sec.Link) >= len(ef.Sections) {
+		return fmt.Errorf("%w: %s links to no string table (section %d)", ErrFormat, sec.Name, sec.Link)
+	}
+	strs, err := sectionContents(ef, ef.Sections[sec.Link], data, heapBuffer)
+	if err != nil {
+		return err
+	}
+	bo := ef.ByteOrder
 	file := ""
-	for _, s := range syms {
-		typ := elf.ST_TYPE(s.Info)
+	for off := entSize; off+entSize <= uint64(len(syms)); off += entSize { // entry 0 is the null symbol
+		e := syms[off : off+entSize]
+		var nameOff uint32
+		var info uint8
+		var shndx elf.SectionIndex
+		var value, size uint64
+		if entSize == elf.Sym64Size {
+			nameOff, info, shndx = bo.Uint32(e), e[4], elf.SectionIndex(bo.Uint16(e[6:]))
+			value, size = bo.Uint64(e[8:]), bo.Uint64(e[16:])
+		} else {
+			nameOff, value, size = bo.Uint32(e), uint64(bo.Uint32(e[4:])), uint64(bo.Uint32(e[8:]))
+			info, shndx = e[12], elf.SectionIndex(bo.Uint16(e[14:]))
+		}
+		name := cString(strs, nameOff)
+		typ := elf.ST_TYPE(info)
 		if typ == elf.STT_FILE {
-			file = s.Name
+			file = string(name)
 			continue
+		}
+		if rt != nil && gopclntab.Symbols[string(name)] {
+			rt[string(name)] = value
 		}
 		// The symbols llvm-symbolizer uses: functions, data, and untyped
 		// symbols (common in assembly), in allocated sections.
@@ -156,22 +195,32 @@ func (t *symtab) add(syms []elf.Symbol, sections []*elf.Section) {
 		default:
 			continue
 		}
-		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || s.Name == "" || s.Name[0] == '$' {
+		if shndx == elf.SHN_UNDEF || shndx >= elf.SHN_LORESERVE || len(name) == 0 || name[0] == '$' {
 			continue
 		}
-		if int(s.Section) < len(sections) && sections[s.Section].Flags&elf.SHF_ALLOC == 0 {
+		if int(shndx) < len(ef.Sections) && ef.Sections[shndx].Flags&elf.SHF_ALLOC == 0 {
 			continue
 		}
-		name := s.Name
-		if len(name) > maxNameLen {
-			name = name[:maxNameLen]
-		}
-		sym := symbol{addr: s.Value, size: s.Size, name: name, bind: uint8(elf.ST_BIND(s.Info))} // debug/elf's strings are copies already
-		if elf.ST_BIND(s.Info) == elf.STB_LOCAL {
+		sym := symbol{addr: value, size: size, name: string(name[:min(len(name), maxNameLen)]), bind: uint8(elf.ST_BIND(info))}
+		if elf.ST_BIND(info) == elf.STB_LOCAL {
 			sym.file = file
 		}
 		t.syms = append(t.syms, sym)
 	}
+	return nil
+}
+
+// cString returns the NUL-terminated string at off in strs, without its NUL;
+// empty when off is outside strs.
+func cString(strs []byte, off uint32) []byte {
+	if uint64(off) >= uint64(len(strs)) {
+		return nil
+	}
+	b := strs[off:]
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
 }
 
 // sort orders symbols by address and keeps one per address, chosen as
@@ -261,23 +310,46 @@ func (r *bytesReaderAtType) ReadAt(p []byte, off int64) (int, error) {
 // SHF_COMPRESSED, or the older .zdebug form) capped at maxSectionSize.
 // A missing section is (nil, nil).
 func sectionData(ef *elf.File, data []byte, name string) ([]byte, error) {
+	return sectionDataInto(ef, data, name, heapBuffer)
+}
+
+// sectionDataInto is sectionData decompressing into the buffer buf returns
+// for a compressed section's size.
+func sectionDataInto(ef *elf.File, data []byte, name string, buf func(int) []byte) ([]byte, error) {
 	s := ef.Section(name)
 	if s == nil && strings.HasPrefix(name, ".debug_") {
 		if z := ef.Section(".zdebug_" + name[len(".debug_"):]); z != nil {
-			return zdebugData(z, data)
+			return zdebugData(z, data, buf)
 		}
 	}
-	if s == nil || s.Type == elf.SHT_NOBITS {
+	if s == nil {
 		return nil, nil
 	}
+	return sectionContents(ef, s, data, buf)
+}
+
+// sectionContents is sectionDataInto of the section s: a slice of data
+// when s is stored uncompressed, a copy decompressed into buf's buffer when
+// SHF_COMPRESSED, nil when it has no bytes in the file (SHT_NOBITS).
+func sectionContents(ef *elf.File, s *elf.Section, data []byte, buf func(int) []byte) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, nil
+	}
+	b, err := fileBytes(s, data)
+	if err != nil || s.Flags&elf.SHF_COMPRESSED == 0 {
+		return b, err
+	}
+	return compressedSectionInto(s.Name, b, ef.Class, ef.ByteOrder, buf)
+}
+
+// fileBytes returns the bytes s occupies in the image data, or an error
+// when they do not all lie in it.
+func fileBytes(s *elf.Section, data []byte) ([]byte, error) {
 	end := s.Offset + s.FileSize
 	if end < s.Offset || end > uint64(len(data)) {
-		return nil, fmt.Errorf("section %s [%#x, %#x) beyond end of file: %w", name, s.Offset, end, ErrFormat)
+		return nil, fmt.Errorf("section %s [%#x, %#x) beyond end of file: %w", s.Name, s.Offset, end, ErrFormat)
 	}
-	if s.Flags&elf.SHF_COMPRESSED == 0 {
-		return data[s.Offset:end:end], nil
-	}
-	return compressedSection(name, data[s.Offset:end], ef.Class, ef.ByteOrder)
+	return data[s.Offset:end:end], nil
 }
 
 // hasDWARF reports whether ef has DWARF debug info (possibly compressed).

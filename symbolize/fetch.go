@@ -87,7 +87,7 @@ func (s *Symbolizer) Prefetch(p *profile.Profile) {
 		}
 	}
 	for _, m := range p.Mapping {
-		if !want[m] || m.File == "" || m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[") || isPerfMap(m.File) {
+		if !want[m] || m.File == "" || m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[") || isJITNames(m.File) {
 			continue
 		}
 		if e, err := s.object(m, source{s.opts.Open, s.opts.OpenObject}); err == nil {

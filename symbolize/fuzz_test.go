@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emberprof/ember/export/pprof"
 	"github.com/emberprof/ember/internal/testutil"
 	"github.com/emberprof/ember/symbolize/gopclntab"
 )
@@ -188,7 +190,7 @@ func goBuildSeed(f *testing.F) (*pclnSeed, error) {
 	if err != nil || tab == nil {
 		f.Fatalf("no pclntab: %v", err)
 	}
-	_, rt, _ := newSymtab(ef)
+	_, rt, _ := newSymtab(ef, b)
 	pt, err := gopclntab.Find(ef, gopclntab.Bytes(b), rt)
 	if err != nil || pt == nil {
 		f.Fatalf("no pclntab: %v", err)
@@ -238,6 +240,43 @@ func FuzzKallsyms(f *testing.F) {
 	})
 }
 
+// FuzzKernelTable feeds table files (kernelcache.go) to their reader and
+// looks addresses up: an error or an answer, never a panic, and an answer's
+// span holds its address.
+func FuzzKernelTable(f *testing.F) {
+	in := "ffffffff81000000 T _stext\nffffffff81000100 T alpha\nffffffff81000100 t alpha2\nffffffff81000300 T _etext\n"
+	b := newCoreTextBuild()
+	if _, _, _, err := resolveKallsymsBuild(strings.NewReader(in), "seed", nil, b); err != nil {
+		f.Fatal(err)
+	}
+	dir := f.TempDir()
+	const boot = "00000000-0000-4000-8000-000000000004"
+	if err := b.write(dir, boot); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(filepath.Join(dir, boot))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed, uint64(0xffffffff81000180))
+	f.Add(seed[:len(seed)-1], uint64(0xffffffff81000000))
+	defer fuzzing()()
+	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
+		tab, err := parseKernelTable(data)
+		if err != nil {
+			return
+		}
+		for _, a := range []uint64{addr, tab.first.addr, tab.end - 1} {
+			if fr, s, ok := tab.lookup(a); ok && (fr.File != pprof.KernelFile || s.end > s.start && (a < s.start || a >= s.end)) {
+				t.Fatalf("%#x: %+v in [%#x, %#x)", a, fr, s.start, s.end)
+			}
+		}
+		if _, err := tab.answer([]uint64{addr}, map[uint64]Frame{}, &kernelSpans{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func FuzzDemangle(f *testing.F) {
 	for _, s := range []string{
 		"_ZSt9__fill_a1IPiiEN9__gnu_cxx11__enable_ifIXsrSt11__is_scalarIT0_E7__valueEvE6__typeET_S8_RKS4_",
@@ -276,6 +315,24 @@ func FuzzCompressedSection(f *testing.F) {
 		b, err := compressedSection(".debug_info", raw, class, binary.LittleEndian)
 		if err == nil && uint64(len(b)) > maxCompressionRatio*uint64(len(raw)) {
 			t.Fatalf("%d bytes from %d", len(b), len(raw))
+		}
+	})
+}
+
+func FuzzJITDump(f *testing.F) {
+	f.Add(newJITDump(binary.LittleEndian, 1, jitdumpHeaderSize).sample(), uint64(0x7f0000001005))
+	f.Add(newJITDump(binary.BigEndian, 1, jitdumpHeaderSize+8).sample(), uint64(0x7f0000002005))
+	defer fuzzing()()
+	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
+		m, err := parseJITDump(bytes.NewReader(data), "fuzz")
+		if err != nil {
+			return
+		}
+		m.lookup(addr)
+		for _, s := range m.syms {
+			if _, ok := m.lookup(s.start); !ok {
+				t.Fatalf("entry %+v does not resolve", s)
+			}
 		}
 	})
 }

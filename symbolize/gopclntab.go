@@ -39,7 +39,3 @@ func newGoTable(ef *elf.File, data []byte, rt map[string]uint64) (*goTable, erro
 	}
 	return &goTable{Table: t, read: func(addr, n uint64) []byte { return gopclntab.ReadVaddr(ef, img, addr, n) }}, nil
 }
-
-// runtimeSymbols picks the runtime symbols the pclntab reader uses out of a
-// symbol table.
-func runtimeSymbols(syms []elf.Symbol) map[string]uint64 { return gopclntab.RuntimeSymbols(syms) }

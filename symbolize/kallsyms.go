@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/emberprof/ember/export/pprof"
@@ -25,7 +24,8 @@ const (
 // kernel (over 100,000 text symbols) took 8 MiB live for the symbolizer's
 // life, a sixth of Ember's resident memory, to answer a few hundred
 // addresses per profile. A pass costs ~60 ms, two thirds of it the kernel
-// formatting the file; kernelSpans spares the passes it can.
+// formatting the file; kernelSpans and the table of core kernel text on disk
+// (kernelcache.go) spare the passes they can.
 //
 // The file is sorted by address only in parts (modules follow the core
 // kernel), so it keeps, for each gap between consecutive addresses
@@ -40,6 +40,13 @@ const (
 // does not move while the system runs; else it is zero. Every address in it
 // has the same answer, by the same rule.
 func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, ok []bool, spans []span, err error) {
+	return resolveKallsymsBuild(r, name, addrs, nil)
+}
+
+// resolveKallsymsBuild is resolveKallsyms, with the core kernel's text
+// symbols collected into build (if not nil) in the same pass, for the
+// kernel's table on disk (kernelcache.go).
+func resolveKallsymsBuild(r io.Reader, name string, addrs []uint64, build *coreTextBuild) (frames []Frame, ok []bool, spans []span, err error) {
 	defer guard(name, &err)
 	type best struct {
 		addr   uint64
@@ -68,12 +75,15 @@ func resolveKallsyms(r io.Reader, name string, addrs []uint64) (frames []Frame, 
 		if len(sym) == 0 {
 			continue
 		}
-		if len(typ) != 1 || !strings.ContainsRune("tTwW", rune(typ[0])) {
+		if len(typ) != 1 || !isText(typ[0]) {
 			continue
 		}
 		addr, ok := parseHex(addrF)
 		if !ok {
 			return nil, nil, nil, fmt.Errorf("%s: line %d: %w: address %q is not 1 to 16 hexadecimal digits", name, n+1, ErrFormat, truncate(string(addrF), 32))
+		}
+		if build != nil {
+			build.add(addr, sym, line)
 		}
 		if addr == 0 {
 			zero++

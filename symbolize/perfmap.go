@@ -10,9 +10,10 @@ import (
 
 const maxPerfMapLines = 1 << 22
 
-// perfMap is a JIT symbol file, /tmp/perf-PID.map: lines of
-// "START SIZE name", hexadecimal absolute addresses. A later line for an
-// address range wins over an earlier one, since JITs reuse memory.
+// perfMap is the names of a process's JIT code, from a perf map
+// (/tmp/perf-PID.map: lines of "START SIZE name", hexadecimal absolute
+// addresses) or a jitdump file (jitdump.go). A later entry for an address
+// range wins over an earlier one, since JITs reuse memory.
 type perfMap struct {
 	syms []perfSym // sorted by start
 }
@@ -50,11 +51,15 @@ func parsePerfMap(r io.Reader, name string) (m *perfMap, err error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
 	}
-	// Keep the last entry for each start address.
-	slices.Reverse(m.syms)
-	slices.SortStableFunc(m.syms, func(a, b perfSym) int { return cmpU64(a.start, b.start) })
-	m.syms = slices.CompactFunc(m.syms, func(a, b perfSym) bool { return a.start == b.start })
-	return m, nil
+	return newPerfMap(m.syms), nil
+}
+
+// newPerfMap sorts syms, in the order the runtime wrote them, keeping the
+// last entry for each start address.
+func newPerfMap(syms []perfSym) *perfMap {
+	slices.Reverse(syms)
+	slices.SortStableFunc(syms, func(a, b perfSym) int { return cmpU64(a.start, b.start) })
+	return &perfMap{syms: slices.CompactFunc(syms, func(a, b perfSym) bool { return a.start == b.start })}
 }
 
 func (m *perfMap) lookup(addr uint64) (Frame, bool) {

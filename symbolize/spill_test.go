@@ -86,16 +86,21 @@ func TestNoSpillToMemory(t *testing.T) {
 	}
 	defer func(old string) { spillDir = old }(spillDir)
 	spillDir = "/dev/shm"
-	b := []byte("section bytes")
-	if got, ok := spill(b); ok || &got[0] != &b[0] {
+	if m, ok := spillBuffer(4096); ok || m != nil {
 		t.Fatalf("spilled to tmpfs: %v", ok)
 	}
 	if inMemoryFS(t.TempDir()) {
 		return
 	}
 	spillDir = t.TempDir()
-	if _, ok := spill(b); !ok {
+	m, ok := spillBuffer(4096)
+	if !ok {
 		t.Fatalf("not spilled to %s on disk", spillDir)
+	}
+	defer unmap(m)
+	m[4095] = 1 // writable until sealed
+	if ents, err := os.ReadDir(spillDir); err != nil || len(ents) != 0 {
+		t.Errorf("the spill file is not unlinked: %v %v", ents, err)
 	}
 }
 

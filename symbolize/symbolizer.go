@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"bufio"
 	"cmp"
 	"errors"
 	"fmt"
@@ -160,8 +161,8 @@ func (s *Symbolizer) SymbolizeFrom(p *profile.Profile, open Opener, object Objec
 		switch {
 		case m.File == pprof.KernelFile || strings.HasPrefix(m.File, "[kernel."):
 			err = s.symbolizeKernel(m, locs, fs)
-		case isPerfMap(m.File):
-			err = s.symbolizePerfMap(m, locs, fs, src.open)
+		case isJITNames(m.File):
+			err = s.symbolizeJIT(m, locs, fs, src.open)
 		case m.File == objfile.VDSOPath:
 			err = s.symbolizeVDSO(m, locs, fs)
 		case m.File == "" || strings.HasPrefix(m.File, "["):
@@ -190,9 +191,24 @@ func byFile(ms []*profile.Mapping) []*profile.Mapping {
 	return ms
 }
 
-func isPerfMap(file string) bool {
+// isJITNames reports whether file names a process's JIT code: a perf map
+// (perf-PID.map) or a jitdump file (jit-PID.dump).
+func isJITNames(file string) bool {
 	base := file[strings.LastIndexByte(file, '/')+1:]
-	return strings.HasPrefix(base, "perf-") && strings.HasSuffix(base, ".map")
+	return strings.HasPrefix(base, "perf-") && strings.HasSuffix(base, ".map") ||
+		strings.HasPrefix(base, "jit-") && strings.HasSuffix(base, ".dump")
+}
+
+// parseJITNames reads a perf map or a jitdump file, told apart by their
+// first bytes (a jitdump's magic) or, for one whose header is not written
+// yet, by name.
+func parseJITNames(f *os.File, name string) (*perfMap, error) {
+	r := bufio.NewReader(f)
+	head, _ := r.Peek(4)
+	if isJITDump(head) || strings.HasSuffix(name, ".dump") {
+		return parseJITDump(r, name)
+	}
+	return parsePerfMap(r, name)
 }
 
 func (s *Symbolizer) symbolizeObject(m *profile.Mapping, locs []*profile.Location, fs *funcSet, src source) error {
@@ -313,7 +329,8 @@ func (open Opener) open(m *profile.Mapping) (*os.File, error) {
 }
 
 // symbolizeKernel answers the profile's kernel addresses from the spans of
-// kernel text remembered from earlier passes, and reads kallsyms for the rest
+// kernel text remembered from earlier passes, then from this boot's table of
+// core kernel text on disk (resolveKernel), and reads kallsyms for the rest
 // only (see resolveKallsyms): each pass sees the modules loaded now.
 func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Location, fs *funcSet) error {
 	answers := make(map[uint64]Frame, len(locs))
@@ -328,21 +345,8 @@ func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Locatio
 	if len(misses) > 0 {
 		slices.Sort(misses)
 		misses = slices.Compact(misses)
-		f, err := os.Open(s.opts.KallsymsPath)
-		if err != nil {
+		if err := s.resolveKernel(misses, answers); err != nil {
 			return fmt.Errorf("symbolize kernel: %w", err)
-		}
-		defer f.Close()
-		s.kallsymsPasses.Add(1)
-		frames, ok, spans, err := resolveKallsyms(f, s.opts.KallsymsPath, misses)
-		if err != nil {
-			return fmt.Errorf("symbolize kernel: %w", err)
-		}
-		for i, a := range misses {
-			if ok[i] {
-				answers[a] = frames[i]
-				s.kernel.add(spans[i], frames[i])
-			}
 		}
 	}
 	for _, l := range locs {
@@ -353,7 +357,9 @@ func (s *Symbolizer) symbolizeKernel(m *profile.Mapping, locs []*profile.Locatio
 	return nil
 }
 
-func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Location, fs *funcSet, open Opener) error {
+// symbolizeJIT names JIT code from the perf map or jitdump file of its
+// process, read again when it has grown since.
+func (s *Symbolizer) symbolizeJIT(m *profile.Mapping, locs []*profile.Location, fs *funcSet, open Opener) error {
 	f, err := open.open(m) // in a container, the opener finds its /tmp
 	if err != nil {
 		return fmt.Errorf("symbolize %s: %w", m.File, err)
@@ -367,7 +373,7 @@ func (s *Symbolizer) symbolizePerfMap(m *profile.Mapping, locs []*profile.Locati
 	e, ok := s.perfMaps[m.File]
 	s.mu.Unlock()
 	if !ok || e.size != st.Size() || !e.mtime.Equal(st.ModTime()) {
-		pm, err := parsePerfMap(f, m.File)
+		pm, err := parseJITNames(f, m.File)
 		if err != nil {
 			return fmt.Errorf("symbolize: %w", err)
 		}

@@ -112,7 +112,7 @@ func (t *Table) Encode() (*Encoded, error) {
 	covering := Row{CFA: CFANone}
 	for p := uint64(0); p < npages; p++ {
 		start := e.Base + p<<PageShift
-		end := start + 1<<PageShift
+		lastByte := start + (1<<PageShift - 1) // inclusive: the top page's end would wrap to 0
 		first := e.NumRows()
 		// Every page begins with the rule that covers its first byte.
 		if i >= len(t.Rows) || t.Rows[i].PC != start {
@@ -121,7 +121,7 @@ func (t *Table) Encode() (*Encoded, error) {
 				return nil, err
 			}
 		}
-		for ; i < len(t.Rows) && t.Rows[i].PC < end; i++ {
+		for ; i < len(t.Rows) && t.Rows[i].PC <= lastByte; i++ {
 			if err := e.appendRow(t.Rows[i], start, ruleIndex); err != nil {
 				return nil, err
 			}

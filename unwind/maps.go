@@ -95,6 +95,9 @@ type Maps struct {
 	// instead of every library it maps.
 	Fill   func(id uint32)
 	filled map[uint32]bool
+	// shared are the tables ShareTable set: read in place, their
+	// TableInfo's first row, rule and page 0 in their own arrays.
+	shared map[uint32]*Encoded
 }
 
 // AddTable appends the arrays of t and a table entry, and returns the table
@@ -130,6 +133,40 @@ func (m *Maps) PutTable(id uint32, e *Encoded) error {
 	}
 	copy(m.Tables[off:], b)
 	return nil
+}
+
+// ShareTable sets table id's entry to the arrays of e, which are read in
+// place, not appended to Rows, Rules and Pages: a view of a process that
+// reaches a large table (a Go binary's, megabytes) costs no copy of it. e
+// must not change while m is used (Table.Encoded's never does).
+func (m *Maps) ShareTable(id uint32, e *Encoded) error {
+	ti := TableInfo{
+		Base: e.Base, NumRows: uint32(e.NumRows()), NumPages: uint32(e.NumPages()), NumRules: uint32(e.NumRules()),
+		Arch: e.Arch,
+	}
+	b, _ := ti.MarshalBinary()
+	off := int(id) * TableInfoSize
+	if need := off + TableInfoSize; len(m.Tables) < need {
+		m.Tables = append(m.Tables, make([]byte, need-len(m.Tables))...)
+	}
+	copy(m.Tables[off:], b)
+	if m.shared == nil {
+		m.shared = map[uint32]*Encoded{}
+	}
+	m.shared[id] = e
+	return nil
+}
+
+// tableArrays are the rows, rules and pages a table's TableInfo indexes.
+type tableArrays struct{ rows, rules, pages []byte }
+
+// arrays returns the arrays table id's entry indexes: its own if shared
+// (ShareTable), else the flat ones.
+func (m *Maps) arrays(id uint32) tableArrays {
+	if e := m.shared[id]; e != nil {
+		return tableArrays{e.Rows, e.Rules, e.Pages}
+	}
+	return tableArrays{m.Rows, m.Rules, m.Pages}
 }
 
 // table returns the entry of table id, asking Fill for it once if it is

@@ -106,7 +106,7 @@ func Unwind(regs Regs, readMem ReadMem, m *Maps, pid uint32) ([]uint64, Reason) 
 		if !ok {
 			return pcs, ReasonBadTable
 		}
-		row, reason := lookupRow(m, ti, lookup-mp.Bias)
+		row, reason := lookupRow(m.arrays(mp.TableID), ti, lookup-mp.Bias)
 		if reason == ReasonNoRow || reason == ReasonComplete && row.CFA == CFANone {
 			// Code a table has no row for inside a tabled file (V8's
 			// builtins embedded in node, hand-written trampolines) keeps
@@ -204,7 +204,7 @@ func findMapping(proc []byte, addr uint64) (Mapping, bool) {
 // then a binary search of at most SearchSteps probes over the page's rows for
 // the last row at or below vaddr (the page's first row is at offset 0, so
 // there is one), then the row's rule. It returns ReasonComplete on success.
-func lookupRow(m *Maps, ti TableInfo, vaddr uint64) (Row, Reason) {
+func lookupRow(m tableArrays, ti TableInfo, vaddr uint64) (Row, Reason) {
 	if vaddr < ti.Base {
 		return Row{}, ReasonNoRow
 	}
@@ -212,7 +212,7 @@ func lookupRow(m *Maps, ti TableInfo, vaddr uint64) (Row, Reason) {
 	if page >= uint64(ti.NumPages) {
 		return Row{}, ReasonNoRow
 	}
-	first, n, ok := decodePage(m.Pages, uint64(ti.FirstPage)+page)
+	first, n, ok := decodePage(m.pages, uint64(ti.FirstPage)+page)
 	if !ok || n == 0 {
 		return Row{}, ReasonBadTable
 	}
@@ -221,7 +221,7 @@ func lookupRow(m *Maps, ti TableInfo, vaddr uint64) (Row, Reason) {
 	lo, hi := uint32(0), n // the answer is in [lo, hi)
 	for step := 0; step < SearchSteps && hi-lo > 1; step++ {
 		mid := lo + (hi-lo)/2
-		pcLo, _, ok := decodeRow(m.Rows, base+uint64(mid))
+		pcLo, _, ok := decodeRow(m.rows, base+uint64(mid))
 		if !ok {
 			return Row{}, ReasonBadTable
 		}
@@ -234,11 +234,11 @@ func lookupRow(m *Maps, ti TableInfo, vaddr uint64) (Row, Reason) {
 	if hi-lo > 1 {
 		return Row{}, ReasonBadTable
 	}
-	_, rule, ok := decodeRow(m.Rows, base+uint64(lo))
+	_, rule, ok := decodeRow(m.rows, base+uint64(lo))
 	if !ok || uint32(rule) >= ti.NumRules {
 		return Row{}, ReasonBadTable
 	}
-	r, ok := decodeRule(m.Rules, uint64(ti.FirstRule)+uint64(rule))
+	r, ok := decodeRule(m.rules, uint64(ti.FirstRule)+uint64(rule))
 	if !ok {
 		return Row{}, ReasonBadTable
 	}

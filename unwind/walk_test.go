@@ -36,7 +36,11 @@ func (s fakeStack) read(addr uint64, n int) ([]byte, error) {
 // Its mapping goes on past the table (0x10b0..0x30000: code with no row, as
 // V8's builtins embedded in node), and 0x90000..0x91000 is JIT code walked
 // with frame pointers.
-func synthetic(t *testing.T) (*Maps, uint64) {
+//
+// With shared, the table is placed by Fill with ShareTable when a walk first
+// reaches it, after another table in the flat arrays: a walk must read it
+// in its own arrays, not at offset 0 of the flat ones.
+func synthetic(t *testing.T, shared ...bool) (*Maps, uint64) {
 	rows := []Row{
 		{PC: 0x1000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
 		{PC: 0x1010, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
@@ -55,6 +59,23 @@ func synthetic(t *testing.T) (*Maps, uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(shared) > 0 && shared[0] {
+		other := &Table{Arch: AMD64, Rows: mergeRows([]Row{{PC: 0x1000, CFA: CFAExpression}, {PC: 0x1400, CFA: CFANone}})}
+		m = Maps{}
+		if _, err := m.AddTable(other); err != nil {
+			t.Fatal(err)
+		}
+		e, err := tab.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = 5
+		m.Fill = func(want uint32) {
+			if want == id {
+				_ = m.ShareTable(id, e)
+			}
+		}
+	}
 	const bias = 0x10000
 	if err := m.SetProc(1, []Mapping{
 		{Start: bias + 0x1000, End: bias + 0x30000, Bias: bias, TableID: id},
@@ -66,7 +87,12 @@ func synthetic(t *testing.T) (*Maps, uint64) {
 }
 
 func TestUnwindSynthetic(t *testing.T) {
-	m, b := synthetic(t)
+	t.Run("flat", func(t *testing.T) { testUnwindSynthetic(t, false) })
+	t.Run("shared", func(t *testing.T) { testUnwindSynthetic(t, true) })
+}
+
+func testUnwindSynthetic(t *testing.T, shared bool) {
+	m, b := synthetic(t, shared)
 	const sp = 0x7000
 	tests := []struct {
 		name   string
@@ -242,7 +268,7 @@ func checkEncoding(t testing.TB, tab *Table) {
 			want = Row{CFA: CFANone}
 		}
 		want.PC = 0
-		got, reason := lookupRow(&m, ti, pc)
+		got, reason := lookupRow(m.arrays(id), ti, pc)
 		if reason == ReasonNoRow {
 			got, reason = Row{CFA: CFANone}, ReasonComplete
 		}
@@ -254,10 +280,24 @@ func checkEncoding(t testing.TB, tab *Table) {
 		check(r.PC)
 		check(r.PC - 1)
 	}
-	for pc := ti.Base; pc <= tab.Rows[len(tab.Rows)-1].PC+1<<PageShift; pc += 1 << PageShift {
+	// Counted in pages, not compared by address: the last page may end at 2^64.
+	for p := uint64(0); p <= uint64(ti.NumPages); p++ {
+		pc := ti.Base + p<<PageShift
 		check(pc)
 		check(pc - 1)
 	}
+}
+
+// TestEncodeTopPage checks a table whose last page ends at 2^64 (the fuzzer
+// found one: a page end computed as start+1<<PageShift wrapped to 0 and the
+// page's own rows were never encoded).
+func TestEncodeTopPage(t *testing.T) {
+	rows := []Row{
+		{PC: 0xfffffffffffe8000, CFA: CFASP, CFAOffset: 8, RA: RAOffset, RAOffset: -8},
+		{PC: 0xffffffffffff51ac, CFA: CFAInvalid},
+		{PC: 0xfffffffffffffff0, CFA: CFANone},
+	}
+	checkEncoding(t, &Table{Arch: AMD64, Rows: rows})
 }
 
 func TestEncode(t *testing.T) {

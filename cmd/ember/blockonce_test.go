@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -67,6 +68,7 @@ func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth
 	t.Helper()
 	idx := testutil.SampleIndex(p, "offcpu")
 	whole := map[int64]bool{}
+	other := map[int64][]string{}
 	var inChain, inBlock int64
 	for _, s := range p.Sample {
 		pid := s.NumLabel["pid"]
@@ -84,7 +86,9 @@ func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth
 		}
 		complete, hot := hasChain(frames, blockOnceChain)
 		if !hot && named && !marked {
-			continue // start-up or exit, whole
+			// Start-up or exit, whole; shown below if the run's block is missing.
+			other[pid[0]] = append(other[pid[0]], fmt.Sprintf("%.1f ms: %s", float64(s.Value[idx])/1e6, strings.Join(frames, " <- ")))
+			continue
 		}
 		inBlock += s.Value[idx]
 		if complete && named && !marked {
@@ -96,6 +100,11 @@ func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth
 	}
 	t.Logf("%d of %d runs have their block whole and named; %.3fs off CPU in %v, %.3fs in %s or lost, %.3fs measured by the program",
 		len(whole), len(pids), float64(inChain)/1e9, blockOnceChain, float64(inBlock)/1e9, blockOnceChain[0], float64(truth)/1e9)
+	for pid := range pids {
+		if !whole[pid] {
+			t.Logf("pid %d has no whole block; its other samples: %q", pid, other[pid])
+		}
+	}
 	if len(whole) < len(pids) {
 		t.Errorf("%d of %d runs' blocks carry the whole chain %v, every frame named", len(whole), len(pids), blockOnceChain)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -78,8 +76,8 @@ func checkJITChains(t *testing.T, dir string, chain []string, command ...string)
 	out := filepath.Join(dir, "jit.pb.gz")
 	args := append([]string{"record", "-F", "499", "--unwind", "tables", "-o", out, "--"}, command...)
 	stderr := runEmber(t, dir, args...)
-	if strings.Contains(stderr, "perf-") && strings.Contains(stderr, "unsymbolized") {
-		t.Errorf("the perf map was not read after the runtime exited:\n%s", stderr)
+	if (strings.Contains(stderr, "perf-") || strings.Contains(stderr, "jit-")) && strings.Contains(stderr, "unsymbolized") {
+		t.Errorf("the perf map or jitdump file was not read after the runtime exited:\n%s", stderr)
 	}
 	p := readProfile(t, out)
 	share, hot, fallback := jitChainShare(t, p, chain)
@@ -138,49 +136,47 @@ func TestNodeJITChains(t *testing.T) {
 // Py_BytesMain, which is on the stack in its place).
 func TestPythonPerfTrampolineChains(t *testing.T) {
 	testutil.RequireRoot(t)
-	python := perfPython(t)
+	python := testutil.PerfPython(t, 12)
 	dir := t.TempDir()
 	script := testutil.Testdata("jit", "chain.py")
-	chain := []string{"hot", "level3", "level2", "level1", "<module>", "Py_RunMain", "Py_BytesMain", "__libc_start_call_main"}
-	checkJITChains(t, dir, chain, python, "-X", "perf", script, "4")
+	checkJITChains(t, dir, pythonChain, python, "-X", "perf", script, "4")
 }
 
-// perfPythonDefault is where `make deps` builds CPython 3.13 (from Debian's
-// source package) with frame pointers.
-const perfPythonDefault = "/opt/ember-python3.13/bin/python3.13"
+// pythonChain is chain.py's hot() and its callers, down to the
+// interpreter's main (python's main tail-calls Py_BytesMain).
+var pythonChain = []string{"hot", "level3", "level2", "level1", "<module>", "Py_RunMain", "Py_BytesMain", "__libc_start_call_main"}
 
-// perfPython returns a CPython 3.12+ built with frame pointers: $EMBER_PYTHON,
-// the one `make deps` builds, or python3.13/python3.12 on the PATH. x86-64's
-// -X perf trampoline (Python/asm_trampoline.S) sets up no frame of its own,
-// so the frame-pointer step through it finds its caller's frame only if the
-// interpreter keeps frame pointers, as Python's perf documentation asks
-// (-fno-omit-frame-pointer -mno-omit-leaf-frame-pointer).
-func perfPython(t *testing.T) string {
-	t.Helper()
-	candidates := []string{os.Getenv("EMBER_PYTHON"), perfPythonDefault}
-	for _, name := range []string{"python3.13", "python3.12", "python3"} {
-		if p, err := exec.LookPath(name); err == nil {
-			candidates = append(candidates, p)
-		}
-	}
-	var seen []string
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		out, err := exec.Command(c, "-c", `import sys, sysconfig
-assert sys.version_info >= (3, 12)
-print("-fno-omit-frame-pointer" in (sysconfig.get_config_var("CFLAGS") or "") + (sysconfig.get_config_var("CONFIG_ARGS") or ""))`).Output()
-		if err != nil {
-			seen = append(seen, c+": not a Python 3.12+")
-			continue
-		}
-		if strings.TrimSpace(string(out)) != "True" {
-			seen = append(seen, c+": no frame pointers")
-			continue
-		}
-		return c
-	}
-	testutil.SkipOrFail(t, "needs a CPython 3.12+ built with frame pointers (make deps builds %s); found %s", perfPythonDefault, strings.Join(seen, "; "))
-	return ""
+// TestPythonPerfJitChains: CPython 3.13+ with -X perf_jit runs
+// testdata/jit/chain.py. The trampolines are those of -X perf, but named in
+// a jitdump file, /tmp/jit-PID.dump, which the interpreter maps executable
+// (so that perf finds it in its mappings) and writes through stdio: the
+// records of the last trampolines reach the file only at exit, and Ember
+// reads it, through the descriptor held since the drain that saw the JIT
+// code, after the interpreter exited. The walk is the -X perf one: a
+// frame-pointer step through each trampoline (no table; the jitdump's
+// unwinding information is not used), which skips CPython's
+// py_trampoline_evaluator, the C function that calls the trampoline, and
+// no Python frame.
+func TestPythonPerfJitChains(t *testing.T) {
+	testutil.RequireRoot(t)
+	python := testutil.PerfPython(t, 13)
+	dir := t.TempDir()
+	script := testutil.Testdata("jit", "chain.py")
+	checkJITChains(t, dir, pythonChain, python, "-X", "perf_jit", script, "4")
+}
+
+// TestPythonPerfJitInNamespaces: the interpreter of TestPythonPerfJitChains
+// as PID 1 of its own PID and mount namespaces, with a private tmpfs on
+// /tmp: its jitdump file is /tmp/jit-1.dump there, gone with the namespace
+// when it exits, before Ember symbolizes. Ember reads it through the
+// mapping (the file held since the interpreter mapped it), so its frames
+// are named and the chain is whole as outside namespaces.
+func TestPythonPerfJitInNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	python := testutil.PerfPython(t, 13)
+	unshare := testutil.RequireTool(t, "unshare")
+	dir := t.TempDir()
+	script := testutil.Testdata("jit", "chain.py")
+	checkJITChains(t, dir, pythonChain, unshare, "--pid", "--fork", "--mount", "--", "sh", "-c",
+		`mount -t tmpfs tmpfs /tmp && exec "$0" -X perf_jit "$1" 4`, python, script)
 }

@@ -59,9 +59,10 @@ func main() {
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
 		agent.ProcessStart = time.Duration(ts.Nano())
 	}
-	// Ember's heap is mostly short-lived symbolization work: collecting at
+	// The agent's heap is mostly short-lived symbolization work: collecting at
 	// 50% growth instead of 100% keeps its RSS about a third lower for a
-	// little more GC time. GOGC in the environment still wins.
+	// little more GC time. record sets its own (200: one run that ends); GOGC
+	// in the environment still wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}

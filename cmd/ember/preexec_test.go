@@ -30,7 +30,7 @@ const (
 // these processes may have a frame outside every known mapping without a
 // marker. Recorded
 // whole-system; testdata/first/forkexec.c, built without frame pointers,
-// forks 50 children that each run 20 ms in prelude <- child <- main and
+// forks 50 children that each run 20 ms of CPU time in prelude <- child <- main and
 // then exec testdata/first/short.c for 5 ms.
 func TestFirstSamplesBeforeExec(t *testing.T) {
 	testutil.RequireRoot(t)

@@ -331,7 +331,9 @@ func TestUnwindTablesMatchPerfDwarf(t *testing.T) {
 	ember := chainsOf(stacks, weights, w.chain)
 
 	data := filepath.Join(dir, "perf.data")
-	testutil.Run(t, dir, perf, "record", "-q", "-F", "499", "--call-graph", "dwarf", "-o", data, "--", bin, "3")
+	// --no-buildid and FixPerfData: see FixPerfData.
+	testutil.Run(t, dir, perf, "record", "-q", "--no-buildid", "-F", "499", "--call-graph", "dwarf", "-o", data, "--", bin, "3")
+	testutil.FixPerfData(t, data)
 	script := testutil.Run(t, dir, perf, "script", "-i", data, "-F", "comm,ip,sym")
 	stacks, weights = parsePerfScript(script)
 	perfChains := chainsOf(stacks, weights, w.chain)

@@ -82,8 +82,20 @@ type Builder struct {
 	mappings  map[MappingKey]*profile.Mapping
 	locations map[locKey]*profile.Location
 	samples   map[string]*profile.Sample
+	labelSets map[string]labelSet
 	pseudo    map[string]*profile.Location
 	keyBuf    strings.Builder
+}
+
+// labelSet is the label maps of every sample with one set of labels (a
+// thread in a state), shared: a map per sample was half the heap of an
+// interval of thousands of short processes (the agent's soak), while the
+// samples of one thread differ by their stacks only. Whoever changes the
+// labels of one sample gives it maps of its own (annotateOffCPU).
+type labelSet struct {
+	id    string // the set's number, for the samples' keys
+	label map[string][]string
+	num   map[string][]int64
 }
 
 type locKey struct {
@@ -118,6 +130,7 @@ func NewBuilder(mode Mode, hz int, start time.Time) *Builder {
 		mappings:  map[MappingKey]*profile.Mapping{},
 		locations: map[locKey]*profile.Location{},
 		samples:   map[string]*profile.Sample{},
+		labelSets: map[string]labelSet{},
 		pseudo:    map[string]*profile.Location{},
 	}
 }
@@ -148,15 +161,17 @@ func (b *Builder) Location(m *profile.Mapping, addr uint64) *profile.Location {
 }
 
 // Add adds one sample; locs is leaf first. Samples with the same stack and
-// labels are merged.
+// labels are merged. Samples with the same labels share their label maps
+// (labelSet).
 func (b *Builder) Add(locs []*profile.Location, v Value, l Labels) {
 	vals := b.values(v)
+	ls := b.labels(l)
 	b.keyBuf.Reset()
 	for _, loc := range locs {
 		b.keyBuf.WriteString(strconv.FormatUint(loc.ID, 36))
 		b.keyBuf.WriteByte(',')
 	}
-	fmt.Fprintf(&b.keyBuf, "|%d|%d|%s|%s|%s|%s|%s|%s|%s|%d|%s|%s|%d", l.PID, l.TID, l.Comm, l.Thread, l.State, l.Cgroup, l.Service, l.Extra, l.WakerComm, l.WakerPID, l.ContainerID, l.PodUID, l.NSPID)
+	b.keyBuf.WriteString(ls.id)
 	key := b.keyBuf.String()
 	if s := b.samples[key]; s != nil {
 		for i := range vals {
@@ -164,23 +179,35 @@ func (b *Builder) Add(locs []*profile.Location, v Value, l Labels) {
 		}
 		return
 	}
-	s := &profile.Sample{Location: slices.Clone(locs), Value: vals}
-	s.Label = map[string][]string{}
-	s.NumLabel = map[string][]int64{"pid": {l.PID}, "tid": {l.TID}}
+	s := &profile.Sample{Location: slices.Clone(locs), Value: vals, Label: ls.label, NumLabel: ls.num}
+	b.p.Sample = append(b.p.Sample, s)
+	b.samples[key] = s
+}
+
+// labels returns the label set of l, made on its first sample.
+func (b *Builder) labels(l Labels) labelSet {
+	b.keyBuf.Reset()
+	fmt.Fprintf(&b.keyBuf, "%d|%d|%s|%s|%s|%s|%s|%s|%s|%d|%s|%s|%d", l.PID, l.TID, l.Comm, l.Thread, l.State, l.Cgroup, l.Service, l.Extra, l.WakerComm, l.WakerPID, l.ContainerID, l.PodUID, l.NSPID)
+	k := b.keyBuf.String()
+	if ls, ok := b.labelSets[k]; ok {
+		return ls
+	}
+	ls := labelSet{id: "|" + strconv.Itoa(len(b.labelSets)), label: map[string][]string{},
+		num: map[string][]int64{"pid": {l.PID}, "tid": {l.TID}}}
 	for name, val := range map[string]string{"comm": l.Comm, "thread": l.Thread, "state": l.State, "cgroup": l.Cgroup, "service_name": l.Service, "waker_comm": l.WakerComm,
 		"container_id": l.ContainerID, "pod_uid": l.PodUID} {
 		if val != "" {
-			s.Label[name] = []string{val}
+			ls.label[name] = []string{val}
 		}
 	}
 	if l.WakerComm != "" {
-		s.NumLabel["waker_pid"] = []int64{l.WakerPID}
+		ls.num["waker_pid"] = []int64{l.WakerPID}
 	}
 	if l.NSPID != 0 {
-		s.NumLabel["ns_pid"] = []int64{l.NSPID}
+		ls.num["ns_pid"] = []int64{l.NSPID}
 	}
-	b.p.Sample = append(b.p.Sample, s)
-	b.samples[key] = s
+	b.labelSets[k] = ls
+	return ls
 }
 
 func (b *Builder) values(v Value) []int64 {

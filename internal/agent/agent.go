@@ -47,7 +47,9 @@ type Agent struct {
 	health health
 
 	goLimit   atomic.Int64 // the Go runtime's memory limit set from cfg.Memory (refreshGoLimit)
+	prevDrain drainTiming  // the last drain's timing, for the warning of a late one (drain)
 	drops     dropCounts
+	lastShed  atomic.Bool   // the last interval was dropped at stage collect (Run's error says so)
 	intervals atomic.Uint64 // intervals finished, the last partial one included
 	empty     atomic.Uint64 // intervals with no samples: symbolized, nothing to ship
 }
@@ -102,15 +104,23 @@ func Start(cfg Config) (*Agent, error) {
 	for _, n := range tracer.CapabilityNotes() {
 		a.log.Warn(n)
 	}
+	symbolize.SetSectionCacheDir(tracer.SectionCacheDir())
+	symbolize.SetKernelCacheDir(tracer.KernelCacheDir())
 	a.sym = symbolize.New(symbolize.Options{CacheBytes: cfg.SymbolCacheBytes,
 		Files: a.procs.Files(), DebugSource: debugSource(cfg.Debuginfod)})
 	if cfg.Memory.Limit > 0 {
+		// The first limit is set before the start-up code is given back:
+		// within seconds the code the agent runs is resident again (12-13
+		// MiB of its 16.5), and a limit computed from the trimmed reading
+		// left the first interval's Go heap that much more room than the
+		// budget has (64 MiB: a 35 MiB limit, 25 MiB from the second
+		// interval on). Each interval's refresh then reads what is there.
+		a.refreshGoLimit()
 		if n, err := trimOwnText(); err != nil {
 			a.log.Debug("memory budget", "err", err)
 		} else {
 			a.log.Debug("memory budget: own text given back", "bytes", n)
 		}
-		a.refreshGoLimit()
 		a.log.Debug("memory budget", "limit", cfg.Memory.Limit, "bpf_maps", a.mapBytes(),
 			"symbol_cache", cfg.SymbolCacheBytes, "go_limit", a.goLimit.Load())
 	}

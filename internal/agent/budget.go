@@ -29,6 +29,7 @@ type Budget struct {
 	SymbolCache    int64 // the symbolizer's object cache
 	QueueBytes     int64 // each remote sink's upload queue
 	ShipBytes      int64 // symbolized intervals waiting for the sinks (the agent's ship queue)
+	CollectBytes   int64 // drained samples waiting to be added to their interval (collectQueue)
 	UnwindCache    int64 // built unwind tables kept in Go for reuse
 	KnownPIDs      uint32
 	StackCopyBytes uint32 // the ring of copied user stacks
@@ -38,6 +39,7 @@ type Budget struct {
 // stack-trace maps of at most 8 MiB each (the 4096 stacks 19 Hz needs on
 // 2 CPUs take 4 MiB; 2048 fit at 64 MiB), 16 MiB of symbolizer cache, 8 MiB
 // per upload queue, 4 MiB of symbolized intervals waiting for the sinks,
+// 4 MiB of drained samples waiting to be added to their interval,
 // 8 MiB of unwind tables kept in Go, 32768 known processes and a 2 MiB ring
 // of stack copies in the kernel; at 64 MiB, half of each, and a quarter of
 // the unwind rows.
@@ -54,6 +56,7 @@ func PlanMemory(limit int64) (Budget, error) {
 		SymbolCache:    limit / 8,
 		QueueBytes:     limit / 16,
 		ShipBytes:      limit / 32,
+		CollectBytes:   limit / 32,
 		UnwindCache:    limit / 16,
 		// 80 bytes an entry: 32768 at 128 MiB, 16384 at 64.
 		KnownPIDs: uint32(limit >> 12),

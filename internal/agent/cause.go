@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"maps"
+	"reflect"
 	"strings"
 
 	"github.com/google/pprof/profile"
@@ -65,12 +67,14 @@ func tracingFrame(fn string) bool {
 // with the timer's frames only (not those of the task it interrupted).
 func annotateOffCPU(p *profile.Profile) {
 	var timer *profile.Location
+	relabel := relabeler()
 	for _, s := range p.Sample {
 		state := s.Label["state"]
 		if len(state) == 0 {
 			continue // on-CPU
 		}
 		var blocked []string
+		byTimer := false
 		w := -1
 		for i, loc := range s.Location {
 			name := locName(loc)
@@ -90,8 +94,8 @@ func annotateOffCPU(p *profile.Profile) {
 		if state[0] == "runnable" {
 			cause = "preempted"
 		}
-		s.Label["cause"] = []string{cause}
 		if w < 0 {
+			relabel(s, cause, false)
 			continue
 		}
 		// The waker's kernel frames, leaf first, after the pseudo-frame.
@@ -110,11 +114,48 @@ func annotateOffCPU(p *profile.Profile) {
 			}
 			s.Location[w] = timer
 			rest = rest[:i+1]
-			s.Label["waker_comm"] = []string{"timer"}
-			delete(s.NumLabel, "waker_pid")
+			byTimer = true
 			break
 		}
+		relabel(s, cause, byTimer)
 		s.Location = append(s.Location[:w+1:w+1], rest...)
+	}
+}
+
+// relabeler gives samples their cause (and a timer as their waker) in label
+// maps of their own: the builder shares one set of maps among the samples of
+// a thread (pprof.Builder's labelSet), and samples that share maps and get
+// the same labels share the new ones.
+func relabeler() func(s *profile.Sample, cause string, byTimer bool) {
+	type key struct {
+		label, num uintptr
+		cause      string
+		byTimer    bool
+	}
+	type labels struct {
+		label map[string][]string
+		num   map[string][]int64
+		orig  *profile.Sample // a sample with the maps it came with, holding them (and so the key's addresses) alive
+	}
+	made := map[key]labels{}
+	return func(s *profile.Sample, cause string, byTimer bool) {
+		k := key{reflect.ValueOf(s.Label).Pointer(), reflect.ValueOf(s.NumLabel).Pointer(), cause, byTimer}
+		if m, ok := made[k]; ok {
+			s.Label, s.NumLabel = m.label, m.num
+			return
+		}
+		orig := &profile.Sample{Label: s.Label, NumLabel: s.NumLabel}
+		s.Label = maps.Clone(s.Label)
+		if s.Label == nil {
+			s.Label = map[string][]string{}
+		}
+		s.Label["cause"] = []string{cause}
+		if byTimer {
+			s.Label["waker_comm"] = []string{"timer"}
+			s.NumLabel = maps.Clone(s.NumLabel)
+			delete(s.NumLabel, "waker_pid")
+		}
+		made[k] = labels{s.Label, s.NumLabel, orig}
 	}
 }
 

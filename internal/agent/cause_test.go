@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 
@@ -117,5 +118,41 @@ func TestAnnotateOffCPU(t *testing.T) {
 	}
 	if err := p.CheckValid(); err != nil {
 		t.Errorf("profile invalid after annotation: %v", err)
+	}
+}
+
+// Samples that share their label maps (one thread's, pprof.Builder) get
+// their own causes: labelling one does not label the others, and those
+// given the same labels share the new maps.
+func TestAnnotateOffCPUSharedLabels(t *testing.T) {
+	kern := &profile.Mapping{ID: 1, File: pprof.KernelFile}
+	p := &profile.Profile{Mapping: []*profile.Mapping{kern}, SampleType: []*profile.ValueType{{Type: "offcpu", Unit: "nanoseconds"}}}
+	loc := func(name string) *profile.Location {
+		f := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name}
+		l := &profile.Location{ID: uint64(len(p.Location) + 1), Mapping: kern, Line: []profile.Line{{Function: f}}}
+		p.Function = append(p.Function, f)
+		p.Location = append(p.Location, l)
+		return l
+	}
+	label := map[string][]string{"state": {"sleeping"}}
+	num := map[string][]int64{"pid": {1}, "tid": {1}}
+	piped := &profile.Sample{Location: []*profile.Location{loc("schedule"), loc("pipe_read")}, Label: label, NumLabel: num, Value: []int64{1}}
+	slept := &profile.Sample{Location: []*profile.Location{loc("schedule"), loc("do_nanosleep")}, Label: label, NumLabel: num, Value: []int64{1}}
+	piped2 := &profile.Sample{Location: []*profile.Location{loc("schedule"), loc("pipe_read"), loc("vfs_read")}, Label: label, NumLabel: num, Value: []int64{1}}
+	p.Sample = []*profile.Sample{piped, slept, piped2}
+	annotateOffCPU(p)
+	for _, c := range []struct {
+		s     *profile.Sample
+		cause string
+	}{{piped, "pipe"}, {slept, "sleep"}, {piped2, "pipe"}} {
+		if got := c.s.Label["cause"]; !slices.Equal(got, []string{c.cause}) {
+			t.Errorf("cause %v, want %s", got, c.cause)
+		}
+	}
+	if _, ok := label["cause"]; ok {
+		t.Error("the shared label map was written")
+	}
+	if reflect.ValueOf(piped.Label).Pointer() != reflect.ValueOf(piped2.Label).Pointer() {
+		t.Error("two samples of one thread with one cause do not share their new labels")
 	}
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -34,27 +33,37 @@ type collector struct {
 	// wakers puts each off-CPU block's waker beneath its stack.
 	wakers bool
 
-	// jitMaps holds each JIT process's perf map open from the drain that
-	// first saw its JIT code until symbolizing is done (close): once the
-	// process has exited, /proc/PID/root, the only way to its /tmp, is gone.
-	jitMaps map[int]*os.File
+	// jitMaps holds each JIT process's jitdump file or perf map open from
+	// the drain that first saw its JIT code until symbolizing is done
+	// (close): once the process has exited, /proc/PID/root, the only way
+	// to its /tmp, is gone. jitPaths is the path each was opened by.
+	jitMaps  map[int]*os.File
+	jitPaths map[int]string
+
+	// unmapped counts the stacks with user frames in none of their
+	// process's mappings, current or before its last exec (UnmappedFrame).
+	unmapped uint64
 }
+
+// UnmappedStat is the loss counter of stacks marked UnmappedFrame.
+const UnmappedStat = "user_frames_unmapped"
 
 type mappingSource struct {
 	pid int
 	m   proc.Mapping
-	// nspid > 0: the mapping is JIT code named by the perf map of the
-	// process whose PID is nspid in its own namespace.
-	nspid int
+	// jit: the mapping is JIT code named by the process's jitdump file
+	// or perf map (proc.Table.OpenJIT).
+	jit bool
 }
 
 func newCollector(mode pprof.Mode, hz int, start time.Time, procs *proc.Table) *collector {
 	return &collector{
-		b:       pprof.NewBuilder(mode, hz, start),
-		procs:   procs,
-		files:   map[*profile.Mapping]mappingSource{},
-		pids:    map[uint32]bool{},
-		jitMaps: map[int]*os.File{},
+		b:        pprof.NewBuilder(mode, hz, start),
+		procs:    procs,
+		files:    map[*profile.Mapping]mappingSource{},
+		pids:     map[uint32]bool{},
+		jitMaps:  map[int]*os.File{},
+		jitPaths: map[int]string{},
 	}
 }
 
@@ -64,6 +73,7 @@ func (c *collector) close() {
 		f.Close()
 		delete(c.jitMaps, pid)
 	}
+	clear(c.jitPaths)
 }
 
 var stateLabel = map[uint32]string{
@@ -161,6 +171,13 @@ type stack struct {
 // in the kernel yet): its frameless functions' callers may be missing.
 const FPFallbackFrame = "[user stack walked with frame pointers: unwind tables not loaded yet]"
 
+// UnmappedFrame is the root-end pseudo-frame of a user stack whose walk
+// found no fault but some of whose frames lie in no mapping Ember knows of
+// the process: an image it exec'd away from before Ember read it (a fork
+// child sampled in its parent's code and read after its exec), or code
+// unmapped since. Those frames cannot be named; the marker says so.
+const UnmappedFrame = "[user frames outside the process's known mappings]"
+
 // process returns the process of pid, read now if it was not known.
 func (c *collector) process(pid uint32, refreshed map[uint32]bool) *proc.Process {
 	p := c.procs.Get(int(pid))
@@ -185,6 +202,7 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 		locs = append(locs, c.b.Pseudo(lostName("kernel", st.kernErr)))
 	}
 	p = imageOf(p, st.user)
+	unmapped := false
 	for i, pc := range st.user {
 		if i > 0 {
 			pc--
@@ -201,6 +219,7 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 				}
 			}
 		}
+		unmapped = unmapped || m == nil
 		locs = append(locs, c.b.Location(c.userMapping(pid, m), pc))
 	}
 	if st.userErr < 0 && st.userErr != tracer.StackNone {
@@ -209,6 +228,9 @@ func (c *collector) locations(locs []*profile.Location, pid uint32, p *proc.Proc
 		locs = append(locs, c.b.Pseudo(truncatedName(st.reason)))
 	} else if st.fpFallback {
 		locs = append(locs, c.b.Pseudo(FPFallbackFrame))
+	} else if unmapped {
+		c.unmapped++
+		locs = append(locs, c.b.Pseudo(UnmappedFrame))
 	}
 	return locs
 }
@@ -284,24 +306,23 @@ func (c *collector) userMapping(pid uint32, m *proc.Mapping) *profile.Mapping {
 		pm.File = strings.TrimSuffix(m.Path, " (deleted)")
 		src := mappingSource{pid: int(pid), m: *m}
 		if m.Inode == 0 && (m.Path == "" || strings.HasPrefix(m.Path, "[anon")) {
-			// JIT code: named by the runtime in /tmp/perf-PID.map, if at
-			// all, with the PID it sees, in its root. A map that is there
-			// but refused (a symlink, a FIFO) names the mapping all the
-			// same, so the symbolizer reports why its frames have no names.
-			nspid := int(pid)
-			if p := c.procs.Get(int(pid)); p != nil && p.NSPID > 0 {
-				nspid = p.NSPID
-			}
+			// JIT code: named by the runtime, if at all, in its jitdump
+			// file or perf map (proc.Table.OpenJIT), in its root. A file
+			// that is there but refused (a symlink, a FIFO) names the
+			// mapping all the same, so the symbolizer reports why its
+			// frames have no names.
 			var err error
-			if _, held := c.jitMaps[int(pid)]; !held {
+			path, held := c.jitPaths[int(pid)]
+			if !held {
 				var f *os.File
-				if f, err = proc.OpenPerfMap(int(pid), nspid); err == nil {
+				if f, path, err = c.procs.OpenJIT(int(pid)); err == nil {
 					c.jitMaps[int(pid)] = f
+					c.jitPaths[int(pid)] = path
 				}
 			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				pm.File = fmt.Sprintf("/proc/%d/root%s", pid, proc.PerfMapPath(nspid))
-				src.nspid = nspid
+			if path != "" {
+				pm.File = fmt.Sprintf("/proc/%d/root%s", pid, path)
+				src.jit = true
 			}
 		}
 		c.files[pm] = src
@@ -317,14 +338,15 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%s: no process is known to map it", pm.File)
-	case src.nspid > 0:
+	case src.jit:
 		if f, ok := c.jitMaps[src.pid]; ok {
 			// A file of its own (offset and all) on the held one, which
 			// the runtime may have appended to since, and which outlives
 			// the process.
 			return os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
 		}
-		return proc.OpenPerfMap(src.pid, src.nspid)
+		f, _, err := c.procs.OpenJIT(src.pid)
+		return f, err
 	case src.m.Inode == 0:
 		return nil, fmt.Errorf("%s: an anonymous mapping of process %d: %w", pm.File, src.pid, fs.ErrNotExist)
 	}
@@ -338,7 +360,7 @@ func (c *collector) open(pm *profile.Mapping) (*os.File, error) {
 // for the unwind-table builder and the symbolizer alike.
 func (c *collector) object(pm *profile.Mapping) (*objfile.File, error) {
 	src, ok := c.files[pm]
-	if !ok || src.nspid > 0 || src.m.Inode == 0 {
+	if !ok || src.jit || src.m.Inode == 0 {
 		return nil, fmt.Errorf("%s: not a mapped object file", pm.File)
 	}
 	return c.procs.Object(src.pid, &src.m)

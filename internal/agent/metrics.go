@@ -41,7 +41,7 @@ func newMetrics(a *Agent) *metrics {
 			"Kernel memory held by each of Ember's BPF maps (the kernel's memlock accounting of the map).",
 			[]string{"map"}, nil),
 		dropped: prometheus.NewDesc("ember_intervals_dropped_total",
-			"Whole intervals of samples shed because a later stage was behind: symbolize (the symbolizer was busy when the interval ended), ship (the sinks were busy with a symbolized interval), shutdown (not handed over within --shutdown-timeout).",
+			"Whole intervals of samples shed because a later stage was behind: collect (a drain's samples did not fit in the queue to the loop that adds them to the interval), symbolize (the symbolizer was busy when the interval ended), ship (the sinks were busy with a symbolized interval), shutdown (not handed over within --shutdown-timeout).",
 			[]string{"stage"}, nil),
 		late: prometheus.NewDesc("ember_drains_late_total",
 			"Drains of the kernel maps that came more than two drain periods after the one before.", nil, nil),
@@ -79,7 +79,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	drops := m.a.drops.all()
-	for _, stage := range []string{stageSymbolize, stageShip, stageShutdown} {
+	for _, stage := range []string{stageCollect, stageSymbolize, stageShip, stageShutdown} {
 		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(drops[stage]), stage)
 	}
 	ch <- prometheus.MustNewConstMetric(m.late, prometheus.CounterValue, float64(m.a.health.lateDrains()))

@@ -10,16 +10,19 @@ import (
 	"github.com/emberprof/ember/export/sink"
 )
 
-// The agent is a pipeline of three loops joined by bounded queues:
+// The agent is a pipeline of four loops joined by bounded queues:
 //
-//	drain (every second, on time) -> [1 interval] -> symbolize -> [bytes] -> ship (sink.Enqueue)
+//	drain (every second, on time) -> [drains] -> collect -> [1 interval] -> symbolize -> [bytes] -> ship (sink.Enqueue)
 //
-// Draining never waits for the stages after it: when the symbolizer (a cold
-// DWARF index, a debuginfod fetch) or the sinks (a slow disk) fall behind,
-// the interval that finds the queue full is dropped whole and counted
-// (ember_intervals_dropped_total{stage}), so the kernel maps keep being
-// emptied on schedule and stay within the size they were given for one
-// drain. /healthz says which stage is late and why.
+// Draining never waits for the stages after it, nor takes a lock they hold
+// for long: it reads the kernel maps and queues what it read. When the
+// collect loop (adding samples to the interval: /proc reads of new
+// processes), the symbolizer (a cold DWARF index, a debuginfod fetch) or
+// the sinks (a slow disk) fall behind, the interval that finds its queue
+// full is dropped whole and counted (ember_intervals_dropped_total{stage}),
+// so the kernel maps keep being emptied on schedule and stay within the
+// size they were given for one drain. /healthz says which stage is late
+// and why.
 
 // interval is one interval's samples on their way to the sinks.
 type interval struct {
@@ -27,10 +30,12 @@ type interval struct {
 	start, end time.Time
 	stats      map[string]uint64 // the kernel counters at its end, for the profile's comments
 	last       bool              // the partial interval at shutdown: waited for, never dropped
+	shed       bool              // a drain of it was shed (collectQueue): dropped whole
 }
 
 // The stages, as named in ember_intervals_dropped_total and /healthz.
 const (
+	stageCollect   = "collect"   // the collect loop was behind: a drain's samples did not fit in its queue
 	stageSymbolize = "symbolize" // the symbolizer was still busy when an interval ended
 	stageShip      = "ship"      // the sinks were still busy with a symbolized interval
 	stageShutdown  = "shutdown"  // the last interval was not handed over within --shutdown-timeout
@@ -44,12 +49,15 @@ const lateDrain = 2 * agentDrainEvery
 // partial interval and closes the sinks, all within FlushTimeout. Its error
 // says what was not delivered.
 func (a *Agent) Run(ctx context.Context) error {
+	collectQ := newCollectQueue(a.cfg.Memory.CollectBytes)
 	symQ := make(chan *interval, 1)
 	shipQ := newShipQueue(a.cfg.Memory.ShipBytes)
 	symDone, shipDone := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go a.collectLoop(collectQ, symQ, start)
 	go func() { defer close(symDone); a.symbolizeLoop(symQ, shipQ) }()
 	go func() { defer close(shipDone); a.shipLoop(shipQ) }()
-	deadline := a.drainLoop(ctx, symQ)
+	deadline := a.drainLoop(ctx, collectQ, start)
 
 	flush, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -71,16 +79,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	if n := a.drops.get(stageShutdown); n > 0 {
 		errs = append(errs, fmt.Errorf("%d interval(s) dropped at shutdown", n))
 	}
+	if a.lastShed.Load() {
+		errs = append(errs, errors.New("the last interval was dropped: the collect stage was behind (counted at stage collect)"))
+	}
 	return errors.Join(errs...)
 }
 
-// drainLoop empties the kernel maps every agentDrainEvery into the current
-// interval and hands each finished interval to the symbolizer without
-// waiting. When ctx ends it drains once more and hands over the partial
-// interval, waiting for the symbolizer until FlushTimeout from then, which
-// it returns as the shutdown's deadline.
-func (a *Agent) drainLoop(ctx context.Context, symQ chan<- *interval) time.Time {
-	defer close(symQ)
+// drainLoop empties the kernel maps every agentDrainEvery and queues what
+// it read for the collect loop, marking the drain that ends each interval,
+// without waiting. When ctx ends it drains once more, waiting for the
+// stacks still being walked, and queues the partial interval with its
+// deadline, FlushTimeout from then, which it returns as the shutdown's.
+func (a *Agent) drainLoop(ctx context.Context, q *collectQueue, start time.Time) time.Time {
+	defer q.close()
 	if restore, err := boostDrainThread(); err != nil {
 		a.log.Debug("drain at the agent's priority", "err", err)
 	} else {
@@ -90,34 +101,21 @@ func (a *Agent) drainLoop(ctx context.Context, symQ chan<- *interval) time.Time 
 	defer drain.Stop()
 	emit := time.NewTicker(a.cfg.Interval)
 	defer emit.Stop()
-	iv := a.newInterval(time.Now())
-	a.health.drained(time.Now())
+	a.health.drained(start)
 	for {
 		select {
 		case <-ctx.Done():
 			deadline := time.Now().Add(a.cfg.FlushTimeout)
-			a.drain(iv, true)
-			a.finish(iv, time.Now())
-			iv.last = true
-			t := time.NewTimer(time.Until(deadline))
-			defer t.Stop()
-			select {
-			case symQ <- iv:
-			case <-t.C:
-				a.dropInterval(stageShutdown, iv)
-			}
+			d := a.drain(true)
+			d.cut, d.end, d.last, d.deadline = true, time.Now(), true, deadline
+			q.push(d)
 			return deadline
 		case <-drain.C:
-			a.drain(iv, false)
+			q.push(a.drain(false))
 		case now := <-emit.C:
-			a.drain(iv, false)
-			a.finish(iv, now)
-			select {
-			case symQ <- iv:
-			default:
-				a.dropInterval(stageSymbolize, iv)
-			}
-			iv = a.newInterval(now)
+			d := a.drain(false)
+			d.cut, d.end = true, now
+			q.push(d)
 		}
 	}
 }
@@ -126,31 +124,46 @@ func (a *Agent) newInterval(start time.Time) *interval {
 	return &interval{col: a.newCollector(start), start: start}
 }
 
-// drain moves the kernel maps' samples into iv; the last one (final) waits
-// for the stacks still being walked from their copies, earlier ones never do.
-// A drain is late when it starts late: stamped at its end, the last one was
+// drain reads the kernel maps' samples; the last one (final) waits for the
+// stacks still being walked from their copies, earlier ones never do. A
+// drain is late when it starts late: stamped at its end, the last one was
 // counted late by its wait for the walks (3.1 s after the one before at the
 // end of a soak whose health report, taken just before, said 0 late), and a
 // drain that overran still makes the next one start late.
-func (a *Agent) drain(iv *interval, final bool) {
-	drain := a.tr.Drain
-	if final {
-		drain = a.tr.DrainAll
+//
+// A late drain says how long the one before took to read the maps and how
+// long after its end this one started: a drain that overran and a drain
+// loop that was not run on time are told apart.
+func (a *Agent) drain(final bool) *drained {
+	start := time.Now()
+	if late := a.health.drained(start); late > 0 {
+		p := a.prevDrain
+		a.log.Warn("kernel maps drained late", "after", late.Round(time.Millisecond),
+			"previous_read", p.read.Round(time.Millisecond),
+			"since_previous_end", start.Sub(p.end).Round(time.Millisecond))
 	}
-	if late := a.health.drained(time.Now()); late > 0 {
-		a.log.Warn("kernel maps drained late", "after", late.Round(time.Millisecond))
-	}
-	samples, err := drain()
+	samples, exited, err := a.tr.DrainQueued(final)
+	end := time.Now()
+	a.prevDrain = drainTiming{read: end.Sub(start), end: end}
 	if err != nil {
 		a.log.Error("drain kernel maps", "err", err)
-		return
 	}
-	iv.col.add(samples)
+	return &drained{samples: samples, exited: exited, at: start}
+}
+
+// drainTiming is how long a drain took to read the kernel maps, and when it
+// ended. The drain loop's alone.
+type drainTiming struct {
+	read time.Duration
+	end  time.Time
 }
 
 func (a *Agent) finish(iv *interval, end time.Time) {
 	iv.end = end
 	a.intervals.Add(1)
+	if a.tr == nil {
+		return // a test of the loops alone
+	}
 	if st, err := a.tr.Stats(); err == nil {
 		iv.stats = st
 	}
@@ -206,6 +219,9 @@ func (a *Agent) profiles(iv *interval) []sink.Profile {
 	p := iv.col.b.Profile(iv.end)
 	if iv.stats != nil {
 		p.Comments = append(p.Comments, "ember: "+statsLine(iv.stats))
+	}
+	if n := iv.col.unmapped; n > 0 {
+		p.Comments = append(p.Comments, fmt.Sprintf("ember: this interval: %s=%d", UnmappedStat, n))
 	}
 	if len(p.Sample) == 0 {
 		return nil

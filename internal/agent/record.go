@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -104,7 +105,9 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 	tc.OnCPU = cfg.Mode != pprof.ModeOffCPU
 	tc.OffCPU = cfg.Mode != pprof.ModeCPU
 	tc.DrainInterval = drainEvery
-	if tc.StackCopyBytes == 0 {
+	if tc.StackCopyBytes == 0 && tc.OffCPU {
+		// On-CPU only, the tracer sizes the ring from the rate
+		// (tracer.Config.StackCopyBytes).
 		tc.StackCopyBytes = recordStackCopyBytes
 	}
 
@@ -137,6 +140,13 @@ func Record(ctx context.Context, cfg RecordConfig) (*Summary, error) {
 		return nil, err
 	}
 	defer tr.Close()
+	// A recording loads nothing more: the parsed BPF object and decoded
+	// kernel BTF (about 6 MiB of heap), and the start-up code's resident
+	// pages, would stay in its peak RSS, which comes at the end.
+	tracer.ReleaseLoadCaches()
+	if _, err := trimOwnText(); err != nil {
+		slog.Debug("record: own text kept", "err", err)
+	}
 	for _, n := range tracer.CapabilityNotes() {
 		fmt.Fprintf(stderr, "ember: %s\n", n)
 	}
@@ -192,6 +202,7 @@ loop:
 	if sum.Stats, err = tr.Stats(); err != nil {
 		return nil, err
 	}
+	sum.Stats[UnmappedStat] = col.unmapped
 	if first := tr.FirstSample(); first > 0 && ProcessStart > 0 {
 		sum.FirstSample = first - ProcessStart
 	}
@@ -223,6 +234,8 @@ loop:
 		col.b.Comment("ember: %s", line)
 	}
 	p := col.b.Profile(end)
+	symbolize.SetSectionCacheDir(tracer.SectionCacheDir())
+	symbolize.SetKernelCacheDir(tracer.KernelCacheDir())
 	sym := symbolize.New(symbolize.Options{Open: col.open, OpenObject: col.object, Files: procs.Files(),
 		DebugSource: debugSource(cfg.Debuginfod), CacheBytes: recordSymbolCacheBytes})
 	defer sym.Close()
@@ -247,9 +260,9 @@ loop:
 	return sum, nil
 }
 
-// recordStackCopyBytes sizes the ring of stack copies of a recording (the
-// agent's is a share of its --memory-limit, 2 MiB at 128 MiB). The copies
-// of a whole-system recording come in floods: until its tables are in, every
+// recordStackCopyBytes sizes the ring of stack copies of a recording that
+// takes off-CPU blocks (the agent's is a share of its --memory-limit, 2 MiB
+// at 128 MiB). The copies of a whole-system recording come in floods: until its tables are in, every
 // sample and kept off-CPU block of a process is copied (8 KiB each), and
 // the multi-threaded processes met at the start blocked 2,500 times a second
 // between them on a loaded 2-CPU machine, filling 2 MiB whenever the reader

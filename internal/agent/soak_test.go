@@ -68,6 +68,11 @@ func TestAgentSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if os.Getenv(SoakEnv+"_PROFILES") != "" {
+		// Who waited on a lock, and for how long (the drain must not).
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+		runtime.SetMutexProfileFraction(1)
+	}
 	dir := t.TempDir()
 	bin := testutil.BuildCC(t, "clang-19", filepath.Join(dir, "cpusplit"), []string{"-O2", "-g", "-fno-omit-frame-pointer", "-pthread"}, "cpusplit/cpusplit.c")
 	var bins []string
@@ -177,19 +182,20 @@ func TestAgentSoak(t *testing.T) {
 		t.Errorf("nothing dropped behind a sink slower than the interval: %v", drops)
 	}
 	empty := a.empty.Load()
-	if got := uint64(shipped) + empty + drops[stageShip] + drops[stageSymbolize] + drops[stageShutdown]; got != intervals {
+	if got := uint64(shipped) + empty + drops[stageCollect] + drops[stageShip] + drops[stageSymbolize] + drops[stageShutdown]; got != intervals {
 		t.Errorf("%d intervals, but %d shipped + %d empty + %v dropped = %d: intervals unaccounted for", intervals, shipped, empty, drops, got)
 	}
 }
 
 // dumpProfiles writes this process's heap and goroutine profiles to
-// $EMBER_SOAK_PROFILES+suffix+.heap and .goroutine, if that is set.
+// $EMBER_SOAK_PROFILES+suffix+.heap, .goroutine, .block and .mutex, if that
+// is set.
 func dumpProfiles(t *testing.T, suffix string) {
 	base := os.Getenv(SoakEnv + "_PROFILES")
 	if base == "" {
 		return
 	}
-	for _, name := range []string{"heap", "goroutine"} {
+	for _, name := range []string{"heap", "goroutine", "block", "mutex"} {
 		f, err := os.Create(base + suffix + "." + name)
 		if err != nil {
 			t.Log(err)

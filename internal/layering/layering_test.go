@@ -141,10 +141,11 @@ func TestOnlyTracerImportsBPF(t *testing.T) {
 // leaves are the packages every side shares: the readers of binaries (the
 // object file cache and build IDs, objfile; Go's pclntab, gopclntab; DWARF's
 // variable-length numbers, leb128) and the one way of writing a file whole
-// (atomicfile). internal/proc, internal/tracer, symbolize, unwind and export
+// (atomicfile) and of keeping a cache directory within its budget
+// (cachedir). internal/proc, internal/tracer, symbolize, unwind and export
 // import them, so they import nothing of Ember's: the dependency goes one way.
 var leaves = []string{module + "/symbolize/objfile", module + "/symbolize/gopclntab", module + "/symbolize/leb128",
-	module + "/export/atomicfile"}
+	module + "/export/atomicfile", module + "/export/cachedir"}
 
 // TestLeavesImportNothingOfEmber: the shared readers depend on no other
 // package of the module.

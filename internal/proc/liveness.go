@@ -12,35 +12,71 @@ import (
 // /proc: the process is gone when its directory is, or when its PID now
 // names another process (started at another time).
 
-// startTime returns the start time of a process in clock ticks after boot
-// (field 22 of /proc/PID/stat, proc(5)), or 0 if it cannot be read.
-func startTime(dir string) uint64 {
-	_, start := readStat(dir)
-	return start
+// procStat is what Ember reads of /proc/PID/stat (proc(5)).
+type procStat struct {
+	state byte   // field 3: R, S, D, Z, ...
+	start uint64 // field 22: start time, clock ticks after boot
+	// startStack (field 28) is the address of the bottom of the stack,
+	// placed anew (randomized) by every exec: it tells one image of a
+	// process from the next, where the PID and the start time do not.
+	startStack uint64
 }
 
-// readStat returns the state (field 3) and start time (field 22) of
-// /proc/PID/stat, or 0s. The comm field before them is in parentheses and
-// may hold spaces and parentheses itself, so fields are counted after the
-// last ')'.
-func readStat(dir string) (state byte, start uint64) {
-	b, err := readSmall(filepath.Join(dir, "stat"), 4096)
-	if err != nil {
-		return 0, 0
-	}
-	i := bytes.LastIndexByte(b, ')')
+// readStat reads dir's stat file, or returns zeros. The comm field is in
+// parentheses and may hold spaces and parentheses itself, so fields are
+// counted after the last ')'.
+func readStat(dir string) procStat {
+	var st procStat
+	withSmall(filepath.Join(dir, "stat"), 4096, func(b []byte) {
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			return
+		}
+		// f is field 3 (the state) on; fields 22 and 28 are read.
+		for n, f := 3, b[i+1:]; n <= 28; n++ {
+			var field []byte
+			field, f = nextField(f)
+			switch {
+			case len(field) == 0:
+				if n <= 22 {
+					st = procStat{}
+				}
+				return
+			case n == 3 && len(field) != 1:
+				return
+			case n == 3:
+				st.state = field[0]
+			case n == 22:
+				st.start, _ = strconv.ParseUint(string(field), 10, 64)
+			case n == 28:
+				st.startStack, _ = strconv.ParseUint(string(field), 10, 64)
+			}
+		}
+	})
+	return st
+}
+
+// nextField splits the first space-separated field off b.
+func nextField(b []byte) (field, rest []byte) {
+	b = bytes.TrimLeft(b, " \n")
+	i := bytes.IndexAny(b, " \n")
 	if i < 0 {
-		return 0, 0
+		return b, nil
 	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 || len(f[0]) != 1 {
-		return 0, 0
+	return b[:i], b[i:]
+}
+
+// SameImage reports whether p's mappings are still those of the image its
+// process runs: false only when the process has exec'd since they were read
+// (its stack was placed anew), so that an unwind entry built from them would
+// walk the new image with the old image's tables. An unknown either way
+// (an old reading, a gone process) counts as the same.
+func (t *Table) SameImage(p *Process) bool {
+	if p.startStack == 0 {
+		return true
 	}
-	v, err := strconv.ParseUint(string(f[19]), 10, 64)
-	if err != nil {
-		return 0, 0
-	}
-	return f[0][0], v
+	now := readStat(filepath.Join(t.root, strconv.Itoa(p.PID))).startStack
+	return now == 0 || now == p.startStack
 }
 
 // alive reports whether p still runs under its PID: its /proc directory is
@@ -48,14 +84,15 @@ func readStat(dir string) (state byte, start uint64) {
 // time was read, it has the same start time.
 func (t *Table) alive(p *Process) bool {
 	dir := filepath.Join(t.root, strconv.Itoa(p.PID))
-	state, st := readStat(dir)
+	stat := readStat(dir)
+	state, st := stat.state, stat.start
 	if state == 'Z' || state == 'X' {
 		return false
 	}
 	if st == 0 {
 		// No stat file: gone (or a test's fake /proc without one, where
 		// the maps file tells).
-		_, err := readSmall(filepath.Join(dir, "maps"), 1)
+		err := withSmall(filepath.Join(dir, "maps"), 1, func([]byte) {})
 		return err == nil && p.start == 0
 	}
 	return p.start == 0 || st == p.start

@@ -32,7 +32,8 @@ func (t *Table) Exec(pid int, comm string) bool {
 		t.forget(pid)
 		return false
 	}
-	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid), start: startTime(dir),
+	stat := readStat(dir)
+	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid), start: stat.start, startStack: stat.startStack,
 		Comm: comm, recorded: true, Cgroup: cgroup, Container: ParseContainer(cgroup)}
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 	t.mu.Lock()
@@ -97,7 +98,10 @@ func (t *Table) Fork(parent, child int) bool {
 			h.refs++
 		}
 	}
-	c.start = startTime(dir)
+	// startStack stays the parent's, whose image c.Mappings are: a child
+	// that exec'd already has a stack of its own, and SameImage then keeps
+	// its parent's mappings out of its unwind entry.
+	c.start = readStat(dir).start
 	c.NSPID = readNSPID(filepath.Join(dir, "status"), child)
 	if old := t.procs[child]; old != nil {
 		t.release(old)

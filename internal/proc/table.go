@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,9 @@ type Process struct {
 	// tracer's mmap records (record.go).
 	recorded bool
 	start    uint64 // start time, clock ticks after boot (0: unknown)
+	// startStack identifies the image Mappings belong to (procStat), read
+	// before them: 0 unknown.
+	startStack uint64
 }
 
 // Find returns the mapping that contains addr, or nil.
@@ -96,6 +100,9 @@ func (t *Table) Add(pid int) (*Process, error) {
 		t.forget(pid)
 		return nil, scopeErr(pid, cgroup)
 	}
+	// Before the maps: an exec in between then shows as another image
+	// (SameImage), not as the new image's mappings under the old identity.
+	stat := readStat(dir)
 	f, err := os.Open(filepath.Join(dir, "maps"))
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
@@ -105,7 +112,7 @@ func (t *Table) Add(pid int) (*Process, error) {
 	if len(all) == 0 && perr != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, perr)
 	}
-	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid), start: startTime(dir)}
+	p := &Process{PID: pid, NSPID: readNSPID(filepath.Join(dir, "status"), pid), start: stat.start, startStack: stat.startStack}
 	if b, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil {
 		p.Comm = strings.TrimSpace(string(b))
 	}
@@ -313,45 +320,74 @@ func (t *Table) Close() {
 // starts with the PID in the namespace of the /proc mount. pid when the
 // line is missing or malformed.
 func readNSPID(name string, pid int) int {
-	b, err := readSmall(name, 64<<10)
-	if err != nil {
-		return pid
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				return pid
-			}
-			if n, err := strconv.Atoi(f[len(f)-1]); err == nil && n > 0 {
-				return n
-			}
-			return pid
+	ns := pid
+	withSmall(name, 64<<10, func(b []byte) {
+		i := bytes.Index(b, []byte("\nNSpid:"))
+		if i < 0 {
+			return
 		}
-	}
-	return pid
+		line := b[i+len("\nNSpid:"):]
+		if j := bytes.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j]
+		}
+		line = bytes.TrimSpace(line)
+		if j := bytes.LastIndexAny(line, " \t"); j >= 0 {
+			line = line[j+1:]
+		}
+		if n, err := strconv.Atoi(string(line)); err == nil && n > 0 {
+			ns = n
+		}
+	})
+	return ns
 }
 
-// readSmall reads at most max bytes of a /proc file.
-func readSmall(name string, max int64) ([]byte, error) {
+// smallBufs holds the buffers withSmall reads into. Every process's stat,
+// status and cgroup files are read when it is seen, forks and execs;
+// a buffer of its own for each read was a quarter of what a whole-system
+// recording of a busy machine allocated, and so of its collector's work.
+var smallBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// withSmall reads at most limit bytes of a /proc file and hands them to use,
+// which must not keep them. A /proc file gives its whole text to one read
+// into a buffer big enough, so the buffer starts at 4 KiB (a status file is
+// about 1.5 KiB) and grows only when filled.
+func withSmall(name string, limit int, use func(b []byte)) error {
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, max))
+	bp := smallBufs.Get().(*[]byte)
+	defer smallBufs.Put(bp)
+	b := (*bp)[:0]
+	for len(b) < limit {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(max(cap(b), 4096), limit-len(b)))
+			*bp = b
+		}
+		n, err := f.Read(b[len(b):min(cap(b), limit)])
+		b = b[:len(b)+n]
+		if err == io.EOF || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	use(b)
+	return nil
 }
 
 // readCgroup returns the cgroup v2 path of a /proc/PID/cgroup file ("0::/x").
 func readCgroup(name string) string {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			return rest
+	cg := ""
+	withSmall(name, 64<<10, func(b []byte) {
+		for line := range bytes.SplitSeq(b, []byte("\n")) {
+			if rest, ok := bytes.CutPrefix(line, []byte("0::")); ok {
+				cg = string(rest)
+				return
+			}
 		}
-	}
-	return ""
+	})
+	return cg
 }

@@ -55,6 +55,26 @@ const maxDecisionBytes = 64 << 10
 // directory; "off" turns the cache off.
 const CacheDirEnv = "EMBER_CACHE_DIR"
 
+// SectionCacheDir is where the symbolizer keeps decompressed debug sections
+// between runs (symbolize.SetSectionCacheDir), under the cache directory;
+// "" when there is none.
+func SectionCacheDir() string {
+	if d := cacheDir(); d != "" {
+		return filepath.Join(d, "sections")
+	}
+	return ""
+}
+
+// KernelCacheDir is where the symbolizer keeps the core kernel's text
+// symbols, one table per boot (symbolize.SetKernelCacheDir), under the cache
+// directory; "" when there is none.
+func KernelCacheDir() string {
+	if d := cacheDir(); d != "" {
+		return filepath.Join(d, "kernel")
+	}
+	return ""
+}
+
 // cacheDir is where Ember keeps what it learned of this machine between
 // runs: /var/cache/ember as root (never a directory from the environment
 // of a user who ran sudo), else $XDG_CACHE_HOME/ember or ~/.cache/ember;

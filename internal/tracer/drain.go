@@ -64,27 +64,49 @@ const flipGrace = 5 * time.Millisecond
 // whose user stack the kernel copied is returned once the copy is walked:
 // Drain waits for it (up to stackCopyWait), or with Config.DrainNoWait
 // returns it from a later Drain (copywait.go).
-func (t *Tracer) Drain() ([]Sample, error) { return t.drain(false) }
+func (t *Tracer) Drain() ([]Sample, error) {
+	out, exited, err := t.drain(false)
+	t.markExited(exited)
+	return out, err
+}
 
 // DrainAll is Drain that waits for every copy still being walked, those
 // held back by earlier drains too: the last drain of a DrainNoWait tracer.
-func (t *Tracer) DrainAll() ([]Sample, error) { return t.drain(true) }
+func (t *Tracer) DrainAll() ([]Sample, error) {
+	out, exited, err := t.drain(true)
+	t.markExited(exited)
+	return out, err
+}
 
-func (t *Tracer) drain(final bool) ([]Sample, error) {
+// DrainQueued is Drain (DrainAll when final) for a caller that adds the
+// samples on another goroutine, behind a queue (the agent): it returns the
+// processes whose last samples this drain read instead of marking them
+// exited, and the caller marks them (proc.Table.MarkExited) once it has
+// added those samples, so that a Sweep meanwhile does not forget a process
+// whose samples wait in the queue. It keeps the drain off the process
+// table's lock too, which Add holds while it opens a process's binaries.
+func (t *Tracer) DrainQueued(final bool) (samples []Sample, exited []int, err error) {
+	return t.drain(final)
+}
+
+func (t *Tracer) markExited(pids []int) {
+	for _, pid := range pids {
+		t.procs.MarkExited(pid)
+	}
+}
+
+func (t *Tracer) drain(final bool) (_ []Sample, exited []int, _ error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// Processes whose exit was reported before the flip took their last
 	// samples before it: once this drain has read them, they may go.
 	t.exitMu.Lock()
-	exited := t.exits
+	exited = t.exits
 	t.exits = nil
 	t.exitMu.Unlock()
 	defer func() {
 		if t.copies != nil {
 			t.copies.forget(exited)
-		}
-		for _, pid := range exited {
-			t.procs.MarkExited(pid)
 		}
 	}()
 	// The BPF programs read a generation (live_gen), whose low bit is the
@@ -93,7 +115,7 @@ func (t *Tracer) drain(final bool) ([]Sample, error) {
 	idle := t.set & 1
 	t.set++
 	if err := t.objs.ActiveSet.Put(uint32(0), t.set); err != nil {
-		return nil, fmt.Errorf("flip live map set: %w", err)
+		return nil, exited, fmt.Errorf("flip live map set: %w", err)
 	}
 	time.Sleep(flipGrace)
 
@@ -102,7 +124,7 @@ func (t *Tracer) drain(final bool) ([]Sample, error) {
 	out, fpFallbacks, err := set.drain(t.unw != nil, &t.drainLookupFailed)
 	t.fpFallbacks.Add(fpFallbacks)
 	out, exited = t.settleCopies(out, exited, final)
-	return out, err
+	return out, exited, err
 }
 
 // idleSet is the maps of the idle set, which no BPF program writes.

@@ -204,7 +204,7 @@ func (r *mmapRecorder) readRing(ring *perfRing, recs []mmapRecord) []mmapRecord 
 		b := r.buf[:n]
 		r.copyOut(ring, tail, b)
 		tail += n
-		if rec, ok := decodeRecord(b); ok {
+		if rec, ok := decodeRecord(b, r.buildIDs); ok {
 			if rec.typ == unix.PERF_RECORD_LOST {
 				r.lost.Add(rec.lostCount)
 				continue
@@ -228,8 +228,13 @@ func (r *mmapRecorder) copyOut(ring *perfRing, pos uint64, b []byte) {
 }
 
 // decodeRecord decodes the record types asked for; the last 8 bytes of
-// each are its time (sample_id_all with PERF_SAMPLE_TIME).
-func decodeRecord(b []byte) (mmapRecord, bool) {
+// each are its time (sample_id_all with PERF_SAMPLE_TIME). buildIDs says
+// the events asked for build IDs (attr.build_id): an MMAP2 record is read
+// as carrying one only then, and only with a size of 1 to 20 bytes. A 6.18
+// build seen here sets PERF_RECORD_MISC_MMAP_BUILD_ID on records that hold
+// the device and inode (the size byte is then the device's major, 254):
+// perf 6.1 aborts on them, and they would give a file a false build ID.
+func decodeRecord(b []byte, buildIDs bool) (mmapRecord, bool) {
 	le := binary.NativeEndian
 	if len(b) < 8 { // shorter than perf_event_header
 		return mmapRecord{}, false
@@ -267,8 +272,7 @@ func decodeRecord(b []byte) (mmapRecord, bool) {
 			Offset: le.Uint64(body[32:40]),
 		}
 		m.Limit = m.Start + le.Uint64(body[24:32])
-		if misc&unix.PERF_RECORD_MISC_MMAP_BUILD_ID != 0 {
-			n := min(int(body[40]), 20)
+		if n := int(body[40]); buildIDs && misc&unix.PERF_RECORD_MISC_MMAP_BUILD_ID != 0 && n >= 1 && n <= 20 {
 			rec.buildID = slices.Clone(body[44 : 44+n])
 			m.BuildID = hex.EncodeToString(rec.buildID)
 		} else {

@@ -112,21 +112,36 @@ func TestDecodeMmapRecord(t *testing.T) {
 	r, ok := decodeRecord(rec(unix.PERF_RECORD_MISC_MMAP_BUILD_ID, func(b []byte) {
 		b[40] = 4
 		copy(b[44:], []byte{0xde, 0xad, 0xbe, 0xef})
-	}, "/usr/lib/libc.so.6"))
+	}, "/usr/lib/libc.so.6"), true)
 	if !ok || r.pid != 42 || r.tid != 43 || r.time != 12345 || string(r.buildID) != "\xde\xad\xbe\xef" ||
 		r.m.Start != 0x7f0000001000 || r.m.Limit != 0x7f0000003000 || r.m.Offset != 0x1000 ||
 		r.m.Perms != "r-xp" || r.m.Path != "/usr/lib/libc.so.6" || r.m.Inode != 0 {
 		t.Errorf("build-ID record: %+v", r)
 	}
-	r, ok = decodeRecord(rec(0, func(b []byte) {
+	inode := func(b []byte) {
 		le.PutUint32(b[40:], 8)
 		le.PutUint32(b[44:], 300)
 		le.PutUint64(b[48:], 777)
-	}, "//anon"))
+	}
+	r, ok = decodeRecord(rec(0, inode, "//anon"), true)
 	if !ok || r.m.Dev != unix.Mkdev(8, 300) || r.m.Inode != 777 || r.m.Path != "" || r.buildID != nil {
 		t.Errorf("inode record: %+v", r)
 	}
-	if _, ok := decodeRecord(make([]byte, 20)); ok {
+	// The misc bit on a record of the device and inode: not asked for
+	// (a 6.18 build sets it so), or a size no build ID has (major 254).
+	for _, c := range []struct {
+		maj      uint32
+		buildIDs bool
+	}{{8, false}, {254, true}, {254, false}} {
+		r, ok = decodeRecord(rec(unix.PERF_RECORD_MISC_MMAP_BUILD_ID, func(b []byte) {
+			inode(b)
+			le.PutUint32(b[40:], c.maj)
+		}, "/usr/bin/true"), c.buildIDs)
+		if !ok || r.buildID != nil || r.m.Dev != unix.Mkdev(c.maj, 300) || r.m.Inode != 777 {
+			t.Errorf("misc build-ID bit on an inode record (major %d, asked %v): %+v", c.maj, c.buildIDs, r)
+		}
+	}
+	if _, ok := decodeRecord(make([]byte, 20), true); ok {
 		t.Error("a short record decoded")
 	}
 }
@@ -152,7 +167,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	withID[40] = 255 // a size past the 20 bytes the field holds
 	f.Add(withID)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, ok := decodeRecord(b)
+		r, ok := decodeRecord(b, true)
 		if ok && len(r.buildID) > 20 {
 			t.Fatalf("build ID of %d bytes", len(r.buildID))
 		}

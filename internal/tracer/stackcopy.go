@@ -180,13 +180,15 @@ func (s *stackCopies) read() {
 			m, _ = s.unw.view(c.pid)
 		}
 		s.mu.Lock()
-		if m != nil || s.failed[c.pid] {
-			s.walkLocked(m, c)
-		} else {
+		now := m != nil || s.failed[c.pid]
+		if !now {
 			c.stack = bytes.Clone(c.stack) // rec's buffer is read into again
 			s.pending[c.pid] = append(s.pending[c.pid], c)
 		}
 		s.mu.Unlock()
+		if now {
+			s.store(c.id, walk(m, c))
+		}
 		// The process's first sample asked for its tables already; a copy
 		// taken before its first reading's load asks again (a no-op when
 		// loaded), so that no copy waits on a job dropped from a full queue.
@@ -194,15 +196,25 @@ func (s *stackCopies) read() {
 	}
 }
 
-// walkLocked walks c with m (nil: not walkable) and stores the result.
-// s.mu is held.
-func (s *stackCopies) walkLocked(m *unwind.Maps, c stackCopy) {
+// walk walks c with m (nil: not walkable). It runs without s.mu: a walk
+// encodes the tables it passes through (unwind.Maps.Fill), milliseconds for
+// a large one, and the drain takes s.mu (takeUntil, forget). Walked under
+// the lock, a burst of copies let go by one load held the agent's drain,
+// which must be on time, behind the walks of a thread of ordinary priority
+// on a loaded host (the hour's soak: 3 drains 3.7-6.9 s late at load 11-15).
+func walk(m *unwind.Maps, c stackCopy) walkedCopy {
 	if m == nil {
-		s.walked[c.id] = walkedCopy{failed: true, at: time.Now()}
-	} else {
-		pcs, r := unwind.Unwind(c.regs, c.read, m, c.pid)
-		s.walked[c.id] = walkedCopy{pcs: pcs, reason: r, at: time.Now()}
+		return walkedCopy{failed: true, at: time.Now()}
 	}
+	pcs, r := unwind.Unwind(c.regs, c.read, m, c.pid)
+	return walkedCopy{pcs: pcs, reason: r, at: time.Now()}
+}
+
+// store keeps the walk of copy id for the drain that takes it.
+func (s *stackCopies) store(id uint64, w walkedCopy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.walked[id] = w
 	s.cond.Broadcast()
 }
 
@@ -235,32 +247,41 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 	// yet) wait for the next load, which was asked for with the record;
 	// one that waited half the drain's patience is walked with what is.
 	cur := ""
-	if p := s.procs.Get(int(pid)); p != nil {
+	p := s.procs.Get(int(pid))
+	if p != nil {
 		cur = mapsKey(p)
 	}
+	behind := m != nil && cur != "" && s.unw.writtenKey(pid) != cur
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if m == nil && s.procs.Get(int(pid)) != nil {
+	if m == nil && p != nil {
 		// Later copies are not walkable either: walked (as failed) at
 		// once, until its exit forgets it. A process the table does not
 		// know (gone before it was read) is not remembered: nothing is
 		// kept for a PID that no exit would forget.
 		s.failed[pid] = true
 	}
-	behind := m != nil && cur != "" && s.unw.writtenKey(pid) != cur
-	var wait []stackCopy
+	var wait, now []stackCopy
 	for _, c := range s.pending[pid] {
 		if behind && time.Since(c.arrived) < s.wait/2 {
 			wait = append(wait, c)
-			continue
+		} else {
+			now = append(now, c)
 		}
-		s.walkLocked(m, c)
 	}
 	if len(wait) > 0 {
 		s.pending[pid] = wait
-		s.unw.enqueueUrgent(pid)
 	} else {
 		delete(s.pending, pid)
+	}
+	s.mu.Unlock()
+	if len(wait) > 0 {
+		s.unw.enqueueUrgent(pid)
+	}
+	// Out of pending, the copies are this worker's: execed and forget no
+	// longer see them, and a drain that looks before their walk is stored
+	// finds them not walked yet, as it would have before the load.
+	for _, c := range now {
+		s.store(c.id, walk(m, c))
 	}
 }
 
@@ -371,7 +392,7 @@ func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
 			return // its mappings stop the walk (bad table), as said
 		}
 		if e, err := t.Encoded(); err == nil {
-			_ = m.PutTable(id, e)
+			_ = m.ShareTable(id, e)
 		}
 	}
 	return m, nil

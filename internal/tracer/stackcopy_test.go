@@ -71,10 +71,8 @@ func TestStackCopyNotWalkedCountedAndMarked(t *testing.T) {
 	s.cond = sync.NewCond(&s.mu)
 	s.walked[1] = walkedCopy{pcs: []uint64{0x401000, 0x401234}, reason: unwind.ReasonComplete}
 	s.pending[9] = []stackCopy{{id: 2, pid: 9}}
-	s.mu.Lock()
-	s.walkLocked(nil, s.pending[9][0]) // pid 9's tables failed to load
-	s.mu.Unlock()
-	got := s.take([]uint64{1, 2, 3}) // 3 never arrives
+	s.store(2, walk(nil, s.pending[9][0])) // pid 9's tables failed to load
+	got := s.take([]uint64{1, 2, 3})       // 3 never arrives
 	var ok, lost Sample
 	s.fill(&ok, got, 1, 4)
 	if len(ok.User) != 2 || !ok.UserTables || ok.UserErr != 0 {
@@ -140,5 +138,26 @@ func TestDrainNoWaitHoldsCopiedSamples(t *testing.T) {
 	}
 	if n := s.notWalked.Load(); n != 3 {
 		t.Errorf("unwind_stack_copy_not_walked = %d, want 3", n)
+	}
+}
+
+// TestOnCPUCopyBytes: an on-CPU ring holds a second of copies of every
+// sample, between 2 and 8 MiB; off-CPU keeps the object's size (0).
+func TestOnCPUCopyBytes(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		cpus int
+		want uint32
+	}{
+		{Config{OnCPU: true, Frequency: 99}, 2, 2 << 20},
+		{Config{OnCPU: true, Frequency: 99}, 8, 8 << 20},
+		{Config{OnCPU: true, Frequency: 99}, 512, 8 << 20},
+		{Config{OnCPU: true, Frequency: 199}, 2, 4 << 20},
+		{Config{OnCPU: true, OffCPU: true, Frequency: 99}, 2, 0},
+		{Config{OffCPU: true}, 2, 0},
+	} {
+		if got := onCPUCopyBytes(c.cfg, c.cpus); got != c.want {
+			t.Errorf("%+v on %d CPUs: %d bytes, want %d", c.cfg, c.cpus, got, c.want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package tracer
 
 import (
 	"bufio"
-	"cmp"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/gob"
@@ -12,13 +11,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/emberprof/ember/export/cachedir"
 	"github.com/emberprof/ember/symbolize/objfile"
 	"github.com/emberprof/ember/unwind"
 )
@@ -180,7 +179,9 @@ func writeTableFile(path string, t *unwind.Table) error {
 	if size > maxTableFileBytes-4096 {
 		return fmt.Errorf("%d bytes in map form: over %d", size, maxTableFileBytes)
 	}
-	trimTableDirs(filepath.Dir(filepath.Dir(path)), maxTableDirBytes-size)
+	// Every table version's files, and those of Embers that kept them by
+	// their own build ID.
+	cachedir.Trim(filepath.Dir(filepath.Dir(path)), maxTableDirBytes-size, nil, "")
 	return writePrivateFunc(path, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<16)
 		bw.WriteString(tableFileMagic)
@@ -201,38 +202,4 @@ func writeTableFile(path string, t *unwind.Table) error {
 		}
 		return bw.Flush()
 	})
-}
-
-// trimTableDirs removes the oldest table files under root (every table
-// version's, and those of Embers that kept them by their own build ID) until they take at most budget bytes.
-func trimTableDirs(root string, budget int64) {
-	type file struct {
-		path  string
-		size  int64
-		mtime int64
-	}
-	var files []file
-	var total int64
-	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			files = append(files, file{p, info.Size(), info.ModTime().UnixNano()})
-			total += info.Size()
-		}
-		return nil
-	})
-	if total <= budget {
-		return
-	}
-	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(a.mtime, b.mtime) })
-	for _, f := range files {
-		if total <= budget {
-			break
-		}
-		if os.Remove(f.path) == nil {
-			total -= f.size
-		}
-	}
 }

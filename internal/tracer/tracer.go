@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,7 +77,8 @@ type Config struct {
 	StackMapBytes int64
 	// KnownPIDEntries sizes the kernel's set of processes announced to user
 	// space; StackCopyBytes the ring of copied user stacks (a power of 2).
-	// 0: the defaults (32768; 2 MiB).
+	// 0: the defaults (32768; for on-CPU alone, sized from the rate by
+	// onCPUCopyBytes, else 2 MiB).
 	KnownPIDEntries uint32
 	StackCopyBytes  uint32
 	// UnwindCacheBytes bounds the built unwind tables kept in Go for reuse
@@ -128,6 +130,11 @@ type Tracer struct {
 	cpusOpened  atomic.Uint64 // CPU events opened after start (CPUsOpened)
 	stopWatch   chan struct{} // closed by Close: watch returns
 	watchDone   chan struct{}
+
+	// samplingCPU is this process's CPU time (cpuTime) when Start enabled
+	// the cpu-clock events: BenchmarkStart reports what a start costs
+	// before it samples.
+	samplingCPU time.Duration
 }
 
 // Start checks privileges, loads and attaches the programs, and starts
@@ -192,7 +199,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 		KStackEntries:   16384,
 		UStackEntries:   65536,
 		KnownPIDEntries: cfg.KnownPIDEntries,
-		StackCopyBytes:  cfg.StackCopyBytes,
+		StackCopyBytes:  cmp.Or(cfg.StackCopyBytes, onCPUCopyBytes(cfg, len(cpus))),
 		UnwindSizes:     unwindSizes(cfg),
 		KernelTypes:     kernelTypes,
 		Refuse:          cfg.refuse,
@@ -226,6 +233,7 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 			return nil, fmt.Errorf("enable perf event: %w", err)
 		}
 	}
+	t.samplingCPU = cpuTime()
 	// The process events of the samples taken meanwhile wait in their ring
 	// buffer: the unwinder starts once the walker is known to load, so a
 	// refused walker leaves nothing behind but the maps.
@@ -281,6 +289,25 @@ func Start(cfg Config, procs *proc.Table) (*Tracer, error) {
 // is held until the walker samples anyway.
 func sampleWhileVerifying(cfg Config) bool {
 	return cfg.OnCPU && !cfg.walkerAtOnce && len(cfg.PIDs) == 0 && !cfg.FollowForks && len(cfg.Cgroups) == 0 && samplerLater()
+}
+
+// onCPUCopyBytes sizes the stack-copy ring of an on-CPU tracer given no
+// size: one second of every sample on every CPU being a copy (8 KiB each,
+// the most there can be), at least the kernel object's 2 MiB, at most 8 MiB;
+// 0 (the object's size) with off-CPU blocks, whose copies come at the rate
+// threads block. The ring is mapped into Ember (twice: its pages are resident
+// at once and count in its RSS), so that record's 8 MiB for off-CPU floods
+// cost an on-CPU recording 16 MiB of RSS for copies it cannot take.
+func onCPUCopyBytes(cfg Config, cpus int) uint32 {
+	if !cfg.OnCPU || cfg.OffCPU {
+		return 0
+	}
+	need := uint64(cfg.Frequency) * uint64(max(cpus, 1)) * (bpf.StackCopyBytes + 64)
+	size := uint64(2 << 20)
+	for size < need && size < 8<<20 {
+		size <<= 1
+	}
+	return uint32(size)
 }
 
 // pidList converts the PIDs to filter for bpf.Config.

@@ -410,6 +410,27 @@ var testHookJob func(j unwindJob)
 // tables of its executable mappings first, so that the kernel never sees an
 // entry that points at a table not yet written.
 func (u *unwinder) load(pid uint32) error {
+	err := u.loadImage(pid)
+	if errors.Is(err, errOtherImage) {
+		// Once, with the mappings of the image it runs now: copies of its
+		// stack wait for this load, and no record may come to ask again
+		// (the exec's was applied before this reading).
+		if _, aerr := u.procs.Add(int(pid)); aerr != nil {
+			return errNoMappings
+		}
+		if err = u.loadImage(pid); errors.Is(err, errOtherImage) {
+			err = errNoMappings // exec'd again meanwhile: its record asks
+		}
+	}
+	return err
+}
+
+// errOtherImage is loadImage's error for mappings of an image the process
+// has exec'd away from (proc.Table.SameImage).
+var errOtherImage = errors.New("mappings of an image the process left")
+
+// loadImage is load with the process's mappings as the table has them.
+func (u *unwinder) loadImage(pid uint32) error {
 	p := u.procs.Get(int(pid))
 	if p == nil {
 		return fmt.Errorf("process %d not known", pid)
@@ -488,6 +509,14 @@ func (u *unwinder) load(pid uint32) error {
 	if len(ms) == 0 {
 		u.release(used)
 		return errNoMappings
+	}
+	if !u.procs.SameImage(p) {
+		// Exec'd since its mappings were read: an entry of them would
+		// walk the new image with the old one's tables until the exec's
+		// record is read (seconds on a loaded machine; the kernel dropped
+		// the entry at the exec). Load from a reading of the new image.
+		u.release(used)
+		return errOtherImage
 	}
 	b, err := unwind.EncodeProc(ms)
 	u.mu.Lock()

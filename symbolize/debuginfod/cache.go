@@ -1,15 +1,13 @@
 package debuginfod
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/emberprof/ember/export/cachedir"
 )
 
 // Kind is what is fetched for a build ID: the separate debug file or the
@@ -98,65 +96,16 @@ func (c cache) writeNegative(id string, k Kind) error {
 	return f.Close()
 }
 
-// cachedFile is one fetched file found by a scan of the cache.
-type cachedFile struct {
-	path  string
-	size  int64
-	atime time.Time
+// isFetched reports whether p is a fetched file (ID/debuginfo or
+// ID/executable), not elfutils' own files beside them.
+func isFetched(p string) bool {
+	k := Kind(filepath.Base(p))
+	return k == Debuginfo || k == Executable
 }
 
-// scan lists the cache's debuginfo and executable files.
-func (c cache) scan() ([]cachedFile, int64) {
-	var files []cachedFile
-	var total int64
-	ents, err := os.ReadDir(c.dir)
-	if err != nil {
-		return nil, 0
-	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		for _, k := range []Kind{Debuginfo, Executable} {
-			p := filepath.Join(c.dir, e.Name(), string(k))
-			st, err := os.Stat(p)
-			if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
-				continue
-			}
-			at := st.ModTime()
-			if s, ok := st.Sys().(*syscall.Stat_t); ok {
-				at = time.Unix(s.Atim.Sec, s.Atim.Nsec)
-			}
-			files = append(files, cachedFile{p, st.Size(), at})
-			total += st.Size()
-		}
-	}
-	return files, total
-}
-
-// trim removes the least recently used files until the cache holds at most
-// budget bytes, sparing keep (the file just fetched). It returns the bytes
-// left and the number of files removed.
+// trim removes the least recently used fetched files until the cache holds
+// at most budget bytes, sparing keep (the file just fetched). It returns the
+// bytes left and the number of files removed.
 func (c cache) trim(budget int64, keep string) (int64, int) {
-	files, total := c.scan()
-	if total <= budget {
-		return total, 0
-	}
-	slices.SortFunc(files, func(a, b cachedFile) int { return a.atime.Compare(b.atime) })
-	n := 0
-	for _, f := range files {
-		if total <= budget {
-			break
-		}
-		if f.path == keep {
-			continue
-		}
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		_ = os.Remove(filepath.Dir(f.path)) // only if now empty
-		total -= f.size
-		n++
-	}
-	return total, n
+	return cachedir.Trim(c.dir, budget, isFetched, keep)
 }
