@@ -219,14 +219,15 @@ func (s *stackCopies) store(id uint64, w walkedCopy) {
 }
 
 // loaded is called by the unwinder's worker after each load job of pid,
-// with the error of the load: where copies of pid wait, it builds the Go
-// view of the tables the kernel now has for pid and walks them. The view is
+// with the entry the load wrote (nil: it left the one there) and its error:
+// where copies of pid wait, it builds the Go view of the tables the kernel
+// has been given for pid and walks them. The view is
 // built only for waiting copies and dropped after their walk: it copies
 // every table of the process (libLLVM's alone is 10 MB), and building one
 // after every load of a whole-system recording cost more CPU than the rest
 // of the recording (1.07 of 2.29 s) and held a copy of every process's
 // tables until it exited.
-func (s *stackCopies) loaded(pid uint32, loadErr error) {
+func (s *stackCopies) loaded(pid uint32, w *loadedEntry, loadErr error) {
 	s.mu.Lock()
 	waiting := len(s.pending[pid]) > 0
 	if loadErr == nil {
@@ -236,12 +237,20 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 	if !waiting {
 		return
 	}
-	var m *unwind.Maps
-	if loadErr == nil {
+	var (
+		m   *unwind.Maps
+		key string // of the mappings m has
+	)
+	switch {
+	case loadErr != nil:
+	case w != nil:
+		m, key = s.unw.viewOf(pid, w.entry), w.key
+	default: // the entry there was left as it was
 		var err error
 		if m, err = s.unw.view(pid); err != nil {
 			slog.Debug("tables for stack copies", "pid", pid, "err", err)
 		}
+		key = s.unw.writtenKey(pid)
 	}
 	// Copies taken after a mapping the view lacks (recorded, not loaded
 	// yet) wait for the next load, which was asked for with the record;
@@ -251,7 +260,7 @@ func (s *stackCopies) loaded(pid uint32, loadErr error) {
 	if p != nil {
 		cur = mapsKey(p)
 	}
-	behind := m != nil && cur != "" && s.unw.writtenKey(pid) != cur
+	behind := m != nil && cur != "" && key != cur
 	s.mu.Lock()
 	if m == nil && p != nil {
 		// Later copies are not walkable either: walked (as failed) at
@@ -375,6 +384,11 @@ func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
 	if err := u.objs.UnwindProcs.Lookup(pid, &entry); err != nil {
 		return nil, fmt.Errorf("read unwind_procs[%d]: %w", pid, err)
 	}
+	return u.viewOf(pid, entry), nil
+}
+
+// viewOf is view with pid's entry given.
+func (u *unwinder) viewOf(pid uint32, entry []byte) *unwind.Maps {
 	u.mu.Lock()
 	byID := make(map[uint32]string, len(u.pids[pid]))
 	for _, lt := range u.pids[pid] {
@@ -395,7 +409,7 @@ func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
 			_ = m.ShareTable(id, e)
 		}
 	}
-	return m, nil
+	return m
 }
 
 // fill sets the user stack of s from the walk of copy id; a copy that could

@@ -189,6 +189,43 @@ func BenchmarkPlaceTable(b *testing.B) {
 // that start mid-page, span chunks, and carry padding (12-byte values laid
 // out 16 bytes apart) land where a lookup finds them, and their neighbours
 // are left as they were.
+// TestUnwinderRewritesEntryTheKernelDropped: the kernel drops a process's
+// entry at its exec (process_exec), which can come after user space read the
+// new image mid-exec and wrote an entry of it. A load that then found its
+// mappings unchanged left the entry missing: the samples of a 50 ms Go
+// program were copied for want of one and never walked (9% of them). The
+// test drops the entry as the exec does and asks for a load.
+func TestUnwinderRewritesEntryTheKernelDropped(t *testing.T) {
+	requireBPF(t)
+	w := startChain(t, "10", "-O2", "-g", "-fomit-frame-pointer")
+	procs := proc.NewTable()
+	defer procs.Close()
+	tr, err := Start(Config{Frequency: 499, PIDs: []int{w.Process.Pid}, OnCPU: true, Unwind: UnwindTables}, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	pid := uint32(w.Process.Pid)
+	hasEntry := func() bool {
+		e, err := tr.objs.UnwindProcs.LookupBytes(pid)
+		return err == nil && e != nil
+	}
+	waitEntry := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !hasEntry(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no unwind_procs entry for pid %d within 10s %s", pid, what)
+			}
+		}
+	}
+	waitEntry("of its start")
+	if err := tr.objs.UnwindProcs.Delete(pid); err != nil {
+		t.Fatal(err)
+	}
+	tr.unw.enqueue(pid, false)
+	waitEntry("after the kernel dropped it and a load was asked for")
+}
+
 func TestWriteMappedArray(t *testing.T) {
 	testutil.RequireRoot(t)
 	if err := Preflight(""); err != nil {

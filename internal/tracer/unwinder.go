@@ -111,7 +111,7 @@ type unwinder struct {
 
 	// loaded, if set, is called after each load job with its error (the
 	// stack copies' walker, stackcopy.go).
-	loaded func(pid uint32, err error)
+	loaded func(pid uint32, w *loadedEntry, err error)
 }
 
 type unwindJob struct {
@@ -379,11 +379,14 @@ func (u *unwinder) do(j unwindJob) {
 		u.unload(j.pid)
 		return
 	}
-	var err error
+	var (
+		w   *loadedEntry
+		err error
+	)
 	func() {
 		u.lockPID(j.pid)
 		defer u.unlockPID(j.pid) // a panic in load is recovered above
-		err = u.load(j.pid)
+		w, err = u.load(j.pid)
 	}()
 	if errors.Is(err, errNoMappings) || errors.Is(err, errTableBuilding) || errors.Is(err, errLibrariesPending) {
 		return // the records of its mappings, or the build, ask again
@@ -395,8 +398,18 @@ func (u *unwinder) do(j unwindJob) {
 		slog.Debug("load unwind tables", "pid", j.pid, "err", err)
 	}
 	if u.loaded != nil {
-		u.loaded(j.pid, err)
+		u.loaded(j.pid, w, err)
 	}
+}
+
+// loadedEntry is an unwind_procs entry a load wrote, and the mappings' key
+// (mapsKey) it was built from. The copies waiting for the load are walked
+// with it, not with a reading of the map back: the mappings' records, read
+// a moment later, may have deleted the entry again (invalidate), and a
+// process of 50 ms is gone before the next load, its copies with it.
+type loadedEntry struct {
+	entry []byte
+	key   string
 }
 
 // errNoMappings is load's error for a process with no mappings known yet.
@@ -409,40 +422,41 @@ var testHookJob func(j unwindJob)
 // load writes the unwind_procs entry of pid, building and loading the
 // tables of its executable mappings first, so that the kernel never sees an
 // entry that points at a table not yet written.
-func (u *unwinder) load(pid uint32) error {
-	err := u.loadImage(pid)
+func (u *unwinder) load(pid uint32) (*loadedEntry, error) {
+	w, err := u.loadImage(pid)
 	if errors.Is(err, errOtherImage) {
 		// Once, with the mappings of the image it runs now: copies of its
 		// stack wait for this load, and no record may come to ask again
 		// (the exec's was applied before this reading).
 		if _, aerr := u.procs.Add(int(pid)); aerr != nil {
-			return errNoMappings
+			return nil, errNoMappings
 		}
-		if err = u.loadImage(pid); errors.Is(err, errOtherImage) {
+		if w, err = u.loadImage(pid); errors.Is(err, errOtherImage) {
 			err = errNoMappings // exec'd again meanwhile: its record asks
 		}
 	}
-	return err
+	return w, err
 }
 
 // errOtherImage is loadImage's error for mappings of an image the process
 // has exec'd away from (proc.Table.SameImage).
 var errOtherImage = errors.New("mappings of an image the process left")
 
-// loadImage is load with the process's mappings as the table has them.
-func (u *unwinder) loadImage(pid uint32) error {
+// loadImage is load with the process's mappings as the table has them. It
+// returns the entry it wrote, nil if it left the one there.
+func (u *unwinder) loadImage(pid uint32) (*loadedEntry, error) {
 	p := u.procs.Get(int(pid))
 	if p == nil {
-		return fmt.Errorf("process %d not known", pid)
+		return nil, fmt.Errorf("process %d not known", pid)
 	}
 	if len(p.Mappings) == 0 {
 		// Exec'd, its mappings not recorded yet: an entry without them
 		// would stop every walk at its first frame, where no entry has the
 		// samples copied (stackcopy.go).
-		return errNoMappings
+		return nil, errNoMappings
 	}
 	if u.librariesPending(pid, p) {
-		return errLibrariesPending // each library's record asks again
+		return nil, errLibrariesPending // each library's record asks again
 	}
 	mk := mapsKey(p)
 	u.mu.Lock()
@@ -451,9 +465,16 @@ func (u *unwinder) loadImage(pid uint32) error {
 	gen := u.gen[pid]
 	u.mu.Unlock()
 	if same {
+		// The kernel drops the entry at an exec (process_exec), which
+		// can come after a reading of the new image taken mid-exec and
+		// loaded: the entry is then written again.
+		e, err := u.objs.UnwindProcs.LookupBytes(pid)
+		same = err == nil && e != nil // nil: no such key
+	}
+	if same {
 		// Nothing new mapped (a walk met JIT or anonymous code): leave the
 		// entry, and its stale flag, as they are, so it asks no more.
-		return nil
+		return nil, nil
 	}
 	var (
 		ms       []unwind.Mapping
@@ -463,7 +484,7 @@ func (u *unwinder) loadImage(pid uint32) error {
 	for i := 0; i < len(p.Mappings); i++ {
 		select {
 		case <-u.done:
-			return errors.New("tracer closing")
+			return nil, errors.New("tracer closing")
 		default:
 		}
 		// Re-read meanwhile (the exec after a fork: the child's first
@@ -501,14 +522,14 @@ func (u *unwinder) loadImage(pid uint32) error {
 	}
 	if building {
 		u.release(used)
-		return errTableBuilding
+		return nil, errTableBuilding
 	}
 	if len(ms) > unwind.MaxMappings {
 		ms = ms[:unwind.MaxMappings]
 	}
 	if len(ms) == 0 {
 		u.release(used)
-		return errNoMappings
+		return nil, errNoMappings
 	}
 	if !u.procs.SameImage(p) {
 		// Exec'd since its mappings were read: an entry of them would
@@ -516,7 +537,7 @@ func (u *unwinder) loadImage(pid uint32) error {
 		// record is read (seconds on a loaded machine; the kernel dropped
 		// the entry at the exec). Load from a reading of the new image.
 		u.release(used)
-		return errOtherImage
+		return nil, errOtherImage
 	}
 	b, err := unwind.EncodeProc(ms)
 	u.mu.Lock()
@@ -527,7 +548,7 @@ func (u *unwinder) loadImage(pid uint32) error {
 		for _, lt := range used {
 			lt.refs--
 		}
-		return errNoMappings
+		return nil, errNoMappings
 	}
 	if err == nil {
 		err = u.objs.UnwindProcs.Put(pid, b)
@@ -541,11 +562,11 @@ func (u *unwinder) loadImage(pid uint32) error {
 		lt.refs--
 	}
 	if err != nil {
-		return fmt.Errorf("write unwind_procs[%d]: %w", pid, err)
+		return nil, fmt.Errorf("write unwind_procs[%d]: %w", pid, err)
 	}
 	u.written[pid] = mk
 	slog.Debug("unwind tables loaded", "pid", pid, "mappings", len(ms), "tables", len(used))
-	return nil
+	return &loadedEntry{entry: b, key: mk}, nil
 }
 
 // release drops references taken by mapping.
