@@ -554,6 +554,8 @@ static __always_inline void exit_common(bool raw, struct task_struct *p)
 		if (h) {
 			h->start_ns = 0;
 			h->flags = 0;
+			h->capture = 0;
+			h->runq_shift = 0;
 		}
 	}
 	if (BPF_CORE_READ(p, signal, live.counter) > 0)

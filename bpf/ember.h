@@ -119,6 +119,8 @@ enum stat {
 	STAT_PID_FILTER_FULL,       /* a followed fork not added: pids map full */
 	STAT_KSTACK_HASH_COLLISION, /* off-CPU kernel stack dropped: another has its hash */
 	STAT_USTACK_HASH_COLLISION, /* hashed user stack dropped: another has its hash */
+	STAT_OFFCPU_UNCAPTURED,     /* blocks whose stacks were not taken at switch-out:
+	                             * sampled out, and the others weighted for them */
 	STAT_MAX,
 };
 

@@ -48,12 +48,13 @@ type emberKstack struct {
 }
 
 type emberOffcpuHot struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Rng     uint32
-	Kind    uint8
-	Flags   uint8
-	Unused  uint16
+	_         structs.HostLayout
+	StartNs   uint64
+	Rng       uint32
+	Kind      uint8
+	Flags     uint8
+	Capture   uint8
+	RunqShift uint8
 }
 
 type emberOffcpuTask struct {
@@ -152,7 +153,8 @@ const (
 	emberStatSTAT_PID_FILTER_FULL       emberStat = 30
 	emberStatSTAT_KSTACK_HASH_COLLISION emberStat = 31
 	emberStatSTAT_USTACK_HASH_COLLISION emberStat = 32
-	emberStatSTAT_MAX                   emberStat = 33
+	emberStatSTAT_OFFCPU_UNCAPTURED     emberStat = 33
+	emberStatSTAT_MAX                   emberStat = 34
 )
 
 type emberUnwindPage struct {

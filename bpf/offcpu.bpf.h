@@ -11,7 +11,11 @@
  * Blocks are kept with probability min(1, d/T) and weighted max(d, T), an
  * unbiased estimate of blocked time per stack whose cost is bounded by T
  * (docs/design.md). Stacks are taken only for kept blocks, when the thread runs
- * again:
+ * again, except what only switch-out can take (take_at_switch_out), which a
+ * preempted thread's block has taken with probability 2^-k (capture
+ * sampling, below): such a block, if captured, is kept with probability
+ * min(1, d/(T>>k)) and weighted max(d, T>>k)<<k, still unbiased, and as
+ * likely as before to be kept while d <= T>>k. Otherwise:
  *   - the kernel stack with bpf_get_task_stack(next) at switch-in, before the
  *     thread has run: it still shows where it blocked;
  *   - the user stack when the thread is back in its own context with the user
@@ -49,6 +53,7 @@ const volatile bool rq_clock = false;
  * tasks of every class. */
 struct rq___ember {
 	__u64 clock;
+	unsigned int nr_running;
 } __attribute__((preserve_access_index));
 struct cfs_rq___ember {
 	struct rq___ember *rq;
@@ -106,6 +111,46 @@ static __always_inline __u32 *cpu_pending(void)
 	return bpf_map_lookup_elem(&offcpu_cpu_pending, &zero);
 }
 
+/*
+ * Capture sampling. A preempted thread's user stack (without task_work) and
+ * its kernel stack (under raw_tp) can only be taken at switch-out, a walk at
+ * every preemption, though few of those blocks are kept: in a pipe
+ * ping-pong, where every write preempts the writer, they were most of the
+ * switch program's time. They are taken with probability 2^-k instead, k
+ * from the thread's last wait for a CPU: T>>k is at least four times that
+ * wait, so a thread whose waits are short (and so rarely kept) pays for a
+ * walk once in up to 2^CAPTURE_MAX_SHIFT preemptions. Where another thread
+ * waits for the CPU too, the wait may be long whatever the last one was: k
+ * is 0 then. Blocks in a sleep are not sampled: a long sleep after short
+ * ones is common, and counted 2^k times or not at all it would make the
+ * profile noisy where users look.
+ */
+#define CAPTURE_MAX_SHIFT 6
+
+/* runq_shift returns the largest k <= CAPTURE_MAX_SHIFT with T>>k >= 4d: the
+ * capture shift of a thread's next preemption after a wait of d ns. */
+static __always_inline __u32 runq_shift(__u64 d)
+{
+	__u64 T = offcpu_threshold_ns;
+	__u32 k;
+
+	for (k = CAPTURE_MAX_SHIFT; k > 0; k--)
+		if ((T >> k) >= d << 2)
+			break;
+	return k;
+}
+
+/* crowded reports whether a thread other than prev and next is runnable on
+ * prev's CPU (or that cannot be read): prev's wait may then be long. */
+static __always_inline bool crowded(bool raw, struct task_struct *prev)
+{
+	if (!bpf_core_field_exists(((struct cfs_rq___ember *)0)->rq))
+		return true;
+	struct task_struct___sched *t = (void *)prev;
+	unsigned int n = raw ? BPF_CORE_READ(t, se.cfs_rq, rq, nr_running) : t->se.cfs_rq->rq->nr_running;
+	return n > 2;
+}
+
 static __always_inline __u32 block_kind(bool preempt, unsigned int state)
 {
 	if (preempt || state == TASK_RUNNING)
@@ -131,19 +176,33 @@ static __always_inline __u32 block_kind(bool preempt, unsigned int state)
  * thread (preempted in user mode it will not pass sys_exit; preempted on its
  * way out of a system call, after a write woke a waiter, it has passed it
  * already). Without a record to keep them in, the block is still measured;
- * its stacks are then taken as for any other block. */
-static __always_inline void take_at_switch_out(void *ctx, enum offcpu_hook hook, bool tables,
-					       struct task_struct *prev, __u32 tid, struct offcpu_hot *h)
+ * its stacks are then taken as for any other block.
+ *
+ * It returns how much later than the switch the block is to start. A walk
+ * here delays next, so prev's block is longer by it; only the captured
+ * blocks pay it, and they stand for 2^k blocks each: counted whole, the walk
+ * would be counted 2^k times. A captured block therefore starts after all
+ * but 2^-k of its walk, which keeps the estimate of blocked time, walks
+ * included, unbiased. */
+static __always_inline __u64 take_at_switch_out(void *ctx, enum offcpu_hook hook, bool tables,
+						struct task_struct *prev, __u32 tid, struct offcpu_hot *h)
 {
 	bool raw = hook == HOOK_RAW;
 	bool ustack = !HOOK_IS_TW(hook) && h->kind == KIND_OFFCPU_RUNQ && !is_kthread(prev);
 
 	if (!raw && !ustack)
-		return;
+		return 0;
+	__u32 k = h->kind == KIND_OFFCPU_RUNQ && !crowded(raw, prev) ? h->runq_shift : 0;
+	if (k && (draw(h) & ((1u << k) - 1))) {
+		h->capture = UNCAPTURED;
+		return 0;
+	}
+	h->capture = k;
+	__u64 t0 = k ? bpf_ktime_get_ns() : 0;
 	struct offcpu_task *t = thread_record(raw, prev, tid, true);
 	if (!t) {
 		stat_inc(STAT_OFFCPU_STORAGE_FULL);
-		return;
+		return 0;
 	}
 	if (raw) {
 		__builtin_memset(t->kips, 0, sizeof(t->kips));
@@ -159,6 +218,10 @@ static __always_inline void take_at_switch_out(void *ctx, enum offcpu_hook hook,
 		t->uflags = uflags;
 		h->flags |= HOT_USTACK;
 	}
+	if (!k)
+		return 0;
+	__u64 walk = bpf_ktime_get_ns() - t0;
+	return walk - (walk >> k);
 }
 
 /* block_start: prev leaves the CPU, a block starts (current == prev). A
@@ -181,16 +244,20 @@ static __always_inline void block_start(void *ctx, enum offcpu_hook hook, bool t
 	if (h->flags & HOT_PENDING)
 		resume_pending(ctx, SCRATCH_SWITCH, raw, tables, prev, tid);
 	h->start_ns = 0;
-	h->flags = 0;
+	h->flags &= HOT_NOTED;
+	h->capture = 0;
 	__u32 kind = block_kind(preempt, prev_state);
 	if (!(offcpu_kinds & (1 << kind)) || (prev_state & TASK_DEAD))
 		return;
 	h->kind = kind;
 	/* Read its mappings while it blocks: a process that exits right
-	 * after its block is gone by then. */
-	note_process(tgid);
-	take_at_switch_out(ctx, hook, tables, prev, tid, h);
-	h->start_ns = now;
+	 * after its block is gone by then. Once per thread: the lookup
+	 * would be most of a switch's cost. */
+	if (!(h->flags & HOT_NOTED)) {
+		note_process(tgid);
+		h->flags |= HOT_NOTED;
+	}
+	h->start_ns = now + take_at_switch_out(ctx, hook, tables, prev, tid, h);
 }
 
 /* block_end: the block of next, d ns long, ends. It returns the block's
@@ -200,12 +267,20 @@ static __always_inline void block_start(void *ctx, enum offcpu_hook hook, bool t
 static __always_inline __u64 block_end(bool raw, struct task_struct *next, __u32 tid, struct offcpu_hot *h,
 				       __s64 d, bool *woken)
 {
-	__u64 T = offcpu_threshold_ns;
-	bool keep = h->flags & HOT_KEEP;
+	bool keep = h->flags & HOT_KEEP, uncaptured = h->capture == UNCAPTURED;
+	__u32 k = uncaptured ? 0 : h->capture & 7;
+	__u64 T = offcpu_threshold_ns >> k;
 
 	*woken = h->flags & HOT_WOKEN;
 	h->flags &= ~(HOT_WOKEN | HOT_KEEP);
+	h->capture = 0;
+	if (h->kind == KIND_OFFCPU_RUNQ)
+		h->runq_shift = runq_shift(d);
 	stat_inc(STAT_OFFCPU_BLOCKS);
+	if (uncaptured) {
+		stat_inc(STAT_OFFCPU_UNCAPTURED);
+		return 0;
+	}
 	if (d < offcpu_min_ns || (*woken && !keep))
 		return 0;
 	if (*woken) {
@@ -216,16 +291,16 @@ static __always_inline __u64 block_end(bool raw, struct task_struct *next, __u32
 		}
 		/* Kept with probability dw/T (dw < T): weighted d*T/dw, so that
 		 * the estimate stays unbiased for the whole block. */
-		return t->wk_dw < T ? (__u64)d * T / t->wk_dw : d;
+		return (t->wk_dw < T ? (__u64)d * T / t->wk_dw : d) << k;
 	}
 	if (d < T) {
 		/* Keep with probability d/T, weighted T: r/2^32 < d/T, without a
 		 * division (T < 2^32, checked by user space, so r*T fits). */
 		if (draw(h) * T >= (__u64)d << 32)
 			return 0;
-		return T;
+		return T << k;
 	}
-	return d;
+	return d << k;
 }
 
 /* block_attribute counts next's kept block of the given weight: its kernel

@@ -14,12 +14,19 @@ struct offcpu_hot {
 	__u32 rng;      /* xorshift32 state of the thread's sampling draws */
 	__u8 kind;      /* enum sample_kind of the block in progress */
 	__u8 flags;     /* HOT_* */
-	__u16 unused;
+	__u8 capture;   /* the block in progress: its capture shift, or UNCAPTURED */
+	__u8 runq_shift; /* the capture shift of its next preemption (runq_shift) */
 };
 #define HOT_PENDING 1 /* a kept block waits for its user stack */
 #define HOT_USTACK 2  /* the block in progress has its user stack already */
 #define HOT_WOKEN 4   /* --wakers: the block's wakeup was seen, and decided */
 #define HOT_KEEP 8    /* --wakers: ... and the block is kept (its waker taken) */
+#define HOT_NOTED 16  /* its process was told to user space (note_process);
+		       * kept from block to block, cleared when the thread exits */
+/* offcpu_hot.capture: the block in progress had its stacks taken at
+ * switch-out with probability 2^-capture, or not at all (UNCAPTURED); see
+ * take_at_switch_out. */
+#define UNCAPTURED 0xff
 
 /* The rest of a thread's record, touched by kept blocks only (and by the
  * fallback methods at switch-out). */

@@ -48,9 +48,11 @@ static __always_inline void waking_common(void *ctx, bool raw, bool tables, stru
 		return;
 	__s64 d = bpf_ktime_get_ns() - h->start_ns;
 	h->flags |= HOT_WOKEN;
-	if (d <= 0)
+	/* An uncaptured block is not kept: no waker for it. */
+	if (d <= 0 || h->capture == UNCAPTURED)
 		return;
-	__u64 T = offcpu_threshold_ns;
+	/* A captured block's threshold, as block_end has it. */
+	__u64 T = offcpu_threshold_ns >> (h->capture & 7);
 	if (d < T) {
 		__u64 r = draw(h);
 		if (r * T >= (__u64)d << 32)

@@ -76,7 +76,8 @@ func (s *Summary) Lost() uint64 {
 func isLossStat(name string) bool {
 	switch name {
 	case "samples", "offcpu_blocks", "offcpu_blocks_kept", "kernel_stack_none", "unwind_walks",
-		"offcpu_resume_work_failed": // not lost: attributed at the next switch-out
+		"offcpu_resume_work_failed", // not lost: attributed at the next switch-out
+		"offcpu_blocks_uncaptured":  // not lost: sampled, the blocks kept weighted for them
 		return false
 	}
 	return true
