@@ -33,17 +33,24 @@ func TestParseUnwindMode(t *testing.T) {
 // A profiled process gets an unwind_procs entry whose mappings are its
 // executable mappings, and whose tables hold, byte for byte, what
 // unwind.Table.Encode makes of its binaries.
-func TestUnwinderLoadsProcess(t *testing.T) {
+// traceChain starts the chain workload (built without frame pointers) and
+// a tracer with the table walker on it alone.
+func traceChain(t *testing.T) (*Tracer, *proc.Table, uint32) {
+	t.Helper()
 	requireBPF(t)
 	w := startChain(t, "10", "-O2", "-g", "-fomit-frame-pointer")
 	procs := proc.NewTable()
-	defer procs.Close()
+	t.Cleanup(func() { procs.Close() })
 	tr, err := Start(Config{Frequency: 499, PIDs: []int{w.Process.Pid}, OnCPU: true, Unwind: UnwindTables}, procs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
-	pid := uint32(w.Process.Pid)
+	t.Cleanup(func() { tr.Close() })
+	return tr, procs, uint32(w.Process.Pid)
+}
+
+func TestUnwinderLoadsProcess(t *testing.T) {
+	tr, procs, pid := traceChain(t)
 	var entry []byte
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if err := tr.objs.UnwindProcs.Lookup(pid, &entry); err == nil {
@@ -196,16 +203,7 @@ func BenchmarkPlaceTable(b *testing.B) {
 // program were copied for want of one and never walked (9% of them). The
 // test drops the entry as the exec does and asks for a load.
 func TestUnwinderRewritesEntryTheKernelDropped(t *testing.T) {
-	requireBPF(t)
-	w := startChain(t, "10", "-O2", "-g", "-fomit-frame-pointer")
-	procs := proc.NewTable()
-	defer procs.Close()
-	tr, err := Start(Config{Frequency: 499, PIDs: []int{w.Process.Pid}, OnCPU: true, Unwind: UnwindTables}, procs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	pid := uint32(w.Process.Pid)
+	tr, _, pid := traceChain(t)
 	hasEntry := func() bool {
 		e, err := tr.objs.UnwindProcs.LookupBytes(pid)
 		return err == nil && e != nil
