@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"sync"
 	"time"
 	"unsafe"
 
@@ -34,17 +33,12 @@ type drained struct {
 // waits, however many, and those of the last drain (shutdown's). Budget 0
 // holds one drain's samples.
 type collectQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	budget int64
-	bytes  int64 // of the samples waiting or being added
-	items  []*drained
-	closed bool
+	byteQueue[*drained] // bytes: of the samples waiting or being added
 }
 
 func newCollectQueue(budget int64) *collectQueue {
-	q := &collectQueue{budget: budget}
-	q.cond = sync.NewCond(&q.mu)
+	q := &collectQueue{}
+	q.init(budget)
 	return q
 }
 
@@ -56,42 +50,13 @@ func (q *collectQueue) push(d *drained) {
 	if !d.last && q.bytes > 0 && (q.budget == 0 || q.bytes+d.bytes > q.budget) {
 		d.samples, d.bytes, d.shed = nil, 0, true
 	}
-	q.items = append(q.items, d)
-	q.bytes += d.bytes
-	q.cond.Signal()
-}
-
-// pop returns the oldest drain, waiting for one; nil once the queue is
-// closed and empty. Its bytes stay counted until added.
-func (q *collectQueue) pop() *drained {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.closed {
-		q.cond.Wait()
-	}
-	if len(q.items) == 0 {
-		return nil
-	}
-	d := q.items[0]
-	q.items[0] = nil
-	q.items = q.items[1:]
-	return d
+	q.appendLocked(d, d.bytes)
 }
 
 // added says the collect loop is done with d's samples.
 func (q *collectQueue) added(d *drained) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.bytes -= d.bytes
+	q.release(d.bytes)
 	d.samples = nil
-}
-
-// close lets pop return nil once the queue is empty.
-func (q *collectQueue) close() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	q.cond.Broadcast()
 }
 
 // sampleSize is the Go heap of a Sample less its stacks and names.

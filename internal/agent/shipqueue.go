@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"sync"
-
 	"github.com/google/pprof/profile"
 )
 
@@ -18,17 +16,12 @@ import (
 // however large, and always the last (shutdown's, waited for). Budget 0
 // holds one waiting interval.
 type shipQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	budget int64
-	bytes  int64 // of the intervals waiting or shipping
-	items  []*shipment
-	closed bool
+	byteQueue[*shipment] // bytes: of the intervals waiting or shipping
 }
 
 func newShipQueue(budget int64) *shipQueue {
-	q := &shipQueue{budget: budget}
-	q.cond = sync.NewCond(&q.mu)
+	q := &shipQueue{}
+	q.init(budget)
 	return q
 }
 
@@ -41,43 +34,12 @@ func (q *shipQueue) push(sh *shipment) bool {
 			return false
 		}
 	}
-	q.items = append(q.items, sh)
-	q.bytes += sh.bytes
-	q.cond.Signal()
+	q.appendLocked(sh, sh.bytes)
 	return true
 }
 
-// pop returns the oldest interval, waiting for one; nil once the queue is
-// closed and empty. Its bytes stay counted until shipped.
-func (q *shipQueue) pop() *shipment {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.closed {
-		q.cond.Wait()
-	}
-	if len(q.items) == 0 {
-		return nil
-	}
-	sh := q.items[0]
-	q.items[0] = nil
-	q.items = q.items[1:]
-	return sh
-}
-
 // shipped says the sinks are done with sh, popped before.
-func (q *shipQueue) shipped(sh *shipment) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.bytes -= sh.bytes
-}
-
-// close lets pop return nil once the queue is empty.
-func (q *shipQueue) close() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	q.cond.Broadcast()
-}
+func (q *shipQueue) shipped(sh *shipment) { q.release(sh.bytes) }
 
 // profileBytes estimates the Go heap a profile holds: its samples (values,
 // location references, labels), locations and their lines, functions and
