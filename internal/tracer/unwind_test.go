@@ -326,11 +326,25 @@ func TestUnwinderLargeTableInBackground(t *testing.T) {
 	if !hasEntry(w.Process.Pid, 10*time.Second) {
 		t.Fatalf("no entry for the small process within 10 s while the large table's build is held")
 	}
+	// The test process asks for its tables at its first sample, and left to
+	// itself it is on a CPU for microseconds every 50 ms: it may go 10 s
+	// without one (CI did). It spins until its load has waited.
+	spun := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-spun:
+				return
+			default:
+			}
+		}
+	}()
 	deferred := 0
 	for deadline := time.Now().Add(10 * time.Second); deferred == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		us, _ := tr.UnwindStats()
 		deferred = us.Deferred
 	}
+	close(spun)
 	if deferred == 0 {
 		t.Errorf("UnwindStats.Deferred = 0 after 10 s: the test process's load did not wait for a background build")
 	}
