@@ -11,5 +11,7 @@
 //	go run ./cmd/emberbench -out bench/results.md
 //
 // `emberbench fold IN OUT` folds perf script output into stacks; the harness
-// runs it as the last step of perf's pipeline.
+// runs it as the last step of perf's pipeline. `emberbench hooks HOOKS`
+// holds empty BPF programs on the hooks an off-CPU method needs, for the
+// ping-pong's floor rows (hooks.go).
 package main

@@ -24,7 +24,7 @@ type bench struct {
 	dir        string // scratch: workloads and outputs
 	root       string // the repository
 	ember      string
-	self       string // this program, for `emberbench fold`
+	self       string // this program, for `emberbench fold` and `emberbench hooks`
 	goTool     string
 	rounds     int
 	offRounds  int
@@ -68,6 +68,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fold" {
 		if err := foldMain(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "emberbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "hooks" {
+		if err := hooksMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "emberbench hooks:", err)
 			os.Exit(1)
 		}
 		return

@@ -93,6 +93,27 @@ func (b *bench) supportedMethods() []string {
 	return ok
 }
 
+// floorConfigs returns the floor configurations (hooks.go) of methods and
+// of rseqHooks where this kernel attaches them, naming each in names.
+func (b *bench) floorConfigs(methods []string, names map[string]string) []string {
+	var cfgs []string
+	add := func(hooks, of string) {
+		cmd := exec.CommandContext(b.ctx, b.self, "hooks", "-probe", hooks)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.logf("off-CPU: no floor row for %s: %v%s", of, err, tail(string(out)))
+			return
+		}
+		c := cfgFloor(hooks)
+		names[c] = floorName(hooks, of)
+		cfgs = append(cfgs, c)
+	}
+	for _, m := range methods {
+		add(methodHooks[m], m)
+	}
+	add(rseqHooks, "a thread's return to user mode with rseq")
+	return cfgs
+}
+
 func (b *bench) offCPU() error {
 	every := true
 	if unmount, err := mountTracefs(); err != nil {
@@ -120,10 +141,12 @@ func (b *bench) offCPU() error {
 			names[c] += " (auto's choice here)"
 		}
 	}
+	floors := b.floorConfigs(methods, names)
 	pinned := append(append([]string{}, methodCfgs...), cfgEmberT1ms, cfgEmberWakers)
 	if every {
 		pinned = append(pinned, cfgEveryswitch)
 	}
+	pinned = append(pinned, floors...)
 	for _, run := range []struct {
 		pin     bool
 		configs []string
@@ -131,7 +154,7 @@ func (b *bench) offCPU() error {
 		name    string
 	}{
 		{true, pinned, b.offRounds, "off-CPU ping-pong pinned to one CPU: round trips per second (windows of one run)"},
-		{false, methodCfgs, max(1, b.offRounds/2), "off-CPU ping-pong, unpinned: round trips per second (windows of one run)"},
+		{false, append(append([]string{}, methodCfgs...), floors...), max(1, b.offRounds/2), "off-CPU ping-pong, unpinned: round trips per second (windows of one run)"},
 	} {
 		b.logf("off-CPU: one pingpong run (pinned: %v), %d rounds of %v windows with and without each profiler", run.pin, run.rounds, windowLen)
 		rates, ratio, err := b.withinRun(run.configs, run.pin, run.rounds)

@@ -186,7 +186,12 @@ func (b *bench) attachedWindow(ctx context.Context, cfg string, pid int) (window
 		argv = []string{"bpftrace", "-e", prog}
 		attachedLine = "Attaching"
 	default:
-		return window{}, errors.New("unknown configuration " + cfg)
+		hooks, ok := hooksOf(cfg)
+		if !ok {
+			return window{}, errors.New("unknown configuration " + cfg)
+		}
+		argv = []string{b.self, "hooks", hooks}
+		attachedLine = "attached"
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stderr bytes.Buffer
