@@ -45,9 +45,10 @@ func cfgFloor(hooks string) string { return "floor:" + hooks }
 // hooksOf returns the hooks of a cfgFloor configuration.
 func hooksOf(cfg string) (string, bool) { return strings.CutPrefix(cfg, "floor:") }
 
-// floorName is a floor configuration's description in the results.
+// floorName is a floor configuration's description in the results: what
+// holds the hooks.
 func floorName(hooks, of string) string {
-	return fmt.Sprintf("empty BPF programs on %s's hooks (%s)", of, strings.ReplaceAll(hooks, ",", ", "))
+	return fmt.Sprintf("empty BPF programs on %s (%s)", strings.ReplaceAll(hooks, ",", ", "), of)
 }
 
 // hooksMain is `emberbench hooks [-probe] HOOK[,HOOK...]`: it attaches a

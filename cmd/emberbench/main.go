@@ -336,6 +336,11 @@ const method = `
   accounting on. The every-switch program takes a kernel and a user stack at every switch-out of the
   workload's threads and sums blocked time per stack at switch-in, as bcc's offcputime does; it needs
   tracefs, which the harness mounts if it is absent and unmounts afterwards.
+- Floor rows: ` + "`emberbench hooks`" + ` holds programs that return at once on the hooks an off-CPU method runs on at
+  every switch or system call, in windows of the same run. What they cost is the part of a method's cost that no
+  work inside its programs can take back; a program on sys_exit, even an empty one, sends every system call of
+  every thread through the kernel's slow path. The rseq_update row is a hook Ember does not use: where a thread
+  registered for restartable sequences (glibc's threads) goes back to user mode after a switch.
 - Memory: peak RSS is wait4's ru_maxrss of ` + "`ember record`" + ` of the whole system while testdata/cpusplit and
   testdata/gosplit run; BPF map memory is the sum of memlock over the maps in its /proc/PID/fdinfo. The agent's
   RSS (VmRSS) is read beside the same two workloads, so that it has processes to unwind and symbolize.

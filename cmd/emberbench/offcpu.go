@@ -108,9 +108,9 @@ func (b *bench) floorConfigs(methods []string, names map[string]string) []string
 		cfgs = append(cfgs, c)
 	}
 	for _, m := range methods {
-		add(methodHooks[m], m)
+		add(methodHooks[m], m+"'s hooks")
 	}
-	add(rseqHooks, "a thread's return to user mode with rseq")
+	add(rseqHooks, "a return to user mode seen through rseq, not used by Ember")
 	return cfgs
 }
 
