@@ -42,7 +42,7 @@ check-generate: generate
 
 # Installs what is missing, with apt, once.
 deps:
-	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount node rustc rustfilt make; do \
+	@missing=""; for c in clang-19 llvm-symbolizer-19 llvm-strip-19 bpftool perf bpftrace readelf objcopy objdump addr2line gcc g++ gdb chromium xz debuginfod debuginfod-find eu-readelf setpriv unshare mount node rustc rustfilt make; do \
 		command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \

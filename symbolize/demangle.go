@@ -24,6 +24,11 @@ func demangleName(name string) (out string) {
 	if !looksMangled(name) || len(name) > maxMangledLen {
 		return name
 	}
+	// A PLT stub's name (pltStubs) is the function's with "@plt" after it,
+	// which perf demangles as "operator delete(void*)@plt".
+	if base, ok := strings.CutSuffix(name, "@plt"); ok {
+		return demangleName(base) + "@plt"
+	}
 	defer func() {
 		if recover() != nil {
 			out = name

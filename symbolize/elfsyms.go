@@ -27,6 +27,7 @@ type symbol struct {
 	alias string
 	seq   int32 // position in the table, for sorting
 	bind  uint8 // elf.SymBind
+	stub  bool  // synthesized for a PLT stub (pltStubs), not read from a table
 }
 
 // shown is the symbol's name as a profile shows it: perf's choice among the
@@ -34,6 +35,9 @@ type symbol struct {
 func (s *symbol) shown() string {
 	if s.alias != "" {
 		return s.alias
+	}
+	if s.stub {
+		return s.name // NAME@plt: its '@' is no version, and NAME has none
 	}
 	return unversioned(s.name)
 }
@@ -109,7 +113,8 @@ func (t *symtab) cost() int64 {
 // newSymtab reads the function symbols of .symtab, or .dynsym if there is no
 // .symtab, and returns the values of the Go runtime symbols the pclntab
 // reader may need. Like llvm-symbolizer, a symbol of size 0 covers everything up to the
-// next symbol. data is the image ef was opened from.
+// next symbol. data is the image ef was opened from. The table also names
+// the PLT stubs no symbol covers, NAME@plt, as perf does (pltStubs).
 func newSymtab(ef *elf.File, data []byte) (*symtab, map[string]uint64, error) {
 	t := &symtab{}
 	var rt map[string]uint64
@@ -117,13 +122,20 @@ func newSymtab(ef *elf.File, data []byte) (*symtab, map[string]uint64, error) {
 	if sec != nil {
 		t.full = true
 		rt = make(map[string]uint64)
-	} else if sec = ef.SectionByType(elf.SHT_DYNSYM); sec == nil {
-		return t, rt, nil
+	} else {
+		sec = ef.SectionByType(elf.SHT_DYNSYM)
 	}
-	if err := t.read(ef, data, sec, rt); err != nil {
+	if sec != nil {
+		if err := t.read(ef, data, sec, rt); err != nil {
+			return t, rt, fmt.Errorf("symbols: %w", err)
+		}
+		t.sort()
+	}
+	stubs, err := pltStubs(ef, data)
+	t.addStubs(stubs)
+	if err != nil {
 		return t, rt, fmt.Errorf("symbols: %w", err)
 	}
-	t.sort()
 	return t, rt, nil
 }
 

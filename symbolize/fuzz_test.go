@@ -73,6 +73,14 @@ func FuzzELF(f *testing.F) {
 	for _, b := range tinyELFs(f) {
 		f.Add(b)
 	}
+	// Dynamically linked, with PLT stubs for pltStubs to decode.
+	for _, p := range pltPrograms(f) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	defer fuzzing()()
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -270,7 +270,7 @@ func indexObject(ef *elf.File, data []byte, name, gnu, goid string, debugDirs []
 				o.loadDW = dbg.loadDW
 			}
 			if !o.syms.full && dbg.syms.full {
-				o.syms = dbg.syms
+				o.syms = withStubs(dbg.syms, o.syms)
 			}
 		}
 	}
