@@ -59,6 +59,7 @@ type mmapRecorder struct {
 	buf []byte
 
 	records, lost atomic.Uint64
+	images        map[uint32]imageTimes // applyMmapRecords's, under mu
 }
 
 // mmapRecord is one record, decoded.
@@ -348,6 +349,19 @@ func (r *mmapRecorder) closeFDs() {
 	}
 }
 
+// The records of each read are applied in time order, but one read takes
+// the rings one CPU after another: a process that moves to another CPU in
+// the middle of its exec can have its exec record (comm) on one CPU written
+// just after that ring was read, and its new image's first mapping on the
+// next, read already. mmapRecorder.images keeps, per process, the time of the newest
+// exec and mapping applied, so that either record coming a read late is
+// recognised.
+type imageTimes struct{ exec, mapped uint64 }
+
+// maxImageTimes bounds mmapRecorder.images: past it the times are forgotten (a
+// read late comes within milliseconds).
+const maxImageTimes = 8192
+
 // applyMmapRecords puts records into the process table, in time order: an
 // exec starts the process afresh and drops its old unwind entry (its samples
 // from now on are copied until the new image's tables are in), a fork
@@ -359,6 +373,11 @@ func (t *Tracer) applyMmapRecords(recs []mmapRecord) {
 	filtered := len(t.cfg.PIDs) > 0 || t.cfg.FollowForks || len(t.cfg.Cgroups) > 0
 	self := uint32(os.Getpid())
 	changed, invalidate := map[uint32]bool{}, map[uint32]bool{}
+	images := t.mmaps.images // under the recorder's mu (flush)
+	if images == nil || len(images) >= maxImageTimes {
+		images = map[uint32]imageTimes{}
+		t.mmaps.images = images
+	}
 	for i := range recs {
 		rec := &recs[i]
 		pid := int(rec.pid)
@@ -370,6 +389,8 @@ func (t *Tracer) applyMmapRecords(recs []mmapRecord) {
 			if !rec.exec || filtered && t.procs.Get(pid) == nil {
 				continue
 			}
+			it := images[rec.pid]
+			late := rec.time < it.mapped
 			t.procs.Exec(pid, rec.comm)
 			if t.unw != nil {
 				t.unw.invalidate(rec.pid, true)
@@ -377,6 +398,18 @@ func (t *Tracer) applyMmapRecords(recs []mmapRecord) {
 			if t.copies != nil {
 				t.copies.execed(rec.pid)
 			}
+			if late {
+				// A mapping of the new image was applied in an earlier read:
+				// the process moved to another CPU during its exec, and that
+				// CPU's ring was read before this one's record was written.
+				// Exec dropped it; read the process whole.
+				slog.Debug("exec record read after a mapping of its new image", "pid", pid)
+				if _, err := t.procs.Add(pid); err == nil {
+					invalidate[rec.pid] = true
+				}
+			}
+			it.exec = max(it.exec, rec.time)
+			images[rec.pid] = it
 		case unix.PERF_RECORD_FORK:
 			if rec.pid == rec.ppid {
 				continue // a thread
@@ -388,6 +421,13 @@ func (t *Tracer) applyMmapRecords(recs []mmapRecord) {
 			if !rec.m.Executable() || filtered && t.procs.Get(pid) == nil {
 				continue
 			}
+			it := images[rec.pid]
+			if rec.time < it.exec {
+				// The image it exec'd away from, read late (as above).
+				continue
+			}
+			it.mapped = max(it.mapped, rec.time)
+			images[rec.pid] = it
 			var f *os.File
 			if rec.m.Inode == 0 && rec.m.Path != "" && rec.m.Path[0] == '/' {
 				var err error

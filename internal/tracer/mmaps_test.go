@@ -173,3 +173,56 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestExecRecordReadLate applies the records of a process's exec as two
+// reads of the rings could deliver them when the process moved to another
+// CPU during its exec: a mapping of its new image in one read, the exec's
+// own record (older) in the next. The exec must not drop the mapping; an
+// exec record newer than every mapping still starts the process afresh.
+func TestExecRecordReadLate(t *testing.T) {
+	bin, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(bin, "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Wait()
+	defer c.Process.Kill()
+	pid := c.Process.Pid
+	procs := proc.NewTable()
+	defer procs.Close()
+	var exe *proc.Mapping
+	for deadline := time.Now().Add(5 * time.Second); exe == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no executable mapping of %s in process %d", bin, pid)
+		}
+		if p, err := procs.Add(pid); err == nil {
+			for i := range p.Mappings {
+				if m := &p.Mappings[i]; m.Executable() && filepath.Base(m.Path) == filepath.Base(bin) {
+					exe = m
+				}
+			}
+		}
+	}
+	tr := &Tracer{procs: procs, mmaps: &mmapRecorder{}}
+	mapped := mmapRecord{typ: unix.PERF_RECORD_MMAP2, time: 200, pid: uint32(pid), tid: uint32(pid), m: *exe}
+	execAt := func(ns uint64) mmapRecord {
+		return mmapRecord{typ: unix.PERF_RECORD_COMM, time: ns, pid: uint32(pid), tid: uint32(pid), exec: true, comm: "sleep"}
+	}
+	tr.applyMmapRecords([]mmapRecord{mapped})
+	tr.applyMmapRecords([]mmapRecord{execAt(100)})
+	if p := procs.Get(pid); p == nil || !hasMapping(p, filepath.Base(bin)) {
+		t.Fatalf("an exec record read after a later mapping of the new image dropped it: %+v", p)
+	}
+	tr.applyMmapRecords([]mmapRecord{execAt(300)})
+	if p := procs.Get(pid); p == nil || len(p.Mappings) != 0 {
+		t.Fatalf("an exec record newer than every mapping kept the old image's mappings: %+v", p)
+	}
+	// A mapping older than the exec applied is the old image's, read late.
+	tr.applyMmapRecords([]mmapRecord{mapped})
+	if p := procs.Get(pid); p == nil || len(p.Mappings) != 0 {
+		t.Fatalf("a mapping record older than the exec was applied: %+v", p)
+	}
+}
