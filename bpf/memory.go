@@ -3,6 +3,7 @@ package bpf
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"os"
 	"slices"
 
@@ -22,8 +23,11 @@ type MapMemory struct {
 // counted. Before 6.5 some kernels (Debian's 6.1) report no memlock for a
 // ring buffer: its memory is then its data area (max_entries bytes) and its
 // two pages of positions, what the kernel allocates for it
-// (kernel/bpf/ringbuf.c, bpf_ringbuf_alloc). Any other map whose size cannot
-// be read is an error, not a zero.
+// (kernel/bpf/ringbuf.c, bpf_ringbuf_alloc), and none for task storage,
+// whose records are charged to each task: the map itself holds its buckets,
+// 16 bytes for each of max(2, possible CPUs rounded up to a power of two)
+// (bpf_local_storage_map_alloc), which is what 6.5 on reports for it. Any
+// other map whose size cannot be read is an error, not a zero.
 func (o *Objects) MapMemory() ([]MapMemory, error) {
 	out := make([]MapMemory, 0, len(o.coll.Maps))
 	for name, m := range o.coll.Maps {
@@ -34,6 +38,13 @@ func (o *Objects) MapMemory() ([]MapMemory, error) {
 		b, ok := info.Memlock()
 		if !ok && info.Type == ebpf.RingBuf {
 			b, ok = uint64(info.MaxEntries)+2*uint64(os.Getpagesize()), true
+		}
+		if !ok && info.Type == ebpf.TaskStorage {
+			cpus, err := ebpf.PossibleCPU()
+			if err != nil {
+				return nil, fmt.Errorf("map %s: %w", name, err)
+			}
+			b, ok = 16*max(2, uint64(1)<<bits.Len(uint(cpus-1))), true
 		}
 		if !ok {
 			return nil, fmt.Errorf("map %s: the kernel reports no memlock", name)
