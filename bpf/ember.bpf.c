@@ -339,12 +339,18 @@ static __always_inline void notify(__u32 type, __u32 pid)
 	bpf_ringbuf_submit(e, 0);
 }
 
+#define PF_EXITING 0x00000004
+
 /* note_process tells user space about a process the first time it is seen,
- * so that its /proc/PID/maps is read while it lives. */
-static __always_inline void note_process(__u32 tgid)
+ * so that its /proc/PID/maps is read while it lives. Not by a thread that
+ * is exiting (exiting: PF_EXITING): its process may have been told gone
+ * already (exit_common), and would be told new again, its PID left in
+ * known_pids for good, where a later process with that PID is taken as
+ * known and never told. */
+static __always_inline void note_process(__u32 tgid, bool exiting)
 {
 	__u8 one = 1;
-	if (tgid == 0 || bpf_map_lookup_elem(&known_pids, &tgid))
+	if (tgid == 0 || exiting || bpf_map_lookup_elem(&known_pids, &tgid))
 		return;
 	if (bpf_map_update_elem(&known_pids, &tgid, &one, BPF_NOEXIST) == 0)
 		notify(EVENT_NEW_PROCESS, tgid);
@@ -445,7 +451,7 @@ static __always_inline int on_cpu_common(void *ctx, bool tables)
 	 * compare-and-swap (BPF_CMPXCHG) needs Linux 5.12. */
 	if (!first_sample_ns)
 		first_sample_ns = bpf_ktime_get_ns();
-	note_process(tgid);
+	note_process(tgid, BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), flags) & PF_EXITING);
 
 	__u32 set = live_set();
 	struct sample_key key = {
@@ -546,17 +552,17 @@ static __always_inline void exit_common(bool raw, struct task_struct *p)
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
 	__u32 tid = BPF_CORE_READ(p, pid);
+	struct offcpu_hot *h = hot_record(raw, p, tid, false);
+	if (h && h->start_ns) /* it ran with a block whose end was not seen */
+		unseen_end(raw, p, tid, h, switch_clock(raw, p));
 	if (raw)
 		bpf_map_delete_elem(&offcpu_threads, &tid);
-	if (hot_by_tid) {
+	if (hot_by_tid && h) {
 		/* Its thread ID may be reused: nothing of its blocks must stay. */
-		struct offcpu_hot *h = bpf_map_lookup_elem(&offcpu_hot, &tid);
-		if (h) {
-			h->start_ns = 0;
-			h->flags = 0;
-			h->capture = 0;
-			h->runq_shift = 0;
-		}
+		h->start_ns = 0;
+		h->flags = 0;
+		h->capture = 0;
+		h->runq_shift = 0;
 	}
 	if (BPF_CORE_READ(p, signal, live.counter) > 0)
 		return;

@@ -72,6 +72,7 @@ enum errno {
 	EEXIST = 17,  /* a stack collision: another stack has its bucket or hash */
 	EINVAL = 22,
 	ENOSPC = 28,  /* the stack copies' ring buffer is full (frame pointers instead) */
+	ENODATA = 61, /* the kernel did not report the switch that ended the block */
 	EOPNOTSUPP = 95, /* an architecture the table walker does not know */
 	ESTALE = 116, /* the stack was stored before a drain flipped the sets */
 };
@@ -121,6 +122,8 @@ enum stat {
 	STAT_USTACK_HASH_COLLISION, /* hashed user stack dropped: another has its hash */
 	STAT_OFFCPU_UNCAPTURED,     /* blocks whose stacks were not taken at switch-out:
 	                             * sampled out, and the others weighted for them */
+	STAT_OFFCPU_SWITCH_IN_UNSEEN, /* blocks whose end no sched_switch reported:
+	                               * counted without stacks (offcpu.bpf.h) */
 	STAT_MAX,
 };
 

@@ -23,6 +23,7 @@ const (
 	emberErrnoEEXIST     emberErrno = 17
 	emberErrnoEINVAL     emberErrno = 22
 	emberErrnoENOSPC     emberErrno = 28
+	emberErrnoENODATA    emberErrno = 61
 	emberErrnoEOPNOTSUPP emberErrno = 95
 	emberErrnoESTALE     emberErrno = 116
 )
@@ -120,41 +121,42 @@ type emberSampleValue struct {
 type emberStat uint32
 
 const (
-	emberStatSTAT_SAMPLES               emberStat = 0
-	emberStatSTAT_USTACK_EEXIST         emberStat = 1
-	emberStatSTAT_USTACK_EFAULT         emberStat = 2
-	emberStatSTAT_USTACK_ENOMEM         emberStat = 3
-	emberStatSTAT_USTACK_OTHER          emberStat = 4
-	emberStatSTAT_KSTACK_EEXIST         emberStat = 5
-	emberStatSTAT_KSTACK_EFAULT         emberStat = 6
-	emberStatSTAT_KSTACK_ENOMEM         emberStat = 7
-	emberStatSTAT_KSTACK_OTHER          emberStat = 8
-	emberStatSTAT_COUNTS_FULL           emberStat = 9
-	emberStatSTAT_EVENTS_LOST           emberStat = 10
-	emberStatSTAT_OFFCPU_BLOCKS         emberStat = 11
-	emberStatSTAT_OFFCPU_KEPT           emberStat = 12
-	emberStatSTAT_OFFCPU_STORAGE_FULL   emberStat = 13
-	emberStatSTAT_OFFCPU_STALE          emberStat = 14
-	emberStatSTAT_OFFCPU_KSTACK_FULL    emberStat = 15
-	emberStatSTAT_OFFCPU_KSTACK_EFAULT  emberStat = 16
-	emberStatSTAT_OFFCPU_USTACK_FULL    emberStat = 17
-	emberStatSTAT_OFFCPU_USTACK_EFAULT  emberStat = 18
-	emberStatSTAT_UNWIND_WALKS          emberStat = 19
-	emberStatSTAT_UNWIND_NO_MAPPING     emberStat = 20
-	emberStatSTAT_UNWIND_NO_ROW         emberStat = 21
-	emberStatSTAT_UNWIND_UNSUPPORTED    emberStat = 22
-	emberStatSTAT_UNWIND_READ_FAILED    emberStat = 23
-	emberStatSTAT_UNWIND_BAD_FRAME      emberStat = 24
-	emberStatSTAT_UNWIND_MAX_FRAMES     emberStat = 25
-	emberStatSTAT_UNWIND_BAD_TABLE      emberStat = 26
-	emberStatSTAT_UNWIND_USTACK_FULL    emberStat = 27
-	emberStatSTAT_OFFCPU_RESUME_FAILED  emberStat = 28
-	emberStatSTAT_OFFCPU_NO_CLOCK       emberStat = 29
-	emberStatSTAT_PID_FILTER_FULL       emberStat = 30
-	emberStatSTAT_KSTACK_HASH_COLLISION emberStat = 31
-	emberStatSTAT_USTACK_HASH_COLLISION emberStat = 32
-	emberStatSTAT_OFFCPU_UNCAPTURED     emberStat = 33
-	emberStatSTAT_MAX                   emberStat = 34
+	emberStatSTAT_SAMPLES                 emberStat = 0
+	emberStatSTAT_USTACK_EEXIST           emberStat = 1
+	emberStatSTAT_USTACK_EFAULT           emberStat = 2
+	emberStatSTAT_USTACK_ENOMEM           emberStat = 3
+	emberStatSTAT_USTACK_OTHER            emberStat = 4
+	emberStatSTAT_KSTACK_EEXIST           emberStat = 5
+	emberStatSTAT_KSTACK_EFAULT           emberStat = 6
+	emberStatSTAT_KSTACK_ENOMEM           emberStat = 7
+	emberStatSTAT_KSTACK_OTHER            emberStat = 8
+	emberStatSTAT_COUNTS_FULL             emberStat = 9
+	emberStatSTAT_EVENTS_LOST             emberStat = 10
+	emberStatSTAT_OFFCPU_BLOCKS           emberStat = 11
+	emberStatSTAT_OFFCPU_KEPT             emberStat = 12
+	emberStatSTAT_OFFCPU_STORAGE_FULL     emberStat = 13
+	emberStatSTAT_OFFCPU_STALE            emberStat = 14
+	emberStatSTAT_OFFCPU_KSTACK_FULL      emberStat = 15
+	emberStatSTAT_OFFCPU_KSTACK_EFAULT    emberStat = 16
+	emberStatSTAT_OFFCPU_USTACK_FULL      emberStat = 17
+	emberStatSTAT_OFFCPU_USTACK_EFAULT    emberStat = 18
+	emberStatSTAT_UNWIND_WALKS            emberStat = 19
+	emberStatSTAT_UNWIND_NO_MAPPING       emberStat = 20
+	emberStatSTAT_UNWIND_NO_ROW           emberStat = 21
+	emberStatSTAT_UNWIND_UNSUPPORTED      emberStat = 22
+	emberStatSTAT_UNWIND_READ_FAILED      emberStat = 23
+	emberStatSTAT_UNWIND_BAD_FRAME        emberStat = 24
+	emberStatSTAT_UNWIND_MAX_FRAMES       emberStat = 25
+	emberStatSTAT_UNWIND_BAD_TABLE        emberStat = 26
+	emberStatSTAT_UNWIND_USTACK_FULL      emberStat = 27
+	emberStatSTAT_OFFCPU_RESUME_FAILED    emberStat = 28
+	emberStatSTAT_OFFCPU_NO_CLOCK         emberStat = 29
+	emberStatSTAT_PID_FILTER_FULL         emberStat = 30
+	emberStatSTAT_KSTACK_HASH_COLLISION   emberStat = 31
+	emberStatSTAT_USTACK_HASH_COLLISION   emberStat = 32
+	emberStatSTAT_OFFCPU_UNCAPTURED       emberStat = 33
+	emberStatSTAT_OFFCPU_SWITCH_IN_UNSEEN emberStat = 34
+	emberStatSTAT_MAX                     emberStat = 35
 )
 
 type emberUnwindPage struct {

@@ -169,6 +169,11 @@ type Objects struct {
 	PIDs          *ebpf.Map
 	KnownPIDs     *ebpf.Map
 	Events        *ebpf.Map
+	// OffCPUHot holds each thread's hot off-CPU record (struct offcpu_hot,
+	// thread.bpf.h) by thread ID when HotByTID, a record of OffCPUHotSize
+	// bytes whose first 8 are the start of the block in progress.
+	OffCPUHot *ebpf.Map
+	HotByTID  bool
 
 	// The unwind tables (unwind/doc.go); nil unless Config.UnwindTables,
 	// and until LoadTableSampler where the walker is loaded later.
@@ -410,6 +415,7 @@ func Load(cfg Config) (*Objects, error) {
 		PIDs:          coll.Maps["pids"],
 		KnownPIDs:     coll.Maps["known_pids"],
 		Events:        coll.Maps["events"],
+		OffCPUHot:     coll.Maps["offcpu_hot"],
 		OnCPUSample:   coll.Programs[onCPU],
 		OffCPUSwitch:  coll.Programs[offSwitch],
 		OffCPUSysExit: coll.Programs[offSysExit],
@@ -423,6 +429,9 @@ func Load(cfg Config) (*Objects, error) {
 		RawTracepoints: raw,
 		TaskWork:       tw,
 		RQClock:        rqClock,
+	}
+	if v := coll.Variables["hot_by_tid"]; v != nil {
+		_ = v.Get(&o.HotByTID)
 	}
 	if err := fillCgroups(coll.Maps["cgroups"], cfg.Cgroups); err != nil {
 		coll.Close()

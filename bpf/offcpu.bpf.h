@@ -224,8 +224,12 @@ static __always_inline __u64 take_at_switch_out(void *ctx, enum offcpu_hook hook
 	return walk - (walk >> k);
 }
 
+static __always_inline void unseen_end(bool raw, struct task_struct *task, __u32 tid, struct offcpu_hot *h,
+					__u64 now);
+
 /* block_start: prev leaves the CPU, a block starts (current == prev). A
- * block of prev still waiting for its user stack is attributed first. */
+ * block of prev still waiting for its user stack is attributed first, and
+ * one whose end was not reported is ended (unseen_end). */
 static __always_inline void block_start(void *ctx, enum offcpu_hook hook, bool tables, bool preempt,
 					struct task_struct *prev, unsigned int prev_state, __u64 now)
 {
@@ -243,18 +247,27 @@ static __always_inline void block_start(void *ctx, enum offcpu_hook hook, bool t
 		h->rng = bpf_get_prandom_u32() | 1;
 	if (h->flags & HOT_PENDING)
 		resume_pending(ctx, SCRATCH_SWITCH, raw, tables, prev, tid);
+	if (h->start_ns)
+		unseen_end(raw, prev, tid, h, now);
 	h->start_ns = 0;
 	h->flags &= HOT_NOTED;
 	h->capture = 0;
+	if (prev_state & TASK_DEAD) {
+		/* Its last switch: its thread ID may be reused. */
+		h->flags = 0;
+		h->runq_shift = 0;
+		return;
+	}
 	__u32 kind = block_kind(preempt, prev_state);
-	if (!(offcpu_kinds & (1 << kind)) || (prev_state & TASK_DEAD))
+	if (!(offcpu_kinds & (1 << kind)))
 		return;
 	h->kind = kind;
 	/* Read its mappings while it blocks: a process that exits right
 	 * after its block is gone by then. Once per thread: the lookup
-	 * would be most of a switch's cost. */
-	if (!(h->flags & HOT_NOTED)) {
-		note_process(tgid);
+	 * would be most of a switch's cost. Not once it is exiting (and not
+	 * marked noted then, so that its thread ID comes clean). */
+	if (!(h->flags & HOT_NOTED) && !(TASK_READ(raw, prev, flags) & PF_EXITING)) {
+		note_process(tgid, false);
 		h->flags |= HOT_NOTED;
 	}
 	h->start_ns = now + take_at_switch_out(ctx, hook, tables, prev, tid, h);
@@ -301,6 +314,61 @@ static __always_inline __u64 block_end(bool raw, struct task_struct *next, __u32
 		return T << k;
 	}
 	return d << k;
+}
+
+/* When the scheduler last put a task on a CPU (sched_info_arrive(),
+ * CONFIG_SCHED_INFO), in its runqueue's clock. */
+struct sched_info___ember {
+	unsigned long long last_arrival;
+} __attribute__((preserve_access_index));
+struct task_struct___info {
+	struct sched_info___ember sched_info;
+} __attribute__((preserve_access_index));
+
+/*
+ * unseen_end ends a block of task (current) whose end no sched_switch
+ * reported: task was switched in, and is running, with h->start_ns still
+ * set. A kernel build can leave the tracepoint out for some switches: one
+ * VM build here never reports a switch away from its guest agent's
+ * threads (ftrace's sched_switch event misses them too), so the task
+ * switched in then is never seen to end its block. Without this the block
+ * was dropped without a count at the task's next switch-out or its exit,
+ * the two places that call this.
+ *
+ * Its length comes from the scheduler's own record of the task's last
+ * switch-in (sched_info.last_arrival, runqueue clock): the time the task
+ * has been on the CPU since then is taken off the time since the block
+ * began. At exit the runqueue clock can be a tick behind, which makes the
+ * block that much longer. Its stacks are gone: it is counted with
+ * ENODATA for both (a marker frame each), and in offcpu_switch_in_unseen.
+ */
+static __always_inline void unseen_end(bool raw, struct task_struct *task, __u32 tid, struct offcpu_hot *h,
+				       __u64 now)
+{
+	__s64 d = now - h->start_ns;
+
+	h->start_ns = 0;
+	stat_inc(STAT_OFFCPU_SWITCH_IN_UNSEEN);
+	if (!bpf_core_field_exists(((struct task_struct___info *)0)->sched_info.last_arrival) ||
+	    !bpf_core_field_exists(((struct cfs_rq___ember *)0)->rq))
+		return;
+	struct task_struct___info *ti = (void *)task;
+	struct task_struct___sched *ts = (void *)task;
+	__u64 arrival = raw ? BPF_CORE_READ(ti, sched_info.last_arrival) : ti->sched_info.last_arrival;
+	__u64 clock = raw ? BPF_CORE_READ(ts, se.cfs_rq, rq, clock) : ts->se.cfs_rq->rq->clock;
+	/* An arrival before the block began is not its end: length unknown. */
+	if (d <= 0 || !arrival || clock < arrival || clock - arrival >= d)
+		return;
+	d -= clock - arrival;
+	bool woken;
+	__u64 weight = block_end(raw, task, tid, h, d, &woken);
+	if (!weight)
+		return;
+	stat_inc(STAT_OFFCPU_KEPT);
+	char comm[TASK_COMM_LEN];
+	BPF_CORE_READ_STR_INTO(&comm, task, comm);
+	emit_block(live_gen(), TASK_READ(raw, task, tgid), tid, comm, -ENODATA, 0, -ENODATA, h->kind, weight, 0,
+		   false, TASK_READ(raw, task, flags) & PF_EXITING);
 }
 
 /* block_attribute counts next's kept block of the given weight: its kernel
@@ -361,7 +429,7 @@ static __always_inline void block_attribute(void *ctx, enum offcpu_hook hook, bo
 	char comm[TASK_COMM_LEN];
 	BPF_CORE_READ_STR_INTO(&comm, next, comm);
 	emit_block(gen, TASK_READ(raw, next, tgid), tid, comm, ustack, uflags, kstack_key(gen & 1, t), h->kind,
-		   weight, t, woken);
+		   weight, t, woken, TASK_READ(raw, next, flags) & PF_EXITING);
 }
 
 /* switch_common is the sched_switch program of every method. */

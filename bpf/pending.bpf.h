@@ -103,10 +103,10 @@ static __always_inline __s64 ustack_key(void *ctx, enum scratch_slot slot, bool 
 }
 
 /* emit_block counts a kept block in generation gen's set; with woken, t
- * holds its waker. */
+ * holds its waker. exiting says the thread has PF_EXITING (note_process). */
 static __always_inline void emit_block(__u32 gen, __u32 pid, __u32 tid, char *comm,
 				       __s64 ustack, __u32 uflags, __s64 kstack, __u32 kind, __u64 weight,
-				       struct offcpu_task *t, bool woken)
+				       struct offcpu_task *t, bool woken, bool exiting)
 {
 	__u32 set = gen & 1;
 	struct sample_key key = {
@@ -132,7 +132,7 @@ static __always_inline void emit_block(__u32 gen, __u32 pid, __u32 tid, char *co
 		}
 		__builtin_memcpy(key.waker_comm, t->wk_comm, TASK_COMM_LEN);
 	}
-	note_process(pid);
+	note_process(pid, exiting);
 	add(set, &key, 1, weight, true);
 }
 
@@ -152,7 +152,7 @@ static __always_inline void finish_pending(void *ctx, enum scratch_slot slot, bo
 	if (!is_kthread(task))
 		ustack = ustack_key(ctx, slot, raw, tables, set, &uflags);
 	emit_block(gen, id >> 32, (__u32)id, comm, ustack, uflags, kstack_key(set, t), t->pkind, t->weight, t,
-		   t->pwoken);
+		   t->pwoken, TASK_READ(raw, task, flags) & PF_EXITING);
 }
 
 /* resume_pending attributes current's pending kept block, if it has one. */

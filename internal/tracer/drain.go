@@ -237,6 +237,10 @@ const (
 	StackCollision = -bpf.ErrnoExist // another stack had its bucket or hash
 	StackMapFull   = -bpf.ErrnoNoMem
 	StackStale     = -bpf.ErrnoStale // stored before a drain flipped the sets
+	// StackUnreported: the block's end came with no sched_switch (a
+	// kernel that leaves some switches out), so its stacks could not be
+	// taken; its time is counted (offcpu_switch_in_unseen).
+	StackUnreported = -bpf.ErrnoNoData
 )
 
 // StackLostReason says why a stack with code (negative, not StackNone) is
@@ -251,6 +255,8 @@ func StackLostReason(code int64) string {
 		return "stack map full"
 	case StackStale:
 		return "taken before a drain"
+	case StackUnreported:
+		return "the kernel did not report the switch that ended the block"
 	case StackLookupFailed:
 		return "not in the stack map at drain"
 	case StackCopyNotWalked:
