@@ -12,6 +12,7 @@ import (
 	"github.com/google/pprof/profile"
 
 	"github.com/emberprof/ember/internal/testutil"
+	"github.com/emberprof/ember/internal/tracer"
 )
 
 // blockOnceRuns is how many times TestOffCPUBlockOnce runs its program per
@@ -28,8 +29,9 @@ var blockOnceChain = []string{"block_once", "level2", "level1", "main"}
 // A program that blocks once and exits right after (issue #15), recorded
 // whole-system in off-CPU mode: Ember meets it only at its block, when it
 // is about to exit. Every run's block must carry the program's whole user
-// chain with every frame named, in time within 5% of what the program
-// measured itself blocked; and no sample of these processes may lose a
+// chain with every frame named, or (at most one run in ten) the marker of a
+// block whose end the kernel did not report; in time within 5% of what the
+// program measured itself blocked; and no sample of these processes may lose a
 // frame without a marker saying why. The program is built without frame
 // pointers: only its unwind tables (or a copy of its stack walked with
 // them) give the block its callers.
@@ -68,9 +70,9 @@ func TestOffCPUBlockOnce(t *testing.T) {
 func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth int64) {
 	t.Helper()
 	idx := testutil.SampleIndex(p, "offcpu")
-	whole := map[int64]bool{}
+	whole, unreported := map[int64]bool{}, map[int64]bool{}
 	other := map[int64][]string{}
-	var inChain, inBlock int64
+	var inChain, inBlock, inUnreported, inRunQ int64
 	for _, s := range p.Sample {
 		pid := s.NumLabel["pid"]
 		if len(pid) != 1 || !pids[pid[0]] {
@@ -83,6 +85,23 @@ func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth
 		}
 		if !named && !marked {
 			t.Errorf("pid %d: frames lost without a marker: %s", pid[0], strings.Join(frames, " <- "))
+		}
+		if slices.Contains(s.Label["state"], "runnable") {
+			// A wait for a CPU. Those the program's own clock reads
+			// take in are preemptions in its user code, short and
+			// capture-sampled (one kept in up to 64, weighted for the
+			// others): not the block this test compares.
+			inRunQ += s.Value[idx]
+			continue
+		}
+		if slices.Contains(frames, unreportedFrame) {
+			// The kernel left out the switch that ended the block (this
+			// VM's build does so for switches away from its agent's
+			// threads): counted and marked, its time kept.
+			unreported[pid[0]] = true
+			inUnreported += s.Value[idx]
+			t.Logf("pid %d, %.1f ms: %s", pid[0], float64(s.Value[idx])/1e6, strings.Join(frames, " <- "))
+			continue
 		}
 		complete, hot := hasChain(frames, blockOnceChain)
 		if !hot && named && !marked {
@@ -100,16 +119,29 @@ func checkBlockOnce(t *testing.T, p *profile.Profile, pids map[int64]bool, truth
 	}
 	t.Logf("%d of %d runs have their block whole and named; %.3fs off CPU in %v, %.3fs in %s or lost, %.3fs measured by the program",
 		len(whole), len(pids), float64(inChain)/1e9, blockOnceChain, float64(inBlock)/1e9, blockOnceChain[0], float64(truth)/1e9)
+	t.Logf("%.3fs of waits for a CPU, not compared", float64(inRunQ)/1e9)
+	missing := 0
 	for pid := range pids {
-		if !whole[pid] {
+		if !whole[pid] && !unreported[pid] {
+			missing++
 			t.Logf("pid %d has no whole block; its other samples: %q", pid, other[pid])
 		}
 	}
-	if len(whole) < len(pids) {
-		t.Errorf("%d of %d runs' blocks carry the whole chain %v, every frame named", len(whole), len(pids), blockOnceChain)
+	if missing > 0 {
+		t.Errorf("%d of %d runs' blocks carry the whole chain %v, every frame named, and %d the marker of a switch the kernel did not report",
+			len(whole), len(pids), blockOnceChain, len(unreported))
 	}
-	within(t, "blocks with the whole chain", inChain, truth, 0.05)
+	// A kernel that leaves switches out does so rarely; more is a switch
+	// program that misses switch-ins.
+	if len(unreported) > len(pids)/10 {
+		t.Errorf("%d of %d runs' blocks ended in a switch the kernel did not report", len(unreported), len(pids))
+	}
+	within(t, "blocks with the whole chain, and those the kernel did not report", inChain+inUnreported, truth, 0.05)
 }
+
+// unreportedFrame is the marker in place of both stacks of a block whose
+// end no sched_switch reported.
+var unreportedFrame = "[kernel stack lost: " + tracer.StackLostReason(tracer.StackUnreported) + "]"
 
 // allNamed reports whether every location of s has a function name, the
 // vDSO's code that its image names no function for excepted: the pvclock
