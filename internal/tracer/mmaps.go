@@ -52,14 +52,14 @@ type mmapRecorder struct {
 	epfd     int
 	stopFD   int // an eventfd: written by close, wakes the reader
 	buildIDs bool
-	apply    func(recs []mmapRecord)
+	apply    func(recs []mmapRecord, images map[uint32]imageTimes)
 	wg       sync.WaitGroup
 
 	mu  sync.Mutex // one reader of the rings at a time (read, flush)
 	buf []byte
 
 	records, lost atomic.Uint64
-	images        map[uint32]imageTimes // applyMmapRecords's, under mu
+	images        map[uint32]imageTimes // handed to apply, under mu
 }
 
 // mmapRecord is one record, decoded.
@@ -102,7 +102,7 @@ func openMmapEvent(cpu int, buildID bool) (int, error) {
 // newMmapRecorder opens one event per CPU, with build IDs if the kernel
 // takes attr.build_id (decided by opening the event, not by version), and
 // starts reading them into apply.
-func newMmapRecorder(cpus []int, apply func([]mmapRecord)) (*mmapRecorder, error) {
+func newMmapRecorder(cpus []int, apply func([]mmapRecord, map[uint32]imageTimes)) (*mmapRecorder, error) {
 	r := &mmapRecorder{apply: apply, epfd: -1, stopFD: -1, buildIDs: true}
 	ok := false
 	defer func() {
@@ -185,7 +185,10 @@ func (r *mmapRecorder) flush() {
 		return
 	}
 	slices.SortStableFunc(recs, func(a, b mmapRecord) int { return cmp.Compare(a.time, b.time) })
-	r.apply(recs)
+	if r.images == nil || len(r.images) >= maxImageTimes {
+		r.images = map[uint32]imageTimes{}
+	}
+	r.apply(recs, r.images)
 }
 
 // readRing decodes the records between the ring's tail and head.
@@ -369,15 +372,14 @@ const maxImageTimes = 8192
 // its file held. The unwinder is then asked once for each process changed.
 // Where the tracer profiles some processes only, records of processes it
 // does not know are left out (their samples read /proc as before).
-func (t *Tracer) applyMmapRecords(recs []mmapRecord) {
+//
+// images is the recorder's (mmapRecorder.images), passed in by its flush:
+// the recorder's first flush can run before Start has stored the recorder
+// in t.mmaps.
+func (t *Tracer) applyMmapRecords(recs []mmapRecord, images map[uint32]imageTimes) {
 	filtered := len(t.cfg.PIDs) > 0 || t.cfg.FollowForks || len(t.cfg.Cgroups) > 0
 	self := uint32(os.Getpid())
 	changed, invalidate := map[uint32]bool{}, map[uint32]bool{}
-	images := t.mmaps.images // under the recorder's mu (flush)
-	if images == nil || len(images) >= maxImageTimes {
-		images = map[uint32]imageTimes{}
-		t.mmaps.images = images
-	}
 	for i := range recs {
 		rec := &recs[i]
 		pid := int(rec.pid)

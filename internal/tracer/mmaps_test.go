@@ -206,22 +206,22 @@ func TestExecRecordReadLate(t *testing.T) {
 			}
 		}
 	}
-	tr := &Tracer{procs: procs, mmaps: &mmapRecorder{}}
+	tr, images := &Tracer{procs: procs}, map[uint32]imageTimes{}
 	mapped := mmapRecord{typ: unix.PERF_RECORD_MMAP2, time: 200, pid: uint32(pid), tid: uint32(pid), m: *exe}
 	execAt := func(ns uint64) mmapRecord {
 		return mmapRecord{typ: unix.PERF_RECORD_COMM, time: ns, pid: uint32(pid), tid: uint32(pid), exec: true, comm: "sleep"}
 	}
-	tr.applyMmapRecords([]mmapRecord{mapped})
-	tr.applyMmapRecords([]mmapRecord{execAt(100)})
+	tr.applyMmapRecords([]mmapRecord{mapped}, images)
+	tr.applyMmapRecords([]mmapRecord{execAt(100)}, images)
 	if p := procs.Get(pid); p == nil || !hasMapping(p, filepath.Base(bin)) {
 		t.Fatalf("an exec record read after a later mapping of the new image dropped it: %+v", p)
 	}
-	tr.applyMmapRecords([]mmapRecord{execAt(300)})
+	tr.applyMmapRecords([]mmapRecord{execAt(300)}, images)
 	if p := procs.Get(pid); p == nil || len(p.Mappings) != 0 {
 		t.Fatalf("an exec record newer than every mapping kept the old image's mappings: %+v", p)
 	}
 	// A mapping older than the exec applied is the old image's, read late.
-	tr.applyMmapRecords([]mmapRecord{mapped})
+	tr.applyMmapRecords([]mmapRecord{mapped}, images)
 	if p := procs.Get(pid); p == nil || len(p.Mappings) != 0 {
 		t.Fatalf("a mapping record older than the exec was applied: %+v", p)
 	}
