@@ -70,6 +70,17 @@ var StatNames = [...]string{
 	emberStatSTAT_OFFCPU_SWITCH_IN_UNSEEN: "offcpu_switch_in_unseen",
 }
 
+// UnwindTruncatedStat names the counter of table walks that stopped early
+// for reason r, an enum unwind_reason (unwind.Reason): "" for
+// REASON_COMPLETE and values past the enum. User space counts the walks of
+// stack copies under the same names.
+func UnwindTruncatedStat(r uint8) string {
+	if r == 0 || int(r) >= NumUnwindReasons {
+		return ""
+	}
+	return StatNames[emberStatSTAT_UNWIND_NO_MAPPING+emberStat(r)-1]
+}
+
 // sample_key.user_flags: the low byte is the unwind.Reason a table walk
 // stopped with; UserStackHashed says the stack is in the hashed_ustacks map.
 const (

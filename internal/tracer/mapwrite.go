@@ -1,6 +1,7 @@
 package tracer
 
-// Writing a table's entries into the kernel's array maps.
+// Writing a table's entries into the kernel's array maps, and reading them
+// back.
 
 import (
 	"encoding/binary"
@@ -71,7 +72,35 @@ const mappedChunk = 1 << 20
 // mapped (kernel/bpf/arraymap.c: remap_vmalloc_range): the unwind rows alone
 // would add 24 MiB to Ember's resident set, whatever the tables in use.
 func writeMapped(m *ebpf.Map, first uint32, data []byte, size int) error {
-	n := len(data) / size
+	return eachMapped(m, first, len(data)/size, size, unix.PROT_READ|unix.PROT_WRITE, func(i int, v []byte) {
+		copy(v, data[i*size:(i+1)*size])
+	})
+}
+
+// readArray reads n entries of size bytes from an array map from index
+// first, packed: what writeArray wrote there.
+func readArray(m *ebpf.Map, first uint32, n, size int) ([]byte, error) {
+	data := make([]byte, n*size)
+	if m.Flags()&bpfFMmapable != 0 {
+		err := eachMapped(m, first, n, size, unix.PROT_READ, func(i int, v []byte) {
+			copy(data[i*size:(i+1)*size], v)
+		})
+		return data, err
+	}
+	v := make([]byte, size)
+	for i := range n {
+		if err := m.Lookup(first+uint32(i), &v); err != nil {
+			return nil, fmt.Errorf("entry %d of %s: %w", first+uint32(i), m, err)
+		}
+		copy(data[i*size:], v)
+	}
+	return data, nil
+}
+
+// eachMapped calls fn with entries first to first+n of an mmapable array
+// map, each as its size bytes in a mapping of the pages it falls in (prot),
+// mapped a chunk at a time and unmapped once fn has seen the chunk.
+func eachMapped(m *ebpf.Map, first uint32, n, size, prot int, fn func(i int, v []byte)) error {
 	// The kernel lays array values out 8-byte aligned
 	// (kernel/bpf/arraymap.c: elem_size = round_up(value_size, 8)).
 	stride := int64((size + 7) &^ 7)
@@ -83,13 +112,14 @@ func writeMapped(m *ebpf.Map, first uint32, data []byte, size int) error {
 		end := (int64(first) + int64(hi)) * stride
 		off := start &^ (page - 1)
 		length := (end - off + page - 1) &^ (page - 1)
-		mem, err := unix.Mmap(m.FD(), off, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		mem, err := unix.Mmap(m.FD(), off, int(length), prot, unix.MAP_SHARED)
 		if err != nil {
 			return fmt.Errorf("map entries %d to %d of %s: %w", int64(first)+int64(lo), int64(first)+int64(hi), m, err)
 		}
 		b := mem[start-off:]
 		for i := lo; i < hi; i++ {
-			copy(b[int64(i-lo)*stride:], data[i*size:(i+1)*size])
+			at := int64(i-lo) * stride
+			fn(i, b[at:at+int64(size)])
 		}
 		if err := unix.Munmap(mem); err != nil {
 			return fmt.Errorf("unmap entries of %s: %w", m, err)

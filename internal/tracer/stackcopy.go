@@ -104,6 +104,9 @@ type stackCopies struct {
 	// (mmapRecorder.flush).
 	flushMmaps        func()
 	copies, notWalked atomic.Uint64
+	// truncated counts, in samples, the copies whose walk stopped early,
+	// by unwind.Reason: the kernel's walks are counted by its stats.
+	truncated [bpf.NumUnwindReasons]atomic.Uint64
 }
 
 func newStackCopies(t *Tracer) (*stackCopies, error) {
@@ -401,20 +404,58 @@ func (u *unwinder) viewOf(pid uint32, entry []byte) *unwind.Maps {
 		if !ok {
 			return
 		}
-		t, err, ok := u.cache.Get(key)
-		if !ok || err != nil {
-			return // its mappings stop the walk (bad table), as said
+		var e *unwind.Encoded
+		if t, err, ok := u.cache.Get(key); ok && err == nil {
+			e, err = t.Encoded()
+			if err != nil {
+				return // its mappings stop the walk (bad table), counted
+			}
+		} else {
+			// Not in the cache: evicted while the kernel still walks
+			// with it (libc's, in a long whole-system recording, by
+			// larger tables built since), or never kept (larger than
+			// the cache's budget). The kernel's maps hold it.
+			if e, err = u.kernelTable(id, key); err != nil {
+				slog.Debug("read a table back for stack copies", "pid", pid, "err", err)
+				return
+			}
 		}
-		if e, err := t.Encoded(); err == nil {
-			_ = m.ShareTable(id, e)
-		}
+		_ = m.ShareTable(id, e)
 	}
 	return m
 }
 
+// kernelTable reads back from the maps the table of key loaded at id: the
+// bytes the kernel walks with. The table is held in place while it is read.
+func (u *unwinder) kernelTable(id uint32, key string) (*unwind.Encoded, error) {
+	u.mu.Lock()
+	lt := u.tables[key]
+	if lt == nil || lt.id != id {
+		u.mu.Unlock()
+		return nil, fmt.Errorf("table %d of %s is no longer loaded", id, key)
+	}
+	lt.refs++
+	ti := lt.info
+	u.mu.Unlock()
+	defer u.release([]*loadedTable{lt})
+	e := &unwind.Encoded{Arch: ti.Arch, Base: ti.Base}
+	var err error
+	if e.Rows, err = readArray(u.objs.UnwindRows, ti.FirstRow, int(ti.NumRows), unwind.RowSize); err != nil {
+		return nil, fmt.Errorf("read rows of table %d: %w", id, err)
+	}
+	if e.Rules, err = readArray(u.objs.UnwindRules, ti.FirstRule, int(ti.NumRules), unwind.RuleSize); err != nil {
+		return nil, fmt.Errorf("read rules of table %d: %w", id, err)
+	}
+	if e.Pages, err = readArray(u.objs.UnwindPages, ti.FirstPage, int(ti.NumPages), unwind.PageSize); err != nil {
+		return nil, fmt.Errorf("read pages of table %d: %w", id, err)
+	}
+	return e, nil
+}
+
 // fill sets the user stack of s from the walk of copy id; a copy that could
 // not be walked is counted (unwind_stack_copy_not_walked, in samples) and
-// marked (StackCopyNotWalked).
+// marked (StackCopyNotWalked), and a walk that stopped early is counted
+// by its reason, as the kernel counts its own walks (the drain marks it).
 func (s *stackCopies) fill(smp *Sample, walked map[uint64]walkedCopy, id int64, count uint64) {
 	w, ok := walked[uint64(id)]
 	if s == nil || !ok || w.failed || len(w.pcs) == 0 {
@@ -425,4 +466,7 @@ func (s *stackCopies) fill(smp *Sample, walked map[uint64]walkedCopy, id int64, 
 		return
 	}
 	smp.User, smp.UserTables, smp.UserReason = w.pcs, true, w.reason
+	if w.reason != unwind.ReasonComplete && int(w.reason) < len(s.truncated) {
+		s.truncated[w.reason].Add(count)
+	}
 }

@@ -2,11 +2,16 @@ package tracer
 
 import (
 	"encoding/binary"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emberprof/ember/bpf"
+	"github.com/emberprof/ember/internal/proc"
+	"github.com/emberprof/ember/internal/testutil"
 	"github.com/emberprof/ember/unwind"
 )
 
@@ -79,6 +84,15 @@ func TestStackCopyNotWalkedCountedAndMarked(t *testing.T) {
 		t.Errorf("walked copy: %+v", ok)
 	}
 	s.fill(&lost, got, 2, 3)
+	cut := map[uint64]walkedCopy{4: {pcs: []uint64{0x401000}, reason: unwind.ReasonBadTable}}
+	var truncated Sample
+	s.fill(&truncated, cut, 4, 6)
+	if truncated.UserReason != unwind.ReasonBadTable || len(truncated.User) != 1 {
+		t.Errorf("truncated walk: %+v", truncated)
+	}
+	if n := s.truncated[unwind.ReasonBadTable].Load(); n != 6 {
+		t.Errorf("copies truncated at a bad table: %d samples, want 6", n)
+	}
 	var never Sample
 	s.fill(&never, got, 3, 5)
 	if lost.UserErr != StackCopyNotWalked || never.UserErr != StackCopyNotWalked || lost.User != nil {
@@ -159,5 +173,88 @@ func TestOnCPUCopyBytes(t *testing.T) {
 		if got := onCPUCopyBytes(c.cfg, c.cpus); got != c.want {
 			t.Errorf("%+v on %d CPUs: %d bytes, want %d", c.cfg, c.cpus, got, c.want)
 		}
+	}
+}
+
+// TestUnwindTruncatedStatNames: each reason a walk stops for names its
+// kernel counter, under which the copies' walks are counted too.
+func TestUnwindTruncatedStatNames(t *testing.T) {
+	for r := unwind.ReasonNoMapping; r <= unwind.ReasonBadTable; r++ {
+		want := "unwind_truncated_" + strings.ReplaceAll(r.String(), "-", "_")
+		if got := bpf.UnwindTruncatedStat(uint8(r)); got != want {
+			t.Errorf("reason %v: counter %q, want %q", r, got, want)
+		}
+	}
+	if got := bpf.UnwindTruncatedStat(uint8(unwind.ReasonComplete)); got != "" {
+		t.Errorf("a complete walk has counter %q", got)
+	}
+}
+
+// TestStackCopyWalkedWithTablesNotCached: the copies of new processes are
+// walked with the tables the kernel walks with even when the cache of built
+// tables no longer holds them (here it keeps none): they are read back from
+// the maps. Before, such a walk stopped at its first frame, "bad table" (a
+// whole-system recording whose cache had evicted libc's table for larger
+// ones built since).
+func TestStackCopyWalkedWithTablesNotCached(t *testing.T) {
+	requireBPF(t)
+	bin := testutil.BuildC(t, filepath.Join(t.TempDir(), "chain"), []string{"-O2", "-g", "-fomit-frame-pointer"}, "unwind/chain.c")
+	procs := proc.NewTable()
+	defer procs.Close()
+	tr, err := Start(Config{Frequency: 999, OnCPU: true, Unwind: UnwindTables, UnwindCacheBytes: 1}, procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.copies == nil {
+		t.Fatal("no stack copies on a whole-system table walker")
+	}
+	pids := map[uint32]bool{}
+	var samples []Sample
+	for i := 0; i < 30 && (i < 10 || tr.copies.copies.Load() < 20); i++ {
+		w := exec.Command(bin, "0.02")
+		if err := w.Run(); err != nil {
+			t.Fatal(err)
+		}
+		pids[uint32(w.Process.Pid)] = true
+		out, err := tr.Drain()
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples = append(samples, out...)
+	}
+	out, err := tr.DrainAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples = append(samples, out...)
+	var n, whole uint64
+	shown := 0
+	for _, s := range samples {
+		if !pids[s.PID] {
+			continue
+		}
+		n += s.Count
+		// chain's user stacks: its own frames, then libc's
+		// __libc_start_call_main and __libc_start_main, then _start.
+		if s.UserTables && s.UserReason == unwind.ReasonComplete && len(s.User) >= 4 {
+			whole += s.Count
+		} else if shown++; shown <= 5 {
+			t.Logf("pid %d: user stack %x, walked with tables %v, %v", s.PID, s.User, s.UserTables, s.UserReason)
+		}
+	}
+	copies := tr.copies.copies.Load()
+	t.Logf("%d runs: %d samples, %d with whole table walks; %d stack copies", len(pids), n, whole, copies)
+	if copies == 0 {
+		t.Fatal("no process's samples were copied: the test proves nothing")
+	}
+	// Other reasons stay possible: a sample in execve, its registers still
+	// the parent's image (no mapping), or in the dynamic loader's first
+	// instructions.
+	if c := tr.copies.truncated[unwind.ReasonBadTable].Load(); c > 0 {
+		t.Errorf("%d samples' copies truncated at a table the view lacks", c)
+	}
+	if n == 0 || float64(whole) < 0.95*float64(n) {
+		t.Errorf("%d of %d samples walked whole, want 95%%", whole, n)
 	}
 }

@@ -271,11 +271,50 @@ func TestWriteMappedArray(t *testing.T) {
 			for k := uint32(first); k < first+n; k += 997 {
 				check(k, 'w')
 			}
+			// Read back, packed, as written.
+			back, err := readArray(m, first, n, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(back, data) {
+				t.Error("entries read back through mappings differ from those written")
+			}
 			check(first+n-1, 'w')
 			for _, k := range []uint32{0, first - 1, first + n, entries - 1} {
 				check(k, 'n')
 			}
 		})
+	}
+}
+
+// TestReadArrayBySyscall: a map that cannot be mapped is read back entry by
+// entry, packed, as writeArray wrote it.
+func TestReadArrayBySyscall(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := Preflight(""); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var data []byte
+	for k := range uint32(300) {
+		data = binary.LittleEndian.AppendUint32(data, k*7+1)
+	}
+	if err := writeArray(m, 100, data, 4); err != nil {
+		t.Fatal(err)
+	}
+	back, err := readArray(m, 100, 300, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back, data) {
+		t.Errorf("read back %x..., want %x...", back[:16], data[:16])
+	}
+	if _, err := readArray(m, 900, 200, 4); err == nil {
+		t.Error("reading past the map's end succeeded")
 	}
 }
 
