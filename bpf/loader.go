@@ -170,8 +170,8 @@ type Objects struct {
 	KnownPIDs     *ebpf.Map
 	Events        *ebpf.Map
 	// OffCPUHot holds each thread's hot off-CPU record (struct offcpu_hot,
-	// thread.bpf.h) by thread ID when HotByTID, a record of OffCPUHotSize
-	// bytes whose first 8 are the start of the block in progress.
+	// thread.bpf.h) by thread ID when HotByTID: 16 bytes (the map's value
+	// size), whose first 8 are the start of the block in progress.
 	OffCPUHot *ebpf.Map
 	HotByTID  bool
 

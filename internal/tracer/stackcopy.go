@@ -247,7 +247,7 @@ func (s *stackCopies) loaded(pid uint32, w *loadedEntry, loadErr error) {
 	switch {
 	case loadErr != nil:
 	case w != nil:
-		m, key = s.unw.viewOf(pid, w.entry), w.key
+		m, key = s.unw.viewOf(pid, w.entry, w.tables), w.key
 	default: // the entry there was left as it was
 		var err error
 		if m, err = s.unw.view(pid); err != nil {
@@ -380,24 +380,25 @@ func (u *unwinder) hasEntry(pid uint32) bool {
 // reads them: the entry as written, and each table it names at its id,
 // encoded when a walk first reaches it (Maps.Fill), so that a view holds
 // the few tables its copies' walks pass through, not every library the
-// process maps. It runs on the worker, right after pid's load, so the entry
-// and its tables' ids are those the kernel walks with.
+// process maps. The entry and its tables' ids are read together, under the
+// lock its load writes them with: a load or an unload of pid on the other
+// worker between the two made a view whose ids name no table, and its walks
+// stopped at their first frame ("bad table": a process that exited right
+// after its block, in TestOffCPUBlockOnce).
 func (u *unwinder) view(pid uint32) (*unwind.Maps, error) {
 	var entry []byte
-	if err := u.objs.UnwindProcs.Lookup(pid, &entry); err != nil {
+	u.mu.Lock()
+	err := u.objs.UnwindProcs.Lookup(pid, &entry)
+	ids := tableKeys(u.pids[pid])
+	u.mu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("read unwind_procs[%d]: %w", pid, err)
 	}
-	return u.viewOf(pid, entry), nil
+	return u.viewOf(pid, entry, ids), nil
 }
 
-// viewOf is view with pid's entry given.
-func (u *unwinder) viewOf(pid uint32, entry []byte) *unwind.Maps {
-	u.mu.Lock()
-	byID := make(map[uint32]string, len(u.pids[pid]))
-	for _, lt := range u.pids[pid] {
-		byID[lt.id] = lt.key
-	}
-	u.mu.Unlock()
+// viewOf is view of pid's entry, naming the tables byID (id -> key).
+func (u *unwinder) viewOf(pid uint32, entry []byte, byID map[uint32]string) *unwind.Maps {
 	m := &unwind.Maps{Procs: map[uint32][]byte{pid: entry}}
 	m.Fill = func(id uint32) {
 		key, ok := byID[id]

@@ -258,3 +258,51 @@ func TestStackCopyWalkedWithTablesNotCached(t *testing.T) {
 		t.Errorf("%d of %d samples walked whole, want 95%%", whole, n)
 	}
 }
+
+// TestViewOfLoadOutlivesExit: the copies waiting for a load are walked with
+// a view of the entry it wrote, built after the load returns; the process's
+// exit can unload it in between (on the other worker). The view must still
+// name every table the entry does. It read them from the process's current
+// tables, gone by then, and each walk stopped at its first frame ("bad
+// table": a process that exited right after its block, TestOffCPUBlockOnce).
+func TestViewOfLoadOutlivesExit(t *testing.T) {
+	tr, _, pid := traceChain(t)
+	u := tr.unw
+	var w *loadedEntry
+	for deadline := time.Now().Add(10 * time.Second); w == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no load of pid %d wrote an entry within 10 s", pid)
+		}
+		u.lockPID(pid)
+		u.unload(pid) // so that the load writes the entry again
+		var err error
+		w, err = u.load(pid)
+		u.unlockPID(pid)
+		if err != nil {
+			t.Logf("load: %v", err)
+		}
+	}
+	u.lockPID(pid)
+	u.unload(pid) // its exit, before the waiting copies' view is built
+	u.unlockPID(pid)
+	m := u.viewOf(pid, w.entry, w.tables)
+	n := binary.LittleEndian.Uint32(w.entry)
+	tabled := 0
+	for i := range n {
+		e := w.entry[8+i*unwind.MappingSize:]
+		id, flags := binary.LittleEndian.Uint32(e[24:]), binary.LittleEndian.Uint32(e[28:])
+		if flags&unwind.MappingFramePointers != 0 {
+			continue
+		}
+		tabled++
+		m.Fill(id)
+		var ti unwind.TableInfo
+		off := int(id) * unwind.TableInfoSize
+		if len(m.Tables) < off+unwind.TableInfoSize || ti.UnmarshalBinary(m.Tables[off:off+unwind.TableInfoSize]) != nil || ti.NumPages == 0 {
+			t.Errorf("mapping %d: the view lacks table %d", i, id)
+		}
+	}
+	if tabled < 2 {
+		t.Errorf("the entry names %d tables, want the program's and libc's at least", tabled)
+	}
+}

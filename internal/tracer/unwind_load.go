@@ -13,14 +13,15 @@ import (
 // found, the entry encoded and written, and what was written handed to the
 // stack copies that waited for it.
 
-// loadedEntry is an unwind_procs entry a load wrote, and the mappings' key
-// (mapsKey) it was built from. The copies waiting for the load are walked
+// loadedEntry is an unwind_procs entry a load wrote, the mappings' key
+// (mapsKey) it was built from, and the tables it names. The copies waiting for the load are walked
 // with it, not with a reading of the map back: the mappings' records, read
 // a moment later, may have deleted the entry again (invalidate), and a
 // process of 50 ms is gone before the next load, its copies with it.
 type loadedEntry struct {
-	entry []byte
-	key   string
+	entry  []byte
+	key    string
+	tables map[uint32]string // the keys of the tables it names, by id
 }
 
 // load writes the unwind_procs entry of pid, building and loading the
@@ -170,7 +171,19 @@ func (u *unwinder) loadImage(pid uint32) (*loadedEntry, error) {
 	}
 	u.written[pid] = mk
 	slog.Debug("unwind tables loaded", "pid", pid, "mappings", len(ms), "tables", len(used))
-	return &loadedEntry{entry: b, key: mk}, nil
+	return &loadedEntry{entry: b, key: mk, tables: tableKeys(used)}, nil
+}
+
+// tableKeys maps the ids of tables lts to their keys: what a view of an
+// entry that names them needs (unwinder.viewOf), taken with the entry, as
+// the process's tables can change (a load) or go (its exit's unload) right
+// after.
+func tableKeys(lts []*loadedTable) map[uint32]string {
+	m := make(map[uint32]string, len(lts))
+	for _, lt := range lts {
+		m[lt.id] = lt.key
+	}
+	return m
 }
 
 // release drops references taken by mapping.
