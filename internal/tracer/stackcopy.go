@@ -369,6 +369,21 @@ func (s *stackCopies) forget(pids []int) {
 	}
 }
 
+// addStats adds the copies' losses to the kernel's counters in out: those
+// not walked, and those whose walk stopped early, under the names of the
+// kernel walker's reasons. s may be nil (no copies).
+func (s *stackCopies) addStats(out map[string]uint64) {
+	if s == nil {
+		return
+	}
+	out["unwind_stack_copy_not_walked"] += s.notWalked.Load()
+	for r := range s.truncated {
+		if name := bpf.UnwindTruncatedStat(uint8(r)); name != "" {
+			out[name] += s.truncated[r].Load()
+		}
+	}
+}
+
 // hasEntry says pid's unwind_procs entry is written.
 func (u *unwinder) hasEntry(pid uint32) bool {
 	u.mu.Lock()

@@ -592,13 +592,6 @@ func (t *Tracer) Stats() (map[string]uint64, error) {
 	out["drain_stack_lookup_failed"] = t.drainLookupFailed.Load()
 	out["unwind_fp_fallback"] = t.fpFallbacks.Load()
 	out["unwind_stack_copy_not_walked"] = 0
-	if t.copies != nil {
-		out["unwind_stack_copy_not_walked"] = t.copies.notWalked.Load()
-		for r := range t.copies.truncated {
-			if name := bpf.UnwindTruncatedStat(uint8(r)); name != "" {
-				out[name] += t.copies.truncated[r].Load()
-			}
-		}
-	}
+	t.copies.addStats(out)
 	return out, nil
 }
