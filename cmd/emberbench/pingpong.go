@@ -24,6 +24,8 @@ const (
 	windowLen   = 3 * time.Second        // one measured window
 	settle      = 500 * time.Millisecond // after a profiler attaches or exits
 	attachLimit = 60 * time.Second       // for a profiler to attach
+	exitLimit   = 60 * time.Second       // for a profiler to exit after SIGINT
+	resendEvery = 10 * time.Second       // SIGINT again while it has not
 )
 
 // timeline is pingpong's "timeline" line: round trips per bucket from start.
@@ -240,17 +242,46 @@ func (b *bench) attachedWindow(ctx context.Context, cfg string, pid int) (window
 	w := window{cfg: cfg, a: monotonic()}
 	time.Sleep(windowLen)
 	w.b = monotonic()
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		return window{}, err
-	}
 	go func() {
 		for range lines {
 		}
 	}()
-	if err := cmd.Wait(); err != nil {
+	killed, err := interrupt(cmd, resendEvery, exitLimit)
+	if err != nil {
 		return window{}, fmt.Errorf("%s: %w%s", strings.Join(argv, " "), err, tail(stderr.String()))
 	}
+	if killed {
+		// The window was measured before the signal; only the
+		// profiler's own output, which no row uses, is lost.
+		b.warnf("off-CPU: %s did not exit within %v of SIGINT; killed", argv[0], exitLimit)
+	}
 	return w, nil
+}
+
+// interrupt ends a profiler at the end of its window with SIGINT and waits
+// for it, at most limit, then kills it. bpftrace has been seen to miss a
+// SIGINT and wait forever, the bench with it: the signal is sent again every
+// resendEvery until the process exits.
+func interrupt(cmd *exec.Cmd, resendEvery, limit time.Duration) (killed bool, err error) {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	resend := time.NewTicker(resendEvery)
+	defer resend.Stop()
+	deadline := time.After(limit)
+	for {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return false, err
+		}
+		select {
+		case err := <-exited:
+			return false, err
+		case <-resend.C:
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-exited
+			return true, nil
+		}
+	}
 }
 
 // hasTracingLink reports whether process pid holds a BPF link of a
